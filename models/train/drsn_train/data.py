@@ -1,0 +1,147 @@
+"""Recordings, the 80/20 time split, and frame sampling.
+
+Every recording is cut once by time: the first 80 % feeds training, the last
+20 % testing, and frames never straddle the cut because each side is framed
+on its own.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.io import wavfile
+from scipy.signal import resample_poly
+
+FRAME = 2048
+RATE = 12_000
+TRAIN_FRACTION = 0.8
+
+# (id, description) in the order of the model's output.
+CLASSES = [
+    ("Normal", "healthy bearing"),
+    ("B_7", "ball fault, 0.007 in"),
+    ("B_14", "ball fault, 0.014 in"),
+    ("B_21", "ball fault, 0.021 in"),
+    ("IR_7", "inner race fault, 0.007 in"),
+    ("IR_14", "inner race fault, 0.014 in"),
+    ("IR_21", "inner race fault, 0.021 in"),
+    ("OR6_7", "outer race fault at 6:00, 0.007 in"),
+    ("OR6_14", "outer race fault at 6:00, 0.014 in"),
+    ("OR6_21", "outer race fault at 6:00, 0.021 in"),
+]
+CLASS_IDS = [c for c, _ in CLASSES]
+LOADS = {1797: 0, 1772: 1, 1750: 2}  # rpm -> motor load in hp
+
+
+@dataclass
+class Recording:
+    name: str
+    label: int
+    load: int | None  # hp, or None when unknown (user data)
+    train: np.ndarray  # first 80 %, float32 at RATE
+    test: np.ndarray  # last 20 %
+
+
+def read_wav(path: str) -> tuple[int, np.ndarray]:
+    """Mono float32 samples in the file's own units (g for CWRU)."""
+    rate, x = wavfile.read(path)
+    if x.ndim > 1:
+        x = x[:, 0]
+    if np.issubdtype(x.dtype, np.integer):
+        x = x.astype(np.float32) / float(np.iinfo(x.dtype).max)
+    return rate, x.astype(np.float32)
+
+
+def to_model_rate(rate: int, x: np.ndarray, path: str) -> np.ndarray:
+    if rate == RATE:
+        return x
+    if rate % RATE != 0:
+        g = np.gcd(rate, RATE)
+        return resample_poly(x, RATE // g, rate // g).astype(np.float32)
+    # resample_poly low-pass filters (Kaiser FIR) before decimating: a proper
+    # anti-alias filter, unlike taking every 4th sample.
+    return resample_poly(x, 1, rate // RATE).astype(np.float32)
+
+
+def split(name: str, label: int, load: int | None, x: np.ndarray) -> Recording:
+    cut = int(len(x) * TRAIN_FRACTION)
+    return Recording(name, label, load, x[:cut], x[cut:])
+
+
+_CWRU = re.compile(r"^(\d{4})_(.+)\.wav$")
+
+
+def load_cwru(root: str) -> list[Recording]:
+    """The 10-class task from ../shared/cwru (12 kHz drive end, 3 loads)."""
+    recs = []
+    for fname in sorted(os.listdir(root)):
+        m = _CWRU.match(fname)
+        if not m:
+            continue
+        rpm, fault = int(m.group(1)), m.group(2)
+        fault = "Normal" if fault == "Normal_48k" else fault
+        if fault not in CLASS_IDS or rpm not in LOADS:
+            continue
+        path = os.path.join(root, fname)
+        rate, x = read_wav(path)
+        recs.append(split(fname, CLASS_IDS.index(fault), LOADS[rpm], to_model_rate(rate, x, path)))
+    missing = set(CLASS_IDS) - {CLASS_IDS[r.label] for r in recs}
+    if missing:
+        raise SystemExit(f"{root}: no recordings for classes {sorted(missing)}")
+    return recs
+
+
+def load_folders(root: str) -> list[Recording]:
+    """A user's own data: root/<class id>/*.wav, classes in CLASSES order."""
+    recs = []
+    for label, cid in enumerate(CLASS_IDS):
+        d = os.path.join(root, cid)
+        if not os.path.isdir(d):
+            raise SystemExit(f"{root}: missing folder {cid}/ (one folder per class: {CLASS_IDS})")
+        for fname in sorted(os.listdir(d)):
+            if fname.lower().endswith(".wav"):
+                path = os.path.join(d, fname)
+                rate, x = read_wav(path)
+                recs.append(split(f"{cid}/{fname}", label, None, to_model_rate(rate, x, path)))
+    return recs
+
+
+def test_frames(recs: list[Recording], hop: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Every frame of every test segment at `hop`: deterministic, no straddling."""
+    xs, ys = [], []
+    for r in recs:
+        n = (len(r.test) - FRAME) // hop + 1
+        for i in range(max(n, 0)):
+            xs.append(r.test[i * hop : i * hop + FRAME])
+            ys.append(r.label)
+    return np.stack(xs).astype(np.float32), np.array(ys, dtype=np.int64)
+
+
+class TrainSampler:
+    """Class-balanced random crops from the training segments.
+
+    A class is drawn uniformly, then one of its recordings, then an offset, so
+    the short healthy recording weighs as much as each fault. A random speed
+    factor (time stretch) stands in for shaft speeds the loads did not cover.
+    """
+
+    def __init__(self, recs: list[Recording], seed: int, stretch: float = 0.04):
+        self.by_class = [[r.train for r in recs if r.label == c] for c in range(len(CLASSES))]
+        self.rng = np.random.default_rng(seed)
+        self.stretch = stretch
+
+    def batch(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        rng = self.rng
+        y = rng.integers(0, len(CLASSES), n)
+        out = np.empty((n, FRAME), dtype=np.float32)
+        grid = np.arange(FRAME, dtype=np.float64)
+        for i, c in enumerate(y):
+            segs = self.by_class[c]
+            seg = segs[rng.integers(0, len(segs))]
+            speed = 1.0 + rng.uniform(-self.stretch, self.stretch)
+            span = int(np.ceil(FRAME * speed)) + 1
+            start = rng.integers(0, len(seg) - span)
+            out[i] = np.interp(grid * speed, np.arange(span), seg[start : start + span])
+        return out, y.astype(np.int64)

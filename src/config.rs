@@ -1,0 +1,341 @@
+//! The TOML config (`/etc/drsn/drsnd.toml`): serde with `deny_unknown_fields`
+//! and kebab-case keys, so a typo is an error that names the key and line.
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// Exit code for a bad config or model (EX_CONFIG from sysexits.h).
+pub const EX_CONFIG: u8 = 78;
+
+pub const DEFAULT_MODEL_NAME: &str = "drsn-cw-cwru10.json";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Config {
+    /// Model manifest (.json) or ONNX file with its manifest beside it.
+    #[serde(default = "default_model")]
+    pub model: PathBuf,
+    /// Samples (at the model rate) between the starts of consecutive frames.
+    #[serde(default = "default_hop")]
+    pub hop: usize,
+    /// Frames run together when inference has fallen behind.
+    #[serde(default = "default_max_batch")]
+    pub max_batch: usize,
+    #[serde(default)]
+    pub socket: SocketConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+    #[serde(default, rename = "source")]
+    pub sources: Vec<SourceConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SocketConfig {
+    #[serde(default = "default_socket")]
+    pub path: PathBuf,
+    /// Octal permission bits, as a string ("0660").
+    #[serde(default = "default_mode")]
+    pub mode: String,
+    #[serde(default = "default_max_clients")]
+    pub max_clients: usize,
+    /// Messages buffered for each client before it starts missing some.
+    #[serde(default = "default_client_queue")]
+    pub client_queue: usize,
+    /// A client that misses more than this many messages in total is cut off.
+    #[serde(default = "default_max_missed")]
+    pub max_missed: u64,
+    /// A client whose socket accepts nothing for this long is cut off.
+    #[serde(default = "default_write_timeout_ms")]
+    pub write_timeout_ms: u64,
+    #[serde(default = "default_status_interval_ms")]
+    pub status_interval_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct LogConfig {
+    /// tracing filter, e.g. "info" or "drsnd=debug"; RUST_LOG wins if set.
+    #[serde(default = "default_log_level")]
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    Cpal,
+    Wav,
+    Raw,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Pace {
+    /// As the samples would arrive from a sensor.
+    #[default]
+    Realtime,
+    /// As fast as inference allows (nothing is dropped: the reader waits).
+    Fast,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawFormat {
+    F32le,
+    S16le,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SourceConfig {
+    pub kind: SourceKind,
+    /// One stream name per channel, in channel order; "" skips a channel.
+    #[serde(default = "default_streams")]
+    pub streams: Vec<String>,
+    /// cpal: device by ALSA id ("default", "hw:1,0", "plughw:...") or part of its description.
+    pub device: Option<String>,
+    /// cpal: requested rate (default: the device's); raw: the data's rate (required).
+    pub rate: Option<u32>,
+    /// cpal: requested channels; raw: channels in the data (default 1).
+    pub channels: Option<u16>,
+    /// cpal: fixed buffer size in frames (ALSA's default can be huge).
+    #[serde(default = "default_buffer_frames")]
+    pub buffer_frames: u32,
+    /// raw: sample format.
+    pub format: Option<RawFormat>,
+    /// wav: file; raw: file or FIFO, "-" for stdin.
+    pub path: Option<PathBuf>,
+    #[serde(default)]
+    pub pace: Pace,
+    /// wav: start again at the end.
+    #[serde(default, rename = "loop")]
+    pub looping: bool,
+    /// Multiplies samples into sensor units (e.g. g per full scale).
+    #[serde(default = "default_gain")]
+    pub gain: f32,
+    /// |sample| at or above this counts as clipped (default: full scale for
+    /// integer formats, none for float data).
+    pub clip_level: Option<f32>,
+    /// Capture ring size in seconds of audio.
+    #[serde(default = "default_ring_seconds")]
+    pub ring_seconds: f32,
+}
+
+fn default_model() -> PathBuf {
+    let dev = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("models")
+        .join(DEFAULT_MODEL_NAME);
+    if dev.exists() {
+        return dev;
+    }
+    Path::new("/usr/share/drsn/models").join(DEFAULT_MODEL_NAME)
+}
+fn default_hop() -> usize {
+    512
+}
+fn default_max_batch() -> usize {
+    8
+}
+fn default_socket() -> PathBuf {
+    PathBuf::from("/run/drsn/drsn.sock")
+}
+fn default_mode() -> String {
+    "0660".into()
+}
+fn default_max_clients() -> usize {
+    256
+}
+fn default_client_queue() -> usize {
+    1024
+}
+fn default_max_missed() -> u64 {
+    10_000
+}
+fn default_write_timeout_ms() -> u64 {
+    10_000
+}
+fn default_status_interval_ms() -> u64 {
+    2000
+}
+fn default_log_level() -> String {
+    "info".into()
+}
+fn default_streams() -> Vec<String> {
+    vec!["main".into()]
+}
+fn default_buffer_frames() -> u32 {
+    1024
+}
+fn default_gain() -> f32 {
+    1.0
+}
+fn default_ring_seconds() -> f32 {
+    4.0
+}
+
+impl Default for SocketConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("empty socket table uses defaults")
+    }
+}
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: default_log_level(),
+        }
+    }
+}
+impl Default for Config {
+    fn default() -> Self {
+        toml::from_str("").expect("empty config uses defaults")
+    }
+}
+
+/// A config problem, already phrased for the user (file, key, line).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("{}: cannot read config: {e}", path.display())))?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|s| {
+                    format!(
+                        " line {}",
+                        text[..s.start.min(text.len())].lines().count().max(1)
+                    )
+                })
+                .unwrap_or_default();
+            ConfigError(format!("{origin}{line}: {}", e.message()))
+        })?;
+        cfg.validate(text, origin)?;
+        Ok(cfg)
+    }
+
+    /// Checks values serde cannot: ranges and per-kind requirements.
+    pub fn validate(&self, text: &str, origin: &str) -> Result<(), ConfigError> {
+        let err = |key: &str, msg: String| {
+            ConfigError(format!(
+                "{origin}{}: key `{key}`: {msg}",
+                line_of(text, key)
+            ))
+        };
+        if self.hop == 0 {
+            return Err(err("hop", "must be at least 1".into()));
+        }
+        if self.max_batch == 0 || self.max_batch > 256 {
+            return Err(err(
+                "max-batch",
+                format!("{} is out of range 1..=256", self.max_batch),
+            ));
+        }
+        if parse_mode(&self.socket.mode).is_none() {
+            return Err(err(
+                "mode",
+                format!("{:?} is not an octal mode like \"0660\"", self.socket.mode),
+            ));
+        }
+        if self.socket.max_clients == 0 {
+            return Err(err("max-clients", "must be at least 1".into()));
+        }
+        if self.socket.client_queue < 2 {
+            return Err(err("client-queue", "must be at least 2".into()));
+        }
+        let mut names = std::collections::HashSet::new();
+        for s in &self.sources {
+            s.validate().map_err(|(key, msg)| err(key, msg))?;
+            for n in s.streams.iter().filter(|n| !n.is_empty()) {
+                if !names.insert(n.clone()) {
+                    return Err(err("streams", format!("stream name {n:?} is used twice")));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl SourceConfig {
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        if self.streams.iter().all(|s| s.is_empty()) {
+            return Err(("streams", "name at least one stream".into()));
+        }
+        if !(self.gain.is_finite() && self.gain != 0.0) {
+            return Err(("gain", format!("{} is not a usable gain", self.gain)));
+        }
+        if !(self.ring_seconds > 0.05 && self.ring_seconds <= 600.0) {
+            return Err((
+                "ring-seconds",
+                format!("{} is out of range 0.05..=600", self.ring_seconds),
+            ));
+        }
+        if let Some(r) = self.rate {
+            if !(1000..=768_000).contains(&r) {
+                return Err(("rate", format!("{r} Hz is out of range 1000..=768000")));
+            }
+        }
+        if let Some(c) = self.channels {
+            if c == 0 || c > 64 {
+                return Err(("channels", format!("{c} is out of range 1..=64")));
+            }
+        }
+        match self.kind {
+            SourceKind::Wav if self.path.is_none() => {
+                Err(("path", "a wav source needs `path`".into()))
+            }
+            SourceKind::Raw if self.path.is_none() => {
+                Err(("path", "a raw source needs `path` (\"-\" for stdin)".into()))
+            }
+            SourceKind::Raw if self.rate.is_none() => {
+                Err(("rate", "a raw source needs `rate`".into()))
+            }
+            SourceKind::Raw if self.format.is_none() => Err((
+                "format",
+                "a raw source needs `format` (f32le or s16le)".into(),
+            )),
+            SourceKind::Cpal if self.buffer_frames == 0 => {
+                Err(("buffer-frames", "must be at least 1".into()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// A short human label, e.g. "wav:/path/x.wav" or "cpal:default".
+    pub fn label(&self) -> String {
+        match self.kind {
+            SourceKind::Cpal => format!("cpal:{}", self.device.as_deref().unwrap_or("default")),
+            SourceKind::Wav => format!(
+                "wav:{}",
+                self.path.as_deref().unwrap_or(Path::new("")).display()
+            ),
+            SourceKind::Raw => format!(
+                "raw:{}",
+                self.path.as_deref().unwrap_or(Path::new("")).display()
+            ),
+        }
+    }
+}
+
+pub fn parse_mode(s: &str) -> Option<u32> {
+    let m = u32::from_str_radix(s.trim_start_matches("0o"), 8).ok()?;
+    (m <= 0o777).then_some(m)
+}
+
+/// " line N" for the first line that sets `key`, or "" if not found.
+fn line_of(text: &str, key: &str) -> String {
+    text.lines()
+        .position(|l| {
+            let l = l.trim_start();
+            l.strip_prefix(key)
+                .is_some_and(|r| r.trim_start().starts_with('='))
+        })
+        .map(|i| format!(" line {}", i + 1))
+        .unwrap_or_default()
+}

@@ -1,0 +1,312 @@
+//! `drsnd run`: wires source -> ring -> inference thread -> publisher, serves
+//! until SIGTERM/SIGINT, then stops capture, drains what was captured,
+//! publishes it, says goodbye and removes the socket.
+
+use crate::config::{parse_mode, Config};
+use crate::frame::{Assembler, Conditioning};
+use crate::infer::thread::StreamWorker;
+use crate::infer::Model;
+use crate::manifest::ModelFiles;
+use crate::notify::notify;
+use crate::protocol::{
+    Hello, ModelInfo, ModelRef, ResamplerState, StreamInfo, StreamStatus, PROTOCOL_VERSION,
+};
+use crate::publish::{self, Hub};
+use crate::ring::{ring, RingWriter};
+use crate::source::{self, Running, SourceStatus};
+use crate::stats::StreamStats;
+use anyhow::{bail, Context, Result};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Frames the inference threads may queue for the publisher before dropping.
+const PUBLISH_QUEUE: usize = 8192;
+
+/// One stream as the daemon tracks it.
+struct StreamHandle {
+    stats: Arc<StreamStats>,
+    source: Arc<SourceStatus>,
+}
+
+/// A loaded model plus everything built from the config, not yet started.
+pub struct Prepared {
+    cfg: Config,
+    model: Model,
+    streams: Vec<StreamHandle>,
+    workers: Vec<StreamWorker>,
+    starts: Vec<(
+        Box<dyn source::Source>,
+        Vec<Option<RingWriter>>,
+        Arc<SourceStatus>,
+    )>,
+    frames_rx: crossbeam_channel::Receiver<crate::protocol::FrameMsg>,
+    /// Raised first on shutdown: sources stop delivering.
+    source_stop: Arc<AtomicBool>,
+    /// Raised once sources are done: inference threads drain and exit.
+    stop: Arc<AtomicBool>,
+}
+
+/// An error in the config or model (exit 78) rather than at run time.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:#}")]
+pub struct SetupError(pub anyhow::Error);
+
+pub fn prepare(cfg: Config) -> Result<Prepared, SetupError> {
+    let files = ModelFiles::load(&cfg.model).map_err(SetupError)?;
+    let model = Model::load(&files, cfg.max_batch).map_err(SetupError)?;
+    tracing::info!(
+        "model {} {} ({}), {} Hz, frames of {}, {} threshold outputs",
+        model.manifest.name,
+        model.manifest.version,
+        files.onnx_path.display(),
+        model.manifest.sample_rate,
+        model.manifest.frame_length,
+        model.manifest.thresholds.len()
+    );
+    if cfg.sources.is_empty() {
+        return Err(SetupError(anyhow::anyhow!(
+            "no [[source]] configured and none given on the command line"
+        )));
+    }
+    let (tx, frames_rx) = crossbeam_channel::bounded(PUBLISH_QUEUE);
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut p = Prepared {
+        cfg: cfg.clone(),
+        model,
+        streams: Vec::new(),
+        workers: Vec::new(),
+        starts: Vec::new(),
+        frames_rx,
+        source_stop: Arc::new(AtomicBool::new(false)),
+        stop,
+    };
+    for sc in &cfg.sources {
+        p.add_source(sc, &tx).map_err(SetupError)?;
+    }
+    Ok(p)
+}
+
+impl Prepared {
+    fn add_source(
+        &mut self,
+        sc: &crate::config::SourceConfig,
+        tx: &crossbeam_channel::Sender<crate::protocol::FrameMsg>,
+    ) -> Result<()> {
+        let src = source::open(sc)?;
+        let (rate, channels) = (src.rate(), src.channels());
+        if sc.streams.len() > channels {
+            bail!(
+                "{}: {} streams named but the source has {channels} channel(s)",
+                sc.label(),
+                sc.streams.len()
+            );
+        }
+        let m = &self.model.manifest;
+        let status = Arc::new(SourceStatus::default());
+        let mut writers = Vec::new();
+        for c in 0..channels {
+            let name = sc.streams.get(c).filter(|n| !n.is_empty());
+            let Some(name) = name else {
+                writers.push(None);
+                continue;
+            };
+            let capacity = ((rate as f32 * sc.ring_seconds) as usize).max(m.frame_length);
+            let (writer, reader) = ring(capacity);
+            let cond = Conditioning {
+                source_rate: rate,
+                model_rate: m.sample_rate,
+                gain: sc.gain,
+                clip_level: sc.clip_level.unwrap_or(src.full_scale()),
+            };
+            let assembler = Assembler::new(cond, m.frame_length, self.cfg.hop)?;
+            let mut stats = StreamStats::new(
+                name,
+                &sc.label(),
+                rate,
+                c,
+                self.cfg.hop,
+                writer.counters().clone(),
+            );
+            stats.resampler = assembler.resampling();
+            let stats = Arc::new(stats);
+            self.workers.push(StreamWorker {
+                reader,
+                assembler,
+                model: self.model.fork()?,
+                stats: stats.clone(),
+                tx: tx.clone(),
+                stop: self.stop.clone(),
+                stall: Arc::new(AtomicBool::new(false)),
+            });
+            self.streams.push(StreamHandle {
+                stats,
+                source: status.clone(),
+            });
+            writers.push(Some(writer));
+        }
+        self.starts.push((src, writers, status));
+        Ok(())
+    }
+
+    fn hello(&self) -> Hello {
+        Hello {
+            protocol: PROTOCOL_VERSION,
+            daemon: format!("drsnd {}", env!("CARGO_PKG_VERSION")),
+            model: ModelInfo::from(&self.model.manifest),
+            streams: self
+                .streams
+                .iter()
+                .map(|s| StreamInfo {
+                    name: s.stats.name.clone(),
+                    source: s.stats.source.clone(),
+                    channel: s.stats.channel,
+                    source_rate: s.stats.source_rate,
+                    hop: s.stats.hop,
+                })
+                .collect(),
+        }
+    }
+}
+
+fn stream_status(s: &StreamHandle) -> StreamStatus {
+    let st = &s.stats;
+    let frames = st.frames.load(Relaxed);
+    let mean = st.latency_sum_us.load(Relaxed) as f64 / frames.max(1) as f64 / 1000.0;
+    StreamStatus {
+        name: st.name.clone(),
+        source_state: s.source.get().unwrap_or_else(|| st.state()),
+        frames,
+        captured_samples: st.ring.captured.load(Relaxed),
+        overrun_samples: st.ring.overrun_samples.load(Relaxed),
+        dropped_frames: st.dropped_frames.load(Relaxed),
+        nonfinite_frames: st.nonfinite_frames.load(Relaxed),
+        clipped_frames: st.clipped_frames.load(Relaxed),
+        resampler: st.resampler.map(|(from, to)| ResamplerState { from, to }),
+        latency_ms_mean: mean,
+        latency_ms_max: st.latency_max_us.load(Relaxed) as f64 / 1000.0,
+    }
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub fn run(p: Prepared) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(serve(p))
+}
+
+async fn serve(mut p: Prepared) -> Result<()> {
+    let started = Instant::now();
+    let socket_path = p.cfg.socket.path.clone();
+    let mode = parse_mode(&p.cfg.socket.mode).unwrap_or(0o660);
+    let listener = publish::bind(&socket_path, mode)?;
+    let hub = Hub::new(p.hello(), p.cfg.socket.clone());
+    let bridge = publish::spawn_bridge(hub.clone(), p.frames_rx.clone())?;
+
+    let mut threads = Vec::new();
+    let wake_every: Vec<u64> = p
+        .workers
+        .iter()
+        .map(|w| {
+            (w.stats.hop as u64 * w.stats.source_rate as u64 / p.model.manifest.sample_rate as u64)
+                .max(1)
+        })
+        .collect();
+    for w in p.workers.drain(..) {
+        threads.push(w.spawn().context("cannot start an inference thread")?);
+    }
+    let mut running: Vec<Running> = Vec::new();
+    let mut k = 0;
+    for (src, mut writers, status) in p.starts.drain(..) {
+        for w in writers.iter_mut().flatten() {
+            w.set_waker(threads[k].thread().clone(), wake_every[k]);
+            k += 1;
+        }
+        running.push(src.start(writers, p.source_stop.clone(), status)?);
+    }
+
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(publish::serve(hub.clone(), listener, shutdown_rx));
+    let streams = Arc::new(p.streams);
+    let model_ref = ModelRef {
+        name: p.model.manifest.name.clone(),
+        version: p.model.manifest.version.clone(),
+        sha256: p.model.manifest.sha256.clone(),
+    };
+    let status_of = {
+        let hub = hub.clone();
+        let streams = streams.clone();
+        let model_ref = model_ref.clone();
+        move |state: &str| {
+            let s = streams.iter().map(stream_status).collect();
+            publish::status_message(&hub, state, started.elapsed(), model_ref.clone(), s)
+        }
+    };
+    tracing::info!(
+        "serving {} stream(s) on {}",
+        streams.len(),
+        socket_path.display()
+    );
+    notify("READY=1");
+    notify(&format!(
+        "STATUS=serving {} stream(s) on {}",
+        streams.len(),
+        socket_path.display()
+    ));
+
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let mut tick = tokio::time::interval(Duration::from_millis(
+        p.cfg.socket.status_interval_ms.max(100),
+    ));
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = sigterm.recv() => break,
+            _ = sigint.recv() => break,
+            _ = tick.tick() => hub.send(&status_of("running")),
+        }
+    }
+
+    tracing::info!("stopping: draining captured samples");
+    notify("STOPPING=1");
+    // Stop capture first, so that everything captured is in the rings
+    // before the inference threads make their last pass.
+    p.source_stop.store(true, Relaxed);
+    let source_threads: Vec<_> = running.iter_mut().filter_map(|r| r.thread.take()).collect();
+    drop(running); // closes cpal streams
+    let deadline = Instant::now() + Duration::from_millis(500);
+    while source_threads.iter().any(|t| !t.is_finished()) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    p.stop.store(true, Relaxed);
+    for t in &threads {
+        t.thread().unpark();
+    }
+    let joined = tokio::task::spawn_blocking(move || {
+        for t in threads {
+            let _ = t.join();
+        }
+        let _ = bridge.join();
+    });
+    // The bridge ends when every inference thread has let go of its sender.
+    drop(p.frames_rx);
+    if tokio::time::timeout(Duration::from_millis(1500), joined)
+        .await
+        .is_err()
+    {
+        tracing::warn!("inference threads did not finish draining in time");
+    }
+    hub.send(&status_of("stopping"));
+    let _ = shutdown_tx.send(true);
+    let deadline = Instant::now() + Duration::from_millis(300);
+    while hub.active.load(Relaxed) > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    server.abort();
+    publish::remove_socket(&socket_path);
+    tracing::info!("stopped");
+    Ok(())
+}

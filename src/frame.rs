@@ -1,0 +1,315 @@
+//! From captured chunks to model frames.
+//!
+//! [`Assembler`] takes source-rate chunks and gaps (from the ring), cleans
+//! each sample (non-finite -> 0, flagged; clipping flagged; gain applied),
+//! resamples to the model rate when needed, and cuts frames of the model's
+//! length every `hop` samples. Frames carry their position, the wall-clock
+//! time of their last sample, RMS, peak and flags. Chunk sizes never change
+//! the frames: the same samples give the same frames however they arrive.
+
+use crate::resample::Resampler;
+use anyhow::Result;
+use std::collections::VecDeque;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Flags {
+    /// At least one sample was NaN or infinite (replaced by 0 for the model).
+    pub nonfinite: bool,
+    /// At least one sample reached the source's clip level.
+    pub clipped: bool,
+    /// The first frame after samples were dropped (overrun).
+    pub after_gap: bool,
+}
+
+impl Flags {
+    pub fn names(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self.nonfinite {
+            v.push("nonfinite");
+        }
+        if self.clipped {
+            v.push("clipped");
+        }
+        if self.after_gap {
+            v.push("gap");
+        }
+        v
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Frame {
+    /// Index of the first sample at the model rate, counting dropped samples.
+    pub index: u64,
+    /// Wall-clock time of the last sample, ns since the Unix epoch.
+    pub end_ns: u64,
+    pub samples: Vec<f32>,
+    pub rms: f32,
+    pub peak: f32,
+    pub flags: Flags,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Mark {
+    start: u64,
+    end: u64,
+    nonfinite: bool,
+}
+
+/// Cuts frames of `len` samples every `hop` samples from a model-rate stream.
+pub struct Framer {
+    len: usize,
+    hop: usize,
+    buf: Vec<f32>,
+    /// Model-rate index of `buf[0]`.
+    start: u64,
+    /// Samples still to discard before the next frame starts (hop > len).
+    skip: usize,
+    marks: VecDeque<Mark>,
+    after_gap: bool,
+}
+
+/// Bad-sample ranges kept at most; older ones merge, so flags stay conservative.
+const MAX_MARKS: usize = 256;
+
+impl Framer {
+    pub fn new(len: usize, hop: usize) -> Self {
+        Self {
+            len,
+            hop: hop.max(1),
+            buf: Vec::with_capacity(len + 8192),
+            start: 0,
+            skip: 0,
+            marks: VecDeque::with_capacity(MAX_MARKS),
+            after_gap: false,
+        }
+    }
+
+    /// Index the next pushed sample will get.
+    pub fn next_index(&self) -> u64 {
+        self.start + self.buf.len() as u64 + self.skip as u64
+    }
+
+    /// Marks model-rate samples [start, end) as non-finite or clipped.
+    pub fn mark(&mut self, start: u64, end: u64, nonfinite: bool) {
+        if let Some(last) = self.marks.back_mut() {
+            if last.nonfinite == nonfinite && start <= last.end {
+                last.end = last.end.max(end);
+                return;
+            }
+        }
+        if self.marks.len() == MAX_MARKS {
+            if let Some(last) = self.marks.back_mut() {
+                last.end = last.end.max(end);
+                last.nonfinite |= nonfinite;
+            }
+            return;
+        }
+        self.marks.push_back(Mark {
+            start,
+            end,
+            nonfinite,
+        });
+    }
+
+    /// `n` samples are missing: the partial frame is dropped and framing
+    /// restarts after the gap.
+    pub fn gap(&mut self, n: u64) {
+        let next = self.next_index() + n;
+        self.buf.clear();
+        self.skip = 0;
+        self.start = next;
+        self.after_gap = true;
+    }
+
+    /// Appends samples; pushes every completed frame to `out`.
+    pub fn push(&mut self, mut x: &[f32], mut out: impl FnMut(Frame)) {
+        while !x.is_empty() {
+            if self.skip > 0 {
+                let k = self.skip.min(x.len());
+                self.skip -= k;
+                self.start += k as u64;
+                x = &x[k..];
+                continue;
+            }
+            let k = (self.len - self.buf.len()).min(x.len());
+            self.buf.extend_from_slice(&x[..k]);
+            x = &x[k..];
+            if self.buf.len() == self.len {
+                out(self.emit());
+                self.advance();
+            }
+        }
+    }
+
+    fn emit(&mut self) -> Frame {
+        let end = self.start + self.len as u64;
+        let mut flags = Flags {
+            after_gap: std::mem::take(&mut self.after_gap),
+            ..Flags::default()
+        };
+        for m in self
+            .marks
+            .iter()
+            .filter(|m| m.start < end && m.end > self.start)
+        {
+            if m.nonfinite {
+                flags.nonfinite = true;
+            } else {
+                flags.clipped = true;
+            }
+        }
+        let (sum_sq, peak) = self.buf.iter().fold((0f64, 0f32), |(s, p), &v| {
+            (s + (v as f64) * (v as f64), p.max(v.abs()))
+        });
+        Frame {
+            index: self.start,
+            end_ns: 0,
+            samples: self.buf.clone(),
+            rms: (sum_sq / self.len as f64).sqrt() as f32,
+            peak,
+            flags,
+        }
+    }
+
+    fn advance(&mut self) {
+        if self.hop >= self.len {
+            self.skip = self.hop - self.len;
+            self.buf.clear();
+            self.start += self.len as u64;
+        } else {
+            self.buf.drain(..self.hop);
+            self.start += self.hop as u64;
+        }
+        let start = self.start;
+        while self.marks.front().is_some_and(|m| m.end <= start) {
+            self.marks.pop_front();
+        }
+    }
+}
+
+/// How a source's samples become model input.
+#[derive(Debug, Clone, Copy)]
+pub struct Conditioning {
+    pub source_rate: u32,
+    pub model_rate: u32,
+    /// Multiplies every sample (sensor units per full scale, e.g. g).
+    pub gain: f32,
+    /// |sample| at or above this (before gain) counts as clipped.
+    pub clip_level: f32,
+}
+
+/// Source-rate chunks in, model-rate frames out. See the module comment.
+pub struct Assembler {
+    cond: Conditioning,
+    resampler: Option<Resampler>,
+    framer: Framer,
+    /// Source samples seen, including dropped ones.
+    src_pos: u64,
+    /// (source position just past a sample, its wall-clock time in ns).
+    anchor: (u64, u64),
+    clean: Vec<f32>,
+}
+
+/// Flag ranges widen by this many model-rate samples when resampling, since
+/// the resampler's filter spreads every input sample over its neighbours.
+const RESAMPLE_SPREAD: u64 = 16;
+
+impl Assembler {
+    pub fn new(cond: Conditioning, frame_len: usize, hop: usize) -> Result<Self> {
+        let resampler = if cond.source_rate != cond.model_rate {
+            Some(Resampler::new(cond.source_rate, cond.model_rate)?)
+        } else {
+            None
+        };
+        Ok(Self {
+            cond,
+            resampler,
+            framer: Framer::new(frame_len, hop),
+            src_pos: 0,
+            anchor: (0, 0),
+            clean: Vec::with_capacity(4096),
+        })
+    }
+
+    pub fn resampling(&self) -> Option<(u32, u32)> {
+        self.resampler.as_ref().map(|r| (r.from, r.to))
+    }
+
+    /// Source samples seen so far, dropped ones included.
+    pub fn source_position(&self) -> u64 {
+        self.src_pos
+    }
+
+    fn to_model(&self, src: u64) -> u64 {
+        (src as u128 * self.cond.model_rate as u128 / self.cond.source_rate as u128) as u64
+    }
+
+    /// Wall-clock time of model-rate sample `index`, from the latest anchor.
+    fn time_of(&self, index: u64) -> u64 {
+        let src = index as f64 * self.cond.source_rate as f64 / self.cond.model_rate as f64;
+        let back = (self.anchor.0 as f64 - 1.0 - src) / self.cond.source_rate as f64;
+        (self.anchor.1 as f64 - back * 1e9).max(0.0) as u64
+    }
+
+    /// Adds a chunk whose last sample was captured at `last_ns`.
+    pub fn push(&mut self, x: &[f32], last_ns: u64, out: &mut Vec<Frame>) -> Result<()> {
+        let ns_per_sample = 1e9 / self.cond.source_rate as f64;
+        let mut left = x.len();
+        for part in x.chunks(self.clean.capacity()) {
+            left -= part.len();
+            self.clean_into_scratch(part);
+            self.src_pos += part.len() as u64;
+            let part_last_ns = last_ns.saturating_sub((left as f64 * ns_per_sample) as u64);
+            self.anchor = (self.src_pos, part_last_ns);
+            let first_new = out.len();
+            let framer = &mut self.framer;
+            match self.resampler.as_mut() {
+                Some(r) => r.push(&self.clean, |y| framer.push(y, |f| out.push(f)))?,
+                None => framer.push(&self.clean, |f| out.push(f)),
+            }
+            for i in first_new..out.len() {
+                let last = out[i].index + out[i].samples.len() as u64 - 1;
+                out[i].end_ns = self.time_of(last);
+            }
+        }
+        Ok(())
+    }
+
+    fn clean_into_scratch(&mut self, part: &[f32]) {
+        self.clean.clear();
+        let c = self.cond;
+        for (i, &v) in part.iter().enumerate() {
+            let (y, bad) = if !v.is_finite() {
+                (0.0, Some(true))
+            } else if v.abs() >= c.clip_level {
+                (v * c.gain, Some(false))
+            } else {
+                (v * c.gain, None)
+            };
+            self.clean.push(y);
+            if let Some(nonfinite) = bad {
+                let p = self.src_pos + i as u64;
+                let spread = if self.resampler.is_some() {
+                    RESAMPLE_SPREAD
+                } else {
+                    0
+                };
+                let start = self.to_model(p).saturating_sub(spread);
+                let end = self.to_model(p + 1).max(self.to_model(p) + 1) + spread;
+                self.framer.mark(start, end, nonfinite);
+            }
+        }
+    }
+
+    /// `n` source samples are missing here.
+    pub fn gap(&mut self, n: u64) {
+        self.src_pos += n;
+        if let Some(r) = self.resampler.as_mut() {
+            r.reset();
+        }
+        let target = self.to_model(self.src_pos);
+        let next = self.framer.next_index();
+        self.framer.gap(target.saturating_sub(next));
+    }
+}

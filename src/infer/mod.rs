@@ -1,0 +1,229 @@
+//! Inference with tract: the ONNX DRSN optimised once per batch size, with
+//! concrete shapes, and checked against its manifest by a warm-up run.
+
+pub mod thread;
+
+use crate::manifest::{Manifest, ModelFiles};
+use anyhow::{bail, Context, Result};
+use tract_onnx::prelude::*;
+
+type Plan = Arc<TypedRunnableModel>;
+
+/// One frame's outputs: class probabilities and every unit's thresholds.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Prediction {
+    pub probs: Vec<f32>,
+    pub thresholds: Vec<Vec<f32>>,
+}
+
+impl Prediction {
+    /// Index and probability of the most likely class.
+    pub fn top(&self) -> (usize, f32) {
+        self.probs
+            .iter()
+            .copied()
+            .enumerate()
+            .fold(
+                (0, f32::MIN),
+                |best, (i, p)| if p > best.1 { (i, p) } else { best },
+            )
+    }
+}
+
+pub struct Model {
+    pub manifest: Manifest,
+    /// (batch size, shared plan), smallest batch first.
+    plans: Vec<(usize, Plan)>,
+    /// One reusable run state per plan; each thread has its own.
+    states: Vec<TypedSimpleState>,
+    probs_ix: usize,
+    tau_ix: Vec<usize>,
+    input: Tensor,
+}
+
+impl Model {
+    /// Loads, optimises and warms up the model for batch 1 and `max_batch`.
+    pub fn load(files: &ModelFiles, max_batch: usize) -> Result<Self> {
+        let path = files.onnx_path.display().to_string();
+        let m = &files.manifest;
+        let proto = onnx()
+            .model_for_read(&mut files.onnx_bytes.as_slice())
+            .with_context(|| format!("{path}: not a loadable ONNX model"))?;
+        let names = output_names(&proto);
+        let probs_ix = find(&names, &m.probs_output, &path)?;
+        let tau_ix = m
+            .thresholds
+            .iter()
+            .map(|t| find(&names, &t.name, &path))
+            .collect::<Result<Vec<_>>>()?;
+        let mut batches = vec![1];
+        if max_batch > 1 {
+            batches.push(max_batch);
+        }
+        let mut plans = Vec::new();
+        for &b in &batches {
+            let plan = optimise(&proto, b, m.frame_length)
+                .with_context(|| format!("{path}: cannot prepare the model for batch {b}"))?;
+            plans.push((b, plan));
+        }
+        let states = plans
+            .iter()
+            .map(|(_, p)| TypedSimpleState::new(p))
+            .collect::<TractResult<Vec<_>>>()?;
+        let input = Tensor::zero::<f32>(&[1, 1, m.frame_length])?;
+        let mut model = Self {
+            manifest: m.clone(),
+            plans,
+            states,
+            probs_ix,
+            tau_ix,
+            input,
+        };
+        model.warm_up(&path)?;
+        Ok(model)
+    }
+
+    /// Runs every plan once on a quiet frame and checks the output shapes
+    /// against the manifest, so a mismatch fails at load, not mid-stream.
+    fn warm_up(&mut self, path: &str) -> Result<()> {
+        let n = self.manifest.frame_length;
+        let frame: Vec<f32> = (0..n).map(|i| (i as f32 * 0.05).sin() * 0.01).collect();
+        for b in self.plans.iter().map(|p| p.0).collect::<Vec<_>>() {
+            let frames = vec![frame.as_slice(); b];
+            let mut out = Vec::new();
+            self.predict(&frames, &mut out)
+                .with_context(|| format!("{path}: warm-up run at batch {b} failed"))?;
+            let p = &out[0];
+            if p.probs.len() != self.manifest.classes.len() {
+                bail!(
+                    "{path}: output `{}` has {} values but the manifest lists {} classes",
+                    self.manifest.probs_output,
+                    p.probs.len(),
+                    self.manifest.classes.len()
+                );
+            }
+            for (t, got) in self.manifest.thresholds.iter().zip(&p.thresholds) {
+                if got.len() != t.channels {
+                    bail!(
+                        "{path}: threshold output `{}` has {} channels but the manifest says {}",
+                        t.name,
+                        got.len(),
+                        t.channels
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A copy for another thread: shares the optimised plans, owns its state.
+    pub fn fork(&self) -> Result<Self> {
+        let states = self
+            .plans
+            .iter()
+            .map(|(_, p)| TypedSimpleState::new(p))
+            .collect::<TractResult<Vec<_>>>()?;
+        Ok(Self {
+            manifest: self.manifest.clone(),
+            plans: self.plans.clone(),
+            states,
+            probs_ix: self.probs_ix,
+            tau_ix: self.tau_ix.clone(),
+            input: Tensor::zero::<f32>(&[1, 1, self.manifest.frame_length])?,
+        })
+    }
+
+    pub fn max_batch(&self) -> usize {
+        self.plans.last().map_or(1, |p| p.0)
+    }
+
+    /// Predicts every frame (each `frame_length` long), appending to `out`.
+    /// Runs full batches where it can and single frames for the rest.
+    pub fn predict(&mut self, frames: &[&[f32]], out: &mut Vec<Prediction>) -> Result<()> {
+        let mut rest = frames;
+        while !rest.is_empty() {
+            let ix = self
+                .plans
+                .iter()
+                .rposition(|p| p.0 <= rest.len())
+                .unwrap_or(0);
+            let b = self.plans[ix].0;
+            self.run_plan(ix, &rest[..b], out)?;
+            rest = &rest[b..];
+        }
+        Ok(())
+    }
+
+    fn run_plan(&mut self, ix: usize, frames: &[&[f32]], out: &mut Vec<Prediction>) -> Result<()> {
+        let n = self.manifest.frame_length;
+        let b = frames.len();
+        if self.input.shape()[0] != b {
+            self.input = Tensor::zero::<f32>(&[b, 1, n])?;
+        }
+        {
+            let mut view = self.input.try_as_plain_ram_mut()?;
+            let dst = view.as_slice_mut::<f32>()?;
+            for (chunk, f) in dst.chunks_exact_mut(n).zip(frames) {
+                if f.len() != n {
+                    bail!("frame of {} samples, the model takes {n}", f.len());
+                }
+                chunk.copy_from_slice(f);
+            }
+        }
+        let input = self.input.clone().into_tvalue();
+        let outputs = self.states[ix].run(tvec![input])?;
+        let probs = outputs[self.probs_ix]
+            .try_as_plain_ram()?
+            .as_slice::<f32>()?;
+        let classes = probs.len() / b;
+        let taus = self
+            .tau_ix
+            .iter()
+            .map(|&i| outputs[i].try_as_plain_ram()?.as_slice::<f32>())
+            .collect::<TractResult<Vec<_>>>()?;
+        for k in 0..b {
+            out.push(Prediction {
+                probs: probs[k * classes..(k + 1) * classes].to_vec(),
+                thresholds: taus
+                    .iter()
+                    .map(|t| {
+                        let c = t.len() / b;
+                        t[k * c..(k + 1) * c].to_vec()
+                    })
+                    .collect(),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn output_names(model: &InferenceModel) -> Vec<String> {
+    let outlets = model
+        .output_outlets()
+        .map(|o| o.to_vec())
+        .unwrap_or_default();
+    outlets
+        .iter()
+        .map(|&o| {
+            model
+                .outlet_label(o)
+                .map(str::to_string)
+                .unwrap_or_else(|| model.node(o.node).name.clone())
+        })
+        .collect()
+}
+
+fn find(names: &[String], want: &str, path: &str) -> Result<usize> {
+    names.iter().position(|n| n == want).with_context(|| {
+        format!("{path}: the manifest names output `{want}`, but the model's outputs are {names:?}")
+    })
+}
+
+fn optimise(proto: &InferenceModel, batch: usize, frame: usize) -> Result<Plan> {
+    let model = proto
+        .clone()
+        .with_input_fact(0, f32::fact([batch, 1, frame]).into())?
+        .into_optimized()?
+        .into_runnable()?;
+    Ok(model)
+}

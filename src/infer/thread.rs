@@ -1,0 +1,149 @@
+//! The inference thread of one stream: a plain std thread (not tokio) that
+//! drains the ring, assembles frames, runs the model (as one batch when it
+//! has fallen behind) and hands results to the publisher.
+
+use super::{Model, Prediction};
+use crate::frame::{Assembler, Frame};
+use crate::protocol::FrameMsg;
+use crate::ring::{now_ns, RingReader, Segment};
+use crate::stats::StreamStats;
+use crossbeam_channel::{Sender, TrySendError};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long the thread sleeps when nothing arrives (it is woken on data).
+const IDLE: Duration = Duration::from_millis(100);
+
+pub struct StreamWorker {
+    pub reader: RingReader,
+    pub assembler: Assembler,
+    pub model: Model,
+    pub stats: Arc<StreamStats>,
+    pub tx: Sender<FrameMsg>,
+    pub stop: Arc<AtomicBool>,
+    /// Test-only fault switch: while raised, the thread stalls (no heartbeat).
+    pub stall: Arc<AtomicBool>,
+}
+
+impl StreamWorker {
+    pub fn spawn(self) -> std::io::Result<std::thread::JoinHandle<()>> {
+        let name = format!("infer-{}", self.stats.name);
+        std::thread::Builder::new()
+            .name(name)
+            .spawn(move || self.run())
+    }
+
+    fn run(mut self) {
+        let rate = self.stats.source_rate as f64;
+        let classes = self.model.manifest.class_ids();
+        let mut pending: Vec<Frame> = Vec::with_capacity(64);
+        let mut preds: Vec<Prediction> = Vec::with_capacity(64);
+        let mut seq = 0u64;
+        self.stats.set_state("running");
+        loop {
+            while self.stall.load(Relaxed) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            self.stats.heartbeat_ns.store(now_ns(), Relaxed);
+            let stopping = self.stop.load(Relaxed);
+            let finished = self.reader.finished();
+            let assembler = &mut self.assembler;
+            let mut failed = None;
+            self.reader.drain(rate, |seg| match seg {
+                Segment::Samples(x, t) => {
+                    if let Err(e) = assembler.push(x, t, &mut pending) {
+                        failed = Some(e);
+                    }
+                }
+                Segment::Gap(n) => assembler.gap(n),
+            });
+            if let Some(e) = failed {
+                tracing::error!(stream = %self.stats.name, "frame assembly failed: {e:#}");
+            }
+            if !pending.is_empty() {
+                self.infer(&mut pending, &mut preds, &classes, &mut seq);
+                continue;
+            }
+            if finished || stopping {
+                break;
+            }
+            std::thread::park_timeout(IDLE);
+        }
+        if self.reader.finished() {
+            tracing::info!(stream = %self.stats.name, frames = seq, "stream ended");
+        }
+    }
+
+    fn infer(
+        &mut self,
+        pending: &mut Vec<Frame>,
+        preds: &mut Vec<Prediction>,
+        classes: &[String],
+        seq: &mut u64,
+    ) {
+        let max = self.model.max_batch();
+        for batch in pending.chunks(max) {
+            preds.clear();
+            let frames: Vec<&[f32]> = batch.iter().map(|f| f.samples.as_slice()).collect();
+            self.stats.runs.fetch_add(1, Relaxed);
+            if batch.len() > 1 {
+                self.stats
+                    .batched_frames
+                    .fetch_add(batch.len() as u64, Relaxed);
+            }
+            if let Err(e) = self.model.predict(&frames, preds) {
+                tracing::error!(stream = %self.stats.name, "inference failed: {e:#}");
+                self.stats.errors.fetch_add(1, Relaxed);
+                self.stats
+                    .dropped_frames
+                    .fetch_add(batch.len() as u64, Relaxed);
+                *seq += batch.len() as u64;
+                continue;
+            }
+            for (frame, pred) in batch.iter().zip(preds.drain(..)) {
+                let msg = self.message(frame, pred, classes, *seq);
+                *seq += 1;
+                self.publish(msg);
+            }
+        }
+        pending.clear();
+    }
+
+    fn message(&self, f: &Frame, p: Prediction, classes: &[String], seq: u64) -> FrameMsg {
+        let (top, confidence) = p.top();
+        let latency_ns = now_ns().saturating_sub(f.end_ns);
+        self.stats.record_latency(latency_ns / 1000);
+        if f.flags.nonfinite {
+            self.stats.nonfinite_frames.fetch_add(1, Relaxed);
+        }
+        if f.flags.clipped {
+            self.stats.clipped_frames.fetch_add(1, Relaxed);
+        }
+        FrameMsg {
+            seq,
+            stream: self.stats.name.clone(),
+            sample_index: f.index,
+            time: f.end_ns as f64 / 1e9,
+            label: classes.get(top).cloned().unwrap_or_default(),
+            confidence,
+            probs: p.probs,
+            thresholds: Some(p.thresholds),
+            rms: f.rms,
+            peak: f.peak,
+            flags: f.flags.names().into_iter().map(String::from).collect(),
+            latency_ms: latency_ns as f64 / 1e6,
+        }
+    }
+
+    fn publish(&self, msg: FrameMsg) {
+        match self.tx.try_send(msg) {
+            Ok(()) => {
+                self.stats.frames.fetch_add(1, Relaxed);
+            }
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.stats.dropped_frames.fetch_add(1, Relaxed);
+            }
+        }
+    }
+}

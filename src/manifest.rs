@@ -1,0 +1,129 @@
+//! The model manifest (`models/<name>.json`): what the ONNX file promises.
+//!
+//! The daemon trusts nothing it has not checked: the manifest must parse, its
+//! sha256 must match the ONNX bytes, and its output layout must match the graph
+//! (checked in `infer`).
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Class {
+    pub id: String,
+    pub description: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ThresholdOutput {
+    pub name: String,
+    pub unit: usize,
+    pub channels: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    pub name: String,
+    pub version: String,
+    pub onnx: String,
+    pub sha256: String,
+    pub sample_rate: u32,
+    pub frame_length: usize,
+    #[serde(default = "default_probs")]
+    pub probs_output: String,
+    pub classes: Vec<Class>,
+    pub thresholds: Vec<ThresholdOutput>,
+    #[serde(default)]
+    pub architecture: String,
+    /// Everything else (input description, training, metrics) is kept for `hello`.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+fn default_probs() -> String {
+    "probs".into()
+}
+
+/// A manifest together with the ONNX bytes it describes, both checked.
+pub struct ModelFiles {
+    pub manifest: Manifest,
+    pub manifest_path: PathBuf,
+    pub onnx_path: PathBuf,
+    pub onnx_bytes: Vec<u8>,
+}
+
+impl ModelFiles {
+    /// Loads `path`: either the manifest (.json) or the ONNX file with its
+    /// manifest beside it (same stem, .json).
+    pub fn load(path: &Path) -> Result<Self> {
+        let manifest_path = if path.extension().is_some_and(|e| e == "onnx") {
+            path.with_extension("json")
+        } else {
+            path.to_path_buf()
+        };
+        let text = std::fs::read_to_string(&manifest_path)
+            .with_context(|| format!("cannot read model manifest {}", manifest_path.display()))?;
+        let manifest: Manifest = serde_json::from_str(&text)
+            .with_context(|| format!("{}: not a valid model manifest", manifest_path.display()))?;
+        manifest.validate(&manifest_path)?;
+        let onnx_path = manifest_path
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join(&manifest.onnx);
+        let onnx_bytes = std::fs::read(&onnx_path).with_context(|| {
+            format!(
+                "cannot read ONNX model {} (named by {})",
+                onnx_path.display(),
+                manifest_path.display()
+            )
+        })?;
+        let digest = hex(&Sha256::digest(&onnx_bytes));
+        if digest != manifest.sha256 {
+            bail!(
+                "{}: sha256 is {digest}, but {} says {}: the model and its manifest disagree",
+                onnx_path.display(),
+                manifest_path.display(),
+                manifest.sha256
+            );
+        }
+        Ok(Self {
+            manifest,
+            manifest_path,
+            onnx_path,
+            onnx_bytes,
+        })
+    }
+}
+
+impl Manifest {
+    fn validate(&self, path: &Path) -> Result<()> {
+        let p = path.display();
+        if self.sample_rate == 0 {
+            bail!("{p}: key `sample_rate` must be positive");
+        }
+        if self.frame_length < 16 {
+            bail!(
+                "{p}: key `frame_length` is {}, too short",
+                self.frame_length
+            );
+        }
+        if self.classes.is_empty() {
+            bail!("{p}: key `classes` is empty");
+        }
+        for t in &self.thresholds {
+            if t.channels == 0 {
+                bail!("{p}: threshold output `{}` has 0 channels", t.name);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn class_ids(&self) -> Vec<String> {
+        self.classes.iter().map(|c| c.id.clone()).collect()
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

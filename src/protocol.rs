@@ -1,0 +1,180 @@
+//! The socket protocol: newline-delimited JSON, one object per line.
+//! `docs/protocol.md` documents it and `docs/schema/` holds a JSON Schema for
+//! each message type; tests validate every line the daemon sends.
+
+use crate::manifest::{Class, Manifest, ThresholdOutput};
+use serde::{Deserialize, Serialize};
+
+pub const PROTOCOL_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Message {
+    Hello(Hello),
+    Frame(FrameMsg),
+    Status(Status),
+    Lagged(Lagged),
+    Error(ErrorMsg),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Hello {
+    pub protocol: u32,
+    pub daemon: String,
+    pub model: ModelInfo,
+    pub streams: Vec<StreamInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelInfo {
+    pub name: String,
+    pub version: String,
+    pub sha256: String,
+    pub architecture: String,
+    pub sample_rate: u32,
+    pub frame_length: usize,
+    pub classes: Vec<Class>,
+    pub thresholds: Vec<ThresholdOutput>,
+}
+
+impl From<&Manifest> for ModelInfo {
+    fn from(m: &Manifest) -> Self {
+        Self {
+            name: m.name.clone(),
+            version: m.version.clone(),
+            sha256: m.sha256.clone(),
+            architecture: m.architecture.clone(),
+            sample_rate: m.sample_rate,
+            frame_length: m.frame_length,
+            classes: m.classes.clone(),
+            thresholds: m.thresholds.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StreamInfo {
+    pub name: String,
+    pub source: String,
+    pub channel: usize,
+    pub source_rate: u32,
+    pub hop: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FrameMsg {
+    /// Per stream, contiguous from 0.
+    pub seq: u64,
+    pub stream: String,
+    /// Model-rate index of the frame's first sample since the stream started.
+    pub sample_index: u64,
+    /// Wall-clock time of the frame's last sample, seconds since the Unix epoch.
+    pub time: f64,
+    pub label: String,
+    pub confidence: f32,
+    pub probs: Vec<f32>,
+    /// One array per shrinkage unit, τ per channel; absent when filtered out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thresholds: Option<Vec<Vec<f32>>>,
+    pub rms: f32,
+    pub peak: f32,
+    pub flags: Vec<String>,
+    /// From the frame's last sample being captured to its result, ms.
+    pub latency_ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Status {
+    pub state: String,
+    pub uptime_s: f64,
+    pub model: ModelRef,
+    pub streams: Vec<StreamStatus>,
+    pub clients: Vec<ClientStatus>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelRef {
+    pub name: String,
+    pub version: String,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StreamStatus {
+    pub name: String,
+    pub source_state: String,
+    pub frames: u64,
+    pub captured_samples: u64,
+    /// Samples dropped because the capture ring was full.
+    pub overrun_samples: u64,
+    /// Frames computed but not published (publisher queue full or inference error).
+    pub dropped_frames: u64,
+    pub nonfinite_frames: u64,
+    pub clipped_frames: u64,
+    pub resampler: Option<ResamplerState>,
+    pub latency_ms_mean: f64,
+    pub latency_ms_max: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResamplerState {
+    pub from: u32,
+    pub to: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClientStatus {
+    pub id: u64,
+    /// Messages queued for this client and not yet written.
+    pub lag: u64,
+    /// Messages this client missed so far.
+    pub missed: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Lagged {
+    /// Messages skipped for this client since the last one it got.
+    pub missed: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorMsg {
+    pub message: String,
+}
+
+/// What a client may send (one JSON object per line) to choose what it gets.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Filter {
+    /// Message types wanted ("frame", "status"); absent: all.
+    #[serde(default)]
+    pub types: Option<Vec<String>>,
+    /// Streams wanted by name; absent: all.
+    #[serde(default)]
+    pub streams: Option<Vec<String>>,
+    /// Include thresholds in frames (default true).
+    #[serde(default)]
+    pub thresholds: Option<bool>,
+}
+
+pub const FILTERABLE_TYPES: [&str; 2] = ["frame", "status"];
+
+impl Filter {
+    /// Parses one client line; the error says what was wrong with it.
+    pub fn parse(line: &str, streams: &[String]) -> Result<Filter, String> {
+        let f: Filter = serde_json::from_str(line).map_err(|e| format!("bad command: {e}"))?;
+        for t in f.types.iter().flatten() {
+            if !FILTERABLE_TYPES.contains(&t.as_str()) {
+                return Err(format!("bad command: unknown message type {t:?} (expected one of {FILTERABLE_TYPES:?})"));
+            }
+        }
+        for s in f.streams.iter().flatten() {
+            if !streams.contains(s) {
+                return Err(format!(
+                    "bad command: unknown stream {s:?} (streams: {streams:?})"
+                ));
+            }
+        }
+        Ok(f)
+    }
+}

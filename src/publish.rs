@@ -1,0 +1,477 @@
+//! The publisher: NDJSON over a Unix socket, fanned out to every subscriber.
+//!
+//! A bridge thread takes frames from the inference threads (crossbeam),
+//! serialises each once and broadcasts the shared line (tokio broadcast of
+//! `Arc`s). Each client task writes what its filter wants. A slow client only
+//! falls behind in the broadcast ring: it is told how much it missed
+//! (`lagged`) and cut off past a limit; it never delays inference or anyone
+//! else.
+
+use crate::config::SocketConfig;
+use crate::protocol::{ClientStatus, ErrorMsg, Filter, FrameMsg, Hello, Lagged, Message, Status};
+use anyhow::{bail, Context, Result};
+use std::collections::HashMap;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{broadcast, watch};
+
+/// Longest client line accepted; anything longer is answered with an error.
+pub const MAX_CLIENT_LINE: usize = 64 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Frame,
+    Status,
+    Other,
+}
+
+/// One message, serialised once, shared by every client.
+#[derive(Debug)]
+pub struct Outgoing {
+    pub kind: Kind,
+    pub stream: Option<String>,
+    pub line: String,
+    /// Frames only: the same line without thresholds, if any client wants it.
+    pub lite: Option<String>,
+}
+
+impl Outgoing {
+    pub fn new(msg: &Message) -> Self {
+        let (kind, stream) = match msg {
+            Message::Frame(f) => (Kind::Frame, Some(f.stream.clone())),
+            Message::Status(_) => (Kind::Status, None),
+            _ => (Kind::Other, None),
+        };
+        Self {
+            kind,
+            stream,
+            line: to_line(msg),
+            lite: None,
+        }
+    }
+}
+
+pub fn to_line(msg: &Message) -> String {
+    let mut s = serde_json::to_string(msg).unwrap_or_else(|e| {
+        // Only non-string map keys can fail here; none exist in Message.
+        format!("{{\"type\":\"error\",\"message\":\"serialisation failed: {e}\"}}")
+    });
+    s.push('\n');
+    s
+}
+
+#[derive(Debug, Default)]
+pub struct ClientInfo {
+    pub lag: AtomicU64,
+    pub missed: AtomicU64,
+}
+
+/// State shared by the listener, the clients, the bridge and `status`.
+pub struct Hub {
+    pub tx: broadcast::Sender<Arc<Outgoing>>,
+    pub hello: Mutex<Hello>,
+    pub stream_names: Vec<String>,
+    pub clients: Mutex<HashMap<u64, Arc<ClientInfo>>>,
+    pub next_id: AtomicU64,
+    pub active: AtomicUsize,
+    /// Clients that asked for frames without thresholds.
+    pub lite_clients: AtomicUsize,
+    pub cut_off: AtomicU64,
+    pub cfg: SocketConfig,
+}
+
+impl Hub {
+    pub fn new(hello: Hello, cfg: SocketConfig) -> Arc<Self> {
+        let (tx, _) = broadcast::channel(cfg.client_queue);
+        Arc::new(Self {
+            tx,
+            stream_names: hello.streams.iter().map(|s| s.name.clone()).collect(),
+            hello: Mutex::new(hello),
+            clients: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            active: AtomicUsize::new(0),
+            lite_clients: AtomicUsize::new(0),
+            cut_off: AtomicU64::new(0),
+            cfg,
+        })
+    }
+
+    /// Broadcasts a message; no receivers is fine.
+    pub fn send(&self, msg: &Message) {
+        let mut out = Outgoing::new(msg);
+        if let Message::Frame(f) = msg {
+            if self.lite_clients.load(Relaxed) > 0 {
+                let lite = FrameMsg {
+                    thresholds: None,
+                    ..f.clone()
+                };
+                out.lite = Some(to_line(&Message::Frame(lite)));
+            }
+        }
+        let _ = self.tx.send(Arc::new(out));
+    }
+
+    pub fn client_status(&self) -> Vec<ClientStatus> {
+        let clients = self.clients.lock().map(|c| {
+            c.iter()
+                .map(|(id, i)| ClientStatus {
+                    id: *id,
+                    lag: i.lag.load(Relaxed),
+                    missed: i.missed.load(Relaxed),
+                })
+                .collect::<Vec<_>>()
+        });
+        let mut v = clients.unwrap_or_default();
+        v.sort_by_key(|c| c.id);
+        v
+    }
+}
+
+/// Moves frames from the inference threads to the broadcast, serialising
+/// each once. Ends when every inference thread has dropped its sender.
+pub fn spawn_bridge(
+    hub: Arc<Hub>,
+    rx: crossbeam_channel::Receiver<FrameMsg>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("publish-bridge".into())
+        .spawn(move || {
+            for f in rx {
+                hub.send(&Message::Frame(f));
+            }
+        })
+}
+
+/// Binds the socket: removes a stale socket file only if it is a socket and
+/// nobody answers on it, then sets the configured mode.
+pub fn bind(path: &Path, mode: u32) -> Result<UnixListener> {
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            bail!(
+                "{}: exists and is not a socket; refusing to remove it",
+                path.display()
+            );
+        }
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            bail!(
+                "{}: another daemon is answering on this socket",
+                path.display()
+            );
+        }
+        std::fs::remove_file(path)
+            .with_context(|| format!("{}: cannot remove stale socket", path.display()))?;
+        tracing::info!("removed stale socket {}", path.display());
+    }
+    if let Some(dir) = path.parent() {
+        if !dir.as_os_str().is_empty() && !dir.exists() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("{}: cannot create socket directory", dir.display()))?;
+        }
+    }
+    let listener = UnixListener::bind(path)
+        .with_context(|| format!("{}: cannot bind socket", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("{}: cannot set mode {mode:o}", path.display()))?;
+    Ok(listener)
+}
+
+/// Accepts clients until `shutdown` turns true.
+pub async fn serve(hub: Arc<Hub>, listener: UnixListener, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => admit(&hub, stream, shutdown.clone()),
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+}
+
+fn admit(hub: &Arc<Hub>, mut stream: UnixStream, shutdown: watch::Receiver<bool>) {
+    if hub.active.load(Relaxed) >= hub.cfg.max_clients {
+        let max = hub.cfg.max_clients;
+        tracing::warn!("refused a client: {max} clients already connected");
+        tokio::spawn(async move {
+            let msg = error_line(&format!("too many clients (max {max}); try again later"));
+            let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(msg.as_bytes()))
+                .await;
+        });
+        return;
+    }
+    hub.active.fetch_add(1, Relaxed);
+    let id = hub.next_id.fetch_add(1, Relaxed);
+    let info = Arc::new(ClientInfo::default());
+    if let Ok(mut c) = hub.clients.lock() {
+        c.insert(id, info.clone());
+    }
+    let rx = hub.tx.subscribe();
+    let hub = hub.clone();
+    tokio::spawn(async move {
+        let why = Client::new(hub.clone(), info, rx)
+            .run(stream, shutdown)
+            .await;
+        tracing::debug!(client = id, "client closed: {why}");
+        if let Ok(mut c) = hub.clients.lock() {
+            c.remove(&id);
+        }
+        hub.active.fetch_sub(1, Relaxed);
+    });
+}
+
+pub fn error_line(message: &str) -> String {
+    to_line(&Message::Error(ErrorMsg {
+        message: message.to_string(),
+    }))
+}
+
+struct Client {
+    hub: Arc<Hub>,
+    info: Arc<ClientInfo>,
+    rx: broadcast::Receiver<Arc<Outgoing>>,
+    filter: Filter,
+    lite: bool,
+}
+
+impl Client {
+    fn new(hub: Arc<Hub>, info: Arc<ClientInfo>, rx: broadcast::Receiver<Arc<Outgoing>>) -> Self {
+        Self {
+            hub,
+            info,
+            rx,
+            filter: Filter::default(),
+            lite: false,
+        }
+    }
+
+    fn wants(&self, m: &Outgoing) -> bool {
+        let type_ok = |t: &str| {
+            self.filter
+                .types
+                .as_ref()
+                .is_none_or(|ts| ts.iter().any(|x| x == t))
+        };
+        match m.kind {
+            Kind::Frame => {
+                type_ok("frame")
+                    && self
+                        .filter
+                        .streams
+                        .as_ref()
+                        .is_none_or(|ss| m.stream.as_ref().is_some_and(|s| ss.contains(s)))
+            }
+            Kind::Status => type_ok("status"),
+            Kind::Other => true,
+        }
+    }
+
+    fn set_filter(&mut self, f: Filter) {
+        let lite = f.thresholds == Some(false);
+        if lite != self.lite {
+            if lite {
+                self.hub.lite_clients.fetch_add(1, Relaxed);
+            } else {
+                self.hub.lite_clients.fetch_sub(1, Relaxed);
+            }
+            self.lite = lite;
+        }
+        self.filter = f;
+    }
+
+    async fn run(mut self, stream: UnixStream, mut shutdown: watch::Receiver<bool>) -> String {
+        let (rd, mut wr) = stream.into_split();
+        let mut lines = LineReader::new(rd);
+        let timeout = Duration::from_millis(self.hub.cfg.write_timeout_ms);
+        let hello = self
+            .hub
+            .hello
+            .lock()
+            .map(|h| to_line(&Message::Hello(h.clone())))
+            .ok();
+        let why = match hello {
+            Some(h) => match write(&mut wr, h.as_bytes(), timeout).await {
+                Ok(()) => self.pump(&mut wr, &mut lines, &mut shutdown, timeout).await,
+                Err(e) => e,
+            },
+            None => "hello unavailable".into(),
+        };
+        if self.lite {
+            self.hub.lite_clients.fetch_sub(1, Relaxed);
+        }
+        why
+    }
+
+    async fn pump(
+        &mut self,
+        wr: &mut tokio::net::unix::OwnedWriteHalf,
+        lines: &mut LineReader,
+        shutdown: &mut watch::Receiver<bool>,
+        timeout: Duration,
+    ) -> String {
+        let mut reading = true;
+        loop {
+            tokio::select! {
+                biased;
+                msg = self.rx.recv() => {
+                    self.info.lag.store(self.rx.len() as u64, Relaxed);
+                    match msg {
+                        Ok(m) => {
+                            if !self.wants(&m) {
+                                continue;
+                            }
+                            let line = if self.lite { m.lite.as_deref().unwrap_or(&m.line) } else { &m.line };
+                            if let Err(e) = write(wr, line.as_bytes(), timeout).await {
+                                self.hub.cut_off.fetch_add(1, Relaxed);
+                                return e;
+                            }
+                        }
+                        Err(broadcast::error::RecvError::Lagged(n)) => {
+                            let total = self.info.missed.fetch_add(n, Relaxed) + n;
+                            let line = to_line(&Message::Lagged(Lagged { missed: n }));
+                            if let Err(e) = write(wr, line.as_bytes(), timeout).await {
+                                self.hub.cut_off.fetch_add(1, Relaxed);
+                                return e;
+                            }
+                            if total > self.hub.cfg.max_missed {
+                                self.hub.cut_off.fetch_add(1, Relaxed);
+                                let msg = error_line(&format!("cut off: missed {total} messages (limit {})", self.hub.cfg.max_missed));
+                                let _ = write(wr, msg.as_bytes(), Duration::from_millis(200)).await;
+                                return format!("cut off after missing {total} messages");
+                            }
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return "publisher closed".into(),
+                    }
+                }
+                line = lines.next(), if reading => match line {
+                    Ok(Some(Ok(l))) => {
+                        if l.trim().is_empty() {
+                            continue;
+                        }
+                        match Filter::parse(&l, &self.hub.stream_names) {
+                            Ok(f) => self.set_filter(f),
+                            Err(msg) => {
+                                if let Err(e) = write(wr, error_line(&msg).as_bytes(), timeout).await {
+                                    return e;
+                                }
+                            }
+                        }
+                    }
+                    Ok(Some(Err(too_long))) => {
+                        if let Err(e) = write(wr, error_line(&too_long).as_bytes(), timeout).await {
+                            return e;
+                        }
+                    }
+                    // Half-closed: the client will not talk, but may still listen.
+                    Ok(None) => reading = false,
+                    Err(e) => return format!("read error: {e}"),
+                },
+                _ = shutdown.changed() => {
+                    // Deliver what is already queued (the final status), then close.
+                    while let Ok(m) = self.rx.try_recv() {
+                        if self.wants(&m) && write(wr, m.line.as_bytes(), Duration::from_millis(200)).await.is_err() {
+                            break;
+                        }
+                    }
+                    let _ = wr.shutdown().await;
+                    return "daemon stopping".into();
+                }
+            }
+        }
+    }
+}
+
+async fn write(
+    wr: &mut tokio::net::unix::OwnedWriteHalf,
+    bytes: &[u8],
+    timeout: Duration,
+) -> Result<(), String> {
+    match tokio::time::timeout(timeout, wr.write_all(bytes)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("write failed: {e}")),
+        Err(_) => Err(format!(
+            "cut off: socket accepted nothing for {} ms",
+            timeout.as_millis()
+        )),
+    }
+}
+
+/// Reads newline-terminated lines of at most [`MAX_CLIENT_LINE`] bytes.
+/// Cancel-safe: all state lives in the struct, and the only await is `read`.
+struct LineReader {
+    rd: tokio::net::unix::OwnedReadHalf,
+    buf: Vec<u8>,
+    /// Inside an over-long line: drop bytes until the next newline.
+    discarding: bool,
+}
+
+impl LineReader {
+    fn new(rd: tokio::net::unix::OwnedReadHalf) -> Self {
+        Self {
+            rd,
+            buf: Vec::with_capacity(1024),
+            discarding: false,
+        }
+    }
+
+    /// Ok(None) at end of input; Ok(Some(Err(msg))) for an over-long line.
+    async fn next(&mut self) -> std::io::Result<Option<Result<String, String>>> {
+        loop {
+            if let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=pos).collect();
+                if std::mem::take(&mut self.discarding) {
+                    continue;
+                }
+                return Ok(Some(Ok(String::from_utf8_lossy(&line[..pos]).into_owned())));
+            }
+            if self.buf.len() > MAX_CLIENT_LINE {
+                self.buf.clear();
+                if !self.discarding {
+                    self.discarding = true;
+                    return Ok(Some(Err(format!(
+                        "line too long (max {MAX_CLIENT_LINE} bytes); ignored"
+                    ))));
+                }
+            }
+            let mut chunk = [0u8; 4096];
+            let n = self.rd.read(&mut chunk).await?;
+            if n == 0 {
+                return Ok(None);
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+/// The status message, built from the streams' counters and the clients.
+pub fn status_message(
+    hub: &Hub,
+    state: &str,
+    uptime: Duration,
+    model: crate::protocol::ModelRef,
+    streams: Vec<crate::protocol::StreamStatus>,
+) -> Message {
+    Message::Status(Status {
+        state: state.to_string(),
+        uptime_s: uptime.as_secs_f64(),
+        model,
+        streams,
+        clients: hub.client_status(),
+    })
+}
+
+/// Removes the socket file on shutdown.
+pub fn remove_socket(path: &PathBuf) {
+    if let Err(e) = std::fs::remove_file(path) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!("{}: cannot remove socket: {e}", path.display());
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! The wait-free hand-over from capture to inference.
+//!
+//! Samples travel in an `rtrb` SPSC ring (wait-free, allocation-free after
+//! construction). Beside it, a small ring of [`Mark`]s says where each capture
+//! chunk ended, when, and how many samples were dropped right after it because
+//! the sample ring was full. So the reader knows exactly where every gap is
+//! and every drop is counted: nothing captured disappears silently.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::thread::Thread;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// End of one capture chunk, at writer position `end` (samples written so far).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Mark {
+    pub end: u64,
+    /// Samples dropped right after `end` (ring full).
+    pub dropped: u64,
+    /// Wall-clock time of the chunk's last sample, ns since the Unix epoch.
+    pub time_ns: u64,
+}
+
+/// Counters shared between the capture side and status reporting.
+#[derive(Debug, Default)]
+pub struct RingCounters {
+    /// Samples dropped because the ring was full.
+    pub overrun_samples: AtomicU64,
+    /// Capture chunks whose mark could not be queued (merged into the next).
+    pub marks_merged: AtomicU64,
+    /// Samples accepted into the ring.
+    pub captured: AtomicU64,
+    /// Time of the last capture chunk, ns since the epoch (0: none yet).
+    pub last_chunk_ns: AtomicU64,
+}
+
+pub fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// Creates a ring holding `capacity` samples.
+pub fn ring(capacity: usize) -> (RingWriter, RingReader) {
+    let (samples_tx, samples_rx) = rtrb::RingBuffer::new(capacity);
+    let (marks_tx, marks_rx) = rtrb::RingBuffer::new(1024);
+    let counters = Arc::new(RingCounters::default());
+    let writer = RingWriter {
+        samples: samples_tx,
+        marks: marks_tx,
+        written: 0,
+        pending_drop: 0,
+        counters: counters.clone(),
+        waker: None,
+        wake_every: 1,
+        since_wake: 0,
+    };
+    let reader = RingReader {
+        samples: samples_rx,
+        marks: marks_rx,
+        read: 0,
+        counters,
+    };
+    (writer, reader)
+}
+
+pub struct RingWriter {
+    samples: rtrb::Producer<f32>,
+    marks: rtrb::Producer<Mark>,
+    written: u64,
+    pending_drop: u64,
+    counters: Arc<RingCounters>,
+    waker: Option<Thread>,
+    wake_every: u64,
+    since_wake: u64,
+}
+
+impl RingWriter {
+    /// Wake `thread` once every `every` samples (about one hop), not per chunk.
+    pub fn set_waker(&mut self, thread: Thread, every: u64) {
+        self.waker = Some(thread);
+        self.wake_every = every.max(1);
+    }
+
+    pub fn counters(&self) -> &Arc<RingCounters> {
+        &self.counters
+    }
+
+    /// Free room in samples.
+    pub fn room(&self) -> usize {
+        self.samples.slots()
+    }
+
+    /// Real-time safe: pushes up to `n` samples from `iter`, counts the rest
+    /// as overrun and returns. No allocation, lock, log or wait: rtrb's
+    /// write is wait-free, the counters are atomics, and unpark is one atomic
+    /// swap plus at most one futex wake.
+    pub fn push(&mut self, n: usize, iter: impl Iterator<Item = f32>, time_ns: u64) {
+        let fits = n.min(self.samples.slots());
+        let pushed = match self.samples.write_chunk_uninit(fits) {
+            Ok(chunk) => chunk.fill_from_iter(iter.take(fits)),
+            Err(_) => 0,
+        };
+        let dropped = (n - pushed) as u64;
+        self.written += pushed as u64;
+        self.counters.captured.fetch_add(pushed as u64, Relaxed);
+        self.counters.last_chunk_ns.store(time_ns, Relaxed);
+        if dropped > 0 {
+            self.counters.overrun_samples.fetch_add(dropped, Relaxed);
+        }
+        self.pending_drop += dropped;
+        let mark = Mark {
+            end: self.written,
+            dropped: self.pending_drop,
+            time_ns,
+        };
+        if self.marks.push(mark).is_ok() {
+            self.pending_drop = 0;
+        } else {
+            self.counters.marks_merged.fetch_add(1, Relaxed);
+        }
+        self.since_wake += n as u64;
+        if self.since_wake >= self.wake_every || dropped > 0 {
+            self.since_wake = 0;
+            if let Some(t) = &self.waker {
+                t.unpark();
+            }
+        }
+    }
+
+    /// For file and pipe sources, where waiting loses nothing: waits for room
+    /// instead of dropping. Returns false if `stop` was raised first.
+    pub fn push_waiting(&mut self, samples: &[f32], time_ns: u64, stop: &dyn Fn() -> bool) -> bool {
+        let mut rest = samples;
+        while !rest.is_empty() {
+            let room = self.room();
+            if room == 0 {
+                if stop() {
+                    return false;
+                }
+                if let Some(t) = &self.waker {
+                    t.unpark();
+                }
+                std::thread::sleep(Duration::from_millis(1));
+                continue;
+            }
+            let k = room.min(rest.len());
+            self.push(k, rest[..k].iter().copied(), time_ns);
+            rest = &rest[k..];
+        }
+        true
+    }
+
+    /// Wakes the reader now (end of stream, shutdown).
+    pub fn wake(&self) {
+        if let Some(t) = &self.waker {
+            t.unpark();
+        }
+    }
+}
+
+/// What the reader gets, in capture order.
+#[derive(Debug)]
+pub enum Segment<'a> {
+    /// Contiguous samples; the last one was captured at `last_ns`.
+    Samples(&'a [f32], u64),
+    /// `n` samples are missing here (dropped on overrun).
+    Gap(u64),
+}
+
+pub struct RingReader {
+    samples: rtrb::Consumer<f32>,
+    marks: rtrb::Consumer<Mark>,
+    /// Samples read so far: the reader's position in writer coordinates.
+    read: u64,
+    counters: Arc<RingCounters>,
+}
+
+impl RingReader {
+    pub fn counters(&self) -> &Arc<RingCounters> {
+        &self.counters
+    }
+
+    /// True once the writer is gone and everything was read.
+    pub fn finished(&self) -> bool {
+        self.samples.is_abandoned() && self.samples.is_empty() && self.marks.is_empty()
+    }
+
+    /// Hands every completed capture chunk to `f`, in order, with its gaps.
+    /// `rate` turns sample counts into time offsets within a chunk.
+    pub fn drain(&mut self, rate: f64, mut f: impl FnMut(Segment<'_>)) -> usize {
+        let mut total = 0;
+        while let Ok(mark) = self.marks.pop() {
+            // Samples up to `mark.end` were committed before the mark was.
+            let n = (mark.end.saturating_sub(self.read)) as usize;
+            if n > 0 {
+                if let Ok(chunk) = self.samples.read_chunk(n.min(self.samples.slots())) {
+                    let (a, b) = chunk.as_slices();
+                    let tail_ns = (b.len() as f64 / rate * 1e9) as u64;
+                    if !a.is_empty() {
+                        f(Segment::Samples(a, mark.time_ns.saturating_sub(tail_ns)));
+                    }
+                    if !b.is_empty() {
+                        f(Segment::Samples(b, mark.time_ns));
+                    }
+                    total += chunk.len();
+                    self.read += chunk.len() as u64;
+                    chunk.commit_all();
+                }
+            }
+            if mark.dropped > 0 {
+                f(Segment::Gap(mark.dropped));
+            }
+        }
+        total
+    }
+}

@@ -1,0 +1,60 @@
+//! Where samples come from: a cpal input device, a WAV recording, or raw PCM
+//! from stdin or a FIFO. Opening a source tells its rate and channel count
+//! (so rings and resamplers can be sized); starting it hands it one ring
+//! writer per channel (None for a channel no stream uses).
+
+pub mod cpal;
+pub mod raw;
+pub mod wav;
+
+use crate::config::{SourceConfig, SourceKind};
+use crate::ring::RingWriter;
+use anyhow::Result;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+
+/// Shared with the daemon: why a source stopped, if it did.
+#[derive(Debug, Default)]
+pub struct SourceStatus {
+    pub message: Mutex<Option<String>>,
+}
+
+impl SourceStatus {
+    pub fn set(&self, msg: impl Into<String>) {
+        if let Ok(mut g) = self.message.lock() {
+            *g = Some(msg.into());
+        }
+    }
+    pub fn get(&self) -> Option<String> {
+        self.message.lock().ok().and_then(|g| g.clone())
+    }
+}
+
+pub trait Source {
+    fn rate(&self) -> u32;
+    fn channels(&self) -> usize;
+    /// |sample| at which the data is at full scale (infinite for float data).
+    fn full_scale(&self) -> f32;
+    /// Starts delivering; `writers[c]` receives channel c.
+    fn start(
+        self: Box<Self>,
+        writers: Vec<Option<RingWriter>>,
+        stop: Arc<AtomicBool>,
+        status: Arc<SourceStatus>,
+    ) -> Result<Running>;
+}
+
+/// A started source; dropping it stops capture (the cpal stream, if any, is
+/// closed; reader threads see `stop`).
+pub struct Running {
+    pub cpal_stream: Option<::cpal::Stream>,
+    pub thread: Option<std::thread::JoinHandle<()>>,
+}
+
+pub fn open(cfg: &SourceConfig) -> Result<Box<dyn Source>> {
+    Ok(match cfg.kind {
+        SourceKind::Cpal => Box::new(cpal::CpalSource::open(cfg)?),
+        SourceKind::Wav => Box::new(wav::WavSource::open(cfg)?),
+        SourceKind::Raw => Box::new(raw::RawSource::open(cfg)?),
+    })
+}

@@ -1,0 +1,81 @@
+//! Per-stream counters, written by the inference thread and read by `status`.
+
+use crate::ring::RingCounters;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+
+#[derive(Debug)]
+pub struct StreamStats {
+    pub name: String,
+    pub source: String,
+    pub source_rate: u32,
+    pub channel: usize,
+    pub hop: usize,
+    pub resampler: Option<(u32, u32)>,
+    pub ring: Arc<RingCounters>,
+    /// Frames published.
+    pub frames: AtomicU64,
+    /// Frames made but not handed to the publisher (its queue was full).
+    pub dropped_frames: AtomicU64,
+    pub nonfinite_frames: AtomicU64,
+    pub clipped_frames: AtomicU64,
+    /// Model runs, and frames that went through a batch larger than one.
+    pub runs: AtomicU64,
+    pub batched_frames: AtomicU64,
+    /// Inference failures (the frame is reported as dropped).
+    pub errors: AtomicU64,
+    /// Last time the inference thread went round its loop, ns since the epoch.
+    pub heartbeat_ns: AtomicU64,
+    /// Sum and max of processing latency, µs.
+    pub latency_sum_us: AtomicU64,
+    pub latency_max_us: AtomicU64,
+    /// "starting", "running", "ended", or "error: ..." for the source.
+    pub state: Mutex<String>,
+}
+
+impl StreamStats {
+    pub fn new(
+        name: &str,
+        source: &str,
+        source_rate: u32,
+        channel: usize,
+        hop: usize,
+        ring: Arc<RingCounters>,
+    ) -> Self {
+        Self {
+            name: name.to_string(),
+            source: source.to_string(),
+            source_rate,
+            channel,
+            hop,
+            resampler: None,
+            ring,
+            frames: AtomicU64::new(0),
+            dropped_frames: AtomicU64::new(0),
+            nonfinite_frames: AtomicU64::new(0),
+            clipped_frames: AtomicU64::new(0),
+            runs: AtomicU64::new(0),
+            batched_frames: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            heartbeat_ns: AtomicU64::new(0),
+            latency_sum_us: AtomicU64::new(0),
+            latency_max_us: AtomicU64::new(0),
+            state: Mutex::new("starting".into()),
+        }
+    }
+
+    pub fn set_state(&self, s: impl Into<String>) {
+        if let Ok(mut g) = self.state.lock() {
+            *g = s.into();
+        }
+    }
+
+    pub fn state(&self) -> String {
+        self.state.lock().map(|g| g.clone()).unwrap_or_default()
+    }
+
+    pub fn record_latency(&self, us: u64) {
+        self.latency_sum_us.fetch_add(us, Relaxed);
+        self.latency_max_us.fetch_max(us, Relaxed);
+    }
+}

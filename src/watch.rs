@@ -1,0 +1,96 @@
+//! `drsnd watch`: a subscriber for people. One line per frame with label,
+//! confidence, level and the mean threshold of every shrinkage unit; status
+//! lines in between. `--json` passes the daemon's lines through unchanged.
+
+use crate::cli::WatchArgs;
+use crate::protocol::{Filter, Message};
+use anyhow::{Context, Result};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+
+pub fn watch(a: &WatchArgs) -> Result<()> {
+    let mut sock = UnixStream::connect(&a.socket)
+        .with_context(|| format!("cannot connect to {}", a.socket.display()))?;
+    let filter = Filter {
+        types: None,
+        streams: (!a.streams.is_empty()).then(|| a.streams.clone()),
+        thresholds: a.no_thresholds.then_some(false),
+    };
+    if filter.streams.is_some() || filter.thresholds.is_some() {
+        let mut line = serde_json::to_string(&filter)?;
+        line.push('\n');
+        sock.write_all(line.as_bytes())?;
+    }
+    let reader = BufReader::new(sock);
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut frames = 0u64;
+    for line in reader.lines() {
+        let line = line.context("connection lost")?;
+        if a.json {
+            writeln!(out, "{line}")?;
+        } else {
+            match serde_json::from_str::<Message>(&line) {
+                Ok(m) => writeln!(out, "{}", render(&m))?,
+                Err(_) => writeln!(out, "? {line}")?,
+            }
+        }
+        if line.contains("\"type\":\"frame\"") {
+            frames += 1;
+            if a.count.is_some_and(|c| frames >= c) {
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn render(m: &Message) -> String {
+    match m {
+        Message::Hello(h) => format!(
+            "connected: {} model {} {} ({} Hz, frames of {}), streams: {}\n{:<12} {:>7}  {:<8} {:>6}  {:>8} {:>8}  mean tau per unit",
+            h.daemon,
+            h.model.name,
+            h.model.version,
+            h.model.sample_rate,
+            h.model.frame_length,
+            h.streams.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", "),
+            "stream",
+            "seq",
+            "label",
+            "conf",
+            "rms",
+            "peak"
+        ),
+        Message::Frame(f) => {
+            let taus: Vec<String> = f
+                .thresholds
+                .iter()
+                .flatten()
+                .map(|t| format!("{:.3}", t.iter().sum::<f32>() / t.len().max(1) as f32))
+                .collect();
+            let flags = if f.flags.is_empty() { String::new() } else { format!("  [{}]", f.flags.join(",")) };
+            format!(
+                "{:<12} {:>7}  {:<8} {:>5.1}%  {:>8.4} {:>8.4}  {}{}",
+                f.stream,
+                f.seq,
+                f.label,
+                f.confidence * 100.0,
+                f.rms,
+                f.peak,
+                taus.join(" "),
+                flags
+            )
+        }
+        Message::Status(s) => {
+            let streams: Vec<String> = s
+                .streams
+                .iter()
+                .map(|x| format!("{} {} frames, {} overrun, {} dropped", x.name, x.frames, x.overrun_samples, x.dropped_frames))
+                .collect();
+            format!("-- status {} up {:.0}s: {} | {} client(s)", s.state, s.uptime_s, streams.join("; "), s.clients.len())
+        }
+        Message::Lagged(l) => format!("-- lagged: missed {} messages", l.missed),
+        Message::Error(e) => format!("-- error: {}", e.message),
+    }
+}
