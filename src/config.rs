@@ -205,16 +205,26 @@ impl Config {
 
     pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
         let cfg: Config = toml::from_str(text).map_err(|e| {
-            let line = e
-                .span()
-                .map(|s| {
-                    format!(
-                        " line {}",
-                        text[..s.start.min(text.len())].lines().count().max(1)
-                    )
-                })
-                .unwrap_or_default();
-            ConfigError(format!("{origin}{line}: {}", e.message()))
+            let start = e.span().map_or(0, |s| s.start.min(text.len()));
+            // For an unknown key toml points at its table; find the key itself.
+            let unknown = e
+                .message()
+                .strip_prefix("unknown field `")
+                .and_then(|r| r.split('`').next());
+            let line = match unknown.and_then(|k| find_key(text, k, start)) {
+                Some(n) => format!(" line {n}"),
+                None if e.span().is_some() => {
+                    format!(" line {}", text[..start].matches('\n').count() + 1)
+                }
+                None => String::new(),
+            };
+            // For a bad value, name the key it was given to.
+            let line_text = text[..start].rsplit('\n').next().unwrap_or("");
+            let key = match line_text.split_once('=') {
+                Some((k, _)) if unknown.is_none() => format!(" key `{}`:", k.trim()),
+                _ => String::new(),
+            };
+            ConfigError(format!("{origin}{line}:{key} {}", e.message()))
         })?;
         cfg.validate(text, origin)?;
         Ok(cfg)
@@ -330,12 +340,21 @@ pub fn parse_mode(s: &str) -> Option<u32> {
 
 /// " line N" for the first line that sets `key`, or "" if not found.
 fn line_of(text: &str, key: &str) -> String {
+    find_key(text, key, 0)
+        .map(|n| format!(" line {n}"))
+        .unwrap_or_default()
+}
+
+/// 1-based number of the first line at or after byte `from` that sets `key`.
+fn find_key(text: &str, key: &str, from: usize) -> Option<usize> {
+    let skip = text[..from].matches('\n').count();
     text.lines()
-        .position(|l| {
+        .enumerate()
+        .skip(skip)
+        .find(|(_, l)| {
             let l = l.trim_start();
             l.strip_prefix(key)
                 .is_some_and(|r| r.trim_start().starts_with('='))
         })
-        .map(|i| format!(" line {}", i + 1))
-        .unwrap_or_default()
+        .map(|(i, _)| i + 1)
 }

@@ -29,17 +29,20 @@ struct StreamHandle {
     source: Arc<SourceStatus>,
 }
 
+/// A source opened but not started, with a ring writer per channel.
+type PendingSource = (
+    Box<dyn source::Source>,
+    Vec<Option<RingWriter>>,
+    Arc<SourceStatus>,
+);
+
 /// A loaded model plus everything built from the config, not yet started.
 pub struct Prepared {
     cfg: Config,
     model: Model,
     streams: Vec<StreamHandle>,
     workers: Vec<StreamWorker>,
-    starts: Vec<(
-        Box<dyn source::Source>,
-        Vec<Option<RingWriter>>,
-        Arc<SourceStatus>,
-    )>,
+    starts: Vec<PendingSource>,
     frames_rx: crossbeam_channel::Receiver<crate::protocol::FrameMsg>,
     /// Raised first on shutdown: sources stop delivering.
     source_stop: Arc<AtomicBool>,
@@ -199,6 +202,10 @@ pub fn run(p: Prepared) -> Result<()> {
 
 async fn serve(mut p: Prepared) -> Result<()> {
     let started = Instant::now();
+    // Handlers first: a SIGTERM that arrives once the socket answers must
+    // get the orderly shutdown, not the default kill.
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let socket_path = p.cfg.socket.path.clone();
     let mode = parse_mode(&p.cfg.socket.mode).unwrap_or(0o660);
     let listener = publish::bind(&socket_path, mode)?;
@@ -256,8 +263,6 @@ async fn serve(mut p: Prepared) -> Result<()> {
         socket_path.display()
     ));
 
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let mut tick = tokio::time::interval(Duration::from_millis(
         p.cfg.socket.status_interval_ms.max(100),
     ));

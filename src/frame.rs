@@ -211,6 +211,14 @@ pub struct Assembler {
     clean: Vec<f32>,
 }
 
+/// Wall-clock time of model-rate sample `index`, extrapolated back from the
+/// anchor (the latest source sample and its capture time).
+fn time_of(cond: Conditioning, anchor: (u64, u64), index: u64) -> u64 {
+    let src = index as f64 * cond.source_rate as f64 / cond.model_rate as f64;
+    let back = (anchor.0 as f64 - 1.0 - src) / cond.source_rate as f64;
+    (anchor.1 as f64 - back * 1e9).max(0.0) as u64
+}
+
 /// Flag ranges widen by this many model-rate samples when resampling, since
 /// the resampler's filter spreads every input sample over its neighbours.
 const RESAMPLE_SPREAD: u64 = 16;
@@ -245,13 +253,6 @@ impl Assembler {
         (src as u128 * self.cond.model_rate as u128 / self.cond.source_rate as u128) as u64
     }
 
-    /// Wall-clock time of model-rate sample `index`, from the latest anchor.
-    fn time_of(&self, index: u64) -> u64 {
-        let src = index as f64 * self.cond.source_rate as f64 / self.cond.model_rate as f64;
-        let back = (self.anchor.0 as f64 - 1.0 - src) / self.cond.source_rate as f64;
-        (self.anchor.1 as f64 - back * 1e9).max(0.0) as u64
-    }
-
     /// Adds a chunk whose last sample was captured at `last_ns`.
     pub fn push(&mut self, x: &[f32], last_ns: u64, out: &mut Vec<Frame>) -> Result<()> {
         let ns_per_sample = 1e9 / self.cond.source_rate as f64;
@@ -268,9 +269,9 @@ impl Assembler {
                 Some(r) => r.push(&self.clean, |y| framer.push(y, |f| out.push(f)))?,
                 None => framer.push(&self.clean, |f| out.push(f)),
             }
-            for i in first_new..out.len() {
-                let last = out[i].index + out[i].samples.len() as u64 - 1;
-                out[i].end_ns = self.time_of(last);
+            for f in &mut out[first_new..] {
+                let last = f.index + f.samples.len() as u64 - 1;
+                f.end_ns = time_of(self.cond, self.anchor, last);
             }
         }
         Ok(())

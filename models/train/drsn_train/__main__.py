@@ -45,7 +45,7 @@ def cmd_train(args) -> None:
                 "baseline decimated to 12 kHz; first 80 % of every recording"
                 if not args.folders else f"folders under {args.folders}; first 80 % of every file",
         "recipe": f"python -m drsn_train train --arch {args.arch} --steps {args.steps} --seed {args.seed}",
-        "noise": "per frame: clean (p~0.36) or Gaussian/Laplacian/pink at SNR U(-6, 10) dB",
+        "noise": f"per frame: clean (p=0.36) or Gaussian/Laplacian/pink at SNR U{fit.TRAIN_SNR} dB",
         "augmentation": "class-balanced random crops, time stretch U(0.96, 1.04)",
         "steps": args.steps, "batch": 64, "seed": args.seed,
         "seconds": round(seconds, 1), "threads": args.threads,
@@ -96,7 +96,7 @@ def main(argv=None) -> None:
     common(t)
     t.add_argument("--folders", help="your own data: DIR/<class id>/*.wav instead of CWRU")
     t.add_argument("--arch", default="drsn-cw", choices=["conv", "res", "drsn-cs", "drsn-cw"])
-    t.add_argument("--steps", type=int, default=6000)
+    t.add_argument("--steps", type=int, default=20000)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--name", default="drsn-cw-cwru10")
     t.add_argument("--version", default="1.0.0")

@@ -162,7 +162,7 @@ at the stated SNR (noise power = frame power / 10^(SNR/10)) with fixed seeds.
 All four models share stem, layout, head and training; only the unit differs.
 
 ## 1. Trained with noise, tested on the held-out 20 %
-Training noise: per frame clean or Gaussian/Laplacian/pink at SNR U(-6, 10) dB.
+Training noise: per frame clean (p=0.36) or Gaussian/Laplacian/pink at SNR U{fit.TRAIN_SNR} dB.
 {noise_tables(rows, "noisy")}
 ## 2. Trained clean, tested noisy (WDCNN protocol)
 For scale, WDCNN (Zhang et al. 2017) reports 51.75 % at -4 dB and 82.03 % at

@@ -1,0 +1,279 @@
+//! Shared test helpers: start the real `drsnd` binary, talk to its socket
+//! as a subscriber would, and validate every line against docs/schema.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_drsnd");
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn model() -> PathBuf {
+    root().join("models").join("drsn-cw-cwru10.json")
+}
+
+/// The real recordings. Tests that need them fail loudly without them.
+pub fn cwru(file: &str) -> PathBuf {
+    let dir = std::env::var_os("DRSN_CWRU")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("..").join("shared").join("cwru"));
+    let p = dir.join(file);
+    assert!(
+        p.exists(),
+        "{} is missing: the tests read the CWRU recordings from ../shared/cwru (or $DRSN_CWRU)",
+        p.display()
+    );
+    p
+}
+
+pub fn read_wav_f32(path: &Path) -> (u32, Vec<f32>) {
+    let mut r = hound::WavReader::open(path).expect("wav opens");
+    let rate = r.spec().sample_rate;
+    let x = r.samples::<f32>().map(|s| s.expect("sample")).collect();
+    (rate, x)
+}
+
+pub fn write_wav_f32(path: &Path, rate: u32, x: &[f32]) {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: rate,
+        bits_per_sample: 32,
+        sample_format: hound::SampleFormat::Float,
+    };
+    let mut w = hound::WavWriter::create(path, spec).expect("wav create");
+    for &v in x {
+        w.write_sample(v).expect("write");
+    }
+    w.finalize().expect("finalize");
+}
+
+/// The ten classes and the recordings of each at the three loads.
+pub const CLASSES: [&str; 10] = [
+    "Normal", "B_7", "B_14", "B_21", "IR_7", "IR_14", "IR_21", "OR6_7", "OR6_14", "OR6_21",
+];
+
+pub fn class_files(class: &str) -> Vec<String> {
+    if class == "Normal" {
+        vec!["1797_Normal_48k.wav".into()]
+    } else {
+        ["1797", "1772", "1750"]
+            .iter()
+            .map(|rpm| format!("{rpm}_{class}.wav"))
+            .collect()
+    }
+}
+
+fn validators() -> &'static HashMap<String, jsonschema::Validator> {
+    static V: OnceLock<HashMap<String, jsonschema::Validator>> = OnceLock::new();
+    V.get_or_init(|| {
+        let mut m = HashMap::new();
+        for t in ["hello", "frame", "status", "lagged", "error"] {
+            let path = root().join("docs").join("schema").join(format!("{t}.json"));
+            let text = std::fs::read_to_string(&path).expect("schema file");
+            let schema: Value = serde_json::from_str(&text).expect("schema json");
+            m.insert(
+                t.to_string(),
+                jsonschema::validator_for(&schema).expect("valid schema"),
+            );
+        }
+        m
+    })
+}
+
+/// Parses one line from the daemon and checks it against its schema.
+pub fn validate(line: &str) -> Value {
+    let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+    let t = v["type"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no type: {line}"))
+        .to_string();
+    let validator = validators()
+        .get(&t)
+        .unwrap_or_else(|| panic!("unknown message type {t}: {line}"));
+    if let Err(e) = validator.validate(&v) {
+        panic!("{t} message violates docs/schema/{t}.json: {e}\n{line}");
+    }
+    v
+}
+
+/// A running daemon; killed on drop.
+pub struct Daemon {
+    pub child: Child,
+    pub socket: PathBuf,
+    pub dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    /// Starts `drsnd run` with `args` and a socket in a fresh temp dir, and
+    /// waits until the socket answers.
+    pub fn start(args: &[&str]) -> Daemon {
+        Self::start_with(args, &[])
+    }
+
+    pub fn start_with(args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        Self::start_at(None, args, env)
+    }
+
+    /// As `start`, on a given socket path (default: a fresh temp dir).
+    pub fn start_at(socket: Option<PathBuf>, args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let socket = socket.unwrap_or_else(|| dir.path().join("drsn.sock"));
+        let mut cmd = Command::new(BIN);
+        cmd.arg("run").arg("--socket").arg(&socket).args(args);
+        if !args.contains(&"--model") && !args.contains(&"--config") {
+            cmd.arg("--model").arg(model());
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let child = cmd.spawn().expect("drsnd starts");
+        let mut d = Daemon { child, socket, dir };
+        d.wait_ready();
+        d
+    }
+
+    fn wait_ready(&mut self) {
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(60) {
+            if UnixStream::connect(&self.socket).is_ok() {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("drsnd exited early ({status}): {}", self.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        panic!("drsnd did not open {} within 60 s", self.socket.display());
+    }
+
+    pub fn stderr(&mut self) -> String {
+        let mut s = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            use std::io::Read;
+            let _ = e.read_to_string(&mut s);
+        }
+        s
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Resident set size in KiB, from /proc.
+    pub fn rss_kib(&self) -> u64 {
+        let s = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        s.lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// SIGTERM, then waits for the exit status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let t0 = Instant::now();
+        loop {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return s;
+            }
+            if t0.elapsed() > Duration::from_secs(10) {
+                let _ = self.child.kill();
+                panic!("drsnd did not exit within 10 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn connect(&self) -> Client {
+        Client::connect(&self.socket)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A subscriber: every line it reads is schema-checked.
+pub struct Client {
+    pub reader: BufReader<UnixStream>,
+    pub writer: UnixStream,
+}
+
+impl Client {
+    pub fn connect(path: &Path) -> Client {
+        let s = UnixStream::connect(path).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        Client {
+            writer: s.try_clone().expect("clone"),
+            reader: BufReader::new(s),
+        }
+    }
+
+    /// Next message, schema-checked; None at end of stream.
+    pub fn next(&mut self) -> Option<Value> {
+        let mut line = String::new();
+        match self.reader.read_line(&mut line) {
+            Ok(0) => None,
+            Ok(_) => Some(validate(line.trim_end())),
+            Err(e) => panic!("read from daemon failed: {e}"),
+        }
+    }
+
+    pub fn send(&mut self, line: &str) {
+        self.writer.write_all(line.as_bytes()).expect("send");
+    }
+
+    /// Reads until a message of type `t`, returning it.
+    pub fn until(&mut self, t: &str) -> Value {
+        loop {
+            let v = self
+                .next()
+                .unwrap_or_else(|| panic!("connection closed before a {t} message"));
+            if v["type"] == t {
+                return v;
+            }
+        }
+    }
+}
+
+/// Runs `drsnd classify --json` on files; returns frame messages.
+pub fn classify_json(files: &[PathBuf], hop: usize) -> Vec<Value> {
+    let out = Command::new(BIN)
+        .arg("classify")
+        .arg("--json")
+        .arg("--model")
+        .arg(model())
+        .arg("--hop")
+        .arg(hop.to_string())
+        .args(files)
+        .output()
+        .expect("classify runs");
+    assert!(
+        out.status.success(),
+        "classify failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(validate)
+        .collect()
+}
