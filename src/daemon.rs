@@ -213,13 +213,13 @@ async fn serve(mut p: Prepared) -> Result<()> {
     let bridge = publish::spawn_bridge(hub.clone(), p.frames_rx.clone())?;
 
     let mut threads = Vec::new();
-    let wake_every: Vec<u64> = p
+    // Wake points in source samples: when the first frame and each hop completes.
+    let m = &p.model.manifest;
+    let to_src = |n: usize, rate: u32| (n as u64 * rate as u64).div_ceil(m.sample_rate as u64);
+    let wake: Vec<(u64, u64)> = p
         .workers
         .iter()
-        .map(|w| {
-            (w.stats.hop as u64 * w.stats.source_rate as u64 / p.model.manifest.sample_rate as u64)
-                .max(1)
-        })
+        .map(|w| (to_src(m.frame_length, w.stats.source_rate), to_src(w.stats.hop, w.stats.source_rate)))
         .collect();
     for w in p.workers.drain(..) {
         threads.push(w.spawn().context("cannot start an inference thread")?);
@@ -228,7 +228,7 @@ async fn serve(mut p: Prepared) -> Result<()> {
     let mut k = 0;
     for (src, mut writers, status) in p.starts.drain(..) {
         for w in writers.iter_mut().flatten() {
-            w.set_waker(threads[k].thread().clone(), wake_every[k]);
+            w.set_waker(threads[k].thread().clone(), wake[k].0, wake[k].1);
             k += 1;
         }
         running.push(src.start(writers, p.source_stop.clone(), status)?);

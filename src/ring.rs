@@ -49,11 +49,12 @@ pub fn ring(capacity: usize) -> (RingWriter, RingReader) {
         samples: samples_tx,
         marks: marks_tx,
         written: 0,
+        dropped_total: 0,
         pending_drop: 0,
         counters: counters.clone(),
         waker: None,
         wake_every: 1,
-        since_wake: 0,
+        next_wake: 1,
     };
     let reader = RingReader {
         samples: samples_rx,
@@ -68,17 +69,22 @@ pub struct RingWriter {
     samples: rtrb::Producer<f32>,
     marks: rtrb::Producer<Mark>,
     written: u64,
+    dropped_total: u64,
     pending_drop: u64,
     counters: Arc<RingCounters>,
     waker: Option<Thread>,
     wake_every: u64,
-    since_wake: u64,
+    /// Stream position (dropped samples included) at which to wake next.
+    next_wake: u64,
 }
 
 impl RingWriter {
-    /// Wake `thread` once every `every` samples (about one hop), not per chunk.
-    pub fn set_waker(&mut self, thread: Thread, every: u64) {
+    /// Wakes `thread` when the stream reaches position `first`, then every
+    /// `every` samples: exactly when a frame completes (first = frame length,
+    /// every = hop), so a frame waits for no timer.
+    pub fn set_waker(&mut self, thread: Thread, first: u64, every: u64) {
         self.waker = Some(thread);
+        self.next_wake = first.max(1);
         self.wake_every = every.max(1);
     }
 
@@ -109,6 +115,7 @@ impl RingWriter {
             self.counters.overrun_samples.fetch_add(dropped, Relaxed);
         }
         self.pending_drop += dropped;
+        self.dropped_total += dropped;
         let mark = Mark {
             end: self.written,
             dropped: self.pending_drop,
@@ -119,9 +126,11 @@ impl RingWriter {
         } else {
             self.counters.marks_merged.fetch_add(1, Relaxed);
         }
-        self.since_wake += n as u64;
-        if self.since_wake >= self.wake_every || dropped > 0 {
-            self.since_wake = 0;
+        let position = self.written + self.dropped_total;
+        if position >= self.next_wake || dropped > 0 {
+            while self.next_wake <= position {
+                self.next_wake += self.wake_every;
+            }
             if let Some(t) = &self.waker {
                 t.unpark();
             }
