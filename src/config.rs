@@ -358,3 +358,47 @@ fn find_key(text: &str, key: &str, from: usize) -> Option<usize> {
         })
         .map(|(i, _)| i + 1)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_config_has_working_defaults() {
+        let c = Config::parse("", "t").expect("defaults");
+        assert_eq!(c.hop, 512);
+        assert_eq!(c.socket.path, PathBuf::from("/run/drsn/drsn.sock"));
+        assert_eq!(parse_mode(&c.socket.mode), Some(0o660));
+    }
+
+    #[test]
+    fn errors_name_the_key_and_line() {
+        let e = Config::parse("hop = 512\n\n[socket]\nmax-clients = 0\n", "f.toml")
+            .unwrap_err()
+            .0;
+        assert!(
+            e.contains("f.toml line 4") && e.contains("max-clients"),
+            "{e}"
+        );
+        let e = Config::parse("[socket]\n\npath-x = 1\n", "f.toml")
+            .unwrap_err()
+            .0;
+        assert!(e.contains("line 3") && e.contains("path-x"), "{e}");
+        let e = Config::parse("[[source]]\nkind = \"wav\"\nstreams = [\"a\"]\npath = \"x\"\n[[source]]\nkind = \"wav\"\npath = \"y\"\nstreams = [\"a\"]\n", "f").unwrap_err().0;
+        assert!(e.contains("used twice"), "{e}");
+    }
+
+    #[test]
+    fn a_full_source_table_parses() {
+        let c = Config::parse(
+            "[[source]]\nkind = \"cpal\"\ndevice = \"hw:1,0\"\nrate = 48000\nchannels = 2\nbuffer-frames = 512\n\
+             streams = [\"drive-end\", \"fan-end\"]\ngain = 10.0\nclip-level = 0.99\n",
+            "t",
+        )
+        .expect("parses");
+        let s = &c.sources[0];
+        assert_eq!(s.kind, SourceKind::Cpal);
+        assert_eq!(s.streams, vec!["drive-end", "fan-end"]);
+        assert_eq!(s.label(), "cpal:hw:1,0");
+    }
+}

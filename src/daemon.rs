@@ -219,7 +219,12 @@ async fn serve(mut p: Prepared) -> Result<()> {
     let wake: Vec<(u64, u64)> = p
         .workers
         .iter()
-        .map(|w| (to_src(m.frame_length, w.stats.source_rate), to_src(w.stats.hop, w.stats.source_rate)))
+        .map(|w| {
+            (
+                to_src(m.frame_length, w.stats.source_rate),
+                to_src(w.stats.hop, w.stats.source_rate),
+            )
+        })
         .collect();
     for w in p.workers.drain(..) {
         threads.push(w.spawn().context("cannot start an inference thread")?);

@@ -314,3 +314,122 @@ impl Assembler {
         self.framer.gap(target.saturating_sub(next));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cond(source_rate: u32) -> Conditioning {
+        Conditioning {
+            source_rate,
+            model_rate: 12000,
+            gain: 1.0,
+            clip_level: f32::INFINITY,
+        }
+    }
+
+    fn signal(n: usize) -> Vec<f32> {
+        (0..n)
+            .map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5)
+            .collect()
+    }
+
+    fn frames_in_chunks(x: &[f32], chunk: usize, source_rate: u32, hop: usize) -> Vec<Frame> {
+        let mut a = Assembler::new(cond(source_rate), 256, hop).expect("assembler");
+        let mut out = Vec::new();
+        for c in x.chunks(chunk) {
+            a.push(c, 1, &mut out).expect("push");
+        }
+        out
+    }
+
+    #[test]
+    fn chunk_size_does_not_change_the_frames() {
+        let x = signal(20_000);
+        for (rate, hop) in [(12000, 64), (12000, 256), (12000, 300), (48000, 100)] {
+            let whole = frames_in_chunks(&x, x.len(), rate, hop);
+            assert!(!whole.is_empty());
+            for chunk in [1, 7, 255, 256, 1000, 4097] {
+                let got = frames_in_chunks(&x, chunk, rate, hop);
+                assert_eq!(
+                    got.len(),
+                    whole.len(),
+                    "rate {rate} hop {hop} chunk {chunk}"
+                );
+                for (g, w) in got.iter().zip(&whole) {
+                    assert_eq!(g.index, w.index);
+                    assert_eq!(
+                        g.samples, w.samples,
+                        "rate {rate} hop {hop} chunk {chunk} frame {}",
+                        w.index
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn frames_start_every_hop_even_when_hop_exceeds_the_frame() {
+        let x = signal(5000);
+        let f = frames_in_chunks(&x, 333, 12000, 1000);
+        let idx: Vec<u64> = f.iter().map(|f| f.index).collect();
+        assert_eq!(idx, vec![0, 1000, 2000, 3000, 4000]);
+        assert_eq!(f[2].samples, x[2000..2256].to_vec());
+    }
+
+    #[test]
+    fn a_gap_restarts_framing_after_the_missing_samples() {
+        let mut a = Assembler::new(cond(12000), 256, 128).expect("assembler");
+        let x = signal(1000);
+        let mut out = Vec::new();
+        a.push(&x[..300], 1, &mut out).expect("push");
+        a.gap(500);
+        a.push(&x[300..], 1, &mut out).expect("push");
+        // Before the gap: frames at 0. After: framing restarts at 800.
+        let idx: Vec<u64> = out.iter().map(|f| f.index).collect();
+        assert_eq!(idx, vec![0, 800, 928, 1056, 1184]);
+        assert!(out[1].flags.after_gap && !out[2].flags.after_gap);
+        assert_eq!(out[1].samples, x[300..556].to_vec());
+    }
+
+    #[test]
+    fn bad_samples_are_zeroed_and_flag_only_their_frames() {
+        let mut a = Assembler::new(
+            Conditioning {
+                clip_level: 0.9,
+                ..cond(12000)
+            },
+            256,
+            256,
+        )
+        .expect("assembler");
+        let mut x = vec![0.1f32; 1024];
+        x[300] = f32::NAN;
+        x[700] = 0.95;
+        let mut out = Vec::new();
+        a.push(&x, 1, &mut out).expect("push");
+        let flags: Vec<(bool, bool)> = out
+            .iter()
+            .map(|f| (f.flags.nonfinite, f.flags.clipped))
+            .collect();
+        assert_eq!(
+            flags,
+            vec![(false, false), (true, false), (false, true), (false, false)]
+        );
+        assert_eq!(out[1].samples[300 - 256], 0.0);
+        assert!(out.iter().all(|f| f.rms.is_finite() && f.peak.is_finite()));
+    }
+
+    #[test]
+    fn frame_times_count_back_from_the_chunk_end() {
+        let mut a = Assembler::new(cond(12000), 256, 256).expect("assembler");
+        let mut out = Vec::new();
+        // 512 samples whose last one was captured at t = 10 s.
+        a.push(&signal(512), 10_000_000_000, &mut out)
+            .expect("push");
+        assert_eq!(out.len(), 2);
+        let dt = out[1].end_ns - out[0].end_ns;
+        assert!((dt as f64 - 256.0 / 12000.0 * 1e9).abs() < 1e3, "{dt}");
+        assert!(out[1].end_ns.abs_diff(10_000_000_000) < 1000);
+    }
+}

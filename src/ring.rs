@@ -224,3 +224,60 @@ impl RingReader {
         total
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn collect(r: &mut RingReader) -> (Vec<f32>, Vec<u64>) {
+        let mut samples = Vec::new();
+        let mut gaps = Vec::new();
+        r.drain(1000.0, |s| match s {
+            Segment::Samples(x, _) => samples.extend_from_slice(x),
+            Segment::Gap(n) => gaps.push(n),
+        });
+        (samples, gaps)
+    }
+
+    #[test]
+    fn overruns_are_counted_and_reported_where_they_happened() {
+        let (mut w, mut r) = ring(10);
+        w.push(6, (0..6).map(|v| v as f32), 1);
+        w.push(6, (6..12).map(|v| v as f32), 2); // 4 fit, 2 dropped
+        w.push(3, (12..15).map(|v| v as f32), 3); // ring full: all dropped
+        let (s, gaps) = collect(&mut r);
+        assert_eq!(s, (0..10).map(|v| v as f32).collect::<Vec<_>>());
+        assert_eq!(gaps, vec![2, 3]);
+        assert_eq!(w.counters().overrun_samples.load(Relaxed), 5);
+        assert_eq!(w.counters().captured.load(Relaxed), 10);
+        // After draining there is room again; positions stay consistent.
+        w.push(4, (15..19).map(|v| v as f32), 4);
+        let (s, gaps) = collect(&mut r);
+        assert_eq!(s, vec![15.0, 16.0, 17.0, 18.0]);
+        assert!(gaps.is_empty());
+    }
+
+    #[test]
+    fn wrap_around_hands_over_every_sample_in_order() {
+        let (mut w, mut r) = ring(7);
+        let mut next = 0;
+        let mut got = Vec::new();
+        for round in 0..50 {
+            let n = 1 + round % 6;
+            w.push(n, (next..next + n).map(|v| v as f32), round as u64);
+            next += n;
+            got.extend(collect(&mut r).0);
+        }
+        assert_eq!(got, (0..next).map(|v| v as f32).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn finished_once_the_writer_is_gone_and_everything_read() {
+        let (mut w, mut r) = ring(8);
+        w.push(3, [1.0, 2.0, 3.0].into_iter(), 1);
+        drop(w);
+        assert!(!r.finished());
+        collect(&mut r);
+        assert!(r.finished());
+    }
+}

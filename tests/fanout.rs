@@ -24,13 +24,24 @@ struct Received {
 }
 
 fn now() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_secs_f64()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64()
 }
 
-fn subscribe(mut c: Client, stop: Arc<AtomicBool>, pause: Option<(Duration, Duration)>) -> Received {
+fn subscribe(
+    mut c: Client,
+    stop: Arc<AtomicBool>,
+    pause: Option<(Duration, Duration)>,
+) -> Received {
     let t0 = Instant::now();
     let mut last: Option<u64> = None;
-    let mut r = Received { frames: 0, latencies: Vec::new(), lagged: 0 };
+    let mut r = Received {
+        frames: 0,
+        latencies: Vec::new(),
+        lagged: 0,
+    };
     let mut paused = false;
     while !stop.load(Ordering::Relaxed) {
         if let Some((at, len)) = pause {
@@ -45,7 +56,11 @@ fn subscribe(mut c: Client, stop: Arc<AtomicBool>, pause: Option<(Duration, Dura
                 let seq = m["seq"].as_u64().expect("seq");
                 if let Some(prev) = last {
                     if r.lagged == 0 {
-                        assert_eq!(seq, prev + 1, "seq not contiguous for a subscriber that keeps up");
+                        assert_eq!(
+                            seq,
+                            prev + 1,
+                            "seq not contiguous for a subscriber that keeps up"
+                        );
                     } else {
                         assert!(seq > prev, "seq went backwards");
                     }
@@ -97,7 +112,13 @@ fn hundred_subscribers_get_every_frame_and_a_stalled_one_hurts_nobody() {
     let stalled = daemon.connect(); // never reads
     let slow_client = daemon.connect();
     let slow_stop = stop.clone();
-    let slow = std::thread::spawn(move || subscribe(slow_client, slow_stop, Some((Duration::from_secs(3), Duration::from_secs(6)))));
+    let slow = std::thread::spawn(move || {
+        subscribe(
+            slow_client,
+            slow_stop,
+            Some((Duration::from_secs(3), Duration::from_secs(6))),
+        )
+    });
     std::thread::sleep(Duration::from_secs(10));
     let rss_before = daemon.rss_kib();
 
@@ -107,13 +128,17 @@ fn hundred_subscribers_get_every_frame_and_a_stalled_one_hurts_nobody() {
 
     // The stalled client was cut off: after what its socket held, EOF.
     let mut s = stalled.reader.into_inner();
-    s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
     let mut sink = Vec::new();
     let eof = s.read_to_end(&mut sink).is_ok();
     assert!(eof, "the stalled client was never cut off");
 
     stop.store(true, Ordering::Relaxed);
-    let results: Vec<Received> = subs.into_iter().map(|h| h.join().expect("subscriber ok")).collect();
+    let results: Vec<Received> = subs
+        .into_iter()
+        .map(|h| h.join().expect("subscriber ok"))
+        .collect();
     let slow = slow.join().expect("slow ok");
     assert_eq!(daemon.stop().code(), Some(0));
 
@@ -121,7 +146,11 @@ fn hundred_subscribers_get_every_frame_and_a_stalled_one_hurts_nobody() {
     let mut after = Vec::new();
     for r in &results {
         assert_eq!(r.lagged, 0, "a subscriber that keeps up was told it lagged");
-        assert!(r.frames >= expected - 30, "a subscriber got {} frames of ~{expected}", r.frames);
+        assert!(
+            r.frames >= expected - 30,
+            "a subscriber got {} frames of ~{expected}",
+            r.frames
+        );
         for &(t, ms) in &r.latencies {
             if t < trouble_time {
                 before.push(ms);
@@ -137,8 +166,17 @@ fn hundred_subscribers_get_every_frame_and_a_stalled_one_hurts_nobody() {
          RSS {rss_before} -> {rss_after} KiB; slow client missed {} and got {} frames",
         slow.lagged, slow.frames
     );
-    assert!(p99a <= p99b * 1.5 + 5.0, "a stalled client delayed the others: p99 {p99b:.2} -> {p99a:.2} ms");
+    assert!(
+        p99a <= p99b * 1.5 + 5.0,
+        "a stalled client delayed the others: p99 {p99b:.2} -> {p99a:.2} ms"
+    );
     assert!(slow.lagged > 0, "the slow client was never told it lagged");
-    assert!(slow.frames > 100, "the slow client stopped getting frames after lagging");
-    assert!(rss_after <= rss_before + 2048, "RSS grew {rss_before} -> {rss_after} KiB");
+    assert!(
+        slow.frames > 100,
+        "the slow client stopped getting frames after lagging"
+    );
+    assert!(
+        rss_after <= rss_before + 2048,
+        "RSS grew {rss_before} -> {rss_after} KiB"
+    );
 }

@@ -84,6 +84,30 @@ def cmd_smoke(args) -> None:
           f"onnxruntime vs PyTorch max |diff| {worst:.2e} (<= {export.PARITY_TOLERANCE})")
 
 
+def cmd_verify(args) -> None:
+    """The shipped model as committed: manifest, sha256, outputs, parity in onnxruntime."""
+    import onnxruntime as ort
+
+    with open(args.manifest) as f:
+        m = json.load(f)
+    base = os.path.dirname(os.path.abspath(args.manifest))
+    onnx_path = os.path.join(base, m["onnx"])
+    if export.sha256(onnx_path) != m["sha256"]:
+        sys.exit(f"{onnx_path}: sha256 does not match {args.manifest}")
+    sess = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    want = [m["probs_output"], *[t["name"] for t in m["thresholds"]]]
+    if names != want:
+        sys.exit(f"{onnx_path}: outputs {names}, manifest says {want}")
+    parity_path = onnx_path[: -len(".onnx")] + ".parity.json"
+    with open(parity_path) as f:
+        parity = json.load(f)
+    worst = export.check_onnxruntime(onnx_path, parity)
+    print(f"verify: {m['name']} {m['version']}: sha256 ok, {len(names)} outputs as the manifest says, "
+          f"onnxruntime vs PyTorch parity max |diff| {worst:.2e} over {len(parity['cases'])} cases "
+          f"(<= {parity['tolerance']})")
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m drsn_train")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -115,6 +139,10 @@ def main(argv=None) -> None:
     common(s)
     s.add_argument("--steps", type=int, default=20)
     s.set_defaults(func=cmd_smoke)
+
+    v = sub.add_parser("verify", help="check a shipped model against its manifest and parity vectors")
+    v.add_argument("manifest")
+    v.set_defaults(func=cmd_verify)
 
     args = p.parse_args(argv)
     args.func(args)

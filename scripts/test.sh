@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The one test command (README and CI). Installs what is missing (Debian
+# packages, the model pipeline's venv), then runs every check: formatting,
+# lints, the model pipeline (shipped model verified in onnxruntime, and a tiny
+# train-export-check smoke run), and the Rust tests, which start the real
+# binary on the real recordings in ../shared/cwru.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup-system.sh
+bash scripts/setup-python.sh
+
+echo "== cargo fmt, clippy"
+cargo fmt --all -- --check
+cargo clippy --all-targets --locked -- -D warnings
+
+echo "== model pipeline: shipped model in onnxruntime, then a smoke train + export"
+(cd models/train && ../.venv/bin/python -m drsn_train verify ../drsn-cw-cwru10.json \
+  && ../.venv/bin/python -m drsn_train smoke)
+
+echo "== cargo test"
+cargo test --locked
