@@ -32,6 +32,9 @@ def cmd_train(args) -> None:
     metrics = fit.evaluate(net, x_test, y_test)
     print(table.summary_line(metrics), flush=True)
     os.makedirs(args.out, exist_ok=True)
+    work = os.path.join(args.out, "work")
+    os.makedirs(work, exist_ok=True)
+    torch.save(net.state_dict(), os.path.join(work, f"{args.name}.pt"))  # to re-export without retraining
     onnx_file = f"{args.name}.onnx"
     onnx_path = os.path.join(args.out, onnx_file)
     export.export_onnx(net, onnx_path)
@@ -129,7 +132,7 @@ def main(argv=None) -> None:
 
     tb = sub.add_parser("table", help="the full comparison; writes models/RESULTS.md")
     common(tb)
-    tb.add_argument("--steps", type=int, default=1500)
+    tb.add_argument("--steps", type=int, default=2500)
     tb.add_argument("--seeds", type=int, default=3)
     tb.add_argument("--workers", type=int, default=2)
     tb.add_argument("--out", default=os.path.join(ROOT, "models"))

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Runs the full comparison (about 90 minutes) and writes models/RESULTS.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup-python.sh
+cd models/train && exec ../.venv/bin/python -m drsn_train table "$@"
