@@ -115,21 +115,16 @@ fn print_json(
     use std::io::Write;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for (seq, (f, p)) in frames.iter().zip(preds).enumerate() {
-        let (top, confidence) = p.top();
-        let msg = Message::Frame(FrameMsg {
-            seq: seq as u64,
-            stream: path.display().to_string(),
-            sample_index: f.index,
-            time: (f.index + f.samples.len() as u64) as f64 / rate,
-            label: classes.get(top).cloned().unwrap_or_default(),
-            confidence,
-            probs: p.probs,
-            thresholds: Some(p.thresholds),
-            rms: f.rms,
-            peak: f.peak,
-            flags: f.flags.names().into_iter().map(String::from).collect(),
-            latency_ms: 0.0,
-        });
+        let time = (f.index + f.samples.len() as u64) as f64 / rate;
+        let msg = Message::Frame(FrameMsg::build(
+            path.display().to_string(),
+            seq as u64,
+            f,
+            p,
+            classes,
+            time,
+            0.0,
+        ));
         let _ = out.write_all(crate::publish::to_line(&msg).as_bytes());
     }
 }

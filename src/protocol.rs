@@ -2,6 +2,8 @@
 //! `docs/protocol.md` documents it and `docs/schema/` holds a JSON Schema for
 //! each message type; tests validate every line the daemon sends.
 
+use crate::frame::Frame;
+use crate::infer::Prediction;
 use crate::manifest::{Class, Manifest, ThresholdOutput};
 use serde::{Deserialize, Serialize};
 
@@ -81,6 +83,36 @@ pub struct FrameMsg {
     pub flags: Vec<String>,
     /// From the frame's last sample being captured to its result, ms.
     pub latency_ms: f64,
+}
+
+impl FrameMsg {
+    /// The message for `frame` and its prediction; `time` in Unix seconds
+    /// (or seconds into a file, offline).
+    pub fn build(
+        stream: String,
+        seq: u64,
+        frame: &Frame,
+        pred: Prediction,
+        classes: &[String],
+        time: f64,
+        latency_ms: f64,
+    ) -> Self {
+        let (top, confidence) = pred.top();
+        Self {
+            seq,
+            stream,
+            sample_index: frame.index,
+            time,
+            label: classes.get(top).cloned().unwrap_or_default(),
+            confidence,
+            probs: pred.probs,
+            thresholds: Some(pred.thresholds),
+            rms: frame.rms,
+            peak: frame.peak,
+            flags: frame.flags.names().into_iter().map(String::from).collect(),
+            latency_ms,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

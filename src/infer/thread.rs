@@ -111,7 +111,6 @@ impl StreamWorker {
     }
 
     fn message(&self, f: &Frame, p: Prediction, classes: &[String], seq: u64) -> FrameMsg {
-        let (top, confidence) = p.top();
         let latency_ns = now_ns().saturating_sub(f.end_ns);
         self.stats.record_latency(latency_ns / 1000);
         if f.flags.nonfinite {
@@ -120,20 +119,16 @@ impl StreamWorker {
         if f.flags.clipped {
             self.stats.clipped_frames.fetch_add(1, Relaxed);
         }
-        FrameMsg {
+        let time = f.end_ns as f64 / 1e9;
+        FrameMsg::build(
+            self.stats.name.clone(),
             seq,
-            stream: self.stats.name.clone(),
-            sample_index: f.index,
-            time: f.end_ns as f64 / 1e9,
-            label: classes.get(top).cloned().unwrap_or_default(),
-            confidence,
-            probs: p.probs,
-            thresholds: Some(p.thresholds),
-            rms: f.rms,
-            peak: f.peak,
-            flags: f.flags.names().into_iter().map(String::from).collect(),
-            latency_ms: latency_ns as f64 / 1e6,
-        }
+            f,
+            p,
+            classes,
+            time,
+            latency_ns as f64 / 1e6,
+        )
     }
 
     fn publish(&self, msg: FrameMsg) {

@@ -51,6 +51,52 @@ pub struct Running {
     pub thread: Option<std::thread::JoinHandle<()>>,
 }
 
+/// Runs `body` on a named reader thread (file and pipe sources). When it
+/// returns, the writers are woken one last time and dropped, which tells
+/// the inference threads that the stream has ended.
+pub fn spawn_reader(
+    name: String,
+    writers: Vec<Option<RingWriter>>,
+    body: impl FnOnce(&mut [Option<RingWriter>]) + Send + 'static,
+) -> Result<Running> {
+    let thread = std::thread::Builder::new().name(name).spawn(move || {
+        let mut writers = writers;
+        body(&mut writers);
+        for w in writers.iter().flatten() {
+            w.wake();
+        }
+    })?;
+    Ok(Running {
+        cpal_stream: None,
+        thread: Some(thread),
+    })
+}
+
+/// De-interleaves `samples` (frames x `channels`) into each channel's ring,
+/// waiting for room (file and pipe sources lose nothing by waiting).
+/// Returns false if `stop` was raised meanwhile.
+pub fn deliver(
+    writers: &mut [Option<RingWriter>],
+    samples: &[f32],
+    channels: usize,
+    time_ns: u64,
+    stop: &AtomicBool,
+    scratch: &mut Vec<f32>,
+) -> bool {
+    let frames = samples.len() / channels;
+    for (c, w) in writers.iter_mut().enumerate() {
+        let Some(w) = w else { continue };
+        scratch.clear();
+        scratch.extend(samples.iter().skip(c).step_by(channels).take(frames));
+        if !w.push_waiting(scratch, time_ns, &|| {
+            stop.load(std::sync::atomic::Ordering::Relaxed)
+        }) {
+            return false;
+        }
+    }
+    true
+}
+
 pub fn open(cfg: &SourceConfig) -> Result<Box<dyn Source>> {
     Ok(match cfg.kind {
         SourceKind::Cpal => Box::new(cpal::CpalSource::open(cfg)?),

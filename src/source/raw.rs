@@ -113,13 +113,8 @@ impl RawSource {
             let frames = whole / frame_bytes;
             frames_total += frames as u64;
             let t = now_ns();
-            for (c, w) in writers.iter_mut().enumerate() {
-                let Some(w) = w else { continue };
-                chan.clear();
-                chan.extend(samples.iter().skip(c).step_by(self.channels).take(frames));
-                if !w.push_waiting(&chan, t, &|| stop.load(Relaxed)) {
-                    return Ok(frames_total);
-                }
+            if !super::deliver(writers, &samples, self.channels, t, stop, &mut chan) {
+                return Ok(frames_total);
             }
         }
     }
@@ -145,41 +140,31 @@ impl Source for RawSource {
         stop: Arc<AtomicBool>,
         status: Arc<SourceStatus>,
     ) -> Result<Running> {
-        let thread = std::thread::Builder::new()
-            .name("raw-source".into())
-            .spawn(move || {
-                let mut writers = writers;
-                let fifo = self.is_fifo();
-                loop {
-                    let result = self
-                        .input()
-                        .and_then(|mut i| self.pump(&mut *i, &mut writers, &stop));
-                    match result {
-                        Err(e) => {
-                            tracing::error!("{e:#}");
-                            status.set(format!("error: {e:#}"));
-                            break;
-                        }
-                        Ok(_) if fifo && !stop.load(Relaxed) => {
-                            tracing::warn!(
-                                "{}: writer went away; waiting for a new one",
-                                self.path.display()
-                            );
-                            status.set("waiting for writer");
-                        }
-                        Ok(_) => {
-                            status.set("ended");
-                            break;
-                        }
+        super::spawn_reader("raw-source".into(), writers, move |writers| {
+            let fifo = self.is_fifo();
+            loop {
+                let result = self
+                    .input()
+                    .and_then(|mut i| self.pump(&mut *i, writers, &stop));
+                match result {
+                    Err(e) => {
+                        tracing::error!("{e:#}");
+                        status.set(format!("error: {e:#}"));
+                        break;
+                    }
+                    Ok(_) if fifo && !stop.load(Relaxed) => {
+                        tracing::warn!(
+                            "{}: writer went away; waiting for a new one",
+                            self.path.display()
+                        );
+                        status.set("waiting for writer");
+                    }
+                    Ok(_) => {
+                        status.set("ended");
+                        break;
                     }
                 }
-                for w in writers.iter().flatten() {
-                    w.wake();
-                }
-            })?;
-        Ok(Running {
-            cpal_stream: None,
-            thread: Some(thread),
+            }
         })
     }
 }

@@ -107,22 +107,14 @@ impl Source for WavSource {
                 .map(|n| n.to_string_lossy())
                 .unwrap_or_default()
         );
-        let thread = std::thread::Builder::new().name(name).spawn(move || {
-            let mut writers = writers;
-            match self.replay(&mut writers, &stop) {
+        super::spawn_reader(name, writers, move |writers| {
+            match self.replay(writers, &stop) {
                 Ok(()) => status.set("ended"),
                 Err(e) => {
                     tracing::error!("{e:#}");
                     status.set(format!("error: {e:#}"));
                 }
             }
-            for w in writers.iter().flatten() {
-                w.wake();
-            }
-        })?;
-        Ok(Running {
-            cpal_stream: None,
-            thread: Some(thread),
         })
     }
 }
@@ -164,13 +156,8 @@ impl WavSource {
                 } else {
                     now_ns()
                 };
-                for (c, w) in writers.iter_mut().enumerate() {
-                    let Some(w) = w else { continue };
-                    chan.clear();
-                    chan.extend(buf.iter().skip(c).step_by(ch).take(frames));
-                    if !w.push_waiting(&chan, t, &|| stop.load(Relaxed)) {
-                        return Ok(());
-                    }
+                if !super::deliver(writers, &buf, ch, t, stop, &mut chan) {
+                    return Ok(());
                 }
             }
             if !self.looping {
