@@ -140,7 +140,7 @@ impl Prepared {
                 stats: stats.clone(),
                 tx: tx.clone(),
                 stop: self.stop.clone(),
-                stall: Arc::new(AtomicBool::new(false)),
+                stall: std::env::var_os("DRSN_TEST_STALL_FILE").map(Into::into),
             });
             self.streams.push(StreamHandle {
                 stats,
@@ -206,6 +206,7 @@ async fn serve(mut p: Prepared) -> Result<()> {
     // get the orderly shutdown, not the default kill.
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let mut sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let socket_path = p.cfg.socket.path.clone();
     let mode = parse_mode(&p.cfg.socket.mode).unwrap_or(0o660);
     let listener = publish::bind(&socket_path, mode)?;
@@ -268,15 +269,30 @@ async fn serve(mut p: Prepared) -> Result<()> {
         socket_path.display()
     ));
 
-    let mut tick = tokio::time::interval(Duration::from_millis(
-        p.cfg.socket.status_interval_ms.max(100),
-    ));
+    let mut tick = tokio::time::interval(Duration::from_millis(p.cfg.socket.status_interval_ms.max(100)));
     tick.tick().await;
+    // systemd's watchdog: ping at half the period, but only while every
+    // inference thread that is still running has shown a recent heartbeat.
+    let watchdog = crate::notify::watchdog_interval();
+    let mut dog = tokio::time::interval(watchdog.map_or(Duration::from_secs(3600), |d| d / 2));
     loop {
         tokio::select! {
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
+            _ = sighup.recv() => tracing::warn!("SIGHUP: live reload is not implemented yet; restart drsnd to apply changes"),
             _ = tick.tick() => hub.send(&status_of("running")),
+            _ = dog.tick(), if watchdog.is_some() => {
+                let limit = watchdog.map_or(0, |d| (d / 2).as_nanos() as u64);
+                let now = crate::ring::now_ns();
+                let alive = threads.iter().zip(streams.iter()).all(|(t, s)| {
+                    t.is_finished() || now.saturating_sub(s.stats.heartbeat_ns.load(Relaxed)) < limit
+                });
+                if alive {
+                    notify("WATCHDOG=1");
+                } else {
+                    tracing::error!("an inference thread is stalled; withholding the watchdog ping");
+                }
+            }
         }
     }
 

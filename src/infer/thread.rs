@@ -22,8 +22,9 @@ pub struct StreamWorker {
     pub stats: Arc<StreamStats>,
     pub tx: Sender<FrameMsg>,
     pub stop: Arc<AtomicBool>,
-    /// Test-only fault switch: while raised, the thread stalls (no heartbeat).
-    pub stall: Arc<AtomicBool>,
+    /// Test-only fault switch ($DRSN_TEST_STALL_FILE): while that file
+    /// exists the thread stalls without a heartbeat, as a wedged one would.
+    pub stall: Option<std::path::PathBuf>,
 }
 
 impl StreamWorker {
@@ -42,7 +43,7 @@ impl StreamWorker {
         let mut seq = 0u64;
         self.stats.set_state("running");
         loop {
-            while self.stall.load(Relaxed) {
+            while self.stall.as_ref().is_some_and(|p| p.exists()) {
                 std::thread::sleep(Duration::from_millis(10));
             }
             self.stats.heartbeat_ns.store(now_ns(), Relaxed);

@@ -132,7 +132,7 @@ def main(argv=None) -> None:
 
     tb = sub.add_parser("table", help="the full comparison; writes models/RESULTS.md")
     common(tb)
-    tb.add_argument("--steps", type=int, default=2500)
+    tb.add_argument("--steps", type=int, default=2000)
     tb.add_argument("--seeds", type=int, default=3)
     tb.add_argument("--workers", type=int, default=2)
     tb.add_argument("--out", default=os.path.join(ROOT, "models"))
