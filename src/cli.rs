@@ -262,7 +262,9 @@ fn run(o: Overrides) -> ExitCode {
         }
     };
     init_logging(&cfg.log.level);
-    let prepared = match crate::daemon::prepare(cfg) {
+    let reload: std::sync::Arc<crate::daemon::ReloadFn> =
+        std::sync::Arc::new(move || build_config(&o));
+    let prepared = match crate::daemon::prepare(cfg, Some(reload)) {
         Ok(p) => p,
         Err(e) => {
             tracing::error!("{e}");

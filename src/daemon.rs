@@ -9,7 +9,8 @@ use crate::infer::Model;
 use crate::manifest::ModelFiles;
 use crate::notify::notify;
 use crate::protocol::{
-    Hello, ModelInfo, ModelRef, ResamplerState, StreamInfo, StreamStatus, PROTOCOL_VERSION,
+    Hello, ModelInfo, ModelRef, ReloadStatus, ResamplerState, StreamInfo, StreamStatus,
+    PROTOCOL_VERSION,
 };
 use crate::publish::{self, Hub};
 use crate::ring::{ring, RingWriter};
@@ -48,14 +49,21 @@ pub struct Prepared {
     source_stop: Arc<AtomicBool>,
     /// Raised once sources are done: inference threads drain and exit.
     stop: Arc<AtomicBool>,
+    /// Hands a reloaded model to each inference thread.
+    swaps: Vec<crossbeam_channel::Sender<Model>>,
+    /// Reads the config again (file plus command-line overrides), for SIGHUP.
+    reload: Option<Arc<ReloadFn>>,
 }
+
+/// Re-reads the configuration for a reload.
+pub type ReloadFn = dyn Fn() -> Result<Config, String> + Send + Sync;
 
 /// An error in the config or model (exit 78) rather than at run time.
 #[derive(Debug, thiserror::Error)]
 #[error("{0:#}")]
 pub struct SetupError(pub anyhow::Error);
 
-pub fn prepare(cfg: Config) -> Result<Prepared, SetupError> {
+pub fn prepare(cfg: Config, reload: Option<Arc<ReloadFn>>) -> Result<Prepared, SetupError> {
     let files = ModelFiles::load(&cfg.model).map_err(SetupError)?;
     let model = Model::load(&files, cfg.max_batch).map_err(SetupError)?;
     tracing::info!(
@@ -83,6 +91,8 @@ pub fn prepare(cfg: Config) -> Result<Prepared, SetupError> {
         frames_rx,
         source_stop: Arc::new(AtomicBool::new(false)),
         stop,
+        swaps: Vec::new(),
+        reload,
     };
     for sc in &cfg.sources {
         p.add_source(sc, &tx).map_err(SetupError)?;
@@ -133,6 +143,8 @@ impl Prepared {
             );
             stats.resampler = assembler.resampling();
             let stats = Arc::new(stats);
+            let (swap_tx, swap) = crossbeam_channel::unbounded();
+            self.swaps.push(swap_tx);
             self.workers.push(StreamWorker {
                 reader,
                 assembler,
@@ -141,6 +153,7 @@ impl Prepared {
                 tx: tx.clone(),
                 stop: self.stop.clone(),
                 stall: std::env::var_os("DRSN_TEST_STALL_FILE").map(Into::into),
+                swap,
             });
             self.streams.push(StreamHandle {
                 stats,
@@ -242,19 +255,22 @@ async fn serve(mut p: Prepared) -> Result<()> {
 
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(publish::serve(hub.clone(), listener, shutdown_rx));
-    let streams = Arc::new(p.streams);
-    let model_ref = ModelRef {
-        name: p.model.manifest.name.clone(),
-        version: p.model.manifest.version.clone(),
-        sha256: p.model.manifest.sha256.clone(),
-    };
+    let streams = Arc::new(std::mem::take(&mut p.streams));
+    let model_state = Arc::new(std::sync::Mutex::new(ModelState {
+        model: model_ref(&p.model.manifest),
+        reload: None,
+    }));
     let status_of = {
         let hub = hub.clone();
         let streams = streams.clone();
-        let model_ref = model_ref.clone();
+        let model_state = model_state.clone();
         move |state: &str| {
             let s = streams.iter().map(stream_status).collect();
-            publish::status_message(&hub, state, started.elapsed(), model_ref.clone(), s)
+            let (m, r) = model_state
+                .lock()
+                .map(|g| (g.model.clone(), g.reload.clone()))
+                .unwrap_or_else(|e| (e.get_ref().model.clone(), None));
+            publish::status_message(&hub, state, started.elapsed(), m, s, r)
         }
     };
     tracing::info!(
@@ -269,7 +285,9 @@ async fn serve(mut p: Prepared) -> Result<()> {
         socket_path.display()
     ));
 
-    let mut tick = tokio::time::interval(Duration::from_millis(p.cfg.socket.status_interval_ms.max(100)));
+    let mut tick = tokio::time::interval(Duration::from_millis(
+        p.cfg.socket.status_interval_ms.max(100),
+    ));
     tick.tick().await;
     // systemd's watchdog: ping at half the period, but only while every
     // inference thread that is still running has shown a recent heartbeat.
@@ -279,7 +297,16 @@ async fn serve(mut p: Prepared) -> Result<()> {
         tokio::select! {
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
-            _ = sighup.recv() => tracing::warn!("SIGHUP: live reload is not implemented yet; restart drsnd to apply changes"),
+            _ = sighup.recv() => {
+                let outcome = reload(&p, &hub).await;
+                if let Ok(mut g) = model_state.lock() {
+                    if let Some(m) = &outcome.1 {
+                        g.model = m.clone();
+                    }
+                    g.reload = Some(ReloadStatus { ok: outcome.0.is_ok(), message: outcome.0.unwrap_or_else(|e| e), at_uptime_s: started.elapsed().as_secs_f64() });
+                }
+                hub.send(&status_of("running"));
+            }
             _ = tick.tick() => hub.send(&status_of("running")),
             _ = dog.tick(), if watchdog.is_some() => {
                 let limit = watchdog.map_or(0, |d| (d / 2).as_nanos() as u64);
@@ -335,4 +362,108 @@ async fn serve(mut p: Prepared) -> Result<()> {
     publish::remove_socket(&socket_path);
     tracing::info!("stopped");
     Ok(())
+}
+
+struct ModelState {
+    model: ModelRef,
+    reload: Option<ReloadStatus>,
+}
+
+fn model_ref(m: &crate::manifest::Manifest) -> ModelRef {
+    ModelRef {
+        name: m.name.clone(),
+        version: m.version.clone(),
+        sha256: m.sha256.clone(),
+    }
+}
+
+/// SIGHUP: loads the config and model again beside the running ones; if
+/// they are valid, every inference thread swaps to the new model between
+/// frames and subscribers get a new `hello`. If not, nothing changes.
+/// Returns the message for `status` (Ok: what changed; Err: why not) and
+/// the new model's reference.
+async fn reload(p: &Prepared, hub: &Arc<Hub>) -> (Result<String, String>, Option<ModelRef>) {
+    let Some(reload_fn) = p.reload.clone() else {
+        return (Err("no config to reload".into()), None);
+    };
+    let running = p.cfg.clone();
+    let manifest = p.model.manifest.clone();
+    let loaded =
+        tokio::task::spawn_blocking(move || load_replacement(&*reload_fn, &running, &manifest))
+            .await;
+    let (model, notes) = match loaded {
+        Ok(Ok(x)) => x,
+        Ok(Err(e)) => {
+            let msg = format!(
+                "reload failed, still running {} {}: {e:#}",
+                p.model.manifest.name, p.model.manifest.version
+            );
+            tracing::error!("{msg}");
+            return (Err(msg), None);
+        }
+        Err(e) => return (Err(format!("reload failed: {e}")), None),
+    };
+    for tx in &p.swaps {
+        match model.fork() {
+            Ok(m) => {
+                let _ = tx.send(m);
+            }
+            Err(e) => return (Err(format!("reload failed: {e:#}")), None),
+        }
+    }
+    let m = &model.manifest;
+    let mut msg = format!(
+        "loaded model {} {} ({})",
+        m.name,
+        m.version,
+        &m.sha256[..12.min(m.sha256.len())]
+    );
+    for n in &notes {
+        msg.push_str("; ");
+        msg.push_str(n);
+    }
+    tracing::info!("reload: {msg}");
+    let hello = hub.hello.lock().map(|mut h| {
+        h.model = ModelInfo::from(m);
+        h.clone()
+    });
+    if let Ok(h) = hello {
+        hub.send(&crate::protocol::Message::Hello(h));
+    }
+    (Ok(msg), Some(model_ref(m)))
+}
+
+fn load_replacement(
+    reload: &ReloadFn,
+    running: &Config,
+    current: &crate::manifest::Manifest,
+) -> Result<(Model, Vec<String>)> {
+    let cfg = reload().map_err(anyhow::Error::msg)?;
+    let files = ModelFiles::load(&cfg.model)?;
+    let model = Model::load(&files, running.max_batch)?;
+    let m = &model.manifest;
+    if m.sample_rate != current.sample_rate || m.frame_length != current.frame_length {
+        bail!(
+            "{}: takes {} samples at {} Hz, the running model {} at {} Hz; that needs a restart",
+            cfg.model.display(),
+            m.frame_length,
+            m.sample_rate,
+            current.frame_length,
+            current.sample_rate
+        );
+    }
+    let mut notes = Vec::new();
+    let differs =
+        |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
+    for (what, changed) in [
+        ("sources", differs(&cfg.sources, &running.sources)),
+        ("socket", differs(&cfg.socket, &running.socket)),
+        ("hop", cfg.hop != running.hop),
+        ("max-batch", cfg.max_batch != running.max_batch),
+    ] {
+        if changed {
+            notes.push(format!("{what} changed: takes effect after a restart"));
+        }
+    }
+    Ok((model, notes))
 }

@@ -122,6 +122,18 @@ pub struct Status {
     pub model: ModelRef,
     pub streams: Vec<StreamStatus>,
     pub clients: Vec<ClientStatus>,
+    /// The outcome of the last reload (SIGHUP), if there was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reload: Option<ReloadStatus>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReloadStatus {
+    pub ok: bool,
+    /// What was loaded, or why the old config and model stay in force.
+    pub message: String,
+    /// Daemon uptime when it happened.
+    pub at_uptime_s: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -457,6 +457,7 @@ pub fn status_message(
     uptime: Duration,
     model: crate::protocol::ModelRef,
     streams: Vec<crate::protocol::StreamStatus>,
+    reload: Option<crate::protocol::ReloadStatus>,
 ) -> Message {
     Message::Status(Status {
         state: state.to_string(),
@@ -464,6 +465,7 @@ pub fn status_message(
         model,
         streams,
         clients: hub.client_status(),
+        reload,
     })
 }
 

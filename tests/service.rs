@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 fn recv(sock: &UnixDatagram, within: Duration) -> Option<String> {
     sock.set_read_timeout(Some(within)).expect("timeout");
     let mut buf = [0u8; 4096];
-    sock.recv(&mut buf).ok().map(|n| String::from_utf8_lossy(&buf[..n]).into_owned())
+    sock.recv(&mut buf)
+        .ok()
+        .map(|n| String::from_utf8_lossy(&buf[..n]).into_owned())
 }
 
 /// Counts WATCHDOG=1 datagrams over `d`.
@@ -56,15 +58,24 @@ fn notify_ready_watchdog_and_stopping_follow_the_real_state() {
             break m;
         }
     };
-    assert!(UnixStream::connect(&sock).is_ok(), "READY=1 ({ready}) came before the socket answered");
+    assert!(
+        UnixStream::connect(&sock).is_ok(),
+        "READY=1 ({ready}) came before the socket answered"
+    );
 
     let alive = pings(&notify, Duration::from_secs(2));
-    assert!(alive >= 6, "only {alive} watchdog pings in 2 s at a 400 ms watchdog");
+    assert!(
+        alive >= 6,
+        "only {alive} watchdog pings in 2 s at a 400 ms watchdog"
+    );
 
     std::fs::write(&stall, "").expect("stall");
     std::thread::sleep(Duration::from_millis(400));
     let stalled = pings(&notify, Duration::from_secs(2));
-    assert_eq!(stalled, 0, "watchdog kept pinging while inference was stalled");
+    assert_eq!(
+        stalled, 0,
+        "watchdog kept pinging while inference was stalled"
+    );
 
     std::fs::remove_file(&stall).expect("unstall");
     std::thread::sleep(Duration::from_millis(300));
@@ -86,9 +97,119 @@ fn notify_ready_watchdog_and_stopping_follow_the_real_state() {
         if let Some(s) = child.try_wait().expect("wait") {
             break s;
         }
-        assert!(t0.elapsed() < Duration::from_secs(2), "did not exit within 2 s of SIGTERM");
+        assert!(
+            t0.elapsed() < Duration::from_secs(2),
+            "did not exit within 2 s of SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(10));
     };
     assert_eq!(status.code(), Some(0));
     assert!(!sock.exists(), "socket left behind");
+}
+
+fn write_config(path: &std::path::Path, model: &std::path::Path) {
+    let text = format!(
+        "model = \"{}\"\n[socket]\nstatus-interval-ms = 500\n[[source]]\nkind = \"wav\"\npath = \"{}\"\nloop = true\nstreams = [\"motor\"]\n",
+        model.display(),
+        cwru("1797_IR_14.wav").display()
+    );
+    std::fs::write(path, text).expect("config");
+}
+
+fn hup(d: &common::Daemon) {
+    unsafe {
+        libc::kill(d.pid() as i32, libc::SIGHUP);
+    }
+}
+
+/// Frames keep coming with contiguous seq while reading until `pred`.
+fn until(
+    c: &mut common::Client,
+    last_seq: &mut Option<u64>,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let t0 = Instant::now();
+    loop {
+        assert!(t0.elapsed() < Duration::from_secs(30), "timed out");
+        let m = c.next().expect("still connected");
+        if m["type"] == "frame" {
+            let seq = m["seq"].as_u64().expect("seq");
+            if let Some(prev) = *last_seq {
+                assert_eq!(seq, prev + 1, "a frame was lost across the reload");
+            }
+            *last_seq = Some(seq);
+        }
+        if pred(&m) {
+            return m;
+        }
+    }
+}
+
+#[test]
+fn sighup_swaps_the_model_between_frames_or_keeps_the_old_one() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let src = common::model();
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&src).expect("read")).expect("json");
+    let onnx = src.with_file_name(manifest["onnx"].as_str().expect("onnx"));
+    std::fs::copy(&onnx, dir.path().join(onnx.file_name().expect("name"))).expect("copy");
+    let v1 = dir.path().join("v1.json");
+    std::fs::write(&v1, manifest.to_string()).expect("v1");
+    let mut m2 = manifest.clone();
+    m2["version"] = "2.0.0-test".into();
+    let v2 = dir.path().join("v2.json");
+    std::fs::write(&v2, m2.to_string()).expect("v2");
+    let mut broken = manifest.clone();
+    broken["onnx"] = "missing.onnx".into();
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, broken.to_string()).expect("bad");
+
+    let cfg = dir.path().join("drsnd.toml");
+    write_config(&cfg, &v1);
+    let d = common::Daemon::start(&["--config", cfg.to_str().expect("utf8")]);
+    let mut c = d.connect();
+    let mut seq = None;
+    until(&mut c, &mut seq, |m| {
+        m["type"] == "frame" && m["seq"].as_u64() >= Some(3)
+    });
+
+    // A valid new model: swapped between frames, subscribers told with a new hello.
+    write_config(&cfg, &v2);
+    hup(&d);
+    let hello = until(&mut c, &mut seq, |m| m["type"] == "hello");
+    assert_eq!(hello["model"]["version"], "2.0.0-test");
+    let st = until(&mut c, &mut seq, |m| {
+        m["type"] == "status" && !m["reload"].is_null()
+    });
+    assert_eq!(st["reload"]["ok"], true, "{st}");
+    assert_eq!(st["model"]["version"], "2.0.0-test");
+    until(&mut c, &mut seq, |m| m["type"] == "frame");
+
+    // A broken model: the old one stays, status says why.
+    write_config(&cfg, &bad);
+    hup(&d);
+    let st = until(&mut c, &mut seq, |m| {
+        m["type"] == "status" && m["reload"]["ok"] == false
+    });
+    assert!(
+        st["reload"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("missing.onnx"),
+        "{st}"
+    );
+    assert_eq!(st["model"]["version"], "2.0.0-test");
+
+    // A broken config: the same.
+    std::fs::write(&cfg, "hop = \"x\"\n").expect("write");
+    hup(&d);
+    let st = until(&mut c, &mut seq, |m| {
+        m["type"] == "status"
+            && m["reload"]["message"]
+                .as_str()
+                .is_some_and(|s| s.contains("hop"))
+    });
+    assert_eq!(st["reload"]["ok"], false);
+    let f = until(&mut c, &mut seq, |m| m["type"] == "frame");
+    assert!(f["label"].is_string());
 }

@@ -25,6 +25,8 @@ pub struct StreamWorker {
     /// Test-only fault switch ($DRSN_TEST_STALL_FILE): while that file
     /// exists the thread stalls without a heartbeat, as a wedged one would.
     pub stall: Option<std::path::PathBuf>,
+    /// A reloaded model, taken between frames.
+    pub swap: crossbeam_channel::Receiver<Model>,
 }
 
 impl StreamWorker {
@@ -37,7 +39,7 @@ impl StreamWorker {
 
     fn run(mut self) {
         let rate = self.stats.source_rate as f64;
-        let classes = self.model.manifest.class_ids();
+        let mut classes = self.model.manifest.class_ids();
         let mut pending: Vec<Frame> = Vec::with_capacity(64);
         let mut preds: Vec<Prediction> = Vec::with_capacity(64);
         let mut seq = 0u64;
@@ -47,6 +49,10 @@ impl StreamWorker {
                 std::thread::sleep(Duration::from_millis(10));
             }
             self.stats.heartbeat_ns.store(now_ns(), Relaxed);
+            if let Ok(model) = self.swap.try_recv() {
+                self.model = model;
+                classes = self.model.manifest.class_ids();
+            }
             let stopping = self.stop.load(Relaxed);
             let finished = self.reader.finished();
             let assembler = &mut self.assembler;
