@@ -97,7 +97,7 @@ pub fn classify(a: &ClassifyArgs) -> Result<()> {
         let frames = wav_frames(path, a.channel, &model, a.hop.max(1))?;
         let preds = predict_all(&model, &frames, threads)?;
         if a.json {
-            print_json(path, &frames, preds, &classes, rate);
+            print_json(path, &frames, preds, &model.manifest, rate);
         } else {
             print_row(path, &preds, &classes);
         }
@@ -109,10 +109,11 @@ fn print_json(
     path: &Path,
     frames: &[Frame],
     preds: Vec<Prediction>,
-    classes: &[String],
+    manifest: &crate::manifest::Manifest,
     rate: f64,
 ) {
     use std::io::Write;
+    let classes = manifest.class_ids();
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for (seq, (f, p)) in frames.iter().zip(preds).enumerate() {
         let time = (f.index + f.samples.len() as u64) as f64 / rate;
@@ -121,7 +122,8 @@ fn print_json(
             seq as u64,
             f,
             p,
-            classes,
+            &classes,
+            &manifest.sha256,
             time,
             0.0,
         ));

@@ -83,17 +83,21 @@ pub struct FrameMsg {
     pub flags: Vec<String>,
     /// From the frame's last sample being captured to its result, ms.
     pub latency_ms: f64,
+    /// sha256 of the model that labelled this frame (changes on reload).
+    pub model: String,
 }
 
 impl FrameMsg {
     /// The message for `frame` and its prediction; `time` in Unix seconds
     /// (or seconds into a file, offline).
+    #[allow(clippy::too_many_arguments)]
     pub fn build(
         stream: String,
         seq: u64,
         frame: &Frame,
         pred: Prediction,
         classes: &[String],
+        model: &str,
         time: f64,
         latency_ms: f64,
     ) -> Self {
@@ -111,6 +115,7 @@ impl FrameMsg {
             peak: frame.peak,
             flags: frame.flags.names().into_iter().map(String::from).collect(),
             latency_ms,
+            model: model.to_string(),
         }
     }
 }

@@ -155,8 +155,23 @@ fn sighup_swaps_the_model_between_frames_or_keeps_the_old_one() {
     std::fs::copy(&onnx, dir.path().join(onnx.file_name().expect("name"))).expect("copy");
     let v1 = dir.path().join("v1.json");
     std::fs::write(&v1, manifest.to_string()).expect("v1");
+    // The same weights in a different file: an unknown protobuf field
+    // (number 1000, varint 1) appended to the ModelProto changes the sha256.
+    let mut bytes = std::fs::read(&onnx).expect("onnx");
+    bytes.extend_from_slice(&[0xC0, 0x3E, 0x01]);
+    std::fs::write(dir.path().join("v2.onnx"), &bytes).expect("v2.onnx");
+    let sha2 = {
+        use sha2::Digest;
+        sha2::Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let sha1 = manifest["sha256"].as_str().expect("sha").to_string();
     let mut m2 = manifest.clone();
     m2["version"] = "2.0.0-test".into();
+    m2["onnx"] = "v2.onnx".into();
+    m2["sha256"] = sha2.clone().into();
     let v2 = dir.path().join("v2.json");
     std::fs::write(&v2, m2.to_string()).expect("v2");
     let mut broken = manifest.clone();
@@ -183,7 +198,17 @@ fn sighup_swaps_the_model_between_frames_or_keeps_the_old_one() {
     });
     assert_eq!(st["reload"]["ok"], true, "{st}");
     assert_eq!(st["model"]["version"], "2.0.0-test");
-    until(&mut c, &mut seq, |m| m["type"] == "frame");
+    // Frames labelled by the new model say so; none was lost or repeated.
+    let f = until(&mut c, &mut seq, |m| {
+        m["type"] == "frame" && m["model"] == sha2.as_str()
+    });
+    assert!(f["label"].is_string());
+    let f = until(&mut c, &mut seq, |m| m["type"] == "frame");
+    assert_eq!(
+        f["model"],
+        sha2.as_str(),
+        "an old-model frame after the swap"
+    );
 
     // A broken model: the old one stays, status says why.
     write_config(&cfg, &bad);
@@ -212,4 +237,56 @@ fn sighup_swaps_the_model_between_frames_or_keeps_the_old_one() {
     assert_eq!(st["reload"]["ok"], false);
     let f = until(&mut c, &mut seq, |m| m["type"] == "frame");
     assert!(f["label"].is_string());
+}
+
+#[test]
+fn sigterm_publishes_every_captured_frame_then_exits_cleanly() {
+    let mut d = common::Daemon::start(&[
+        "--wav",
+        cwru("1797_IR_14.wav").to_str().expect("utf8"),
+        "--loop",
+    ]);
+    let mut c = d.connect();
+    let mut seq = None;
+    until(&mut c, &mut seq, |m| {
+        m["type"] == "frame" && m["seq"].as_u64() >= Some(20)
+    });
+    unsafe {
+        libc::kill(d.pid() as i32, libc::SIGTERM);
+    }
+    // Read to the end: frames (contiguous), then the final status, then EOF.
+    let mut last_status = None;
+    while let Some(m) = c.next() {
+        match m["type"].as_str() {
+            Some("frame") => {
+                let s = m["seq"].as_u64().expect("seq");
+                assert_eq!(
+                    Some(s),
+                    seq.map(|p| p + 1),
+                    "frame lost or repeated at shutdown"
+                );
+                seq = Some(s);
+            }
+            Some("status") => last_status = Some(m),
+            _ => {}
+        }
+    }
+    let st = last_status.expect("a final status");
+    assert_eq!(st["state"], "stopping");
+    let s = &st["streams"][0];
+    // Every frame whose samples were captured was published and received.
+    let captured = s["captured_samples"].as_u64().expect("captured");
+    let expected = (captured - 2048) / 512 + 1;
+    assert_eq!(s["frames"].as_u64(), Some(expected), "{s}");
+    assert_eq!(seq.map(|q| q + 1), Some(expected));
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(st) = d.child.try_wait().expect("wait") {
+            break st;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(2), "not gone within 2 s");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(status.code(), Some(0));
+    assert!(!d.socket.exists(), "socket file left behind");
 }

@@ -133,6 +133,7 @@ impl StreamWorker {
             f,
             p,
             classes,
+            &self.model.manifest.sha256,
             time,
             latency_ns as f64 / 1e6,
         )
