@@ -184,9 +184,10 @@ fn sighup_swaps_the_model_between_frames_or_keeps_the_old_one() {
     let d = common::Daemon::start(&["--config", cfg.to_str().expect("utf8")]);
     let mut c = d.connect();
     let mut seq = None;
-    until(&mut c, &mut seq, |m| {
+    let f = until(&mut c, &mut seq, |m| {
         m["type"] == "frame" && m["seq"].as_u64() >= Some(3)
     });
+    assert_eq!(f["model"], sha1.as_str());
 
     // A valid new model: swapped between frames, subscribers told with a new hello.
     write_config(&cfg, &v2);
