@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import warnings
 
 import numpy as np
 import torch
@@ -20,6 +21,10 @@ def threshold_names(net: Net) -> list[str]:
 
 
 def export_onnx(net: Net, path: str) -> None:
+    # The TorchScript exporter warns about its own deprecation and about
+    # shape inference; neither concerns this static graph.
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=UserWarning)
     names = ["probs", *threshold_names(net)]
     dyn = {n: {0: "N"} for n in ["signal", *names]}
     torch.onnx.export(
