@@ -25,6 +25,8 @@ pub struct Config {
     pub socket: SocketConfig,
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub monitor: crate::monitor::MonitorConfig,
     #[serde(default, rename = "source")]
     pub sources: Vec<SourceConfig>,
 }

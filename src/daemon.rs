@@ -44,7 +44,7 @@ pub struct Prepared {
     streams: Vec<StreamHandle>,
     workers: Vec<StreamWorker>,
     starts: Vec<PendingSource>,
-    frames_rx: crossbeam_channel::Receiver<crate::protocol::FrameMsg>,
+    frames_rx: crossbeam_channel::Receiver<crate::protocol::Message>,
     /// Raised first on shutdown: sources stop delivering.
     source_stop: Arc<AtomicBool>,
     /// Raised once sources are done: inference threads drain and exit.
@@ -104,7 +104,7 @@ impl Prepared {
     fn add_source(
         &mut self,
         sc: &crate::config::SourceConfig,
-        tx: &crossbeam_channel::Sender<crate::protocol::FrameMsg>,
+        tx: &crossbeam_channel::Sender<crate::protocol::Message>,
     ) -> Result<()> {
         let src = source::open(sc)?;
         let (rate, channels) = (src.rate(), src.channels());
@@ -144,6 +144,24 @@ impl Prepared {
             stats.resampler = assembler.resampling();
             let stats = Arc::new(stats);
             let (swap_tx, swap) = crossbeam_channel::unbounded();
+            // The machine state saved before a restart, if any: a fault
+            // already known is not raised again.
+            let state_file = self
+                .cfg
+                .monitor
+                .state_dir
+                .as_ref()
+                .map(|d| crate::monitor::state_path(d, name));
+            let saved = state_file.as_deref().and_then(crate::monitor::load_state);
+            let restored = saved.map(|s| {
+                tracing::info!(
+                    "{name}: restored machine state {} (since {:.0})",
+                    s.machine.name(),
+                    s.since
+                );
+                stats.set_machine(s.machine.clone(), s.since);
+                (s.machine, 0.0)
+            });
             self.swaps.push(swap_tx);
             self.workers.push(StreamWorker {
                 reader,
@@ -151,6 +169,14 @@ impl Prepared {
                 model: self.model.fork()?,
                 stats: stats.clone(),
                 tx: tx.clone(),
+                monitor: crate::monitor::Monitor::new(
+                    self.cfg.monitor.clone(),
+                    m.class_ids(),
+                    restored,
+                ),
+                state_file,
+                model_rate: m.sample_rate,
+                started_ns: 0,
                 stop: self.stop.clone(),
                 stall: std::env::var_os("DRSN_TEST_STALL_FILE").map(Into::into),
                 swap,
@@ -174,6 +200,8 @@ impl Prepared {
                 .streams
                 .iter()
                 .map(|s| StreamInfo {
+                    machine: s.stats.machine().0,
+                    machine_since: s.stats.machine().1,
                     name: s.stats.name.clone(),
                     source: s.stats.source.clone(),
                     channel: s.stats.channel,
@@ -189,7 +217,10 @@ fn stream_status(s: &StreamHandle) -> StreamStatus {
     let st = &s.stats;
     let frames = st.frames.load(Relaxed);
     let mean = st.latency_sum_us.load(Relaxed) as f64 / frames.max(1) as f64 / 1000.0;
+    let (machine, machine_since) = st.machine();
     StreamStatus {
+        machine,
+        machine_since,
         name: st.name.clone(),
         source_state: s.source.get().unwrap_or_else(|| st.state()),
         frames,
@@ -223,7 +254,11 @@ async fn serve(mut p: Prepared) -> Result<()> {
     let socket_path = p.cfg.socket.path.clone();
     let mode = parse_mode(&p.cfg.socket.mode).unwrap_or(0o660);
     let listener = publish::bind(&socket_path, mode)?;
-    let hub = Hub::new(p.hello(), p.cfg.socket.clone());
+    let hub = Hub::new(
+        p.hello(),
+        p.cfg.socket.clone(),
+        p.streams.iter().map(|s| s.stats.clone()).collect(),
+    );
     let bridge = publish::spawn_bridge(hub.clone(), p.frames_rx.clone())?;
 
     let mut threads = Vec::new();

@@ -46,6 +46,8 @@ pub struct Frame {
     pub samples: Vec<f32>,
     pub rms: f32,
     pub peak: f32,
+    /// Standard deviation: the signal without its DC part (0 when flat-lined).
+    pub std: f32,
     pub flags: Flags,
 }
 
@@ -162,12 +164,20 @@ impl Framer {
         let (sum_sq, peak) = self.buf.iter().fold((0f64, 0f32), |(s, p), &v| {
             (s + (v as f64) * (v as f64), p.max(v.abs()))
         });
+        let mean = self.buf.iter().map(|&v| v as f64).sum::<f64>() / self.len as f64;
+        let var = self
+            .buf
+            .iter()
+            .map(|&v| (v as f64 - mean).powi(2))
+            .sum::<f64>()
+            / self.len as f64;
         Frame {
             index: self.start,
             end_ns: 0,
             samples: self.buf.clone(),
             rms: (sum_sq / self.len as f64).sqrt() as f32,
             peak,
+            std: var.sqrt() as f32,
             flags,
         }
     }

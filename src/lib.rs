@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod frame;
 pub mod infer;
 pub mod manifest;
+pub mod monitor;
 pub mod notify;
 pub mod protocol;
 pub mod publish;

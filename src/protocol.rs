@@ -5,6 +5,7 @@
 use crate::frame::Frame;
 use crate::infer::Prediction;
 use crate::manifest::{Class, Manifest, ThresholdOutput};
+use crate::monitor::{Evidence, State};
 use serde::{Deserialize, Serialize};
 
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -17,6 +18,23 @@ pub enum Message {
     Status(Status),
     Lagged(Lagged),
     Error(ErrorMsg),
+    Event(EventMsg),
+}
+
+/// A machine-state transition of one stream (see `monitor`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EventMsg {
+    pub stream: String,
+    pub from: State,
+    pub to: State,
+    /// Wall-clock time of the frame that confirmed the change (Unix seconds).
+    pub time: f64,
+    /// When the new state was first seen (Unix seconds): the best estimate of the change.
+    pub since: f64,
+    /// Stream time of the confirmation, seconds since the stream started.
+    pub stream_time_s: f64,
+    pub confidence: f32,
+    pub evidence: Evidence,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -61,6 +79,9 @@ pub struct StreamInfo {
     pub channel: usize,
     pub source_rate: u32,
     pub hop: usize,
+    /// The stream's machine state when this hello was sent, and since when (Unix s).
+    pub machine: State,
+    pub machine_since: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -163,6 +184,9 @@ pub struct StreamStatus {
     pub resampler: Option<ResamplerState>,
     pub latency_ms_mean: f64,
     pub latency_ms_max: f64,
+    pub machine: State,
+    /// Unix seconds.
+    pub machine_since: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -206,7 +230,7 @@ pub struct Filter {
     pub thresholds: Option<bool>,
 }
 
-pub const FILTERABLE_TYPES: [&str; 2] = ["frame", "status"];
+pub const FILTERABLE_TYPES: [&str; 3] = ["frame", "status", "event"];
 
 impl Filter {
     /// Parses one client line; the error says what was wrong with it.

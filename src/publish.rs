@@ -27,6 +27,7 @@ pub const MAX_CLIENT_LINE: usize = 64 * 1024;
 pub enum Kind {
     Frame,
     Status,
+    Event,
     Other,
 }
 
@@ -45,6 +46,7 @@ impl Outgoing {
         let (kind, stream) = match msg {
             Message::Frame(f) => (Kind::Frame, Some(f.stream.clone())),
             Message::Status(_) => (Kind::Status, None),
+            Message::Event(e) => (Kind::Event, Some(e.stream.clone())),
             _ => (Kind::Other, None),
         };
         Self {
@@ -83,10 +85,16 @@ pub struct Hub {
     pub lite_clients: AtomicUsize,
     pub cut_off: AtomicU64,
     pub cfg: SocketConfig,
+    /// In `hello` order: where a new client learns each machine's state.
+    pub stream_stats: Vec<Arc<crate::stats::StreamStats>>,
 }
 
 impl Hub {
-    pub fn new(hello: Hello, cfg: SocketConfig) -> Arc<Self> {
+    pub fn new(
+        hello: Hello,
+        cfg: SocketConfig,
+        stream_stats: Vec<Arc<crate::stats::StreamStats>>,
+    ) -> Arc<Self> {
         let (tx, _) = broadcast::channel(cfg.client_queue);
         Arc::new(Self {
             tx,
@@ -98,6 +106,7 @@ impl Hub {
             lite_clients: AtomicUsize::new(0),
             cut_off: AtomicU64::new(0),
             cfg,
+            stream_stats,
         })
     }
 
@@ -114,6 +123,15 @@ impl Hub {
             }
         }
         let _ = self.tx.send(Arc::new(out));
+    }
+
+    /// The hello for a new client, with every stream's current machine state.
+    pub fn hello_now(&self) -> Option<Hello> {
+        let mut h = self.hello.lock().ok()?.clone();
+        for (info, stats) in h.streams.iter_mut().zip(&self.stream_stats) {
+            (info.machine, info.machine_since) = stats.machine();
+        }
+        Some(h)
     }
 
     pub fn client_status(&self) -> Vec<ClientStatus> {
@@ -136,13 +154,13 @@ impl Hub {
 /// each once. Ends when every inference thread has dropped its sender.
 pub fn spawn_bridge(
     hub: Arc<Hub>,
-    rx: crossbeam_channel::Receiver<FrameMsg>,
+    rx: crossbeam_channel::Receiver<Message>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("publish-bridge".into())
         .spawn(move || {
-            for f in rx {
-                hub.send(&Message::Frame(f));
+            for m in rx {
+                hub.send(&m);
             }
         })
 }
@@ -269,6 +287,14 @@ impl Client {
                         .is_none_or(|ss| m.stream.as_ref().is_some_and(|s| ss.contains(s)))
             }
             Kind::Status => type_ok("status"),
+            Kind::Event => {
+                type_ok("event")
+                    && self
+                        .filter
+                        .streams
+                        .as_ref()
+                        .is_none_or(|ss| m.stream.as_ref().is_some_and(|s| ss.contains(s)))
+            }
             Kind::Other => true,
         }
     }
@@ -290,12 +316,7 @@ impl Client {
         let (rd, mut wr) = stream.into_split();
         let mut lines = LineReader::new(rd);
         let timeout = Duration::from_millis(self.hub.cfg.write_timeout_ms);
-        let hello = self
-            .hub
-            .hello
-            .lock()
-            .map(|h| to_line(&Message::Hello(h.clone())))
-            .ok();
+        let hello = self.hub.hello_now().map(|h| to_line(&Message::Hello(h)));
         let why = match hello {
             Some(h) => match write(&mut wr, h.as_bytes(), timeout).await {
                 Ok(()) => self.pump(&mut wr, &mut lines, &mut shutdown, timeout).await,

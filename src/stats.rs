@@ -31,6 +31,8 @@ pub struct StreamStats {
     pub latency_max_us: AtomicU64,
     /// "starting", "running", "ended", or "error: ..." for the source.
     pub state: Mutex<String>,
+    /// The machine state (monitor) and since when, Unix seconds.
+    pub machine: Mutex<(crate::monitor::State, f64)>,
 }
 
 impl StreamStats {
@@ -61,6 +63,7 @@ impl StreamStats {
             latency_sum_us: AtomicU64::new(0),
             latency_max_us: AtomicU64::new(0),
             state: Mutex::new("starting".into()),
+            machine: Mutex::new((crate::monitor::State::Starting, 0.0)),
         }
     }
 
@@ -72,6 +75,19 @@ impl StreamStats {
 
     pub fn state(&self) -> String {
         self.state.lock().map(|g| g.clone()).unwrap_or_default()
+    }
+
+    pub fn machine(&self) -> (crate::monitor::State, f64) {
+        self.machine
+            .lock()
+            .map(|g| g.clone())
+            .unwrap_or((crate::monitor::State::Starting, 0.0))
+    }
+
+    pub fn set_machine(&self, state: crate::monitor::State, since: f64) {
+        if let Ok(mut g) = self.machine.lock() {
+            *g = (state, since);
+        }
     }
 
     pub fn record_latency(&self, us: u64) {

@@ -90,6 +90,15 @@ fn render(m: &Message) -> String {
                 .collect();
             format!("-- status {} up {:.0}s: {} | {} client(s)", s.state, s.uptime_s, streams.join("; "), s.clients.len())
         }
+        Message::Event(e) => format!(
+            "== {} is now {} (was {}, since {:.1} s into the stream; confidence {:.0}%, {} frames)",
+            e.stream,
+            e.to.name().to_uppercase(),
+            e.from.name(),
+            e.stream_time_s,
+            e.confidence * 100.0,
+            e.evidence.frames
+        ),
         Message::Lagged(l) => format!("-- lagged: missed {} messages", l.missed),
         Message::Error(e) => format!("-- error: {}", e.message),
     }

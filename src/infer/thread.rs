@@ -4,7 +4,8 @@
 
 use super::{Model, Prediction};
 use crate::frame::{Assembler, Frame};
-use crate::protocol::FrameMsg;
+use crate::monitor::{self, Monitor};
+use crate::protocol::{EventMsg, FrameMsg, Message};
 use crate::ring::{now_ns, RingReader, Segment};
 use crate::stats::StreamStats;
 use crossbeam_channel::{Sender, TrySendError};
@@ -20,7 +21,13 @@ pub struct StreamWorker {
     pub assembler: Assembler,
     pub model: Model,
     pub stats: Arc<StreamStats>,
-    pub tx: Sender<FrameMsg>,
+    pub tx: Sender<Message>,
+    pub monitor: Monitor,
+    /// Where the machine state is saved on every transition.
+    pub state_file: Option<std::path::PathBuf>,
+    pub model_rate: u32,
+    /// When the thread started, ns since the epoch (the idle clock's origin).
+    pub started_ns: u64,
     pub stop: Arc<AtomicBool>,
     /// Test-only fault switch ($DRSN_TEST_STALL_FILE): while that file
     /// exists the thread stalls without a heartbeat, as a wedged one would.
@@ -43,6 +50,7 @@ impl StreamWorker {
         let mut pending: Vec<Frame> = Vec::with_capacity(64);
         let mut preds: Vec<Prediction> = Vec::with_capacity(64);
         let mut seq = 0u64;
+        self.started_ns = now_ns();
         self.stats.set_state("running");
         loop {
             while self.stall.as_ref().is_some_and(|p| p.exists()) {
@@ -52,6 +60,7 @@ impl StreamWorker {
             if let Ok(model) = self.swap.try_recv() {
                 self.model = model;
                 classes = self.model.manifest.class_ids();
+                self.monitor.set_classes(classes.clone());
             }
             let stopping = self.stop.load(Relaxed);
             let finished = self.reader.finished();
@@ -75,6 +84,7 @@ impl StreamWorker {
             if finished || stopping {
                 break;
             }
+            self.check_idle();
             std::thread::park_timeout(IDLE);
         }
         if self.reader.finished() {
@@ -109,6 +119,11 @@ impl StreamWorker {
                 continue;
             }
             for (frame, pred) in batch.iter().zip(preds.drain(..)) {
+                let t_s =
+                    (frame.index + frame.samples.len() as u64) as f64 / self.model_rate as f64;
+                if let Some(tr) = self.monitor.frame(frame, &pred, t_s) {
+                    self.transition(tr, frame.end_ns as f64 / 1e9);
+                }
                 let msg = self.message(frame, pred, classes, *seq);
                 *seq += 1;
                 self.publish(msg);
@@ -139,8 +154,53 @@ impl StreamWorker {
         )
     }
 
+    /// No samples for a while (wall clock): the monitor may call it no-signal.
+    fn check_idle(&mut self) {
+        let last = self
+            .stats
+            .ring
+            .last_chunk_ns
+            .load(Relaxed)
+            .max(self.started_ns);
+        let idle_s = now_ns().saturating_sub(last) as f64 / 1e9;
+        let t_s = self.assembler.source_position() as f64 / self.stats.source_rate as f64;
+        if let Some(tr) = self.monitor.idle(idle_s, t_s) {
+            self.transition(tr, now_ns() as f64 / 1e9);
+        }
+    }
+
+    /// Publishes a state change, records it for status and hello, saves it.
+    fn transition(&mut self, tr: monitor::Transition, time: f64) {
+        let since = time - (tr.at_s - tr.since_s);
+        tracing::info!(stream = %self.stats.name, "machine {} -> {}", tr.from.name(), tr.to.name());
+        self.stats.set_machine(tr.to.clone(), since);
+        if let Some(path) = &self.state_file {
+            let saved = monitor::Saved {
+                stream: self.stats.name.clone(),
+                machine: tr.to.clone(),
+                since,
+            };
+            if let Err(e) = monitor::save_state(path, &saved) {
+                tracing::warn!("{}: cannot save state: {e}", path.display());
+            }
+        }
+        let event = Message::Event(EventMsg {
+            stream: self.stats.name.clone(),
+            from: tr.from,
+            to: tr.to,
+            time,
+            since,
+            stream_time_s: tr.at_s,
+            confidence: tr.confidence,
+            evidence: tr.evidence,
+        });
+        // Events are rare and must not be lost: wait for room if need be.
+        // This fails only once the publisher is gone (shutdown).
+        let _ = self.tx.send(event);
+    }
+
     fn publish(&self, msg: FrameMsg) {
-        match self.tx.try_send(msg) {
+        match self.tx.try_send(Message::Frame(msg)) {
             Ok(()) => {
                 self.stats.frames.fetch_add(1, Relaxed);
             }

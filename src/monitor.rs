@@ -1,0 +1,378 @@
+//! Machine state from the frame stream, the way condition-monitoring
+//! products present it: per-frame labels flicker, so the state is debounced.
+//!
+//! Probabilities are smoothed over the last `smoothing-frames` frames. A
+//! candidate state must hold for `raise-after-s` (entering a fault, or
+//! switching fault class) or `clear-after-s` (leaving a fault) of *stream*
+//! time before it becomes the state, so a replay at any speed behaves alike.
+//! A quiet or flat-lined sensor, or one that stops delivering, is
+//! `no-signal`: a sensor problem is not a machine fault.
+
+use crate::frame::Frame;
+use crate::infer::Prediction;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "kebab-case")]
+pub enum State {
+    /// Not enough frames seen yet.
+    Starting,
+    Healthy,
+    Fault {
+        class: String,
+    },
+    /// No class is confident enough.
+    Uncertain,
+    NoSignal {
+        reason: String,
+    },
+}
+
+impl State {
+    pub fn name(&self) -> String {
+        match self {
+            State::Fault { class } => format!("fault({class})"),
+            State::NoSignal { .. } => "no-signal".into(),
+            State::Starting => "starting".into(),
+            State::Healthy => "healthy".into(),
+            State::Uncertain => "uncertain".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct MonitorConfig {
+    /// Frames averaged before deciding (8 frames at hop 512 = 0.34 s).
+    #[serde(default = "d_smoothing")]
+    pub smoothing_frames: usize,
+    /// A fault (or another fault class) must hold this long to be raised.
+    #[serde(default = "d_raise")]
+    pub raise_after_s: f64,
+    /// A fault must be gone this long to clear (longer than raising: hysteresis).
+    #[serde(default = "d_clear")]
+    pub clear_after_s: f64,
+    /// Smoothed top probability below this is `uncertain`.
+    #[serde(default = "d_conf")]
+    pub min_confidence: f32,
+    /// Frame standard deviation (sensor units) below this is no signal.
+    #[serde(default = "d_floor")]
+    pub signal_floor: f32,
+    /// No samples for this long (wall clock) is no signal.
+    #[serde(default = "d_no_data")]
+    pub no_data_after_s: f64,
+    /// The class that means "healthy".
+    #[serde(default = "d_healthy")]
+    pub healthy_class: String,
+    /// Where each stream's state is kept across restarts (none: not kept).
+    #[serde(default)]
+    pub state_dir: Option<std::path::PathBuf>,
+}
+
+fn d_smoothing() -> usize {
+    8
+}
+fn d_raise() -> f64 {
+    0.5
+}
+fn d_clear() -> f64 {
+    0.8
+}
+fn d_conf() -> f32 {
+    0.6
+}
+fn d_floor() -> f32 {
+    1e-4
+}
+fn d_no_data() -> f64 {
+    1.0
+}
+fn d_healthy() -> String {
+    "Normal".into()
+}
+
+impl Default for MonitorConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("defaults")
+    }
+}
+
+/// What a transition carries as evidence: the frames that made the case.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    pub frames: u64,
+    pub mean_probs: Vec<f32>,
+    /// Mean τ per unit and channel over those frames.
+    pub mean_thresholds: Vec<Vec<f32>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transition {
+    pub from: State,
+    pub to: State,
+    /// Stream time (s) when the new state was first seen, and when it was confirmed.
+    pub since_s: f64,
+    pub at_s: f64,
+    pub confidence: f32,
+    pub evidence: Evidence,
+}
+
+/// Running evidence for the current candidate.
+#[derive(Debug, Default)]
+struct Tally {
+    frames: u64,
+    probs: Vec<f64>,
+    taus: Vec<Vec<f64>>,
+}
+
+impl Tally {
+    fn add(&mut self, p: &Prediction) {
+        if self.frames == 0 {
+            self.probs = vec![0.0; p.probs.len()];
+            self.taus = p.thresholds.iter().map(|t| vec![0.0; t.len()]).collect();
+        }
+        self.frames += 1;
+        for (s, v) in self.probs.iter_mut().zip(&p.probs) {
+            *s += *v as f64;
+        }
+        for (s, t) in self.taus.iter_mut().zip(&p.thresholds) {
+            for (a, b) in s.iter_mut().zip(t) {
+                *a += *b as f64;
+            }
+        }
+    }
+
+    fn evidence(&self) -> Evidence {
+        let n = self.frames.max(1) as f64;
+        Evidence {
+            frames: self.frames,
+            mean_probs: self.probs.iter().map(|v| (v / n) as f32).collect(),
+            mean_thresholds: self
+                .taus
+                .iter()
+                .map(|t| t.iter().map(|v| (v / n) as f32).collect())
+                .collect(),
+        }
+    }
+}
+
+pub struct Monitor {
+    cfg: MonitorConfig,
+    classes: Vec<String>,
+    state: State,
+    /// Stream time the current state began.
+    state_since_s: f64,
+    window: std::collections::VecDeque<Vec<f32>>,
+    candidate: Option<(State, f64)>,
+    tally: Tally,
+    last_confidence: f32,
+}
+
+impl Monitor {
+    /// `restored`: the state (and since when) saved before a restart.
+    pub fn new(cfg: MonitorConfig, classes: Vec<String>, restored: Option<(State, f64)>) -> Self {
+        let (state, since) = restored.unwrap_or((State::Starting, 0.0));
+        Self {
+            window: std::collections::VecDeque::with_capacity(cfg.smoothing_frames.max(1)),
+            cfg,
+            classes,
+            state,
+            state_since_s: since,
+            candidate: None,
+            tally: Tally::default(),
+            last_confidence: 0.0,
+        }
+    }
+
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    pub fn state_since_s(&self) -> f64 {
+        self.state_since_s
+    }
+
+    pub fn set_classes(&mut self, classes: Vec<String>) {
+        self.classes = classes;
+    }
+
+    /// What the current frame (after smoothing) argues for.
+    fn judge(&mut self, frame: &Frame, pred: &Prediction) -> (State, f32) {
+        if frame.std < self.cfg.signal_floor {
+            self.window.clear();
+            let reason = if frame.peak >= self.cfg.signal_floor {
+                "flat-lined sensor (constant value)"
+            } else {
+                "silence"
+            };
+            return (
+                State::NoSignal {
+                    reason: reason.into(),
+                },
+                0.0,
+            );
+        }
+        if self.window.len() == self.cfg.smoothing_frames.max(1) {
+            self.window.pop_front();
+        }
+        self.window.push_back(pred.probs.clone());
+        if self.window.len() < self.cfg.smoothing_frames.max(1) {
+            return (State::Starting, 0.0);
+        }
+        let n = self.window.len() as f32;
+        let mut mean = vec![0f32; pred.probs.len()];
+        for p in &self.window {
+            for (m, v) in mean.iter_mut().zip(p) {
+                *m += v / n;
+            }
+        }
+        let (top, conf) = mean
+            .iter()
+            .copied()
+            .enumerate()
+            .fold((0, f32::MIN), |b, (i, p)| if p > b.1 { (i, p) } else { b });
+        let class = self.classes.get(top).cloned().unwrap_or_default();
+        let state = if conf < self.cfg.min_confidence {
+            State::Uncertain
+        } else if class == self.cfg.healthy_class {
+            State::Healthy
+        } else {
+            State::Fault { class }
+        };
+        (state, conf)
+    }
+
+    /// How long `to` must hold before it replaces the current state.
+    fn hold_for(&self, to: &State) -> f64 {
+        match (&self.state, to) {
+            (State::Starting, State::Starting) => f64::INFINITY,
+            // A restored or first judgement of a healthy/uncertain machine needs no wait,
+            // but a fault is never raised without holding.
+            (State::Starting, State::Healthy | State::Uncertain) => 0.0,
+            (State::Fault { .. }, State::Healthy | State::Uncertain) => self.cfg.clear_after_s,
+            (_, State::Fault { .. }) => self.cfg.raise_after_s,
+            _ => self.cfg.raise_after_s,
+        }
+    }
+
+    /// Feeds one frame; returns the transition it completes, if any.
+    /// `t_s` is the stream time of the frame's last sample.
+    pub fn frame(&mut self, frame: &Frame, pred: &Prediction, t_s: f64) -> Option<Transition> {
+        let (judged, conf) = self.judge(frame, pred);
+        self.last_confidence = conf;
+        if judged == State::Starting && self.state != State::Starting {
+            // Refilling the window (after a restart or no-signal): keep the state.
+            return None;
+        }
+        self.consider(judged, conf, t_s, Some(pred))
+    }
+
+    /// Called while no frames arrive: no samples for `idle_s` of wall clock.
+    pub fn idle(&mut self, idle_s: f64, t_s: f64) -> Option<Transition> {
+        if idle_s < self.cfg.no_data_after_s || matches!(self.state, State::NoSignal { .. }) {
+            return None;
+        }
+        self.window.clear();
+        let to = State::NoSignal {
+            reason: format!("no samples for {idle_s:.1} s"),
+        };
+        self.candidate = None;
+        self.tally = Tally::default();
+        Some(self.enter(to, t_s, t_s, 0.0))
+    }
+
+    fn consider(
+        &mut self,
+        judged: State,
+        conf: f32,
+        t_s: f64,
+        pred: Option<&Prediction>,
+    ) -> Option<Transition> {
+        if judged == self.state {
+            self.candidate = None;
+            self.tally = Tally::default();
+            return None;
+        }
+        match &self.candidate {
+            Some((c, _)) if *c == judged => {}
+            _ => {
+                self.candidate = Some((judged.clone(), t_s));
+                self.tally = Tally::default();
+            }
+        }
+        if let Some(p) = pred {
+            self.tally.add(p);
+        }
+        let since = self.candidate.as_ref().map_or(t_s, |c| c.1);
+        if t_s - since >= self.hold_for(&judged) {
+            return Some(self.enter(judged, since, t_s, conf));
+        }
+        None
+    }
+
+    fn enter(&mut self, to: State, since_s: f64, at_s: f64, confidence: f32) -> Transition {
+        let from = std::mem::replace(&mut self.state, to.clone());
+        self.state_since_s = since_s;
+        let evidence = std::mem::take(&mut self.tally).evidence();
+        self.candidate = None;
+        Transition {
+            from,
+            to,
+            since_s,
+            at_s,
+            confidence,
+            evidence,
+        }
+    }
+}
+
+/// What is kept across a restart, one small JSON file per stream.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Saved {
+    pub stream: String,
+    pub machine: State,
+    /// Unix seconds.
+    pub since: f64,
+}
+
+pub fn state_path(dir: &std::path::Path, stream: &str) -> std::path::PathBuf {
+    let safe: String = stream
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    dir.join(format!("{safe}.state.json"))
+}
+
+/// Reads a saved state; a missing or unreadable file means none (logged).
+pub fn load_state(path: &std::path::Path) -> Option<Saved> {
+    let text = std::fs::read_to_string(path).ok()?;
+    match serde_json::from_str(&text) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!("{}: ignoring unreadable state file: {e}", path.display());
+            None
+        }
+    }
+}
+
+/// Writes atomically: a temporary file in the same directory, then rename.
+pub fn save_state(path: &std::path::Path, saved: &Saved) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("json.tmp");
+    let text = serde_json::to_string(saved).map_err(std::io::Error::other)?;
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)
+}
