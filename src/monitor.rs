@@ -294,7 +294,12 @@ impl Monitor {
             return None;
         }
         match &self.candidate {
-            Some((c, _)) if *c == judged => {}
+            Some((c, _))
+                if *c == judged
+                    || matches!(
+                        (c, &judged),
+                        (State::NoSignal { .. }, State::NoSignal { .. })
+                    ) => {}
             _ => {
                 self.candidate = Some((judged.clone(), t_s));
                 self.tally = Tally::default();
