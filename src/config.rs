@@ -27,6 +27,8 @@ pub struct Config {
     pub log: LogConfig,
     #[serde(default)]
     pub monitor: crate::monitor::MonitorConfig,
+    #[serde(default)]
+    pub snapshots: crate::snapshot::SnapshotConfig,
     #[serde(default, rename = "source")]
     pub sources: Vec<SourceConfig>,
 }

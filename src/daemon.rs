@@ -169,6 +169,13 @@ impl Prepared {
                 model: self.model.fork()?,
                 stats: stats.clone(),
                 tx: tx.clone(),
+                snapshots: crate::snapshot::Snapshots::new(
+                    self.cfg.snapshots.clone(),
+                    name,
+                    rate,
+                    m.sample_rate,
+                    sc.ring_seconds as f64,
+                ),
                 monitor: crate::monitor::Monitor::new(
                     self.cfg.monitor.clone(),
                     m.class_ids(),

@@ -18,6 +18,7 @@ pub mod protocol;
 pub mod publish;
 pub mod resample;
 pub mod ring;
+pub mod snapshot;
 pub mod source;
 pub mod stats;
 pub mod watch;

@@ -31,6 +31,16 @@ fn fault(file: &str, seconds: f64) -> Vec<f32> {
 }
 
 fn config(dir: &Path, fifo: &Path, state_dir: Option<&Path>) -> std::path::PathBuf {
+    config_with(dir, fifo, state_dir, "")
+}
+
+/// `extra`: more tables (e.g. [snapshots]) for the config.
+fn config_with(
+    dir: &Path,
+    fifo: &Path,
+    state_dir: Option<&Path>,
+    extra: &str,
+) -> std::path::PathBuf {
     let cfg = dir.join("drsnd.toml");
     let state = state_dir
         .map(|d| format!("state-dir = \"{}\"\n", d.display()))
@@ -38,7 +48,7 @@ fn config(dir: &Path, fifo: &Path, state_dir: Option<&Path>) -> std::path::PathB
     std::fs::write(
         &cfg,
         format!(
-            "model = \"{}\"\n[socket]\nstatus-interval-ms = 300\n[monitor]\n{state}\
+            "model = \"{}\"\n{extra}\n[socket]\nstatus-interval-ms = 300\n[monitor]\n{state}\
              [[source]]\nkind = \"raw\"\npath = \"{}\"\nformat = \"f32le\"\nrate = 12000\nstreams = [\"bearing\"]\n",
             common::model().display(),
             fifo.display()
@@ -102,10 +112,13 @@ fn healthy_ir14_healthy_or21_gives_exactly_those_transitions_in_time_then_no_sig
     let dir = tempfile::tempdir().expect("tmp");
     let fifo = dir.path().join("sensor.fifo");
     mkfifo(&fifo);
-    let d = Daemon::start(&[
-        "--config",
-        config(dir.path(), &fifo, None).to_str().expect("utf8"),
-    ]);
+    let spool = dir.path().join("spool");
+    let snap = format!(
+        "[snapshots]\ndir = \"{}\"\npre-s = 3.0\npost-s = 2.0\n",
+        spool.display()
+    );
+    let cfg = config_with(dir.path(), &fifo, None, &snap);
+    let d = Daemon::start(&["--config", cfg.to_str().expect("utf8")]);
     let mut c = d.connect();
     c.send("{\"types\":[\"event\",\"status\"]}\n");
     let healthy = healthy_12k();
@@ -148,6 +161,38 @@ fn healthy_ir14_healthy_or21_gives_exactly_those_transitions_in_time_then_no_sig
         let ev = &e["evidence"];
         assert!(ev["frames"].as_u64() > Some(0));
         assert_eq!(ev["mean_thresholds"].as_array().map(Vec::len), Some(6));
+        // Every fault has its snapshot, and the snapshot holds the change.
+        if e["to"]["state"] == "fault" {
+            let wav = std::path::PathBuf::from(
+                e["snapshot"]
+                    .as_str()
+                    .expect("fault event names its snapshot"),
+            );
+            let t0 = Instant::now();
+            while !wav.with_extension("json").exists() && t0.elapsed() < Duration::from_secs(10) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let side: Value = serde_json::from_str(
+                &std::fs::read_to_string(wav.with_extension("json")).expect("sidecar"),
+            )
+            .expect("json");
+            let (a, b) = (
+                side["start_stream_time_s"].as_f64().expect("start"),
+                side["end_stream_time_s"].as_f64().expect("end"),
+            );
+            assert!(
+                a < *at && *at < b,
+                "{label}: snapshot {a:.2}..{b:.2} s misses the change at {at:.2} s"
+            );
+            let (rate, x) = read_wav_f32(&wav);
+            assert_eq!(rate, 12000);
+            assert!(
+                (x.len() as f64 / RATE - (b - a)).abs() < 0.01,
+                "{} samples for {a:.2}..{b:.2}",
+                x.len()
+            );
+            assert!(side["frames"].as_array().is_some_and(|f| f.len() > 50));
+        }
     }
 
     // The writer is gone: no samples, so no signal (never a fault).
@@ -226,4 +271,51 @@ fn a_fault_known_before_sigkill_is_not_raised_again_after_restart() {
     }
     w.join().expect("fed");
     assert!(statuses >= 3);
+}
+
+#[test]
+fn the_snapshot_spool_stays_under_its_cap_through_repeated_faults() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let fifo = dir.path().join("sensor.fifo");
+    mkfifo(&fifo);
+    let spool = dir.path().join("spool");
+    let cap_mb = 1.5;
+    let snap = format!(
+        "[snapshots]\ndir = \"{}\"\npre-s = 1.0\npost-s = 1.0\nmax-mb = {cap_mb}\n",
+        spool.display()
+    );
+    let cfg = config_with(dir.path(), &fifo, None, &snap);
+    let d = Daemon::start(&["--config", cfg.to_str().expect("utf8")]);
+    let mut c = d.connect();
+    c.send("{\"types\":[\"event\"]}\n");
+    let mut x = Vec::new();
+    for _ in 0..6 {
+        x.extend(fault("1797_IR_14.wav", 3.0));
+        x.extend(fault("1797_OR6_21.wav", 3.0));
+    }
+    let w = feed(&fifo, x);
+    let ev = events_until(&mut c, |e| {
+        e.iter().filter(|x| x["to"]["state"] == "fault").count() >= 10
+    });
+    w.join().expect("fed");
+    std::thread::sleep(Duration::from_millis(500));
+    let size: u64 = std::fs::read_dir(&spool)
+        .expect("spool")
+        .flatten()
+        .map(|e| e.metadata().map_or(0, |m| m.len()))
+        .sum();
+    let wavs = std::fs::read_dir(&spool)
+        .expect("spool")
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "wav"))
+        .count();
+    eprintln!(
+        "{} fault events, spool {size} bytes in {wavs} snapshots (cap {cap_mb} MB)",
+        ev.len()
+    );
+    assert!(
+        size as f64 <= cap_mb * 1e6,
+        "spool {size} bytes over the {cap_mb} MB cap"
+    );
+    assert!(wavs >= 1, "no snapshot left at all");
 }

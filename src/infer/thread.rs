@@ -23,6 +23,7 @@ pub struct StreamWorker {
     pub stats: Arc<StreamStats>,
     pub tx: Sender<Message>,
     pub monitor: Monitor,
+    pub snapshots: crate::snapshot::Snapshots,
     /// Where the machine state is saved on every transition.
     pub state_file: Option<std::path::PathBuf>,
     pub model_rate: u32,
@@ -65,14 +66,19 @@ impl StreamWorker {
             let stopping = self.stop.load(Relaxed);
             let finished = self.reader.finished();
             let assembler = &mut self.assembler;
+            let snapshots = &mut self.snapshots;
             let mut failed = None;
             self.reader.drain(rate, |seg| match seg {
                 Segment::Samples(x, t) => {
+                    snapshots.samples(x);
                     if let Err(e) = assembler.push(x, t, &mut pending) {
                         failed = Some(e);
                     }
                 }
-                Segment::Gap(n) => assembler.gap(n),
+                Segment::Gap(n) => {
+                    snapshots.gap(n);
+                    assembler.gap(n);
+                }
             });
             if let Some(e) = failed {
                 tracing::error!(stream = %self.stats.name, "frame assembly failed: {e:#}");
@@ -121,6 +127,8 @@ impl StreamWorker {
             for (frame, pred) in batch.iter().zip(preds.drain(..)) {
                 let t_s =
                     (frame.index + frame.samples.len() as u64) as f64 / self.model_rate as f64;
+                let label = classes.get(pred.top().0).map_or("", String::as_str);
+                self.snapshots.frame(frame, &pred, label);
                 if let Some(tr) = self.monitor.frame(frame, &pred, t_s) {
                     self.transition(tr, frame.end_ns as f64 / 1e9);
                 }
@@ -184,7 +192,9 @@ impl StreamWorker {
                 tracing::warn!("{}: cannot save state: {e}", path.display());
             }
         }
-        let event = Message::Event(EventMsg {
+        let into_fault = matches!(tr.to, monitor::State::Fault { .. });
+        let since_s = tr.since_s;
+        let mut event = EventMsg {
             stream: self.stats.name.clone(),
             from: tr.from,
             to: tr.to,
@@ -193,7 +203,16 @@ impl StreamWorker {
             stream_time_s: tr.at_s,
             confidence: tr.confidence,
             evidence: tr.evidence,
-        });
+            snapshot: None,
+        };
+        if into_fault {
+            let value = serde_json::to_value(&event).unwrap_or_default();
+            event.snapshot = self
+                .snapshots
+                .plan(since_s, since, value)
+                .map(|p| p.display().to_string());
+        }
+        let event = Message::Event(event);
         // Events are rare and must not be lost: wait for room if need be.
         // This fails only once the publisher is gone (shutdown).
         let _ = self.tx.send(event);

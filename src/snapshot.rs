@@ -1,0 +1,297 @@
+//! Evidence snapshots: on every transition into `fault`, the raw samples
+//! from `pre-s` before the change to `post-s` after it, as a WAV at the
+//! source rate, with a JSON sidecar of the frames (labels, probabilities,
+//! thresholds) over that span. They go to a spool directory whose total size
+//! is capped (oldest removed first). This is how users check an alarm and
+//! collect data to retrain.
+
+use crate::frame::Frame;
+use crate::infer::Prediction;
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SnapshotConfig {
+    /// Spool directory (none: no snapshots).
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+    #[serde(default = "d_pre")]
+    pub pre_s: f64,
+    #[serde(default = "d_post")]
+    pub post_s: f64,
+    /// Total size cap of the spool, MB.
+    #[serde(default = "d_cap")]
+    pub max_mb: f64,
+}
+
+fn d_pre() -> f64 {
+    5.0
+}
+fn d_post() -> f64 {
+    5.0
+}
+fn d_cap() -> f64 {
+    200.0
+}
+
+impl Default for SnapshotConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("defaults")
+    }
+}
+
+/// One frame as the sidecar lists it.
+#[derive(Debug, Clone, Serialize)]
+struct FrameRecord {
+    sample_index: u64,
+    stream_time_s: f64,
+    label: String,
+    probs: Vec<f32>,
+    thresholds: Vec<Vec<f32>>,
+}
+
+struct Pending {
+    path: PathBuf,
+    /// Source-rate span [start, end).
+    start: u64,
+    end: u64,
+    event: serde_json::Value,
+}
+
+/// Keeps the recent raw samples and frames of one stream, and writes the
+/// snapshots that transitions ask for once their "after" part has arrived.
+pub struct Snapshots {
+    cfg: SnapshotConfig,
+    stream: String,
+    rate: u32,
+    model_rate: u32,
+    /// Recent samples; `history_end` is the source position after the last.
+    history: VecDeque<f32>,
+    history_end: u64,
+    frames: VecDeque<FrameRecord>,
+    pending: Vec<Pending>,
+    /// Samples of history kept.
+    keep: usize,
+}
+
+impl Snapshots {
+    /// `lag_s`: how far the samples may run ahead of the frames (the capture
+    /// ring's length), which the history must cover too.
+    pub fn new(cfg: SnapshotConfig, stream: &str, rate: u32, model_rate: u32, lag_s: f64) -> Self {
+        let keep = if cfg.dir.is_some() {
+            ((cfg.pre_s + cfg.post_s + lag_s + 1.0) * rate as f64) as usize
+        } else {
+            0
+        };
+        Self {
+            keep,
+            cfg,
+            stream: stream.to_string(),
+            rate,
+            model_rate,
+            history: VecDeque::with_capacity(keep),
+            history_end: 0,
+            frames: VecDeque::new(),
+            pending: Vec::new(),
+        }
+    }
+
+    fn enabled(&self) -> bool {
+        self.cfg.dir.is_some()
+    }
+
+    fn keep(&self) -> usize {
+        self.keep
+    }
+
+    /// Records raw samples (source rate) as they arrive.
+    pub fn samples(&mut self, x: &[f32]) {
+        if !self.enabled() {
+            return;
+        }
+        self.history.extend(x);
+        self.history_end += x.len() as u64;
+        let keep = self.keep();
+        if self.history.len() > keep {
+            self.history.drain(..self.history.len() - keep);
+        }
+        self.flush();
+    }
+
+    /// Missing samples (overrun) are kept as zeros, so positions stay right.
+    pub fn gap(&mut self, n: u64) {
+        if self.enabled() {
+            let z = vec![0f32; n.min(self.keep() as u64) as usize];
+            self.history_end += n - z.len() as u64;
+            self.samples(&z);
+        }
+    }
+
+    pub fn frame(&mut self, f: &Frame, p: &Prediction, label: &str) {
+        if !self.enabled() {
+            return;
+        }
+        let t = (f.index + f.samples.len() as u64) as f64 / self.model_rate as f64;
+        self.frames.push_back(FrameRecord {
+            sample_index: f.index,
+            stream_time_s: t,
+            label: label.to_string(),
+            probs: p.probs.clone(),
+            thresholds: p.thresholds.clone(),
+        });
+        let horizon = self.cfg.pre_s + self.cfg.post_s + 1.0;
+        while self
+            .frames
+            .front()
+            .is_some_and(|r| r.stream_time_s < t - horizon)
+        {
+            self.frames.pop_front();
+        }
+    }
+
+    /// Plans a snapshot around a change first seen at stream time `since_s`;
+    /// returns the file it will be written to.
+    pub fn plan(
+        &mut self,
+        since_s: f64,
+        unix_time: f64,
+        event: serde_json::Value,
+    ) -> Option<PathBuf> {
+        let dir = self.cfg.dir.clone()?;
+        let at = (since_s * self.rate as f64) as u64;
+        let start = at.saturating_sub((self.cfg.pre_s * self.rate as f64) as u64);
+        let end = at + (self.cfg.post_s * self.rate as f64) as u64;
+        let safe: String = self
+            .stream
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "-_".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let path = dir.join(format!(
+            "{safe}-{:.0}-{}.wav",
+            unix_time * 1000.0,
+            event["to"]["class"].as_str().unwrap_or("fault")
+        ));
+        self.pending.push(Pending {
+            path: path.clone(),
+            start,
+            end,
+            event,
+        });
+        self.flush();
+        Some(path)
+    }
+
+    /// Writes every planned snapshot whose end has been captured.
+    fn flush(&mut self) {
+        let ready: Vec<Pending> = {
+            let end = self.history_end;
+            let (done, wait): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
+                .into_iter()
+                .partition(|p| p.end <= end);
+            self.pending = wait;
+            done
+        };
+        for p in ready {
+            if let Err(e) = self.write(&p) {
+                tracing::warn!("{}: cannot write snapshot: {e:#}", p.path.display());
+            }
+        }
+    }
+
+    fn write(&self, p: &Pending) -> anyhow::Result<()> {
+        let first = self.history_end - self.history.len() as u64;
+        if p.end <= first {
+            anyhow::bail!("its samples are no longer in the history");
+        }
+        let start = p.start.max(first);
+        let a = (start - first) as usize;
+        let b = ((p.end - first) as usize).min(self.history.len());
+        if let Some(dir) = p.path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: self.rate,
+            bits_per_sample: 32,
+            sample_format: hound::SampleFormat::Float,
+        };
+        let tmp = p.path.with_extension("wav.tmp");
+        let mut w = hound::WavWriter::create(&tmp, spec)?;
+        for &v in self.history.range(a..b) {
+            w.write_sample(v)?;
+        }
+        w.finalize()?;
+        std::fs::rename(&tmp, &p.path)?;
+        let t0 = start as f64 / self.rate as f64;
+        let t1 = p.end as f64 / self.rate as f64;
+        let frames: Vec<&FrameRecord> = self
+            .frames
+            .iter()
+            .filter(|r| r.stream_time_s >= t0 && r.stream_time_s <= t1 + 0.2)
+            .collect();
+        let sidecar = serde_json::json!({
+            "stream": self.stream,
+            "wav": p.path.file_name().map(|n| n.to_string_lossy().into_owned()),
+            "sample_rate": self.rate,
+            "start_stream_time_s": t0,
+            "end_stream_time_s": t1,
+            "event": p.event,
+            "frames": frames,
+        });
+        std::fs::write(
+            p.path.with_extension("json"),
+            serde_json::to_vec_pretty(&sidecar)?,
+        )?;
+        if let Some(dir) = p.path.parent() {
+            enforce_cap(dir, (self.cfg.max_mb * 1e6) as u64);
+        }
+        tracing::info!(
+            "snapshot {} ({:.1} s)",
+            p.path.display(),
+            (b - a) as f64 / self.rate as f64
+        );
+        Ok(())
+    }
+}
+
+/// Removes the oldest snapshots (WAV with its sidecar) until the spool fits.
+pub fn enforce_cap(dir: &Path, cap: u64) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut wavs: Vec<(std::time::SystemTime, PathBuf, u64)> = Vec::new();
+    let mut total = 0u64;
+    for e in entries.flatten() {
+        let path = e.path();
+        let Ok(meta) = e.metadata() else { continue };
+        if !meta.is_file() {
+            continue;
+        }
+        total += meta.len();
+        if path.extension().is_some_and(|x| x == "wav") {
+            let side = std::fs::metadata(path.with_extension("json")).map_or(0, |m| m.len());
+            wavs.push((
+                meta.modified().unwrap_or(std::time::UNIX_EPOCH),
+                path,
+                meta.len() + side,
+            ));
+        }
+    }
+    wavs.sort();
+    for (_, path, size) in wavs {
+        if total <= cap {
+            break;
+        }
+        let _ = std::fs::remove_file(&path);
+        let _ = std::fs::remove_file(path.with_extension("json"));
+        total = total.saturating_sub(size);
+    }
+}
