@@ -123,6 +123,10 @@ pub struct SourceConfig {
     /// Capture ring size in seconds of audio.
     #[serde(default = "default_ring_seconds")]
     pub ring_seconds: f32,
+    /// Debounce settings for this source's streams, replacing the global
+    /// [monitor] table (its state-dir is used if this one names none).
+    #[serde(default)]
+    pub monitor: Option<crate::monitor::MonitorConfig>,
 }
 
 fn default_model() -> PathBuf {

@@ -146,9 +146,14 @@ impl Prepared {
             let (swap_tx, swap) = crossbeam_channel::unbounded();
             // The machine state saved before a restart, if any: a fault
             // already known is not raised again.
-            let state_file = self
-                .cfg
+            let mut monitor_cfg = sc
                 .monitor
+                .clone()
+                .unwrap_or_else(|| self.cfg.monitor.clone());
+            if monitor_cfg.state_dir.is_none() {
+                monitor_cfg.state_dir = self.cfg.monitor.state_dir.clone();
+            }
+            let state_file = monitor_cfg
                 .state_dir
                 .as_ref()
                 .map(|d| crate::monitor::state_path(d, name));
@@ -176,11 +181,7 @@ impl Prepared {
                     m.sample_rate,
                     sc.ring_seconds as f64,
                 ),
-                monitor: crate::monitor::Monitor::new(
-                    self.cfg.monitor.clone(),
-                    m.class_ids(),
-                    restored,
-                ),
+                monitor: crate::monitor::Monitor::new(monitor_cfg.clone(), m.class_ids(), restored),
                 state_file,
                 model_rate: m.sample_rate,
                 started_ns: 0,

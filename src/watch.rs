@@ -5,6 +5,7 @@
 use crate::cli::WatchArgs;
 use crate::protocol::{Filter, Message};
 use anyhow::{Context, Result};
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 
@@ -25,13 +26,18 @@ pub fn watch(a: &WatchArgs) -> Result<()> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let mut frames = 0u64;
+    // Each stream's machine state, shown in front of its frames.
+    let mut machines: HashMap<String, String> = HashMap::new();
     for line in reader.lines() {
         let line = line.context("connection lost")?;
         if a.json {
             writeln!(out, "{line}")?;
         } else {
             match serde_json::from_str::<Message>(&line) {
-                Ok(m) => writeln!(out, "{}", render(&m))?,
+                Ok(m) => {
+                    track(&mut machines, &m);
+                    writeln!(out, "{}", render(&m, &machines))?
+                }
                 Err(_) => writeln!(out, "? {line}")?,
             }
         }
@@ -45,16 +51,36 @@ pub fn watch(a: &WatchArgs) -> Result<()> {
     Ok(())
 }
 
-fn render(m: &Message) -> String {
+fn track(machines: &mut HashMap<String, String>, m: &Message) {
+    match m {
+        Message::Hello(h) => {
+            for s in &h.streams {
+                machines.insert(s.name.clone(), s.machine.name().to_uppercase());
+            }
+        }
+        Message::Event(e) => {
+            machines.insert(e.stream.clone(), e.to.name().to_uppercase());
+        }
+        Message::Status(st) => {
+            for s in &st.streams {
+                machines.insert(s.name.clone(), s.machine.name().to_uppercase());
+            }
+        }
+        _ => {}
+    }
+}
+
+fn render(m: &Message, machines: &HashMap<String, String>) -> String {
     match m {
         Message::Hello(h) => format!(
-            "connected: {} model {} {} ({} Hz, frames of {}), streams: {}\n{:<12} {:>7}  {:<8} {:>6}  {:>8} {:>8}  mean tau per unit",
+            "connected: {} model {} {} ({} Hz, frames of {}), streams: {}\n{:<16} {:<12} {:>7}  {:<8} {:>6}  {:>8} {:>8}  mean tau per unit",
             h.daemon,
             h.model.name,
             h.model.version,
             h.model.sample_rate,
             h.model.frame_length,
-            h.streams.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", "),
+            h.streams.iter().map(|s| format!("{} ({})", s.name, s.machine.name())).collect::<Vec<_>>().join(", "),
+            "MACHINE",
             "stream",
             "seq",
             "label",
@@ -70,8 +96,10 @@ fn render(m: &Message) -> String {
                 .map(|t| format!("{:.3}", t.iter().sum::<f32>() / t.len().max(1) as f32))
                 .collect();
             let flags = if f.flags.is_empty() { String::new() } else { format!("  [{}]", f.flags.join(",")) };
+            let machine = machines.get(&f.stream).map_or("?", String::as_str);
             format!(
-                "{:<12} {:>7}  {:<8} {:>5.1}%  {:>8.4} {:>8.4}  {}{}",
+                "{:<16} {:<12} {:>7}  {:<8} {:>5.1}%  {:>8.4} {:>8.4}  {}{}",
+                machine,
                 f.stream,
                 f.seq,
                 f.label,

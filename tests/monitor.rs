@@ -84,13 +84,18 @@ fn feed_at(fifo: &Path, x: Vec<f32>, realtime: bool) -> std::thread::JoinHandle<
 
 /// Collects events until `done` says stop (or 60 s pass).
 fn events_until(c: &mut common::Client, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    events_within(c, Duration::from_secs(60), done)
+}
+
+fn events_within(
+    c: &mut common::Client,
+    limit: Duration,
+    done: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
     let mut ev = Vec::new();
     let t0 = Instant::now();
     while !done(&ev) {
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "timed out; events so far: {ev:#?}"
-        );
+        assert!(t0.elapsed() < limit, "timed out; events so far: {ev:#?}");
         let m = c.next().expect("daemon alive");
         if m["type"] == "event" {
             ev.push(m);
@@ -318,4 +323,183 @@ fn the_snapshot_spool_stays_under_its_cap_through_repeated_faults() {
         "spool {size} bytes over the {cap_mb} MB cap"
     );
     assert!(wavs >= 1, "no snapshot left at all");
+}
+
+/// Seeded noise of unit power: Gaussian, Laplacian or pink (1/f).
+struct Noise {
+    state: u64,
+    pink: [f64; 7],
+}
+
+impl Noise {
+    fn new(seed: u64) -> Self {
+        Self {
+            state: seed,
+            pink: [0.0; 7],
+        }
+    }
+
+    fn uniform(&mut self) -> f64 {
+        // splitmix64
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn gaussian(&mut self) -> f64 {
+        let u = self.uniform().max(1e-300);
+        let v = self.uniform();
+        (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
+    }
+
+    fn sample(&mut self, kind: &str) -> f64 {
+        match kind {
+            "gaussian" => self.gaussian(),
+            "laplacian" => {
+                let u = self.uniform() - 0.5;
+                -u.signum() * (1.0 - 2.0 * u.abs()).max(1e-300).ln() / std::f64::consts::SQRT_2
+            }
+            _ => {
+                // Paul Kellet's refined pink filter on white noise.
+                let w = self.gaussian();
+                let b = &mut self.pink;
+                b[0] = 0.99886 * b[0] + w * 0.0555179;
+                b[1] = 0.99332 * b[1] + w * 0.0750759;
+                b[2] = 0.96900 * b[2] + w * 0.1538520;
+                b[3] = 0.86650 * b[3] + w * 0.3104856;
+                b[4] = 0.55000 * b[4] + w * 0.5329522;
+                b[5] = -0.7616 * b[5] - w * 0.0168980;
+                let out = b.iter().sum::<f64>() + w * 0.5362;
+                b[6] = w * 0.115926;
+                out
+            }
+        }
+    }
+
+    /// Adds `kind` noise at `snr_db`, set per 2048-sample frame as the paper does.
+    fn add(&mut self, x: &[f32], kind: &str, snr_db: f64) -> Vec<f32> {
+        let mut out = Vec::with_capacity(x.len());
+        for block in x.chunks(2048) {
+            let n: Vec<f64> = (0..block.len()).map(|_| self.sample(kind)).collect();
+            let np = n.iter().map(|v| v * v).sum::<f64>() / n.len() as f64;
+            let sp = block.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / block.len() as f64;
+            let scale = (sp / 10f64.powf(snr_db / 10.0) / np.max(1e-30)).sqrt();
+            out.extend(
+                block
+                    .iter()
+                    .zip(&n)
+                    .map(|(&v, &e)| (v as f64 + scale * e) as f32),
+            );
+        }
+        out
+    }
+}
+
+fn transitions_of(ev: &[Value]) -> Vec<(String, String)> {
+    ev.iter()
+        .map(|e| (name(&e["from"]), name(&e["to"])))
+        .collect()
+}
+
+#[test]
+fn at_0_db_every_noise_kind_gives_the_same_transitions() {
+    let healthy = healthy_12k();
+    let parts: Vec<Vec<f32>> = vec![
+        healthy.clone(),
+        fault("1797_IR_14.wav", 6.0),
+        healthy,
+        fault("1797_OR6_21.wav", 6.0),
+    ];
+    let mut changes = Vec::new();
+    let mut clean = Vec::new();
+    for p in &parts {
+        changes.push(clean.len() as f64 / RATE);
+        clean.extend_from_slice(p);
+    }
+    let want = vec![
+        ("starting".to_string(), "healthy".to_string()),
+        ("healthy".into(), "fault(IR_14)".into()),
+        ("fault(IR_14)".into(), "healthy".into()),
+        ("healthy".into(), "fault(OR6_21)".into()),
+    ];
+    for (k, kind) in ["gaussian", "laplacian", "pink"].iter().enumerate() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let fifo = dir.path().join("sensor.fifo");
+        mkfifo(&fifo);
+        let d = Daemon::start(&[
+            "--config",
+            config(dir.path(), &fifo, None).to_str().expect("utf8"),
+        ]);
+        let mut c = d.connect();
+        c.send("{\"types\":[\"event\"]}\n");
+        let noisy = Noise::new(42 + k as u64).add(&clean, kind, 0.0);
+        let w = feed(&fifo, noisy);
+        // Until the stream has ended (no samples: no-signal).
+        let ev = events_until(&mut c, |e| {
+            e.last().is_some_and(|x| x["to"]["state"] == "no-signal")
+        });
+        w.join().expect("fed");
+        let ev = &ev[..ev.len() - 1];
+        assert_eq!(transitions_of(ev), want, "{kind} at 0 dB: {ev:#?}");
+        for (e, at) in ev.iter().zip(&changes).skip(1) {
+            let t = e["stream_time_s"].as_f64().expect("t");
+            eprintln!("{kind} 0 dB: change at {at:.2} s confirmed at {t:.2} s");
+            assert!(
+                t >= *at && t - at <= 1.5,
+                "{kind}: confirmed at {t:.2} s for a change at {at:.2} s"
+            );
+        }
+    }
+}
+
+/// Fault events in `hours` of healthy signal with noise at `snr_db`, fed
+/// as fast as the daemon takes it.
+fn false_alarms(hours: f64, snr_db: f64) -> usize {
+    let dir = tempfile::tempdir().expect("tmp");
+    let fifo = dir.path().join("sensor.fifo");
+    mkfifo(&fifo);
+    let d = Daemon::start(&[
+        "--config",
+        config(dir.path(), &fifo, None).to_str().expect("utf8"),
+    ]);
+    let mut c = d.connect();
+    // Statuses too: they keep the connection talking through quiet spells.
+    c.send("{\"types\":[\"event\",\"status\"]}\n");
+    let healthy = healthy_12k();
+    let total = (hours * 3600.0 * RATE) as usize;
+    let fifo2 = fifo.clone();
+    let writer = std::thread::spawn(move || {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&fifo2)
+            .expect("open fifo");
+        let mut noise = Noise::new(7);
+        let kinds = ["gaussian", "laplacian", "pink"];
+        let mut sent = 0;
+        let mut k = 0;
+        while sent < total {
+            // A new noise kind and fresh noise on every pass over the recording.
+            let x = noise.add(&healthy, kinds[k % 3], snr_db);
+            k += 1;
+            let n = x.len().min(total - sent);
+            let bytes: Vec<u8> = x[..n].iter().flat_map(|v| v.to_le_bytes()).collect();
+            f.write_all(&bytes).expect("feed");
+            sent += n;
+        }
+    });
+    let ev = events_within(&mut c, Duration::from_secs(600), |e| {
+        e.last().is_some_and(|x| x["to"]["state"] == "no-signal")
+    });
+    writer.join().expect("fed");
+    ev.iter().filter(|e| e["to"]["state"] == "fault").count()
+}
+
+#[test]
+fn an_hour_of_healthy_signal_at_0_db_raises_no_fault() {
+    let at0 = false_alarms(1.0, 0.0);
+    let at4 = false_alarms(1.0, -4.0);
+    eprintln!("false alarms per hour of healthy signal: {at0} at 0 dB, {at4} at -4 dB (Gaussian, Laplacian, pink in turn)");
+    assert_eq!(at0, 0, "fault events on a healthy machine at 0 dB");
 }
