@@ -15,7 +15,7 @@ fn main() -> anyhow::Result<()> {
     let frame: Vec<f32> = (0..n)
         .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
         .collect();
-    for batch in [1usize, 16] {
+    for batch in [1usize, 4, 8, 16] {
         let mut model = Model::load(&files, batch)?;
         let frames = vec![frame.as_slice(); batch];
         let mut out = Vec::new();

@@ -81,7 +81,8 @@ pub fn load_model(path: Option<&Path>, max_batch: usize) -> Result<Model> {
 }
 
 pub fn classify(a: &ClassifyArgs) -> Result<()> {
-    let model = load_model(a.model.as_deref(), 8)?;
+    // One frame per run: faster than batches in tract for this model (see config).
+    let model = load_model(a.model.as_deref(), 1)?;
     let threads = a
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
