@@ -195,11 +195,14 @@ impl RingReader {
         self.samples.is_abandoned() && self.samples.is_empty() && self.marks.is_empty()
     }
 
-    /// Hands every completed capture chunk to `f`, in order, with its gaps.
-    /// `rate` turns sample counts into time offsets within a chunk.
-    pub fn drain(&mut self, rate: f64, mut f: impl FnMut(Segment<'_>)) -> usize {
+    /// Hands completed capture chunks to `f`, in order, with their gaps,
+    /// stopping once about `max` samples were handed over (a fast writer
+    /// must not keep the reader draining forever). `rate` turns sample
+    /// counts into time offsets within a chunk.
+    pub fn drain(&mut self, rate: f64, max: usize, mut f: impl FnMut(Segment<'_>)) -> usize {
         let mut total = 0;
-        while let Ok(mark) = self.marks.pop() {
+        while total < max {
+            let Ok(mark) = self.marks.pop() else { break };
             // Samples up to `mark.end` were committed before the mark was.
             let n = (mark.end.saturating_sub(self.read)) as usize;
             if n > 0 {
@@ -232,7 +235,7 @@ mod tests {
     fn collect(r: &mut RingReader) -> (Vec<f32>, Vec<u64>) {
         let mut samples = Vec::new();
         let mut gaps = Vec::new();
-        r.drain(1000.0, |s| match s {
+        r.drain(1000.0, usize::MAX, |s| match s {
             Segment::Samples(x, _) => samples.extend_from_slice(x),
             Segment::Gap(n) => gaps.push(n),
         });

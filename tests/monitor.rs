@@ -397,6 +397,17 @@ impl Noise {
     }
 }
 
+/// A daemon reading raw f32le at 12 kHz from a fresh FIFO (default
+/// settings); the temp dir lives as long as the returned guard.
+fn fifo_daemon() -> (tempfile::TempDir, std::path::PathBuf, Daemon) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let fifo = dir.path().join("sensor.fifo");
+    mkfifo(&fifo);
+    let cfg = config(dir.path(), &fifo, None);
+    let d = Daemon::start(&["--config", cfg.to_str().expect("utf8")]);
+    (dir, fifo, d)
+}
+
 fn transitions_of(ev: &[Value]) -> Vec<(String, String)> {
     ev.iter()
         .map(|e| (name(&e["from"]), name(&e["to"])))
@@ -425,13 +436,7 @@ fn at_0_db_every_noise_kind_gives_the_same_transitions() {
         ("healthy".into(), "fault(OR6_21)".into()),
     ];
     for (k, kind) in ["gaussian", "laplacian", "pink"].iter().enumerate() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let fifo = dir.path().join("sensor.fifo");
-        mkfifo(&fifo);
-        let d = Daemon::start(&[
-            "--config",
-            config(dir.path(), &fifo, None).to_str().expect("utf8"),
-        ]);
+        let (_dir, fifo, d) = fifo_daemon();
         let mut c = d.connect();
         c.send("{\"types\":[\"event\"]}\n");
         let noisy = Noise::new(42 + k as u64).add(&clean, kind, 0.0);
@@ -457,13 +462,7 @@ fn at_0_db_every_noise_kind_gives_the_same_transitions() {
 /// Fault events in `hours` of healthy signal with noise at `snr_db`, fed
 /// as fast as the daemon takes it.
 fn false_alarms(hours: f64, snr_db: f64) -> usize {
-    let dir = tempfile::tempdir().expect("tmp");
-    let fifo = dir.path().join("sensor.fifo");
-    mkfifo(&fifo);
-    let d = Daemon::start(&[
-        "--config",
-        config(dir.path(), &fifo, None).to_str().expect("utf8"),
-    ]);
+    let (_dir, fifo, d) = fifo_daemon();
     let mut c = d.connect();
     // Statuses too: they keep the connection talking through quiet spells.
     c.send("{\"types\":[\"event\",\"status\"]}\n");

@@ -68,7 +68,9 @@ impl StreamWorker {
             let assembler = &mut self.assembler;
             let snapshots = &mut self.snapshots;
             let mut failed = None;
-            self.reader.drain(rate, |seg| match seg {
+            // At most a second of samples per pass: frames (and snapshots) keep up.
+            let max = self.stats.source_rate as usize;
+            let drained = self.reader.drain(rate, max, |seg| match seg {
                 Segment::Samples(x, t) => {
                     snapshots.samples(x);
                     if let Err(e) = assembler.push(x, t, &mut pending) {
@@ -86,6 +88,9 @@ impl StreamWorker {
             if !pending.is_empty() {
                 self.infer(&mut pending, &mut preds, &classes, &mut seq);
                 continue;
+            }
+            if drained >= max {
+                continue; // more is waiting in the ring
             }
             if finished || stopping {
                 break;
