@@ -18,4 +18,6 @@ echo "== model pipeline: shipped model in onnxruntime, then a smoke train + expo
   && ../.venv/bin/python -m drsn_train smoke)
 
 echo "== cargo test"
-cargo test --locked
+# --tests: unit and integration tests (there are no doc tests), so the run
+# closes on the last integration suite, not on an empty doc-test pass.
+cargo test --locked --tests
