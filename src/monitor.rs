@@ -340,18 +340,22 @@ pub struct Saved {
     pub since: f64,
 }
 
-pub fn state_path(dir: &std::path::Path, stream: &str) -> std::path::PathBuf {
-    let safe: String = stream
+/// A stream name as a file-name part: anything but [A-Za-z0-9-_] becomes '_'.
+pub fn file_safe(stream: &str) -> String {
+    stream
         .chars()
         .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+            if c.is_ascii_alphanumeric() || "-_".contains(c) {
                 c
             } else {
                 '_'
             }
         })
-        .collect();
-    dir.join(format!("{safe}.state.json"))
+        .collect()
+}
+
+pub fn state_path(dir: &std::path::Path, stream: &str) -> std::path::PathBuf {
+    dir.join(format!("{}.state.json", file_safe(stream)))
 }
 
 /// Reads a saved state; a missing or unreadable file means none (logged).

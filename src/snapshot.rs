@@ -163,17 +163,7 @@ impl Snapshots {
         let at = (since_s * self.rate as f64) as u64;
         let start = at.saturating_sub((self.cfg.pre_s * self.rate as f64) as u64);
         let end = at + (self.cfg.post_s * self.rate as f64) as u64;
-        let safe: String = self
-            .stream
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || "-_".contains(c) {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
+        let safe = crate::monitor::file_safe(&self.stream);
         let path = dir.join(format!(
             "{safe}-{:.0}-{}.wav",
             unix_time * 1000.0,
