@@ -83,7 +83,6 @@ pub struct Hub {
     pub active: AtomicUsize,
     /// Clients that asked for frames without thresholds.
     pub lite_clients: AtomicUsize,
-    pub cut_off: AtomicU64,
     pub cfg: SocketConfig,
     /// In `hello` order: where a new client learns each machine's state.
     pub stream_stats: Vec<Arc<crate::stats::StreamStats>>,
@@ -104,7 +103,6 @@ impl Hub {
             next_id: AtomicU64::new(1),
             active: AtomicUsize::new(0),
             lite_clients: AtomicUsize::new(0),
-            cut_off: AtomicU64::new(0),
             cfg,
             stream_stats,
         })
@@ -350,7 +348,6 @@ impl Client {
                             }
                             let line = if self.lite { m.lite.as_deref().unwrap_or(&m.line) } else { &m.line };
                             if let Err(e) = write(wr, line.as_bytes(), timeout).await {
-                                self.hub.cut_off.fetch_add(1, Relaxed);
                                 return e;
                             }
                         }
@@ -358,11 +355,9 @@ impl Client {
                             let total = self.info.missed.fetch_add(n, Relaxed) + n;
                             let line = to_line(&Message::Lagged(Lagged { missed: n }));
                             if let Err(e) = write(wr, line.as_bytes(), timeout).await {
-                                self.hub.cut_off.fetch_add(1, Relaxed);
                                 return e;
                             }
                             if total > self.hub.cfg.max_missed {
-                                self.hub.cut_off.fetch_add(1, Relaxed);
                                 let msg = error_line(&format!("cut off: missed {total} messages (limit {})", self.hub.cfg.max_missed));
                                 let _ = write(wr, msg.as_bytes(), Duration::from_millis(200)).await;
                                 return format!("cut off after missing {total} messages");

@@ -26,8 +26,6 @@ pub struct Mark {
 pub struct RingCounters {
     /// Samples dropped because the ring was full.
     pub overrun_samples: AtomicU64,
-    /// Capture chunks whose mark could not be queued (merged into the next).
-    pub marks_merged: AtomicU64,
     /// Samples accepted into the ring.
     pub captured: AtomicU64,
     /// Time of the last capture chunk, ns since the epoch (0: none yet).
@@ -121,10 +119,9 @@ impl RingWriter {
             dropped: self.pending_drop,
             time_ns,
         };
+        // If the mark ring is full the drop is announced by the next mark.
         if self.marks.push(mark).is_ok() {
             self.pending_drop = 0;
-        } else {
-            self.counters.marks_merged.fetch_add(1, Relaxed);
         }
         let position = self.written + self.dropped_total;
         if position >= self.next_wake || dropped > 0 {

@@ -19,11 +19,6 @@ pub struct StreamStats {
     pub dropped_frames: AtomicU64,
     pub nonfinite_frames: AtomicU64,
     pub clipped_frames: AtomicU64,
-    /// Model runs, and frames that went through a batch larger than one.
-    pub runs: AtomicU64,
-    pub batched_frames: AtomicU64,
-    /// Inference failures (the frame is reported as dropped).
-    pub errors: AtomicU64,
     /// Last time the inference thread went round its loop, ns since the epoch.
     pub heartbeat_ns: AtomicU64,
     /// Sum and max of processing latency, µs.
@@ -56,9 +51,6 @@ impl StreamStats {
             dropped_frames: AtomicU64::new(0),
             nonfinite_frames: AtomicU64::new(0),
             clipped_frames: AtomicU64::new(0),
-            runs: AtomicU64::new(0),
-            batched_frames: AtomicU64::new(0),
-            errors: AtomicU64::new(0),
             heartbeat_ns: AtomicU64::new(0),
             latency_sum_us: AtomicU64::new(0),
             latency_max_us: AtomicU64::new(0),

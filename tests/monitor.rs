@@ -114,16 +114,8 @@ fn name(s: &Value) -> String {
 
 #[test]
 fn healthy_ir14_healthy_or21_gives_exactly_those_transitions_in_time_then_no_signal() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let fifo = dir.path().join("sensor.fifo");
-    mkfifo(&fifo);
-    let spool = dir.path().join("spool");
-    let snap = format!(
-        "[snapshots]\ndir = \"{}\"\npre-s = 3.0\npost-s = 2.0\n",
-        spool.display()
-    );
-    let cfg = config_with(dir.path(), &fifo, None, &snap);
-    let d = Daemon::start(&["--config", cfg.to_str().expect("utf8")]);
+    let (_dir, fifo, d) =
+        fifo_daemon("[snapshots]\ndir = \"{dir}/spool\"\npre-s = 3.0\npost-s = 2.0\n");
     let mut c = d.connect();
     c.send("{\"types\":[\"event\",\"status\"]}\n");
     let healthy = healthy_12k();
@@ -280,17 +272,11 @@ fn a_fault_known_before_sigkill_is_not_raised_again_after_restart() {
 
 #[test]
 fn the_snapshot_spool_stays_under_its_cap_through_repeated_faults() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let fifo = dir.path().join("sensor.fifo");
-    mkfifo(&fifo);
-    let spool = dir.path().join("spool");
     let cap_mb = 1.5;
-    let snap = format!(
-        "[snapshots]\ndir = \"{}\"\npre-s = 1.0\npost-s = 1.0\nmax-mb = {cap_mb}\n",
-        spool.display()
-    );
-    let cfg = config_with(dir.path(), &fifo, None, &snap);
-    let d = Daemon::start(&["--config", cfg.to_str().expect("utf8")]);
+    let (dir, fifo, d) = fifo_daemon(&format!(
+        "[snapshots]\ndir = \"{{dir}}/spool\"\npre-s = 1.0\npost-s = 1.0\nmax-mb = {cap_mb}\n"
+    ));
+    let spool = dir.path().join("spool");
     let mut c = d.connect();
     c.send("{\"types\":[\"event\"]}\n");
     let mut x = Vec::new();
@@ -397,13 +383,14 @@ impl Noise {
     }
 }
 
-/// A daemon reading raw f32le at 12 kHz from a fresh FIFO (default
-/// settings); the temp dir lives as long as the returned guard.
-fn fifo_daemon() -> (tempfile::TempDir, std::path::PathBuf, Daemon) {
+/// A daemon reading raw f32le at 12 kHz from a fresh FIFO, with `extra`
+/// config tables; the temp dir lives as long as the returned guard.
+fn fifo_daemon(extra: &str) -> (tempfile::TempDir, std::path::PathBuf, Daemon) {
     let dir = tempfile::tempdir().expect("tmp");
     let fifo = dir.path().join("sensor.fifo");
     mkfifo(&fifo);
-    let cfg = config(dir.path(), &fifo, None);
+    let extra = extra.replace("{dir}", &dir.path().display().to_string());
+    let cfg = config_with(dir.path(), &fifo, None, &extra);
     let d = Daemon::start(&["--config", cfg.to_str().expect("utf8")]);
     (dir, fifo, d)
 }
@@ -436,7 +423,7 @@ fn at_0_db_every_noise_kind_gives_the_same_transitions() {
         ("healthy".into(), "fault(OR6_21)".into()),
     ];
     for (k, kind) in ["gaussian", "laplacian", "pink"].iter().enumerate() {
-        let (_dir, fifo, d) = fifo_daemon();
+        let (_dir, fifo, d) = fifo_daemon("");
         let mut c = d.connect();
         c.send("{\"types\":[\"event\"]}\n");
         let noisy = Noise::new(42 + k as u64).add(&clean, kind, 0.0);
@@ -462,7 +449,7 @@ fn at_0_db_every_noise_kind_gives_the_same_transitions() {
 /// Fault events in `hours` of healthy signal with noise at `snr_db`, fed
 /// as fast as the daemon takes it.
 fn false_alarms(hours: f64, snr_db: f64) -> usize {
-    let (_dir, fifo, d) = fifo_daemon();
+    let (_dir, fifo, d) = fifo_daemon("");
     let mut c = d.connect();
     // Statuses too: they keep the connection talking through quiet spells.
     c.send("{\"types\":[\"event\",\"status\"]}\n");

@@ -114,15 +114,8 @@ impl StreamWorker {
         for batch in pending.chunks(max) {
             preds.clear();
             let frames: Vec<&[f32]> = batch.iter().map(|f| f.samples.as_slice()).collect();
-            self.stats.runs.fetch_add(1, Relaxed);
-            if batch.len() > 1 {
-                self.stats
-                    .batched_frames
-                    .fetch_add(batch.len() as u64, Relaxed);
-            }
             if let Err(e) = self.model.predict(&frames, preds) {
                 tracing::error!(stream = %self.stats.name, "inference failed: {e:#}");
-                self.stats.errors.fetch_add(1, Relaxed);
                 self.stats
                     .dropped_frames
                     .fetch_add(batch.len() as u64, Relaxed);
