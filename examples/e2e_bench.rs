@@ -1,0 +1,473 @@
+//! End-to-end benchmark harness: feeds real-time raw f32 streams into a
+//! daemon's FIFOs, subscribes to its socket, and measures what a user sees.
+//!
+//! For every frame, latency runs from the moment the feeder's write of the
+//! frame's last sample returned to the moment a subscriber has parsed the
+//! frame's JSON line. CPU time and peak RSS are read from /proc for the daemon
+//! process. The daemon is any command: `{dir}` in it becomes the harness's
+//! working folder, which holds the FIFOs `s0.fifo`.., the socket `drsn.sock`
+//! and a drsnd config `drsnd.toml` for those.
+//!
+//! `cargo run --release --example e2e_bench -- --streams 1 --seconds 60
+//!  --wav ../shared/cwru/1797_IR_14.wav -- target/release/drsnd run --config {dir}/drsnd.toml`
+//! prints one JSON object; bench/run.sh runs the whole set.
+
+use anyhow::{bail, Context, Result};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const RATE: usize = 12_000;
+const FRAME: usize = 2048;
+const HOP: usize = 512;
+
+struct Opts {
+    streams: usize,
+    subscribers: usize,
+    seconds: f64,
+    warmup: f64,
+    wav: PathBuf,
+    model: PathBuf,
+    command: Vec<String>,
+}
+
+fn parse_args() -> Result<Opts> {
+    let mut o = Opts {
+        streams: 1,
+        subscribers: 1,
+        seconds: 60.0,
+        warmup: 5.0,
+        wav: "../shared/cwru/1797_IR_14.wav".into(),
+        model: "models/drsn-cw-cwru10.json".into(),
+        command: Vec::new(),
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        if a == "--" {
+            o.command = args.by_ref().collect();
+            break;
+        }
+        let v = args.next().with_context(|| format!("{a} needs a value"))?;
+        match a.as_str() {
+            "--streams" => o.streams = v.parse().context("--streams")?,
+            "--subscribers" => o.subscribers = v.parse().context("--subscribers")?,
+            "--seconds" => o.seconds = v.parse().context("--seconds")?,
+            "--warmup" => o.warmup = v.parse().context("--warmup")?,
+            "--wav" => o.wav = v.into(),
+            "--model" => o.model = v.into(),
+            _ => bail!("unknown option {a}"),
+        }
+    }
+    if o.command.is_empty() {
+        bail!("usage: e2e_bench [--streams N] [--subscribers M] [--seconds S] [--warmup S] [--wav F] -- COMMAND ({{dir}} is replaced)");
+    }
+    Ok(o)
+}
+
+/// Frame k of a stream ends at sample FRAME + k*HOP; its feed time in ns
+/// since the harness started (0 = not fed yet).
+struct FeedTimes {
+    per_stream: Vec<Vec<AtomicU64>>,
+}
+
+impl FeedTimes {
+    fn new(streams: usize, frames: usize) -> Self {
+        let per_stream = (0..streams)
+            .map(|_| (0..frames).map(|_| AtomicU64::new(0)).collect())
+            .collect();
+        Self { per_stream }
+    }
+    fn get(&self, stream: usize, sample_index: u64) -> Option<u64> {
+        let k = (sample_index as usize) / HOP;
+        let t = self.per_stream.get(stream)?.get(k)?.load(Ordering::Acquire);
+        (t != 0).then_some(t)
+    }
+}
+
+#[derive(Default)]
+struct SubResult {
+    frames: Vec<u64>, // per stream
+    gaps: u64,
+    latencies_us: Vec<f64>,
+    last_status: Option<serde_json::Value>,
+    lagged: u64,
+}
+
+fn main() -> Result<()> {
+    let o = parse_args()?;
+    raise_fd_limit();
+    let dir = tempfile::tempdir()?;
+    let signal = read_signal(&o.wav)?;
+    for i in 0..o.streams {
+        mkfifo(&dir.path().join(format!("s{i}.fifo")))?;
+    }
+    write_config(dir.path(), &o)?;
+    let socket = dir.path().join("drsn.sock");
+    let mut child = spawn(&o.command, dir.path())?;
+    let pid = child.id();
+    wait_for_socket(&socket, &mut child)?;
+
+    let start = Instant::now();
+    let total_frames = ((o.seconds * RATE as f64) as usize).saturating_sub(FRAME) / HOP + 1;
+    let times = Arc::new(FeedTimes::new(o.streams, total_frames + 1));
+    let warm_ns = (o.warmup * 1e9) as u64;
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut subs = Vec::new();
+    for _ in 0..o.subscribers {
+        let s = UnixStream::connect(&socket).context("connect")?;
+        let (times, stop) = (times.clone(), stop.clone());
+        let n = o.streams;
+        subs.push(std::thread::spawn(move || {
+            subscribe(s, n, &times, start, warm_ns, &stop)
+        }));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+
+    let cpu_at_warm = Arc::new(Mutex::new(None));
+    let feeder = {
+        let (dir, times, cpu) = (dir.path().to_path_buf(), times.clone(), cpu_at_warm.clone());
+        let (streams, seconds, warmup) = (o.streams, o.seconds, o.warmup);
+        std::thread::spawn(move || {
+            feed(&dir, streams, &signal, seconds, warmup, start, &times, pid, &cpu)
+        })
+    };
+    let feed_stats = feeder
+        .join()
+        .map_err(|_| anyhow::anyhow!("feeder panicked"))??;
+    let cpu_end = cpu_seconds(pid)?;
+    let wall_end = start.elapsed().as_secs_f64();
+    let mem = memory(pid)?;
+    let threads = thread_cpu(pid);
+    // Let the last frames arrive, then stop everyone.
+    std::thread::sleep(Duration::from_millis(1500));
+    stop.store(true, Ordering::Release);
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    let mut results = Vec::new();
+    for s in subs {
+        results.push(
+            s.join()
+                .map_err(|_| anyhow::anyhow!("subscriber panicked"))?,
+        );
+    }
+    let _ = child.wait();
+
+    let (cpu_warm, wall_warm) = cpu_at_warm
+        .lock()
+        .map_err(|_| anyhow::anyhow!("poisoned"))?
+        .context("the feed ended before the warm-up did")?;
+    let audio_s = (wall_end - wall_warm) * o.streams as f64;
+    let run = Run { cpu_s: cpu_end - cpu_warm, wall_s: wall_end - wall_warm, audio_s, mem, threads };
+    report(&o, &results, feed_stats, run)
+}
+
+fn raise_fd_limit() {
+    let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 {
+            r.rlim_cur = r.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+        }
+    }
+}
+
+fn read_signal(path: &Path) -> Result<Vec<f32>> {
+    let mut r = hound::WavReader::open(path).with_context(|| format!("{}", path.display()))?;
+    let spec = r.spec();
+    if spec.sample_rate as usize != RATE || spec.sample_format != hound::SampleFormat::Float {
+        bail!("{}: want a 12 kHz float WAV", path.display());
+    }
+    let ch = spec.channels as usize;
+    let all: Vec<f32> = r.samples::<f32>().collect::<Result<_, _>>()?;
+    Ok(all.iter().step_by(ch).copied().collect())
+}
+
+fn mkfifo(path: &Path) -> Result<()> {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())?;
+    if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } != 0 {
+        bail!("mkfifo {}: {}", path.display(), std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn write_config(dir: &Path, o: &Opts) -> Result<()> {
+    let model = std::fs::canonicalize(&o.model).with_context(|| format!("{}", o.model.display()))?;
+    let mut cfg = format!(
+        "model = \"{}\"\nhop = {HOP}\n[socket]\npath = \"{}/drsn.sock\"\nmax-clients = 4096\n\
+         status-interval-ms = 1000\n[log]\nlevel = \"warn\"\n",
+        model.display(),
+        dir.display()
+    );
+    for i in 0..o.streams {
+        cfg += &format!(
+            "[[source]]\nkind = \"raw\"\npath = \"{}/s{i}.fifo\"\nformat = \"f32le\"\nrate = {RATE}\nstreams = [\"s{i}\"]\n",
+            dir.display()
+        );
+    }
+    std::fs::write(dir.join("drsnd.toml"), cfg)?;
+    Ok(())
+}
+
+fn spawn(command: &[String], dir: &Path) -> Result<Child> {
+    let args: Vec<String> = command
+        .iter()
+        .map(|a| a.replace("{dir}", &dir.display().to_string()))
+        .collect();
+    let log = File::create(dir.join("daemon.log"))?;
+    Command::new(&args[0])
+        .args(&args[1..])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("cannot start {}", args[0]))
+}
+
+fn wait_for_socket(socket: &Path, child: &mut Child) -> Result<()> {
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(60) {
+        if UnixStream::connect(socket).is_ok() {
+            return Ok(());
+        }
+        if let Some(status) = child.try_wait()? {
+            let log = std::fs::read_to_string(socket.with_file_name("daemon.log")).unwrap_or_default();
+            bail!("the daemon exited ({status}) before its socket answered:\n{log}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("no socket at {} after 60 s", socket.display())
+}
+
+struct FeedStats {
+    late_ticks: u64,
+    max_late_ms: f64,
+    samples_per_stream: usize,
+}
+
+/// Writes every stream's chunk when its last sample is due: the first chunk
+/// is a whole frame, then one hop at a time, so each write completes a frame.
+#[allow(clippy::too_many_arguments)]
+fn feed(
+    dir: &Path,
+    streams: usize,
+    signal: &[f32],
+    seconds: f64,
+    warmup: f64,
+    start: Instant,
+    times: &FeedTimes,
+    pid: u32,
+    cpu_at_warm: &Mutex<Option<(f64, f64)>>,
+) -> Result<FeedStats> {
+    let mut fifos = Vec::new();
+    for i in 0..streams {
+        let p = dir.join(format!("s{i}.fifo"));
+        fifos.push(std::fs::OpenOptions::new().write(true).open(&p).with_context(|| format!("{}", p.display()))?);
+    }
+    let t0 = Instant::now();
+    let total = (seconds * RATE as f64) as usize;
+    let (mut pos, mut k) = (0usize, 0usize);
+    let mut stats = FeedStats { late_ticks: 0, max_late_ms: 0.0, samples_per_stream: 0 };
+    let mut bytes = Vec::with_capacity(FRAME * 4);
+    while pos + HOP <= total {
+        let end = if k == 0 { FRAME } else { pos + HOP };
+        let due = t0 + Duration::from_secs_f64(end as f64 / RATE as f64);
+        let now = Instant::now();
+        if now < due {
+            std::thread::sleep(due - now);
+        } else {
+            let late = (now - due).as_secs_f64() * 1e3;
+            if late > 5.0 {
+                stats.late_ticks += 1;
+            }
+            stats.max_late_ms = stats.max_late_ms.max(late);
+        }
+        for (i, f) in fifos.iter_mut().enumerate() {
+            // Streams start at different offsets so they do not share frames.
+            let off = i * 7919;
+            bytes.clear();
+            for n in pos..end {
+                let s = signal[(n + off) % signal.len()];
+                bytes.extend_from_slice(&s.to_le_bytes());
+            }
+            f.write_all(&bytes).context("write to the daemon's FIFO")?;
+            times.per_stream[i][k].store(start.elapsed().as_nanos() as u64, Ordering::Release);
+        }
+        if cpu_at_warm.lock().map(|g| g.is_none()).unwrap_or(false) && t0.elapsed().as_secs_f64() >= warmup {
+            if let Ok(mut g) = cpu_at_warm.lock() {
+                *g = Some((cpu_seconds(pid)?, start.elapsed().as_secs_f64()));
+            }
+        }
+        pos = end;
+        k += 1;
+    }
+    stats.samples_per_stream = pos;
+    Ok(stats)
+}
+
+fn subscribe(
+    s: UnixStream,
+    streams: usize,
+    times: &FeedTimes,
+    start: Instant,
+    warm_ns: u64,
+    stop: &AtomicBool,
+) -> SubResult {
+    let mut r = SubResult { frames: vec![0; streams], ..Default::default() };
+    let mut next_seq: Vec<Option<u64>> = vec![None; streams];
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut lines = BufReader::new(s);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match lines.read_line(&mut line) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(_) if !stop.load(Ordering::Acquire) => continue,
+            Err(_) => break,
+        }
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        let now = start.elapsed().as_nanos() as u64;
+        match v["type"].as_str() {
+            Some("frame") => {
+                let Some(i) = v["stream"].as_str().and_then(|s| s.strip_prefix('s')).and_then(|s| s.parse::<usize>().ok()) else {
+                    continue;
+                };
+                if i >= streams {
+                    continue;
+                }
+                let seq = v["seq"].as_u64().unwrap_or(0);
+                if let Some(want) = next_seq[i] {
+                    if seq != want {
+                        r.gaps += seq.saturating_sub(want);
+                    }
+                }
+                next_seq[i] = Some(seq + 1);
+                r.frames[i] += 1;
+                let ix = v["sample_index"].as_u64().unwrap_or(0);
+                if let Some(fed) = times.get(i, ix) {
+                    if fed >= warm_ns && now >= fed {
+                        r.latencies_us.push((now - fed) as f64 / 1e3);
+                    }
+                }
+            }
+            Some("status") => r.last_status = Some(v),
+            Some("lagged") => r.lagged += v["missed"].as_u64().unwrap_or(0),
+            _ => {}
+        }
+    }
+    r
+}
+
+fn cpu_seconds(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name, which is in parentheses.
+    let rest = stat.rsplit_once(')').map(|x| x.1).context("/proc stat")?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f[11].parse::<f64>()? + f[12].parse::<f64>()?;
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Ok(ticks / hz)
+}
+
+/// CPU seconds since start per thread name (threads of one name summed).
+fn thread_cpu(pid: u32) -> serde_json::Map<String, serde_json::Value> {
+    let mut by_name = std::collections::BTreeMap::<String, f64>::new();
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else { continue };
+        let Some((head, rest)) = stat.rsplit_once(')') else { continue };
+        let name = head.split_once('(').map(|x| x.1).unwrap_or("?");
+        // Numbered workers ("drsn-infer-3") count as one kind.
+        let kind = name.trim_end_matches(|c: char| c.is_ascii_digit()).trim_end_matches('-');
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
+            + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        *by_name.entry(kind.to_string()).or_default() += ticks / hz;
+    }
+    by_name.into_iter().map(|(k, v)| (k, serde_json::json!(v))).collect()
+}
+
+struct Run {
+    cpu_s: f64,
+    wall_s: f64,
+    audio_s: f64,
+    mem: (u64, u64),
+    threads: serde_json::Map<String, serde_json::Value>,
+}
+
+/// (VmHWM, VmRSS) in KiB.
+fn memory(pid: u32) -> Result<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib = |key: &str| -> u64 {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    Ok((kib("VmHWM:"), kib("VmRSS:")))
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+fn report(o: &Opts, results: &[SubResult], feed: FeedStats, run: Run) -> Result<()> {
+    let Run { cpu_s, wall_s, audio_s, mem, threads } = run;
+    let fed_frames = (feed.samples_per_stream - FRAME) / HOP + 1;
+    let mut lat: Vec<f64> = results.iter().flat_map(|r| r.latencies_us.iter().copied()).collect();
+    lat.sort_by(f64::total_cmp);
+    let complete = results
+        .iter()
+        .filter(|r| r.gaps == 0 && r.frames.iter().all(|&n| n as usize == fed_frames))
+        .count();
+    let status = results.iter().find_map(|r| r.last_status.as_ref());
+    let (mut overrun, mut dropped) = (0u64, 0u64);
+    if let Some(st) = status {
+        for s in st["streams"].as_array().into_iter().flatten() {
+            overrun += s["overrun_samples"].as_u64().unwrap_or(0);
+            dropped += s["dropped_frames"].as_u64().unwrap_or(0);
+        }
+    }
+    let out = serde_json::json!({
+        "command": o.command.join(" "),
+        "streams": o.streams,
+        "subscribers": o.subscribers,
+        "seconds": o.seconds,
+        "warmup_s": o.warmup,
+        "frames_fed_per_stream": fed_frames,
+        "subscribers_with_every_frame": complete,
+        "seq_gaps": results.iter().map(|r| r.gaps).sum::<u64>(),
+        "lagged_missed": results.iter().map(|r| r.lagged).sum::<u64>(),
+        "frames_received": results.iter().map(|r| r.frames.iter().sum::<u64>()).sum::<u64>(),
+        "latency_samples": lat.len(),
+        "latency_ms": {
+            "p50": percentile(&lat, 0.5) / 1e3,
+            "p99": percentile(&lat, 0.99) / 1e3,
+            "p999": percentile(&lat, 0.999) / 1e3,
+            "max": lat.last().copied().unwrap_or(f64::NAN) / 1e3,
+        },
+        "cpu_seconds": cpu_s,
+        "wall_seconds": wall_s,
+        "cpu_percent_of_one_core": 100.0 * cpu_s / wall_s,
+        "cpu_seconds_per_audio_second": cpu_s / audio_s,
+        "cpu_seconds_by_thread_since_start": threads,
+        "peak_rss_kib": mem.0,
+        "rss_kib": mem.1,
+        "feeder_late_ticks": feed.late_ticks,
+        "feeder_max_late_ms": feed.max_late_ms,
+        "daemon_overrun_samples": status.map(|_| overrun),
+        "daemon_dropped_frames": status.map(|_| dropped),
+    });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
