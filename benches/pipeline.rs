@@ -76,7 +76,12 @@ fn framing(c: &mut Criterion) {
         })
     });
     g.bench_function("assembler_48k_to_12k", |b| {
-        let cond = Conditioning { source_rate: 48_000, model_rate: 12_000, gain: 1.0, clip_level: f32::INFINITY };
+        let cond = Conditioning {
+            source_rate: 48_000,
+            model_rate: 12_000,
+            gain: 1.0,
+            clip_level: f32::INFINITY,
+        };
         let mut a = Assembler::new(cond, 2048, 512).expect("assembler");
         let x48 = signal(48_000, 48_000.0);
         let mut out = Vec::new();
@@ -98,14 +103,30 @@ fn frame_message() -> Message {
     let mut f = Framer::new(2048, 512);
     let mut frames = Vec::new();
     f.push(&x, |fr| frames.push(fr));
-    let classes: Vec<String> = files.manifest.classes.iter().map(|c| c.id.clone()).collect();
+    let classes: Vec<String> = files
+        .manifest
+        .classes
+        .iter()
+        .map(|c| c.id.clone())
+        .collect();
     let pred = out.pop().expect("one prediction");
-    Message::Frame(FrameMsg::build("main".into(), 7, &frames[0], pred, &classes, &files.manifest.sha256, 1.7e9, 0.2))
+    Message::Frame(FrameMsg::build(
+        "main".into(),
+        7,
+        &frames[0],
+        pred,
+        &classes,
+        &files.manifest.sha256,
+        1.7e9,
+        0.2,
+    ))
 }
 
 fn serialisation(c: &mut Criterion) {
     let msg = frame_message();
-    c.bench_function("json/frame_line", |b| b.iter(|| Outgoing::new(&msg).line.len()));
+    c.bench_function("json/frame_line", |b| {
+        b.iter(|| Outgoing::new(&msg).line.len())
+    });
 }
 
 /// One frame line to N subscribers the way the publisher does it: one shared
@@ -137,5 +158,12 @@ fn fanout(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, inference, resampling, framing, serialisation, fanout);
+criterion_group!(
+    benches,
+    inference,
+    resampling,
+    framing,
+    serialisation,
+    fanout
+);
 criterion_main!(benches);

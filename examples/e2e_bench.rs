@@ -133,7 +133,9 @@ fn main() -> Result<()> {
         let (dir, times, cpu) = (dir.path().to_path_buf(), times.clone(), cpu_at_warm.clone());
         let (streams, seconds, warmup) = (o.streams, o.seconds, o.warmup);
         std::thread::spawn(move || {
-            feed(&dir, streams, &signal, seconds, warmup, start, &times, pid, &cpu)
+            feed(
+                &dir, streams, &signal, seconds, warmup, start, &times, pid, &cpu,
+            )
         })
     };
     let feed_stats = feeder
@@ -161,12 +163,21 @@ fn main() -> Result<()> {
         .map_err(|_| anyhow::anyhow!("poisoned"))?
         .context("the feed ended before the warm-up did")?;
     let audio_s = (wall_end - wall_warm) * o.streams as f64;
-    let run = Run { cpu_s: cpu_end - cpu_warm, wall_s: wall_end - wall_warm, audio_s, mem, threads };
+    let run = Run {
+        cpu_s: cpu_end - cpu_warm,
+        wall_s: wall_end - wall_warm,
+        audio_s,
+        mem,
+        threads,
+    };
     report(&o, &results, feed_stats, run)
 }
 
 fn raise_fd_limit() {
-    let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     unsafe {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 {
             r.rlim_cur = r.rlim_max;
@@ -189,13 +200,18 @@ fn read_signal(path: &Path) -> Result<Vec<f32>> {
 fn mkfifo(path: &Path) -> Result<()> {
     let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())?;
     if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } != 0 {
-        bail!("mkfifo {}: {}", path.display(), std::io::Error::last_os_error());
+        bail!(
+            "mkfifo {}: {}",
+            path.display(),
+            std::io::Error::last_os_error()
+        );
     }
     Ok(())
 }
 
 fn write_config(dir: &Path, o: &Opts) -> Result<()> {
-    let model = std::fs::canonicalize(&o.model).with_context(|| format!("{}", o.model.display()))?;
+    let model =
+        std::fs::canonicalize(&o.model).with_context(|| format!("{}", o.model.display()))?;
     let mut cfg = format!(
         "model = \"{}\"\nhop = {HOP}\n[socket]\npath = \"{}/drsn.sock\"\nmax-clients = 4096\n\
          status-interval-ms = 1000\n[log]\nlevel = \"warn\"\n",
@@ -233,7 +249,8 @@ fn wait_for_socket(socket: &Path, child: &mut Child) -> Result<()> {
             return Ok(());
         }
         if let Some(status) = child.try_wait()? {
-            let log = std::fs::read_to_string(socket.with_file_name("daemon.log")).unwrap_or_default();
+            let log =
+                std::fs::read_to_string(socket.with_file_name("daemon.log")).unwrap_or_default();
             bail!("the daemon exited ({status}) before its socket answered:\n{log}");
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -264,12 +281,21 @@ fn feed(
     let mut fifos = Vec::new();
     for i in 0..streams {
         let p = dir.join(format!("s{i}.fifo"));
-        fifos.push(std::fs::OpenOptions::new().write(true).open(&p).with_context(|| format!("{}", p.display()))?);
+        fifos.push(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&p)
+                .with_context(|| format!("{}", p.display()))?,
+        );
     }
     let t0 = Instant::now();
     let total = (seconds * RATE as f64) as usize;
     let (mut pos, mut k) = (0usize, 0usize);
-    let mut stats = FeedStats { late_ticks: 0, max_late_ms: 0.0, samples_per_stream: 0 };
+    let mut stats = FeedStats {
+        late_ticks: 0,
+        max_late_ms: 0.0,
+        samples_per_stream: 0,
+    };
     let mut bytes = Vec::with_capacity(FRAME * 4);
     while pos + HOP <= total {
         let end = if k == 0 { FRAME } else { pos + HOP };
@@ -295,7 +321,9 @@ fn feed(
             f.write_all(&bytes).context("write to the daemon's FIFO")?;
             times.per_stream[i][k].store(start.elapsed().as_nanos() as u64, Ordering::Release);
         }
-        if cpu_at_warm.lock().map(|g| g.is_none()).unwrap_or(false) && t0.elapsed().as_secs_f64() >= warmup {
+        if cpu_at_warm.lock().map(|g| g.is_none()).unwrap_or(false)
+            && t0.elapsed().as_secs_f64() >= warmup
+        {
             if let Ok(mut g) = cpu_at_warm.lock() {
                 *g = Some((cpu_seconds(pid)?, start.elapsed().as_secs_f64()));
             }
@@ -315,7 +343,10 @@ fn subscribe(
     warm_ns: u64,
     stop: &AtomicBool,
 ) -> SubResult {
-    let mut r = SubResult { frames: vec![0; streams], ..Default::default() };
+    let mut r = SubResult {
+        frames: vec![0; streams],
+        ..Default::default()
+    };
     let mut next_seq: Vec<Option<u64>> = vec![None; streams];
     let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
     let mut lines = BufReader::new(s);
@@ -334,7 +365,11 @@ fn subscribe(
         let now = start.elapsed().as_nanos() as u64;
         match v["type"].as_str() {
             Some("frame") => {
-                let Some(i) = v["stream"].as_str().and_then(|s| s.strip_prefix('s')).and_then(|s| s.parse::<usize>().ok()) else {
+                let Some(i) = v["stream"]
+                    .as_str()
+                    .and_then(|s| s.strip_prefix('s'))
+                    .and_then(|s| s.parse::<usize>().ok())
+                else {
                     continue;
                 };
                 if i >= streams {
@@ -377,18 +412,31 @@ fn cpu_seconds(pid: u32) -> Result<f64> {
 fn thread_cpu(pid: u32) -> serde_json::Map<String, serde_json::Value> {
     let mut by_name = std::collections::BTreeMap::<String, f64>::new();
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    for task in std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten() {
-        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else { continue };
-        let Some((head, rest)) = stat.rsplit_once(')') else { continue };
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
         let name = head.split_once('(').map(|x| x.1).unwrap_or("?");
         // Numbered workers ("drsn-infer-3") count as one kind.
-        let kind = name.trim_end_matches(|c: char| c.is_ascii_digit()).trim_end_matches('-');
+        let kind = name
+            .trim_end_matches(|c: char| c.is_ascii_digit())
+            .trim_end_matches('-');
         let f: Vec<&str> = rest.split_whitespace().collect();
         let ticks = f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
             + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
         *by_name.entry(kind.to_string()).or_default() += ticks / hz;
     }
-    by_name.into_iter().map(|(k, v)| (k, serde_json::json!(v))).collect()
+    by_name
+        .into_iter()
+        .map(|(k, v)| (k, serde_json::json!(v)))
+        .collect()
 }
 
 struct Run {
@@ -422,9 +470,18 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 fn report(o: &Opts, results: &[SubResult], feed: FeedStats, run: Run) -> Result<()> {
-    let Run { cpu_s, wall_s, audio_s, mem, threads } = run;
+    let Run {
+        cpu_s,
+        wall_s,
+        audio_s,
+        mem,
+        threads,
+    } = run;
     let fed_frames = (feed.samples_per_stream - FRAME) / HOP + 1;
-    let mut lat: Vec<f64> = results.iter().flat_map(|r| r.latencies_us.iter().copied()).collect();
+    let mut lat: Vec<f64> = results
+        .iter()
+        .flat_map(|r| r.latencies_us.iter().copied())
+        .collect();
     lat.sort_by(f64::total_cmp);
     let complete = results
         .iter()

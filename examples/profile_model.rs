@@ -15,19 +15,24 @@ fn main() -> anyhow::Result<()> {
         .with_input_fact(0, f32::fact([1, 1, 2048]).into())?
         .into_optimized()?
         .into_runnable()?;
-    let frame: Vec<f32> = (0..2048).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
+    let frame: Vec<f32> = (0..2048)
+        .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
+        .collect();
     let input = tract_ndarray::Array3::from_shape_vec((1, 1, 2048), frame)?.into_tensor();
     let mut state = TypedSimpleState::new(&plan)?;
     let runs = 3000;
     let mut per_node: Vec<f64> = vec![0.0; plan.model().nodes().len()];
     let t0 = Instant::now();
     for _ in 0..runs {
-        state.run_plan_with_eval(tvec![input.clone().into_tvalue()], |ctx, st, node, inputs| {
-            let t = Instant::now();
-            let out = tract_onnx::tract_core::plan::eval(ctx, st, node, inputs);
-            per_node[node.id] += t.elapsed().as_secs_f64();
-            out
-        })?;
+        state.run_plan_with_eval(
+            tvec![input.clone().into_tvalue()],
+            |ctx, st, node, inputs| {
+                let t = Instant::now();
+                let out = tract_onnx::tract_core::plan::eval(ctx, st, node, inputs);
+                per_node[node.id] += t.elapsed().as_secs_f64();
+                out
+            },
+        )?;
     }
     let total = t0.elapsed().as_secs_f64() * 1e3 / runs as f64;
     let mut by_op: BTreeMap<String, (usize, f64)> = BTreeMap::new();
@@ -39,7 +44,11 @@ fn main() -> anyhow::Result<()> {
     let mut rows: Vec<_> = by_op.into_iter().collect();
     rows.sort_by(|a, b| b.1 .1.total_cmp(&a.1 .1));
     let in_ops: f64 = rows.iter().map(|r| r.1 .1).sum();
-    println!("nodes: {}  ms/frame: {total:.4} (in ops {in_ops:.4}, framework {:.4})", plan.model().nodes().len(), total - in_ops);
+    println!(
+        "nodes: {}  ms/frame: {total:.4} (in ops {in_ops:.4}, framework {:.4})",
+        plan.model().nodes().len(),
+        total - in_ops
+    );
     println!("| op | nodes | ms/frame | share |");
     println!("|---|---:|---:|---:|");
     for (op, (n, ms)) in rows {
@@ -49,7 +58,12 @@ fn main() -> anyhow::Result<()> {
     nodes.sort_by(|a, b| per_node[b.id].total_cmp(&per_node[a.id]));
     println!("\nslowest nodes:");
     for n in nodes.iter().take(12) {
-        println!("{:.4} ms  {} {}", per_node[n.id] * 1e3 / runs as f64, n.op().name(), n.name);
+        println!(
+            "{:.4} ms  {} {}",
+            per_node[n.id] * 1e3 / runs as f64,
+            n.op().name(),
+            n.name
+        );
     }
     Ok(())
 }

@@ -38,7 +38,9 @@ pub struct Model {
     states: Vec<TypedSimpleState>,
     probs_ix: usize,
     tau_ix: Vec<usize>,
-    input: Tensor,
+    /// Reused for every run: tract drops its reference when a run ends, so
+    /// filling it needs no copy or allocation.
+    input: Arc<Tensor>,
 }
 
 impl Model {
@@ -70,7 +72,7 @@ impl Model {
             .iter()
             .map(|(_, p)| TypedSimpleState::new(p))
             .collect::<TractResult<Vec<_>>>()?;
-        let input = Tensor::zero::<f32>(&[1, 1, m.frame_length])?;
+        let input = Arc::new(Tensor::zero::<f32>(&[1, 1, m.frame_length])?);
         let mut model = Self {
             manifest: m.clone(),
             plans,
@@ -129,7 +131,7 @@ impl Model {
             states,
             probs_ix: self.probs_ix,
             tau_ix: self.tau_ix.clone(),
-            input: Tensor::zero::<f32>(&[1, 1, self.manifest.frame_length])?,
+            input: Arc::new(Tensor::zero::<f32>(&[1, 1, self.manifest.frame_length])?),
         })
     }
 
@@ -158,10 +160,10 @@ impl Model {
         let n = self.manifest.frame_length;
         let b = frames.len();
         if self.input.shape()[0] != b {
-            self.input = Tensor::zero::<f32>(&[b, 1, n])?;
+            self.input = Arc::new(Tensor::zero::<f32>(&[b, 1, n])?);
         }
         {
-            let mut view = self.input.try_as_plain_ram_mut()?;
+            let mut view = Arc::make_mut(&mut self.input).try_as_plain_ram_mut()?;
             let dst = view.as_slice_mut::<f32>()?;
             for (chunk, f) in dst.chunks_exact_mut(n).zip(frames) {
                 if f.len() != n {

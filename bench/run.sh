@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Every benchmark in one command; writes bench/results/*.json and BENCHMARKS.md.
+#   bench/run.sh           the full set (about 25 minutes)
+#   bench/run.sh --quick   short runs of everything (about 6 minutes), for a check
+# Run it on a quiet machine: CPU and latency figures are real-time measurements.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+quick=0
+[ "${1:-}" = "--quick" ] && quick=1
+if [ $quick = 1 ]; then
+  e2e_s=60; py_s=30; scale_s=15; crit="--warm-up-time 1 --measurement-time 2"
+else
+  e2e_s=450; py_s=180; scale_s=30; crit="--warm-up-time 2 --measurement-time 5"
+fi
+data=${DRSN_DATA:-$root/../shared/cwru}
+wav=$data/1797_IR_14.wav
+out=bench/results
+py=models/.venv/bin/python
+
+scripts/setup-system.sh
+command -v valgrind >/dev/null || { apt-get install -y -qq valgrind >/dev/null; }
+scripts/setup-python.sh
+cargo build --release --locked --quiet --bin drsnd --example infer_speed --example profile_model --example e2e_bench
+rm -rf "$out" && mkdir -p "$out"
+run() { echo "+ $*" >&2; "$@"; }
+echo "$e2e_s $py_s $scale_s $quick" > "$out/settings"
+
+echo "== 1. tract vs onnxruntime, one thread, same run" >&2
+for round in 1 2 3; do
+  run ./target/release/examples/infer_speed models/drsn-cw-cwru10.json >> "$out/tract.txt"
+  run $py bench/ort_speed.py models/drsn-cw-cwru10.onnx >> "$out/ort.txt"
+done
+run ./target/release/examples/profile_model models/drsn-cw-cwru10.onnx > "$out/profile.md"
+# Instructions per frame, repeatable whatever else the machine does: the
+# difference between 100 and 300 frames, so loading the model cancels out.
+for n in 100 300; do
+  run valgrind --tool=callgrind --callgrind-out-file="$out/callgrind.$n" \
+    ./target/release/examples/infer_speed models/drsn-cw-cwru10.json $n > /dev/null 2> "$out/callgrind.$n.log"
+done
+
+echo "== 2./3. end-to-end latency and the cost of one real-time stream" >&2
+e2e=./target/release/examples/e2e_bench
+drsnd_cmd=(target/release/drsnd run --config '{dir}/drsnd.toml')
+run $e2e --wav "$wav" --seconds $e2e_s -- "${drsnd_cmd[@]}" > "$out/e2e-drsnd.json"
+
+echo "== 6. the Python daemons a user would write, same feed" >&2
+for b in ort torch; do
+  run $e2e --wav "$wav" --seconds $py_s -- $py bench/pydaemon.py --fifo '{dir}/s0.fifo' \
+    --socket '{dir}/drsn.sock' --backend $b > "$out/e2e-py-$b.json"
+done
+# drsnd again for as long as the Python runs, for a like-for-like ratio.
+run $e2e --wav "$wav" --seconds $py_s -- "${drsnd_cmd[@]}" > "$out/e2e-drsnd-short.json"
+
+echo "== 4. scale: streams, then subscribers" >&2
+for n in 64 128 192 256 320; do
+  run $e2e --wav "$wav" --streams $n --seconds $scale_s -- "${drsnd_cmd[@]}" > "$out/streams-$n.json"
+  $py bench/report.py --sustained "$out/streams-$n.json" || break
+done
+for m in 200 500 1000; do
+  run $e2e --wav "$wav" --subscribers $m --seconds $scale_s -- "${drsnd_cmd[@]}" > "$out/subscribers-$m.json"
+  $py bench/report.py --sustained "$out/subscribers-$m.json" || break
+done
+
+echo "== 5. offline throughput" >&2
+run $py bench/classify_speed.py "$data" > "$out/classify.json"
+
+echo "== criterion benches" >&2
+run cargo bench --locked --quiet --bench pipeline -- $crit 2>&1 | grep -E "^[a-z_0-9/]+|time:|thrpt:" > "$out/criterion.txt"
+
+$py bench/report.py --write BENCHMARKS.md "$out"
+echo "wrote BENCHMARKS.md" >&2
