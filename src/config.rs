@@ -125,6 +125,11 @@ pub struct SourceConfig {
     /// Capture ring size in seconds of audio.
     #[serde(default = "default_ring_seconds")]
     pub ring_seconds: f32,
+    /// cpal: when inference falls this far behind (seconds of unread audio),
+    /// the oldest is skipped, counted as overrun, so results stay current.
+    /// File and pipe sources wait instead and lose nothing.
+    #[serde(default = "default_max_lag_s")]
+    pub max_lag_s: f32,
     /// Debounce settings for this source's streams, replacing the global
     /// [monitor] table (its state-dir is used if this one names none).
     #[serde(default)]
@@ -177,6 +182,9 @@ fn default_buffer_frames() -> u32 {
     1024
 }
 fn default_gain() -> f32 {
+    1.0
+}
+fn default_max_lag_s() -> f32 {
     1.0
 }
 fn default_ring_seconds() -> f32 {
@@ -294,6 +302,16 @@ impl SourceConfig {
             return Err((
                 "ring-seconds",
                 format!("{} is out of range 0.05..=600", self.ring_seconds),
+            ));
+        }
+        let live = self.kind == SourceKind::Cpal;
+        if live && !(self.max_lag_s >= 0.2 && self.max_lag_s < self.ring_seconds) {
+            return Err((
+                "max-lag-s",
+                format!(
+                    "{} must be at least 0.2 and below ring-seconds ({})",
+                    self.max_lag_s, self.ring_seconds
+                ),
             ));
         }
         if let Some(r) = self.rate {

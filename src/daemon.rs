@@ -188,6 +188,9 @@ impl Prepared {
                 stop: self.stop.clone(),
                 stall: std::env::var_os("DRSN_TEST_STALL_FILE").map(Into::into),
                 swap,
+                source: status.clone(),
+                max_lag: (sc.kind == crate::config::SourceKind::Cpal)
+                    .then(|| (rate as f32 * sc.max_lag_s) as usize),
             });
             self.streams.push(StreamHandle {
                 stats,
@@ -234,6 +237,7 @@ fn stream_status(s: &StreamHandle) -> StreamStatus {
         frames,
         captured_samples: st.ring.captured.load(Relaxed),
         overrun_samples: st.ring.overrun_samples.load(Relaxed),
+        gap_samples: st.ring.gap_samples.load(Relaxed),
         dropped_frames: st.dropped_frames.load(Relaxed),
         nonfinite_frames: st.nonfinite_frames.load(Relaxed),
         clipped_frames: st.clipped_frames.load(Relaxed),

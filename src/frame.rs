@@ -55,7 +55,6 @@ pub struct Frame {
 struct Mark {
     start: u64,
     end: u64,
-    nonfinite: bool,
 }
 
 /// Cuts frames of `len` samples every `hop` samples from a model-rate stream.
@@ -67,12 +66,18 @@ pub struct Framer {
     start: u64,
     /// Samples still to discard before the next frame starts (hop > len).
     skip: usize,
-    marks: VecDeque<Mark>,
+    /// Bad-sample ranges ahead of and inside the current frame, one queue
+    /// per kind ([non-finite, clipped]), each sorted and merged when they
+    /// touch.
+    marks: [VecDeque<Mark>; 2],
     after_gap: bool,
 }
 
-/// Bad-sample ranges kept at most; older ones merge, so flags stay conservative.
-const MAX_MARKS: usize = 256;
+/// Ranges kept per kind at most. Merged ranges are disjoint, and they only
+/// span the frame plus the samples not yet framed (under 9000 model
+/// samples), so this is never reached. It is only a memory bound. Were it
+/// reached, the last range would grow, and flags would err on the safe side.
+const MAX_MARKS: usize = 8192;
 
 impl Framer {
     pub fn new(len: usize, hop: usize) -> Self {
@@ -82,7 +87,7 @@ impl Framer {
             buf: Vec::with_capacity(len + 8192),
             start: 0,
             skip: 0,
-            marks: VecDeque::with_capacity(MAX_MARKS),
+            marks: [VecDeque::new(), VecDeque::new()],
             after_gap: false,
         }
     }
@@ -94,24 +99,15 @@ impl Framer {
 
     /// Marks model-rate samples [start, end) as non-finite or clipped.
     pub fn mark(&mut self, start: u64, end: u64, nonfinite: bool) {
-        if let Some(last) = self.marks.back_mut() {
-            if last.nonfinite == nonfinite && start <= last.end {
+        let marks = &mut self.marks[if nonfinite { 0 } else { 1 }];
+        let full = marks.len() == MAX_MARKS;
+        if let Some(last) = marks.back_mut() {
+            if start <= last.end || full {
                 last.end = last.end.max(end);
                 return;
             }
         }
-        if self.marks.len() == MAX_MARKS {
-            if let Some(last) = self.marks.back_mut() {
-                last.end = last.end.max(end);
-                last.nonfinite |= nonfinite;
-            }
-            return;
-        }
-        self.marks.push_back(Mark {
-            start,
-            end,
-            nonfinite,
-        });
+        marks.push_back(Mark { start, end });
     }
 
     /// `n` samples are missing: the partial frame is dropped and framing
@@ -135,7 +131,18 @@ impl Framer {
                 continue;
             }
             let k = (self.len - self.buf.len()).min(x.len());
+            let at = self.start + self.buf.len() as u64;
             self.buf.extend_from_slice(&x[..k]);
+            // Finite input can still overflow on the way (gain, resampler
+            // sums near f32::MAX): zeroed and flagged like NaN input.
+            let fresh = self.buf.len() - k;
+            for i in fresh..self.buf.len() {
+                if !self.buf[i].is_finite() {
+                    self.buf[i] = 0.0;
+                    let p = at + (i - fresh) as u64;
+                    self.mark(p, p + 1, true);
+                }
+            }
             x = &x[k..];
             if self.buf.len() == self.len {
                 out(self.emit());
@@ -150,17 +157,9 @@ impl Framer {
             after_gap: std::mem::take(&mut self.after_gap),
             ..Flags::default()
         };
-        for m in self
-            .marks
-            .iter()
-            .filter(|m| m.start < end && m.end > self.start)
-        {
-            if m.nonfinite {
-                flags.nonfinite = true;
-            } else {
-                flags.clipped = true;
-            }
-        }
+        let overlaps = |m: &Mark| m.start < end && m.end > self.start;
+        flags.nonfinite = self.marks[0].iter().any(overlaps);
+        flags.clipped = self.marks[1].iter().any(overlaps);
         let (sum_sq, peak) = self.buf.iter().fold((0f64, 0f32), |(s, p), &v| {
             (s + (v as f64) * (v as f64), p.max(v.abs()))
         });
@@ -192,8 +191,10 @@ impl Framer {
             self.start += self.hop as u64;
         }
         let start = self.start;
-        while self.marks.front().is_some_and(|m| m.end <= start) {
-            self.marks.pop_front();
+        for marks in &mut self.marks {
+            while marks.front().is_some_and(|m| m.end <= start) {
+                marks.pop_front();
+            }
         }
     }
 }
@@ -228,6 +229,10 @@ fn time_of(cond: Conditioning, anchor: (u64, u64), index: u64) -> u64 {
     let back = (anchor.0 as f64 - 1.0 - src) / cond.source_rate as f64;
     (anchor.1 as f64 - back * 1e9).max(0.0) as u64
 }
+
+/// Beyond this a sample is no measurement (and would overflow the
+/// resampler's FFT into NaN): it is treated like NaN, zeroed and flagged.
+pub const MAX_MAGNITUDE: f32 = 1e15;
 
 /// Flag ranges widen by this many model-rate samples when resampling, since
 /// the resampler's filter spreads every input sample over its neighbours.
@@ -291,7 +296,7 @@ impl Assembler {
         self.clean.clear();
         let c = self.cond;
         for (i, &v) in part.iter().enumerate() {
-            let (y, bad) = if !v.is_finite() {
+            let (y, bad) = if !v.is_finite() || (v * c.gain).abs() > MAX_MAGNITUDE {
                 (0.0, Some(true))
             } else if v.abs() >= c.clip_level {
                 (v * c.gain, Some(false))

@@ -268,14 +268,17 @@ impl Monitor {
     }
 
     /// Called while no frames arrive: no samples for `idle_s` of wall clock.
-    pub fn idle(&mut self, idle_s: f64, t_s: f64) -> Option<Transition> {
+    /// `why` is the source's own account, if it has one ("device lost ...").
+    pub fn idle(&mut self, idle_s: f64, t_s: f64, why: Option<String>) -> Option<Transition> {
         if idle_s < self.cfg.no_data_after_s || matches!(self.state, State::NoSignal { .. }) {
             return None;
         }
         self.window.clear();
-        let to = State::NoSignal {
-            reason: format!("no samples for {idle_s:.1} s"),
+        let reason = match why {
+            Some(w) => format!("no samples for {idle_s:.1} s: {w}"),
+            None => format!("no samples for {idle_s:.1} s"),
         };
+        let to = State::NoSignal { reason };
         self.candidate = None;
         self.tally = Tally::default();
         Some(self.enter(to, t_s, t_s, 0.0))

@@ -181,6 +181,8 @@ pub struct StreamStatus {
     pub captured_samples: u64,
     /// Samples dropped because the capture ring was full.
     pub overrun_samples: u64,
+    /// Samples never captured while the device was gone (see docs/reliability.md).
+    pub gap_samples: u64,
     /// Frames computed but not published (publisher queue full or inference error).
     pub dropped_frames: u64,
     pub nonfinite_frames: u64,

@@ -30,6 +30,9 @@ pub struct RingCounters {
     pub captured: AtomicU64,
     /// Time of the last capture chunk, ns since the epoch (0: none yet).
     pub last_chunk_ns: AtomicU64,
+    /// Samples never captured because the device was gone (marked as a gap
+    /// so frames do not straddle the outage and indices keep wall time).
+    pub gap_samples: AtomicU64,
 }
 
 pub fn now_ns() -> u64 {
@@ -157,6 +160,27 @@ impl RingWriter {
         true
     }
 
+    /// Marks `n` samples that were never captured (the device was gone):
+    /// the reader sees a gap, as after an overrun, but nothing is counted
+    /// as overrun because nothing captured was lost. Not for the callback.
+    pub fn skip(&mut self, n: u64, time_ns: u64) {
+        if n == 0 {
+            return;
+        }
+        self.counters.gap_samples.fetch_add(n, Relaxed);
+        self.pending_drop += n;
+        self.dropped_total += n;
+        let mark = Mark {
+            end: self.written,
+            dropped: self.pending_drop,
+            time_ns,
+        };
+        if self.marks.push(mark).is_ok() {
+            self.pending_drop = 0;
+        }
+        self.wake();
+    }
+
     /// Wakes the reader now (end of stream, shutdown).
     pub fn wake(&self) {
         if let Some(t) = &self.waker {
@@ -196,6 +220,11 @@ impl RingReader {
     /// stopping once about `max` samples were handed over (a fast writer
     /// must not keep the reader draining forever). `rate` turns sample
     /// counts into time offsets within a chunk.
+    /// Samples waiting to be read.
+    pub fn backlog(&self) -> usize {
+        self.samples.slots()
+    }
+
     pub fn drain(&mut self, rate: f64, max: usize, mut f: impl FnMut(Segment<'_>)) -> usize {
         let mut total = 0;
         while total < max {

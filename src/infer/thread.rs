@@ -35,6 +35,10 @@ pub struct StreamWorker {
     pub stall: Option<std::path::PathBuf>,
     /// A reloaded model, taken between frames.
     pub swap: crossbeam_channel::Receiver<Model>,
+    /// The source's account of itself, for no-signal reasons.
+    pub source: Arc<crate::source::SourceStatus>,
+    /// Live sources: unread samples beyond this are skipped (load shedding).
+    pub max_lag: Option<usize>,
 }
 
 impl StreamWorker {
@@ -63,6 +67,7 @@ impl StreamWorker {
                 classes = self.model.manifest.class_ids();
                 self.monitor.set_classes(classes.clone());
             }
+            self.shed_backlog();
             let stopping = self.stop.load(Relaxed);
             let finished = self.reader.finished();
             let assembler = &mut self.assembler;
@@ -161,6 +166,33 @@ impl StreamWorker {
     }
 
     /// No samples for a while (wall clock): the monitor may call it no-signal.
+    /// Overload policy for live sources: when more than `max_lag` samples
+    /// wait, the oldest are skipped (a gap for the framer, counted as
+    /// overrun), so published frames stay within `max_lag` of real time.
+    fn shed_backlog(&mut self) {
+        let Some(max_lag) = self.max_lag else { return };
+        let backlog = self.reader.backlog();
+        if backlog <= max_lag {
+            return;
+        }
+        let (assembler, snapshots) = (&mut self.assembler, &mut self.snapshots);
+        let mut shed = 0u64;
+        self.reader
+            .drain(self.stats.source_rate as f64, backlog - max_lag, |seg| {
+                let n = match seg {
+                    Segment::Samples(x, _) => {
+                        shed += x.len() as u64;
+                        x.len() as u64
+                    }
+                    Segment::Gap(n) => n,
+                };
+                snapshots.gap(n);
+                assembler.gap(n);
+            });
+        self.stats.ring.overrun_samples.fetch_add(shed, Relaxed);
+        tracing::warn!(stream = %self.stats.name, "inference fell behind: skipped {shed} samples");
+    }
+
     fn check_idle(&mut self) {
         let last = self
             .stats
@@ -170,7 +202,7 @@ impl StreamWorker {
             .max(self.started_ns);
         let idle_s = now_ns().saturating_sub(last) as f64 / 1e9;
         let t_s = self.assembler.source_position() as f64 / self.stats.source_rate as f64;
-        if let Some(tr) = self.monitor.idle(idle_s, t_s) {
+        if let Some(tr) = self.monitor.idle(idle_s, t_s, self.source.get()) {
             self.transition(tr, now_ns() as f64 / 1e9);
         }
     }

@@ -5,6 +5,13 @@
 //! part of its description; rate, channels and sample format are negotiated
 //! from what it supports, and a fixed buffer size is requested because ALSA's
 //! default can be seconds long.
+//!
+//! A supervisor thread watches the stream. When the device reports an error
+//! or its callbacks stop, the stream is closed and the device opened again
+//! with backoff, found by its description, since a USB device may come back
+//! under another card number. The ring writers go back and forth between
+//! the supervisor and each new stream's callback. The outage is marked in the
+//! ring as a gap of the samples it lasted.
 
 use super::{Running, Source, SourceStatus};
 use crate::config::SourceConfig;
@@ -12,8 +19,17 @@ use crate::ring::{now_ns, RingWriter};
 use anyhow::{bail, Context, Result};
 use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 use cpal::{FromSample, SampleFormat, SizedSample, StreamConfig, SupportedBufferSize};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
+use std::time::Duration;
+
+/// Reopen attempts start this soon after a loss and back off to the max.
+const BACKOFF_MIN: Duration = Duration::from_millis(500);
+const BACKOFF_MAX: Duration = Duration::from_secs(8);
+/// Callbacks missing for this many buffer periods (and at least
+/// STALL_MIN) mean the device is gone even if cpal reported nothing.
+const STALL_PERIODS: u32 = 16;
+const STALL_MIN: Duration = Duration::from_secs(1);
 
 /// Formats in order of preference: float first, then the widest integers.
 const FORMATS: [SampleFormat; 9] = [
@@ -30,6 +46,10 @@ const FORMATS: [SampleFormat; 9] = [
 
 pub struct CpalSource {
     device: cpal::Device,
+    /// What the config asked for ("default", an ALSA id or a description).
+    spec: String,
+    /// The opened device's description: how it is recognised when it returns.
+    description: String,
     label: String,
     config: StreamConfig,
     format: SampleFormat,
@@ -115,13 +135,11 @@ impl CpalSource {
     pub fn open(cfg: &SourceConfig) -> Result<Self> {
         let spec = cfg.device.clone().unwrap_or_else(|| "default".into());
         let device = find_device(&spec)?;
-        let label = format!(
-            "{spec} ({})",
-            device
-                .description()
-                .map(|d| d.name().to_string())
-                .unwrap_or_default()
-        );
+        let description = device
+            .description()
+            .map(|d| d.name().to_string())
+            .unwrap_or_default();
+        let label = format!("{spec} ({description})");
         let ranges: Vec<_> = device
             .supported_input_configs()
             .with_context(|| format!("{label}: cannot read supported configs"))?
@@ -160,29 +178,74 @@ impl CpalSource {
         );
         Ok(Self {
             device,
+            spec,
+            description,
             label,
             config,
             format: range.sample_format(),
         })
     }
 
+    /// The device again after a loss: by description first, then as configured.
+    fn find_again(&self) -> Result<cpal::Device> {
+        if self.spec != "default" && !self.description.is_empty() {
+            let host = cpal::default_host();
+            let found = host
+                .input_devices()
+                .context("cannot list audio input devices")?
+                .find(|d| {
+                    d.description()
+                        .is_ok_and(|x| x.name() == self.description.as_str())
+                });
+            if let Some(d) = found {
+                return Ok(d);
+            }
+        }
+        find_device(&self.spec)
+    }
+
+    /// Opens and starts a stream on `device`; its callback owns `lent`.
+    fn open_stream(
+        &self,
+        device: &cpal::Device,
+        lent: Lent,
+        errors: crossbeam_channel::Sender<String>,
+    ) -> Result<cpal::Stream> {
+        let stream = match self.format {
+            SampleFormat::F32 => self.build::<f32>(device, lent, errors)?,
+            SampleFormat::F64 => self.build::<f64>(device, lent, errors)?,
+            SampleFormat::I32 => self.build::<i32>(device, lent, errors)?,
+            SampleFormat::I24 => self.build::<cpal::I24>(device, lent, errors)?,
+            SampleFormat::I16 => self.build::<i16>(device, lent, errors)?,
+            SampleFormat::I8 => self.build::<i8>(device, lent, errors)?,
+            SampleFormat::U32 => self.build::<u32>(device, lent, errors)?,
+            SampleFormat::U16 => self.build::<u16>(device, lent, errors)?,
+            SampleFormat::U8 => self.build::<u8>(device, lent, errors)?,
+            f => bail!("{}: sample format {f:?} is not supported", self.label),
+        };
+        stream
+            .play()
+            .with_context(|| format!("{}: cannot start capture", self.label))?;
+        Ok(stream)
+    }
+
     fn build<T>(
         &self,
-        mut writers: Vec<Option<RingWriter>>,
-        status: Arc<SourceStatus>,
+        device: &cpal::Device,
+        mut lent: Lent,
+        errors: crossbeam_channel::Sender<String>,
     ) -> Result<cpal::Stream>
     where
         T: SizedSample + Send + 'static,
         f32: FromSample<T>,
     {
         let ch = self.config.channels as usize;
-        let label = self.label.clone();
         // The capture callback: converts and pushes, nothing else. No
         // allocation, lock, log or wait (RingWriter::push is wait-free).
         let data = move |data: &[T], _: &cpal::InputCallbackInfo| {
             let frames = data.len() / ch;
             let t = now_ns();
-            for (c, w) in writers.iter_mut().enumerate() {
+            for (c, w) in lent.writers.iter_mut().enumerate() {
                 if let Some(w) = w {
                     w.push(
                         frames,
@@ -195,13 +258,196 @@ impl CpalSource {
                 }
             }
         };
+        // Errors are rare and off the data path; the supervisor decides.
         let error = move |e: cpal::Error| {
-            tracing::error!("{label}: capture error: {e}");
-            status.set(format!("error: {e}"));
+            let _ = errors.try_send(e.to_string());
         };
-        self.device
+        device
             .build_input_stream::<T, _, _>(self.config, data, error, None)
             .with_context(|| format!("{}: cannot open capture stream", self.label))
+    }
+
+    /// How long without a callback means the device is gone.
+    fn stall_after(&self) -> Duration {
+        let frames = match self.config.buffer_size {
+            cpal::BufferSize::Fixed(n) => n,
+            cpal::BufferSize::Default => 4096,
+        };
+        let period = Duration::from_secs_f64(frames as f64 / self.config.sample_rate as f64);
+        (period * STALL_PERIODS).max(STALL_MIN)
+    }
+}
+
+/// The callback's ring writers. When cpal drops the callback (the stream
+/// closed, or failed to open), they go back to the supervisor.
+struct Lent {
+    writers: Vec<Option<RingWriter>>,
+    back: crossbeam_channel::Sender<Vec<Option<RingWriter>>>,
+}
+
+impl Drop for Lent {
+    fn drop(&mut self) {
+        let _ = self.back.try_send(std::mem::take(&mut self.writers));
+    }
+}
+
+/// One stream's life: open, watch, and on loss close and open again.
+struct Supervisor {
+    src: CpalSource,
+    stop: Arc<AtomicBool>,
+    status: Arc<SourceStatus>,
+    counters: Option<Arc<crate::ring::RingCounters>>,
+}
+
+enum Ended {
+    Stopped,
+    Lost(String),
+}
+
+impl Supervisor {
+    /// Opens a stream lending it `writers`; on failure they come back.
+    fn open(
+        &self,
+        device: &cpal::Device,
+        writers: Vec<Option<RingWriter>>,
+    ) -> Result<
+        (cpal::Stream, crossbeam_channel::Receiver<String>, Returned),
+        (anyhow::Error, Vec<Option<RingWriter>>),
+    > {
+        let (back_tx, back_rx) = crossbeam_channel::bounded(1);
+        let (err_tx, err_rx) = crossbeam_channel::bounded(4);
+        let lent = Lent {
+            writers,
+            back: back_tx,
+        };
+        match self.src.open_stream(device, lent, err_tx) {
+            Ok(stream) => Ok((stream, err_rx, Returned(back_rx))),
+            Err(e) => {
+                let writers = back_rx.try_recv().unwrap_or_default();
+                Err((e, writers))
+            }
+        }
+    }
+
+    /// Waits until stop, a reported error, or callbacks that stop coming.
+    fn watch(&self, errors: &crossbeam_channel::Receiver<String>) -> Ended {
+        let started = now_ns();
+        let stall = self.src.stall_after().as_nanos() as u64;
+        loop {
+            if self.stop.load(Relaxed) {
+                return Ended::Stopped;
+            }
+            if let Ok(e) = errors.recv_timeout(Duration::from_millis(100)) {
+                return Ended::Lost(e);
+            }
+            let last = self
+                .counters
+                .as_ref()
+                .map_or(0, |c| c.last_chunk_ns.load(Relaxed))
+                .max(started);
+            let quiet = now_ns().saturating_sub(last);
+            if quiet > stall {
+                return Ended::Lost(format!(
+                    "no audio callbacks for {:.1} s",
+                    quiet as f64 / 1e9
+                ));
+            }
+        }
+    }
+
+    /// Sleeps `d` unless stop is raised first; false if it was.
+    fn pause(&self, d: Duration) -> bool {
+        let until = std::time::Instant::now() + d;
+        while std::time::Instant::now() < until {
+            if self.stop.load(Relaxed) {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        !self.stop.load(Relaxed)
+    }
+
+    fn run(
+        self,
+        mut stream: cpal::Stream,
+        mut errors: crossbeam_channel::Receiver<String>,
+        mut returned: Returned,
+    ) {
+        let label = self.src.label.clone();
+        let rate = self.src.config.sample_rate as f64;
+        loop {
+            let reason = match self.watch(&errors) {
+                Ended::Stopped => return,
+                Ended::Lost(r) => r,
+            };
+            // Samples stop at the last callback; the gap is counted from there.
+            let mut gap_from = self
+                .counters
+                .as_ref()
+                .map_or(0, |c| c.last_chunk_ns.load(Relaxed))
+                .max(1);
+            tracing::warn!("{label}: device lost ({reason}); reopening");
+            self.status
+                .set(format!("device lost ({reason}); reopening"));
+            drop(stream);
+            let Some(mut writers) = returned.take() else {
+                self.status
+                    .set(format!("device lost ({reason}); cannot reopen"));
+                return;
+            };
+            let lost_at = std::time::Instant::now();
+            let mut backoff = BACKOFF_MIN;
+            loop {
+                if !self.pause(backoff) {
+                    return;
+                }
+                let now = now_ns();
+                let gap = (now.saturating_sub(gap_from) as f64 / 1e9 * rate) as u64;
+                for w in writers.iter_mut().flatten() {
+                    w.skip(gap, now);
+                }
+                gap_from = now;
+                let attempt = self
+                    .src
+                    .find_again()
+                    .map_err(|e| (e, std::mem::take(&mut writers)))
+                    .and_then(|d| self.open(&d, std::mem::take(&mut writers)));
+                match attempt {
+                    Ok((s, e, r)) => {
+                        (stream, errors, returned) = (s, e, r);
+                        break;
+                    }
+                    Err((e, back)) => {
+                        writers = back;
+                        if writers.iter().all(Option::is_none) {
+                            self.status
+                                .set(format!("device lost ({reason}); cannot reopen"));
+                            return;
+                        }
+                        tracing::debug!("{label}: reopen failed: {e:#}");
+                        backoff = (backoff * 2).min(BACKOFF_MAX);
+                        self.status.set(format!(
+                            "device lost ({reason}); reopening every {:.1} s: {e:#}",
+                            backoff.as_secs_f64()
+                        ));
+                    }
+                }
+            }
+            tracing::info!(
+                "{label}: capturing again after {:.1} s",
+                lost_at.elapsed().as_secs_f64()
+            );
+            self.status.clear();
+        }
+    }
+}
+
+/// Where a stream's writers come back when it closes.
+struct Returned(crossbeam_channel::Receiver<Vec<Option<RingWriter>>>);
+
+impl Returned {
+    fn take(&mut self) -> Option<Vec<Option<RingWriter>>> {
+        self.0.recv_timeout(Duration::from_secs(5)).ok()
     }
 }
 
@@ -220,27 +466,46 @@ impl Source for CpalSource {
     fn start(
         self: Box<Self>,
         writers: Vec<Option<RingWriter>>,
-        _stop: Arc<AtomicBool>,
+        stop: Arc<AtomicBool>,
         status: Arc<SourceStatus>,
     ) -> Result<Running> {
-        let stream = match self.format {
-            SampleFormat::F32 => self.build::<f32>(writers, status)?,
-            SampleFormat::F64 => self.build::<f64>(writers, status)?,
-            SampleFormat::I32 => self.build::<i32>(writers, status)?,
-            SampleFormat::I24 => self.build::<cpal::I24>(writers, status)?,
-            SampleFormat::I16 => self.build::<i16>(writers, status)?,
-            SampleFormat::I8 => self.build::<i8>(writers, status)?,
-            SampleFormat::U32 => self.build::<u32>(writers, status)?,
-            SampleFormat::U16 => self.build::<u16>(writers, status)?,
-            SampleFormat::U8 => self.build::<u8>(writers, status)?,
-            f => bail!("{}: sample format {f:?} is not supported", self.label),
+        let counters = writers
+            .iter()
+            .flatten()
+            .next()
+            .map(|w| w.counters().clone());
+        let sup = Supervisor {
+            src: *self,
+            stop,
+            status,
+            counters,
         };
-        stream
-            .play()
-            .with_context(|| format!("{}: cannot start capture", self.label))?;
+        // cpal streams need not be Send, so each is opened on the supervisor
+        // thread and stays there. The first open reports back, so that a bad
+        // device still fails startup.
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let thread = std::thread::Builder::new()
+            .name("capture-supervisor".into())
+            .spawn(move || {
+                let device = sup.src.device.clone();
+                match sup.open(&device, writers) {
+                    Ok((stream, errors, returned)) => {
+                        let _ = tx.send(Ok(()));
+                        sup.run(stream, errors, returned);
+                    }
+                    Err((e, _)) => {
+                        let _ = tx.send(Err(e));
+                    }
+                }
+            })?;
+        match rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => bail!("the capture thread ended before opening the device"),
+        }
         Ok(Running {
-            cpal_stream: Some(stream),
-            thread: None,
+            cpal_stream: None,
+            thread: Some(thread),
         })
     }
 }

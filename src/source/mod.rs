@@ -25,6 +25,11 @@ impl SourceStatus {
             *g = Some(msg.into());
         }
     }
+    pub fn clear(&self) {
+        if let Ok(mut g) = self.message.lock() {
+            *g = None;
+        }
+    }
     pub fn get(&self) -> Option<String> {
         self.message.lock().ok().and_then(|g| g.clone())
     }

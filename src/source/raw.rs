@@ -61,8 +61,95 @@ impl RawSource {
         }
     }
 
-    fn decode(&self, bytes: &[u8], out: &mut Vec<f32>) {
+    /// Reads until end of input (or `stop`); returns the samples per channel read.
+    fn pump(
+        &self,
+        input: &mut dyn Read,
+        writers: &mut [Option<RingWriter>],
+        stop: &AtomicBool,
+    ) -> Result<u64> {
+        let frame_bytes = self.bytes_per_sample() * self.channels;
+        let mut bytes = vec![0u8; frame_bytes * 1024];
+        let mut decoder = Decoder::new(self.format, self.channels);
+        let mut samples = Vec::with_capacity(1024 * self.channels);
+        let mut chan = Vec::with_capacity(1024);
+        let mut frames_total = 0u64;
+        loop {
+            if stop.load(Relaxed) {
+                return Ok(frames_total);
+            }
+            let n = match input.read(&mut bytes) {
+                Ok(0) => return Ok(frames_total),
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return Err(e).with_context(|| format!("{}: read failed", self.path.display()))
+                }
+            };
+            let frames = decoder.feed(&bytes[..n], &mut samples);
+            if frames == 0 {
+                continue;
+            }
+            frames_total += frames as u64;
+            let t = now_ns();
+            if !super::deliver(writers, &samples, self.channels, t, stop, &mut chan) {
+                return Ok(frames_total);
+            }
+        }
+    }
+}
+
+/// Bytes in, whole frames of samples out; a partial frame waits for the
+/// rest, however the input was split.
+pub struct Decoder {
+    format: RawFormat,
+    frame_bytes: usize,
+    carry: Vec<u8>,
+}
+
+impl Decoder {
+    pub fn new(format: RawFormat, channels: usize) -> Self {
+        let width = match format {
+            RawFormat::F32le => 4,
+            RawFormat::S16le => 2,
+        };
+        Self {
+            format,
+            frame_bytes: width * channels.max(1),
+            carry: Vec::with_capacity(width * channels.max(1)),
+        }
+    }
+
+    /// Replaces `out` with the interleaved samples of every frame completed
+    /// by `bytes`; returns how many frames that is.
+    pub fn feed(&mut self, mut bytes: &[u8], out: &mut Vec<f32>) -> usize {
         out.clear();
+        if !self.carry.is_empty() {
+            let need = (self.frame_bytes - self.carry.len()).min(bytes.len());
+            self.carry.extend_from_slice(&bytes[..need]);
+            bytes = &bytes[need..];
+            if self.carry.len() < self.frame_bytes {
+                return 0;
+            }
+            let carry = std::mem::take(&mut self.carry);
+            self.decode(&carry, out);
+            self.carry = carry;
+            self.carry.clear();
+        }
+        let whole = bytes.len() / self.frame_bytes * self.frame_bytes;
+        self.decode(&bytes[..whole], out);
+        self.carry.extend_from_slice(&bytes[whole..]);
+        out.len() / (self.frame_bytes / self.width())
+    }
+
+    fn width(&self) -> usize {
+        match self.format {
+            RawFormat::F32le => 4,
+            RawFormat::S16le => 2,
+        }
+    }
+
+    fn decode(&self, bytes: &[u8], out: &mut Vec<f32>) {
         match self.format {
             RawFormat::F32le => out.extend(
                 bytes
@@ -74,48 +161,6 @@ impl RawSource {
                     .chunks_exact(2)
                     .map(|b| i16::from_le_bytes([b[0], b[1]]) as f32 / 32768.0),
             ),
-        }
-    }
-
-    /// Reads until end of input (or `stop`); returns the samples per channel read.
-    fn pump(
-        &self,
-        input: &mut dyn Read,
-        writers: &mut [Option<RingWriter>],
-        stop: &AtomicBool,
-    ) -> Result<u64> {
-        let frame_bytes = self.bytes_per_sample() * self.channels;
-        let mut bytes = vec![0u8; frame_bytes * 1024];
-        let mut have = 0usize;
-        let mut samples = Vec::with_capacity(1024 * self.channels);
-        let mut chan = Vec::with_capacity(1024);
-        let mut frames_total = 0u64;
-        loop {
-            if stop.load(Relaxed) {
-                return Ok(frames_total);
-            }
-            let n = match input.read(&mut bytes[have..]) {
-                Ok(0) => return Ok(frames_total),
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    return Err(e).with_context(|| format!("{}: read failed", self.path.display()))
-                }
-            };
-            have += n;
-            let whole = have / frame_bytes * frame_bytes;
-            if whole == 0 {
-                continue;
-            }
-            self.decode(&bytes[..whole], &mut samples);
-            bytes.copy_within(whole..have, 0);
-            have -= whole;
-            let frames = whole / frame_bytes;
-            frames_total += frames as u64;
-            let t = now_ns();
-            if !super::deliver(writers, &samples, self.channels, t, stop, &mut chan) {
-                return Ok(frames_total);
-            }
         }
     }
 }

@@ -24,27 +24,32 @@ type Reader = hound::WavReader<BufReader<std::fs::File>>;
 pub fn open_reader(path: &std::path::Path) -> Result<Reader> {
     let r = hound::WavReader::open(path)
         .with_context(|| format!("{}: cannot open as WAV", path.display()))?;
-    let spec = r.spec();
+    check_spec(&r.spec()).with_context(|| path.display().to_string())?;
+    Ok(r)
+}
+
+/// Whether drsnd can read data of this header.
+pub fn check_spec(spec: &hound::WavSpec) -> Result<()> {
     if spec.channels == 0 || spec.sample_rate == 0 {
         bail!(
-            "{}: WAV header says {} channels at {} Hz",
-            path.display(),
+            "WAV header says {} channels at {} Hz",
             spec.channels,
             spec.sample_rate
         );
     }
     match (spec.sample_format, spec.bits_per_sample) {
-        (hound::SampleFormat::Int, 8 | 16 | 24 | 32) | (hound::SampleFormat::Float, 32) => Ok(r),
-        (f, b) => bail!(
-            "{}: unsupported WAV sample format {f:?} with {b} bits",
-            path.display()
-        ),
+        (hound::SampleFormat::Int, 8 | 16 | 24 | 32) | (hound::SampleFormat::Float, 32) => Ok(()),
+        (f, b) => bail!("unsupported WAV sample format {f:?} with {b} bits"),
     }
 }
 
 /// Reads up to `max` interleaved samples as f32 into `out` (cleared first).
 /// Returns Ok(false) at the end of the data.
-pub fn read_block(r: &mut Reader, out: &mut Vec<f32>, max: usize) -> Result<bool> {
+pub fn read_block<R: std::io::Read>(
+    r: &mut hound::WavReader<R>,
+    out: &mut Vec<f32>,
+    max: usize,
+) -> Result<bool> {
     out.clear();
     let spec = r.spec();
     match spec.sample_format {

@@ -1,0 +1,368 @@
+//! Faults of live capture, through real cpal capture: a PulseAudio server
+//! with a null sink is the "device" (its monitor is ALSA's default input via
+//! the pulse plugin), paced in real time.
+//! - Killing the server is the device being unplugged; a new server is its
+//!   return. Another stream in the same daemon must not notice.
+//! - Stalling inference ($DRSN_TEST_STALL_FILE) is a machine too slow for
+//!   its streams: the backlog beyond max-lag-s is skipped and counted, and
+//!   latency comes back down.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A PulseAudio server in its own runtime dir, killed on drop.
+struct Pulse {
+    child: Child,
+}
+
+impl Pulse {
+    fn start(runtime: &Path) -> Pulse {
+        let child = Command::new("pulseaudio")
+            .args([
+                "--daemonize=no",
+                "--exit-idle-time=-1",
+                "-n",
+                "--load=module-native-protocol-unix",
+                "--load=module-null-sink sink_name=machine rate=48000 channels=1 format=float32le",
+            ])
+            .env("XDG_RUNTIME_DIR", runtime)
+            .env("PULSE_RUNTIME_PATH", runtime)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("pulseaudio starts (scripts/setup-system.sh installs it)");
+        let t0 = Instant::now();
+        loop {
+            let ok = Command::new("pactl")
+                .args(["set-default-source", "machine.monitor"])
+                .env("XDG_RUNTIME_DIR", runtime)
+                .env("PULSE_RUNTIME_PATH", runtime)
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if ok {
+                return Pulse { child };
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "pulseaudio did not come up"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Pulse {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Plays a recording into the sink over and over until `stop`; a player
+/// that fails (server gone) is simply started again.
+fn player(runtime: &Path, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    let runtime = runtime.to_path_buf();
+    let wav = cwru("1797_IR_14.wav");
+    std::thread::spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            let mut p = Command::new("paplay")
+                .arg("--device=machine")
+                .arg(&wav)
+                .env("XDG_RUNTIME_DIR", &runtime)
+                .env("PULSE_RUNTIME_PATH", &runtime)
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("paplay");
+            while p.try_wait().ok().flatten().is_none() {
+                if stop.load(Ordering::Relaxed) {
+                    let _ = p.kill();
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    })
+}
+
+/// Reads until `pred` holds for a message, or panics after `limit`.
+fn read_until(
+    c: &mut Client,
+    limit: Duration,
+    what: &str,
+    mut f: impl FnMut(&Value) -> bool,
+) -> Value {
+    let t0 = Instant::now();
+    loop {
+        assert!(t0.elapsed() < limit, "no {what} within {limit:?}");
+        let v = c
+            .next()
+            .unwrap_or_else(|| panic!("connection closed waiting for {what}"));
+        if f(&v) {
+            return v;
+        }
+    }
+}
+
+/// What the test saw of each stream's frames.
+#[derive(Default)]
+struct Seen {
+    pump_seq: u64,
+    pump_index: u64,
+    motor_seq: Option<u64>,
+    motor_gaps: u64,
+}
+
+impl Seen {
+    fn see(&mut self, v: &Value) {
+        if v["type"] != "frame" {
+            return;
+        }
+        let s = v["seq"].as_u64().expect("seq");
+        if v["stream"] == "motor" {
+            if let Some(p) = self.motor_seq {
+                self.motor_gaps += s - p - 1;
+            }
+            self.motor_seq = Some(s);
+        } else if v["stream"] == "pump" {
+            assert_eq!(s, self.pump_seq, "pump frames are contiguous");
+            self.pump_seq = s + 1;
+            self.pump_index = v["sample_index"].as_u64().expect("sample_index");
+        }
+    }
+}
+
+fn stream_status<'a>(st: &'a Value, name: &str) -> &'a Value {
+    st["streams"]
+        .as_array()
+        .and_then(|a| a.iter().find(|s| s["name"] == name))
+        .unwrap_or_else(|| panic!("no stream {name} in {st}"))
+}
+
+#[test]
+fn a_vanished_capture_device_goes_no_signal_is_reopened_and_other_streams_carry_on() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let runtime = dir.path().join("pulse");
+    std::fs::create_dir(&runtime).expect("runtime dir");
+    let pulse = Pulse::start(&runtime);
+    let stop = Arc::new(AtomicBool::new(false));
+    let play = player(&runtime, stop.clone());
+
+    let cfg = dir.path().join("drsnd.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "model = \"{}\"\n[socket]\nstatus-interval-ms = 300\n\
+             [[source]]\nkind = \"cpal\"\ndevice = \"default\"\nrate = 48000\nchannels = 1\nbuffer-frames = 1024\nstreams = [\"pump\"]\n\
+             [[source]]\nkind = \"wav\"\npath = \"{}\"\nloop = true\nstreams = [\"motor\"]\n",
+            model().display(),
+            cwru("1797_OR6_21.wav").display()
+        ),
+    )
+    .expect("config");
+    let rt = runtime.to_str().expect("utf-8 path");
+    let mut d = Daemon::start_with(
+        &["--config", cfg.to_str().expect("utf-8")],
+        &[("XDG_RUNTIME_DIR", rt), ("PULSE_RUNTIME_PATH", rt)],
+    );
+    let mut c = d.connect();
+    c.until("hello");
+
+    // Capturing: frames from the device.
+    let mut seen = Seen::default();
+    read_until(&mut c, Duration::from_secs(20), "20 pump frames", |v| {
+        seen.see(v);
+        seen.pump_seq >= 20
+    });
+
+    // Unplugged.
+    let t_kill = Instant::now();
+    pulse.kill();
+    let ev = read_until(
+        &mut c,
+        Duration::from_secs(10),
+        "a no-signal event for pump",
+        |v| {
+            seen.see(v);
+            v["type"] == "event" && v["stream"] == "pump" && v["to"]["state"] == "no-signal"
+        },
+    );
+    let reason = ev["to"]["reason"].as_str().unwrap_or("").to_string();
+    assert!(
+        reason.contains("device lost"),
+        "reason names the loss: {reason}"
+    );
+    let st = read_until(&mut c, Duration::from_secs(5), "status", |v| {
+        seen.see(v);
+        v["type"] == "status"
+    });
+    let pump = stream_status(&st, "pump");
+    assert!(
+        pump["source_state"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("device lost"),
+        "status tells: {pump}"
+    );
+    eprintln!(
+        "no-signal {:.1} s after the kill: {reason}",
+        t_kill.elapsed().as_secs_f64()
+    );
+    let (seq_before, index_before) = (seen.pump_seq, seen.pump_index);
+
+    // Gone for a while, then back (a new server: a fresh device).
+    std::thread::sleep(Duration::from_secs(3));
+    let pulse = Pulse::start(&runtime);
+    let t_back = Instant::now();
+    read_until(&mut c, Duration::from_secs(20), "pump frames again", |v| {
+        seen.see(v);
+        seen.pump_seq > seq_before
+    });
+    eprintln!(
+        "frames again {:.1} s after the device returned",
+        t_back.elapsed().as_secs_f64()
+    );
+    // Frame indices keep wall-clock time across the outage (3+ s at 12 kHz).
+    assert!(
+        seen.pump_index >= index_before + 3 * 12_000,
+        "index {} after {index_before}",
+        seen.pump_index
+    );
+    let st = read_until(&mut c, Duration::from_secs(5), "status", |v| {
+        seen.see(v);
+        v["type"] == "status"
+    });
+    let pump = stream_status(&st, "pump");
+    assert_eq!(pump["source_state"], "running", "{pump}");
+    // The outage is a counted gap, not an overrun.
+    let gap = pump["gap_samples"].as_u64().expect("gap_samples");
+    assert!(gap >= 48_000 * 3, "gap of {gap} samples for a 3+ s outage");
+    assert_eq!(pump["overrun_samples"], 0, "{pump}");
+    eprintln!("gap {gap} samples ({:.1} s)", gap as f64 / 48_000.0);
+
+    // The other stream never noticed.
+    for _ in 0..30 {
+        let v = c.next().expect("more");
+        seen.see(&v);
+    }
+    assert!(
+        seen.motor_seq.is_some_and(|s| s > 50),
+        "motor frames throughout"
+    );
+    assert_eq!(seen.motor_gaps, 0, "motor frames contiguous");
+    assert_eq!(stream_status(&st, "motor")["source_state"], "running");
+
+    stop.store(true, Ordering::Relaxed);
+    let _ = play.join();
+    drop(pulse);
+    assert!(d.stop().success());
+}
+
+#[test]
+fn an_overloaded_stream_sheds_its_backlog_counts_it_and_recovers() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let runtime = dir.path().join("pulse");
+    std::fs::create_dir(&runtime).expect("runtime dir");
+    let _pulse = Pulse::start(&runtime);
+    let stop = Arc::new(AtomicBool::new(false));
+    let play = player(&runtime, stop.clone());
+    let stall = dir.path().join("stall");
+    let rt = runtime.to_str().expect("utf-8 path");
+    let cfg = dir.path().join("drsnd.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "model = \"{}\"\n[socket]\nstatus-interval-ms = 300\n\
+             [[source]]\nkind = \"cpal\"\ndevice = \"default\"\nrate = 48000\nchannels = 1\n\
+             buffer-frames = 1024\nstreams = [\"pump\"]\nmax-lag-s = 1.0\nring-seconds = 4.0\n",
+            model().display()
+        ),
+    )
+    .expect("config");
+    let mut d = Daemon::start_with(
+        &["--config", cfg.to_str().expect("utf-8")],
+        &[
+            ("XDG_RUNTIME_DIR", rt),
+            ("PULSE_RUNTIME_PATH", rt),
+            ("DRSN_TEST_STALL_FILE", stall.to_str().expect("utf-8")),
+        ],
+    );
+    let mut c = d.connect();
+    c.until("hello");
+    let mut seen = Seen::default();
+    read_until(&mut c, Duration::from_secs(20), "20 frames", |v| {
+        seen.see(v);
+        seen.pump_seq >= 20
+    });
+    let rss0 = d.rss_kib();
+    let index_before = seen.pump_index;
+
+    // Three seconds in which inference does nothing: a machine far too slow.
+    std::fs::write(&stall, b"").expect("stall");
+    std::thread::sleep(Duration::from_secs(3));
+    std::fs::remove_file(&stall).expect("unstall");
+    let t_free = Instant::now();
+
+    // The first frames after: the backlog beyond 1 s was skipped, so the
+    // stream resumes within about a second of real time, not three.
+    let mut worst_after = 0f64;
+    let mut recovered_at = None;
+    while recovered_at.is_none() {
+        assert!(
+            t_free.elapsed() < Duration::from_secs(10),
+            "latency never came back down"
+        );
+        let v = c.next().expect("frames");
+        seen.see(&v);
+        if v["type"] == "frame" && seen.pump_index > index_before + 12_000 {
+            let l = v["latency_ms"].as_f64().expect("latency_ms");
+            worst_after = worst_after.max(l);
+            if l < 100.0 {
+                recovered_at = Some(t_free.elapsed());
+            }
+        }
+    }
+    assert!(
+        worst_after < 1600.0,
+        "latency after shedding {worst_after:.0} ms"
+    );
+    let skipped_index = seen.pump_index;
+    let st = read_until(&mut c, Duration::from_secs(5), "status", |v| {
+        seen.see(v);
+        v["type"] == "status"
+    });
+    let pump = stream_status(&st, "pump");
+    let overrun = pump["overrun_samples"].as_u64().expect("overrun_samples");
+    // About 2 s of the 3 s backlog at 48 kHz skipped (not a sample more than the stall).
+    assert!(
+        (48_000..=3 * 48_000).contains(&overrun),
+        "overrun {overrun} samples for a 3 s stall with max-lag 1 s"
+    );
+    assert_eq!(pump["gap_samples"], 0, "{pump}");
+    assert!(
+        skipped_index >= index_before + 12_000,
+        "frame indices skip the shed audio"
+    );
+    let rss1 = d.rss_kib();
+    eprintln!(
+        "shed {overrun} samples ({:.2} s); worst latency after {worst_after:.0} ms; back under 100 ms after {:.2} s; RSS {rss0} -> {rss1} KiB",
+        overrun as f64 / 48_000.0,
+        recovered_at.map_or(f64::NAN, |d| d.as_secs_f64())
+    );
+    assert!(rss1 < rss0 + 4096, "memory bounded: {rss0} -> {rss1} KiB");
+    stop.store(true, Ordering::Relaxed);
+    let _ = play.join();
+    assert!(d.stop().success());
+}
