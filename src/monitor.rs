@@ -284,6 +284,23 @@ impl Monitor {
         Some(self.enter(to, t_s, t_s, 0.0))
     }
 
+    /// While in no-signal for want of samples: when the source later says
+    /// why ("device lost ..."), the state is announced again, once, with
+    /// that reason. Later changes of the source's account (retry timings)
+    /// are for status, not events.
+    pub fn explain(&mut self, why: &str, t_s: f64) -> Option<Transition> {
+        let State::NoSignal { reason } = &self.state else {
+            return None;
+        };
+        if !reason.starts_with("no samples") || reason.contains(": ") {
+            return None;
+        }
+        let to = State::NoSignal {
+            reason: format!("{reason}: {why}"),
+        };
+        Some(self.enter(to, t_s, t_s, 0.0))
+    }
+
     fn consider(
         &mut self,
         judged: State,

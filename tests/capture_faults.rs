@@ -11,6 +11,7 @@ mod common;
 
 use common::*;
 use serde_json::Value;
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -105,11 +106,16 @@ fn read_until(
     mut f: impl FnMut(&Value) -> bool,
 ) -> Value {
     let t0 = Instant::now();
+    let mut last = Value::Null;
     loop {
-        assert!(t0.elapsed() < limit, "no {what} within {limit:?}");
+        assert!(
+            t0.elapsed() < limit,
+            "no {what} within {limit:?}; last message: {last}"
+        );
         let v = c
             .next()
             .unwrap_or_else(|| panic!("connection closed waiting for {what}"));
+        last = v.clone();
         if f(&v) {
             return v;
         }
@@ -141,6 +147,17 @@ impl Seen {
             self.pump_seq = s + 1;
             self.pump_index = v["sample_index"].as_u64().expect("sample_index");
         }
+    }
+}
+
+/// The daemon's log, passed through (and so never left to fill its pipe).
+fn relay_log(d: &mut Daemon) {
+    if let Some(e) = d.child.stderr.take() {
+        std::thread::spawn(move || {
+            for l in BufReader::new(e).lines().map_while(Result::ok) {
+                eprintln!("drsnd: {l}");
+            }
+        });
     }
 }
 
@@ -177,6 +194,7 @@ fn a_vanished_capture_device_goes_no_signal_is_reopened_and_other_streams_carry_
         &["--config", cfg.to_str().expect("utf-8")],
         &[("XDG_RUNTIME_DIR", rt), ("PULSE_RUNTIME_PATH", rt)],
     );
+    relay_log(&mut d);
     let mut c = d.connect();
     c.until("hello");
 
@@ -196,7 +214,12 @@ fn a_vanished_capture_device_goes_no_signal_is_reopened_and_other_streams_carry_
         "a no-signal event for pump",
         |v| {
             seen.see(v);
-            v["type"] == "event" && v["stream"] == "pump" && v["to"]["state"] == "no-signal"
+            v["type"] == "event"
+                && v["stream"] == "pump"
+                && v["to"]["state"] == "no-signal"
+                && v["to"]["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("device lost"))
         },
     );
     let reason = ev["to"]["reason"].as_str().unwrap_or("").to_string();
@@ -299,6 +322,7 @@ fn an_overloaded_stream_sheds_its_backlog_counts_it_and_recovers() {
             ("DRSN_TEST_STALL_FILE", stall.to_str().expect("utf-8")),
         ],
     );
+    relay_log(&mut d);
     let mut c = d.connect();
     c.until("hello");
     let mut seen = Seen::default();

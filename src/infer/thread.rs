@@ -202,7 +202,10 @@ impl StreamWorker {
             .max(self.started_ns);
         let idle_s = now_ns().saturating_sub(last) as f64 / 1e9;
         let t_s = self.assembler.source_position() as f64 / self.stats.source_rate as f64;
-        if let Some(tr) = self.monitor.idle(idle_s, t_s, self.source.get()) {
+        let why = self.source.get();
+        if let Some(tr) = self.monitor.idle(idle_s, t_s, why.clone()) {
+            self.transition(tr, now_ns() as f64 / 1e9);
+        } else if let Some(tr) = why.and_then(|w| self.monitor.explain(&w, t_s)) {
             self.transition(tr, now_ns() as f64 / 1e9);
         }
     }

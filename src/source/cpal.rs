@@ -9,9 +9,9 @@
 //! A supervisor thread watches the stream. When the device reports an error
 //! or its callbacks stop, the stream is closed and the device opened again
 //! with backoff, found by its description, since a USB device may come back
-//! under another card number. The ring writers go back and forth between
-//! the supervisor and each new stream's callback. The outage is marked in the
-//! ring as a gap of the samples it lasted.
+//! under another card number. The ring writers are lent to each stream's
+//! callback and taken back when it is lost (see [`Lease`]). The outage is
+//! marked in the ring as a gap of the samples it lasted.
 
 use super::{Running, Source, SourceStatus};
 use crate::config::SourceConfig;
@@ -19,7 +19,10 @@ use crate::ring::{now_ns, RingWriter};
 use anyhow::{bail, Context, Result};
 use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 use cpal::{FromSample, SampleFormat, SizedSample, StreamConfig, SupportedBufferSize};
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::cell::UnsafeCell;
+use std::sync::atomic::{
+    AtomicBool, AtomicU8, Ordering::Acquire, Ordering::Relaxed, Ordering::Release,
+};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,8 +31,11 @@ const BACKOFF_MIN: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(8);
 /// Callbacks missing for this many buffer periods (and at least
 /// STALL_MIN) mean the device is gone even if cpal reported nothing.
+/// PulseAudio's ALSA plugin can pause for most of a second between
+/// callbacks, and a new stream may take longer still to start (FIRST_MIN).
 const STALL_PERIODS: u32 = 16;
 const STALL_MIN: Duration = Duration::from_secs(1);
+const FIRST_MIN: Duration = Duration::from_secs(3);
 
 /// Formats in order of preference: float first, then the widest integers.
 const FORMATS: [SampleFormat; 9] = [
@@ -208,19 +214,19 @@ impl CpalSource {
     fn open_stream(
         &self,
         device: &cpal::Device,
-        lent: Lent,
-        errors: crossbeam_channel::Sender<String>,
+        lease: Arc<Lease>,
+        errors: crossbeam_channel::Sender<cpal::Error>,
     ) -> Result<cpal::Stream> {
         let stream = match self.format {
-            SampleFormat::F32 => self.build::<f32>(device, lent, errors)?,
-            SampleFormat::F64 => self.build::<f64>(device, lent, errors)?,
-            SampleFormat::I32 => self.build::<i32>(device, lent, errors)?,
-            SampleFormat::I24 => self.build::<cpal::I24>(device, lent, errors)?,
-            SampleFormat::I16 => self.build::<i16>(device, lent, errors)?,
-            SampleFormat::I8 => self.build::<i8>(device, lent, errors)?,
-            SampleFormat::U32 => self.build::<u32>(device, lent, errors)?,
-            SampleFormat::U16 => self.build::<u16>(device, lent, errors)?,
-            SampleFormat::U8 => self.build::<u8>(device, lent, errors)?,
+            SampleFormat::F32 => self.build::<f32>(device, lease, errors)?,
+            SampleFormat::F64 => self.build::<f64>(device, lease, errors)?,
+            SampleFormat::I32 => self.build::<i32>(device, lease, errors)?,
+            SampleFormat::I24 => self.build::<cpal::I24>(device, lease, errors)?,
+            SampleFormat::I16 => self.build::<i16>(device, lease, errors)?,
+            SampleFormat::I8 => self.build::<i8>(device, lease, errors)?,
+            SampleFormat::U32 => self.build::<u32>(device, lease, errors)?,
+            SampleFormat::U16 => self.build::<u16>(device, lease, errors)?,
+            SampleFormat::U8 => self.build::<u8>(device, lease, errors)?,
             f => bail!("{}: sample format {f:?} is not supported", self.label),
         };
         stream
@@ -232,8 +238,8 @@ impl CpalSource {
     fn build<T>(
         &self,
         device: &cpal::Device,
-        mut lent: Lent,
-        errors: crossbeam_channel::Sender<String>,
+        lease: Arc<Lease>,
+        errors: crossbeam_channel::Sender<cpal::Error>,
     ) -> Result<cpal::Stream>
     where
         T: SizedSample + Send + 'static,
@@ -241,26 +247,29 @@ impl CpalSource {
     {
         let ch = self.config.channels as usize;
         // The capture callback: converts and pushes, nothing else. No
-        // allocation, lock, log or wait (RingWriter::push is wait-free).
+        // allocation, lock, log or wait (one compare-exchange to borrow the
+        // writers; RingWriter::push is wait-free).
         let data = move |data: &[T], _: &cpal::InputCallbackInfo| {
             let frames = data.len() / ch;
             let t = now_ns();
-            for (c, w) in lent.writers.iter_mut().enumerate() {
-                if let Some(w) = w {
-                    w.push(
-                        frames,
-                        data.iter()
-                            .skip(c)
-                            .step_by(ch)
-                            .map(|&s| s.to_sample::<f32>()),
-                        t,
-                    );
+            lease.with(|writers| {
+                for (c, w) in writers.iter_mut().enumerate() {
+                    if let Some(w) = w {
+                        w.push(
+                            frames,
+                            data.iter()
+                                .skip(c)
+                                .step_by(ch)
+                                .map(|&s| s.to_sample::<f32>()),
+                            t,
+                        );
+                    }
                 }
-            }
+            });
         };
         // Errors are rare and off the data path; the supervisor decides.
         let error = move |e: cpal::Error| {
-            let _ = errors.try_send(e.to_string());
+            let _ = errors.try_send(e);
         };
         device
             .build_input_stream::<T, _, _>(self.config, data, error, None)
@@ -278,17 +287,67 @@ impl CpalSource {
     }
 }
 
-/// The callback's ring writers. When cpal drops the callback (the stream
-/// closed, or failed to open), they go back to the supervisor.
-struct Lent {
-    writers: Vec<Option<RingWriter>>,
-    back: crossbeam_channel::Sender<Vec<Option<RingWriter>>>,
+/// The ring writers, lent to one stream's callback at a time. A lost
+/// stream cannot always be closed (PulseAudio's ALSA plugin can deadlock in
+/// it when the server dies), so the supervisor does not wait for its
+/// callback to be dropped: it revokes the lease, which the callback honours
+/// from its next call on, and takes the writers back.
+struct Lease {
+    state: AtomicU8,
+    writers: UnsafeCell<Vec<Option<RingWriter>>>,
 }
 
-impl Drop for Lent {
-    fn drop(&mut self) {
-        let _ = self.back.try_send(std::mem::take(&mut self.writers));
+const FREE: u8 = 0;
+const BUSY: u8 = 1;
+const REVOKED: u8 = 2;
+
+// SAFETY: `writers` is only touched by whoever moved `state` away from FREE:
+// the callback (to BUSY, and back) or the supervisor (to REVOKED, for good).
+unsafe impl Sync for Lease {}
+
+impl Lease {
+    fn new(writers: Vec<Option<RingWriter>>) -> Arc<Self> {
+        Arc::new(Self {
+            state: AtomicU8::new(FREE),
+            writers: UnsafeCell::new(writers),
+        })
     }
+
+    /// For the callback: wait-free, and a no-op once revoked.
+    fn with(&self, f: impl FnOnce(&mut Vec<Option<RingWriter>>)) {
+        if self
+            .state
+            .compare_exchange(FREE, BUSY, Acquire, Relaxed)
+            .is_ok()
+        {
+            // SAFETY: the state is BUSY; nobody else may touch `writers`.
+            f(unsafe { &mut *self.writers.get() });
+            self.state.store(FREE, Release);
+        }
+    }
+
+    /// For the supervisor: ends the lease and takes the writers back. A
+    /// callback inside `with` holds it for microseconds; None only if one
+    /// never lets go.
+    fn revoke(&self) -> Option<Vec<Option<RingWriter>>> {
+        let until = std::time::Instant::now() + Duration::from_secs(1);
+        loop {
+            match self.state.compare_exchange(FREE, REVOKED, Acquire, Relaxed) {
+                // SAFETY: now REVOKED; the callback never touches `writers` again.
+                Ok(_) => return Some(std::mem::take(unsafe { &mut *self.writers.get() })),
+                Err(REVOKED) => return None,
+                Err(_) if std::time::Instant::now() > until => return None,
+                Err(_) => std::thread::yield_now(),
+            }
+        }
+    }
+}
+
+/// Closes a stream without waiting on it: a dead one may never close.
+fn retire(stream: cpal::Stream) {
+    let _ = std::thread::Builder::new()
+        .name("capture-retire".into())
+        .spawn(move || drop(stream));
 }
 
 /// One stream's life: open, watch, and on loss close and open again.
@@ -301,7 +360,8 @@ struct Supervisor {
 
 enum Ended {
     Stopped,
-    Lost(String),
+    /// Why, and the time of the last sample (ns since the epoch).
+    Lost(String, u64),
 }
 
 impl Supervisor {
@@ -311,46 +371,65 @@ impl Supervisor {
         device: &cpal::Device,
         writers: Vec<Option<RingWriter>>,
     ) -> Result<
-        (cpal::Stream, crossbeam_channel::Receiver<String>, Returned),
+        (
+            cpal::Stream,
+            crossbeam_channel::Receiver<cpal::Error>,
+            Arc<Lease>,
+        ),
         (anyhow::Error, Vec<Option<RingWriter>>),
     > {
-        let (back_tx, back_rx) = crossbeam_channel::bounded(1);
         let (err_tx, err_rx) = crossbeam_channel::bounded(4);
-        let lent = Lent {
-            writers,
-            back: back_tx,
-        };
-        match self.src.open_stream(device, lent, err_tx) {
-            Ok(stream) => Ok((stream, err_rx, Returned(back_rx))),
-            Err(e) => {
-                let writers = back_rx.try_recv().unwrap_or_default();
-                Err((e, writers))
-            }
+        let lease = Lease::new(writers);
+        match self.src.open_stream(device, lease.clone(), err_tx) {
+            Ok(stream) => Ok((stream, err_rx, lease)),
+            Err(e) => Err((e, lease.revoke().unwrap_or_default())),
         }
     }
 
     /// Waits until stop, a reported error, or callbacks that stop coming.
-    fn watch(&self, errors: &crossbeam_channel::Receiver<String>) -> Ended {
+    fn watch(&self, errors: &crossbeam_channel::Receiver<cpal::Error>) -> Ended {
         let started = now_ns();
         let stall = self.src.stall_after().as_nanos() as u64;
+        let first = (FIRST_MIN.as_nanos() as u64).max(stall);
+        let before = self
+            .counters
+            .as_ref()
+            .map_or(0, |c| c.last_chunk_ns.load(Relaxed));
+        let last = || {
+            self.counters
+                .as_ref()
+                .map_or(0, |c| c.last_chunk_ns.load(Relaxed))
+                .max(started)
+        };
         loop {
             if self.stop.load(Relaxed) {
                 return Ended::Stopped;
             }
             if let Ok(e) = errors.recv_timeout(Duration::from_millis(100)) {
-                return Ended::Lost(e);
+                // An xrun loses samples but the stream goes on; cpal does not
+                // say how many, so it is logged (the ring's counters hold
+                // what drsnd itself dropped).
+                if matches!(
+                    e.kind(),
+                    cpal::ErrorKind::Xrun
+                        | cpal::ErrorKind::RealtimeDenied
+                        | cpal::ErrorKind::DeviceChanged
+                ) {
+                    tracing::warn!("{}: {e}", self.src.label);
+                    continue;
+                }
+                return Ended::Lost(e.to_string(), last());
             }
-            let last = self
+            let quiet = now_ns().saturating_sub(last());
+            let started_yet = self
                 .counters
                 .as_ref()
-                .map_or(0, |c| c.last_chunk_ns.load(Relaxed))
-                .max(started);
-            let quiet = now_ns().saturating_sub(last);
-            if quiet > stall {
-                return Ended::Lost(format!(
-                    "no audio callbacks for {:.1} s",
-                    quiet as f64 / 1e9
-                ));
+                .is_some_and(|c| c.last_chunk_ns.load(Relaxed) > before);
+            if quiet > if started_yet { stall } else { first } {
+                return Ended::Lost(
+                    format!("no audio callbacks for {:.1} s", quiet as f64 / 1e9),
+                    last(),
+                );
             }
         }
     }
@@ -370,27 +449,23 @@ impl Supervisor {
     fn run(
         self,
         mut stream: cpal::Stream,
-        mut errors: crossbeam_channel::Receiver<String>,
-        mut returned: Returned,
+        mut errors: crossbeam_channel::Receiver<cpal::Error>,
+        mut lease: Arc<Lease>,
     ) {
         let label = self.src.label.clone();
         let rate = self.src.config.sample_rate as f64;
         loop {
-            let reason = match self.watch(&errors) {
-                Ended::Stopped => return,
-                Ended::Lost(r) => r,
-            };
             // Samples stop at the last callback; the gap is counted from there.
-            let mut gap_from = self
-                .counters
-                .as_ref()
-                .map_or(0, |c| c.last_chunk_ns.load(Relaxed))
-                .max(1);
+            let (reason, mut gap_from) = match self.watch(&errors) {
+                Ended::Stopped => return,
+                Ended::Lost(r, last) => (r, last),
+            };
             tracing::warn!("{label}: device lost ({reason}); reopening");
             self.status
                 .set(format!("device lost ({reason}); reopening"));
-            drop(stream);
-            let Some(mut writers) = returned.take() else {
+            let taken = lease.revoke();
+            retire(stream);
+            let Some(mut writers) = taken else {
                 self.status
                     .set(format!("device lost ({reason}); cannot reopen"));
                 return;
@@ -414,7 +489,7 @@ impl Supervisor {
                     .and_then(|d| self.open(&d, std::mem::take(&mut writers)));
                 match attempt {
                     Ok((s, e, r)) => {
-                        (stream, errors, returned) = (s, e, r);
+                        (stream, errors, lease) = (s, e, r);
                         break;
                     }
                     Err((e, back)) => {
@@ -439,15 +514,6 @@ impl Supervisor {
             );
             self.status.clear();
         }
-    }
-}
-
-/// Where a stream's writers come back when it closes.
-struct Returned(crossbeam_channel::Receiver<Vec<Option<RingWriter>>>);
-
-impl Returned {
-    fn take(&mut self) -> Option<Vec<Option<RingWriter>>> {
-        self.0.recv_timeout(Duration::from_secs(5)).ok()
     }
 }
 
@@ -489,9 +555,9 @@ impl Source for CpalSource {
             .spawn(move || {
                 let device = sup.src.device.clone();
                 match sup.open(&device, writers) {
-                    Ok((stream, errors, returned)) => {
+                    Ok((stream, errors, lease)) => {
                         let _ = tx.send(Ok(()));
-                        sup.run(stream, errors, returned);
+                        sup.run(stream, errors, lease);
                     }
                     Err((e, _)) => {
                         let _ = tx.send(Err(e));
