@@ -81,6 +81,9 @@ pub fn load_model(path: Option<&Path>, max_batch: usize) -> Result<Model> {
 }
 
 pub fn classify(a: &ClassifyArgs) -> Result<()> {
+    if a.hop == 0 {
+        anyhow::bail!("--hop 0: the hop must be at least 1 sample");
+    }
     // One frame per run: faster than batches in tract for this model (see config).
     let model = load_model(a.model.as_deref(), 1)?;
     let threads = a
@@ -95,7 +98,7 @@ pub fn classify(a: &ClassifyArgs) -> Result<()> {
         );
     }
     for path in &a.files {
-        let frames = wav_frames(path, a.channel, &model, a.hop.max(1))?;
+        let frames = wav_frames(path, a.channel, &model, a.hop)?;
         let preds = predict_all(&model, &frames, threads)?;
         if a.json {
             print_json(path, &frames, preds, &model.manifest, rate);
