@@ -2,12 +2,23 @@
 # Every benchmark in one command; writes bench/results/*.json and BENCHMARKS.md.
 #   bench/run.sh           the full set (about 25 minutes)
 #   bench/run.sh --quick   short runs of everything (about 6 minutes), for a check
+#   bench/run.sh --steps e2e,scale   only those parts, keeping the other results
+#                          (parts: model e2e scale classify criterion)
 # Run it on a quiet machine: CPU and latency figures are real-time measurements.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 quick=0
-[ "${1:-}" = "--quick" ] && quick=1
+steps=model,e2e,scale,classify,criterion
+while [ $# -gt 0 ]; do
+  case $1 in
+    --quick) quick=1 ;;
+    --steps) steps=$2; shift ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+want() { [[ ",$steps," == *",$1,"* ]]; }
 if [ $quick = 1 ]; then
   e2e_s=60; py_s=30; scale_s=15; crit="--warm-up-time 1 --measurement-time 2"
 else
@@ -22,11 +33,14 @@ scripts/setup-system.sh
 command -v valgrind >/dev/null || { apt-get install -y -qq valgrind >/dev/null; }
 scripts/setup-python.sh
 cargo build --release --locked --quiet --bin drsnd --example infer_speed --example profile_model --example e2e_bench
-rm -rf "$out" && mkdir -p "$out"
+if [ "$steps" = model,e2e,scale,classify,criterion ]; then rm -rf "$out"; fi
+mkdir -p "$out"
 run() { echo "+ $*" >&2; "$@"; }
-echo "$e2e_s $py_s $scale_s $quick" > "$out/settings"
+echo "$e2e_s $py_s $scale_s $quick $(git rev-parse --short HEAD)" > "$out/settings"
 
+if want model; then
 echo "== 1. tract vs onnxruntime, one thread, same run" >&2
+rm -f "$out/tract.txt" "$out/ort.txt"
 for round in 1 2 3; do
   run ./target/release/examples/infer_speed models/drsn-cw-cwru10.json >> "$out/tract.txt"
   run $py bench/ort_speed.py models/drsn-cw-cwru10.onnx >> "$out/ort.txt"
@@ -38,7 +52,9 @@ for n in 100 300; do
   run valgrind --tool=callgrind --callgrind-out-file="$out/callgrind.$n" \
     ./target/release/examples/infer_speed models/drsn-cw-cwru10.json $n > /dev/null 2> "$out/callgrind.$n.log"
 done
+fi
 
+if want e2e; then
 echo "== 2./3. end-to-end latency and the cost of one real-time stream" >&2
 e2e=./target/release/examples/e2e_bench
 drsnd_cmd=(target/release/drsnd run --config '{dir}/drsnd.toml')
@@ -51,8 +67,11 @@ for b in ort torch; do
 done
 # drsnd again for as long as the Python runs, for a like-for-like ratio.
 run $e2e --wav "$wav" --seconds $py_s -- "${drsnd_cmd[@]}" > "$out/e2e-drsnd-short.json"
+fi
 
+if want scale; then
 echo "== 4. scale: streams, then subscribers" >&2
+rm -f "$out"/streams-*.json "$out"/subscribers-*.json
 for n in 64 128 192 256 320; do
   run $e2e --wav "$wav" --streams $n --seconds $scale_s -- "${drsnd_cmd[@]}" > "$out/streams-$n.json"
   $py bench/report.py --sustained "$out/streams-$n.json" || break
@@ -61,12 +80,17 @@ for m in 200 500 1000; do
   run $e2e --wav "$wav" --subscribers $m --seconds $scale_s -- "${drsnd_cmd[@]}" > "$out/subscribers-$m.json"
   $py bench/report.py --sustained "$out/subscribers-$m.json" || break
 done
+fi
 
+if want classify; then
 echo "== 5. offline throughput" >&2
 run $py bench/classify_speed.py "$data" > "$out/classify.json"
+fi
 
+if want criterion; then
 echo "== criterion benches" >&2
 run cargo bench --locked --quiet --bench pipeline -- $crit 2>&1 | grep -E "^[a-z_0-9/]+|time:|thrpt:" > "$out/criterion.txt"
+fi
 
 $py bench/report.py --write BENCHMARKS.md "$out"
 echo "wrote BENCHMARKS.md" >&2

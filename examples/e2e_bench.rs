@@ -214,7 +214,7 @@ fn write_config(dir: &Path, o: &Opts) -> Result<()> {
         std::fs::canonicalize(&o.model).with_context(|| format!("{}", o.model.display()))?;
     let mut cfg = format!(
         "model = \"{}\"\nhop = {HOP}\n[socket]\npath = \"{}/drsn.sock\"\nmax-clients = 4096\n\
-         status-interval-ms = 1000\n[log]\nlevel = \"warn\"\n",
+         [log]\nlevel = \"warn\"\n",
         model.display(),
         dir.display()
     );
