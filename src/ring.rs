@@ -115,17 +115,7 @@ impl RingWriter {
         if dropped > 0 {
             self.counters.overrun_samples.fetch_add(dropped, Relaxed);
         }
-        self.pending_drop += dropped;
-        self.dropped_total += dropped;
-        let mark = Mark {
-            end: self.written,
-            dropped: self.pending_drop,
-            time_ns,
-        };
-        // If the mark ring is full the drop is announced by the next mark.
-        if self.marks.push(mark).is_ok() {
-            self.pending_drop = 0;
-        }
+        self.mark(dropped, time_ns);
         let position = self.written + self.dropped_total;
         if position >= self.next_wake || dropped > 0 {
             while self.next_wake <= position {
@@ -168,17 +158,23 @@ impl RingWriter {
             return;
         }
         self.counters.gap_samples.fetch_add(n, Relaxed);
-        self.pending_drop += n;
-        self.dropped_total += n;
+        self.mark(n, time_ns);
+        self.wake();
+    }
+
+    /// Ends a chunk at the current position, with `missing` samples after it.
+    fn mark(&mut self, missing: u64, time_ns: u64) {
+        self.pending_drop += missing;
+        self.dropped_total += missing;
         let mark = Mark {
             end: self.written,
             dropped: self.pending_drop,
             time_ns,
         };
+        // If the mark ring is full the drop is announced by the next mark.
         if self.marks.push(mark).is_ok() {
             self.pending_drop = 0;
         }
-        self.wake();
     }
 
     /// Wakes the reader now (end of stream, shutdown).
