@@ -190,7 +190,7 @@ impl Prepared {
                 swap,
                 source: status.clone(),
                 max_lag: (sc.kind == crate::config::SourceKind::Cpal)
-                    .then(|| (rate as f32 * sc.max_lag_s) as usize),
+                    .then_some((rate as f32 * sc.max_lag_s) as usize),
             });
             self.streams.push(StreamHandle {
                 stats,

@@ -25,7 +25,9 @@ struct Pulse {
 
 impl Pulse {
     fn start(runtime: &Path) -> Pulse {
-        let child = Command::new("pulseaudio")
+        // Held at once, so that Drop reaps it whatever happens next.
+        let pulse = Pulse {
+            child: Command::new("pulseaudio")
             .args([
                 "--daemonize=no",
                 "--exit-idle-time=-1",
@@ -38,7 +40,8 @@ impl Pulse {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("pulseaudio starts (scripts/setup-system.sh installs it)");
+            .expect("pulseaudio starts (scripts/setup-system.sh installs it)"),
+        };
         let t0 = Instant::now();
         loop {
             let ok = Command::new("pactl")
@@ -49,7 +52,7 @@ impl Pulse {
                 .status()
                 .is_ok_and(|s| s.success());
             if ok {
-                return Pulse { child };
+                return pulse;
             }
             assert!(
                 t0.elapsed() < Duration::from_secs(20),

@@ -171,7 +171,7 @@ fn hops_from_one_sample_to_the_frame_length() {
     let dir = tempfile::tempdir().expect("tmp");
     let x = signal(12_000, 0.4, 0.5);
     let path = dir.path().join("short.wav");
-    write_wav(&path, 12_000, &[x.clone()]);
+    write_wav(&path, 12_000, std::slice::from_ref(&x));
     for hop in [1usize, 7, 512, 2047, 2048] {
         let frames = classify(&path, &["--hop", &hop.to_string()]);
         assert_eq!(frames.len(), expected(x.len(), hop), "hop {hop}");

@@ -343,6 +343,15 @@ impl Lease {
     }
 }
 
+/// A running stream, its error reports, and the lease of its writers.
+type Opened = (
+    cpal::Stream,
+    crossbeam_channel::Receiver<cpal::Error>,
+    Arc<Lease>,
+);
+/// Why a stream did not open, and the writers back.
+type Refused = (anyhow::Error, Vec<Option<RingWriter>>);
+
 /// Closes a stream without waiting on it: a dead one may never close.
 fn retire(stream: cpal::Stream) {
     let _ = std::thread::Builder::new()
@@ -370,14 +379,7 @@ impl Supervisor {
         &self,
         device: &cpal::Device,
         writers: Vec<Option<RingWriter>>,
-    ) -> Result<
-        (
-            cpal::Stream,
-            crossbeam_channel::Receiver<cpal::Error>,
-            Arc<Lease>,
-        ),
-        (anyhow::Error, Vec<Option<RingWriter>>),
-    > {
+    ) -> Result<Opened, Refused> {
         let (err_tx, err_rx) = crossbeam_channel::bounded(4);
         let lease = Lease::new(writers);
         match self.src.open_stream(device, lease.clone(), err_tx) {
