@@ -191,6 +191,7 @@ impl Prepared {
                 source: status.clone(),
                 max_lag: (sc.kind == crate::config::SourceKind::Cpal)
                     .then_some((rate as f32 * sc.max_lag_s) as usize),
+                shed_log: (0, 0),
             });
             self.streams.push(StreamHandle {
                 stats,

@@ -6,6 +6,8 @@
 //! The plugin delivers as fast as cpal reads, so the ring overruns: the test
 //! also checks that overruns are counted and that frame positions still point
 //! into the file (every dropped sample is accounted for in sample_index).
+//! The load-shedding lag is set just under the ring's size: shedding would
+//! only skip more of the file, and this test is about what the ring keeps.
 
 mod common;
 
@@ -47,7 +49,8 @@ fn cpal_capture_from_alsa_file_plugin_is_resampled_and_labelled() {
         &cfg,
         format!(
             "model = \"{}\"\n[socket]\nstatus-interval-ms = 300\n\
-             [[source]]\nkind = \"cpal\"\ndevice = \"drsncap\"\nrate = 48000\nchannels = 1\ngain = 16.0\nstreams = [\"accel\"]\n",
+             [[source]]\nkind = \"cpal\"\ndevice = \"drsncap\"\nrate = 48000\nchannels = 1\ngain = 16.0\nstreams = [\"accel\"]\n\
+             ring-seconds = 4.0\nmax-lag-s = 3.9\n",
             common::model().display()
         ),
     )

@@ -39,7 +39,12 @@ pub struct StreamWorker {
     pub source: Arc<crate::source::SourceStatus>,
     /// Live sources: unread samples beyond this are skipped (load shedding).
     pub max_lag: Option<usize>,
+    /// Samples shed since the last warning, and when that was (ns): under
+    /// sustained overload the log gets one line per SHED_LOG_EVERY, not one per pass.
+    pub shed_log: (u64, u64),
 }
+
+const SHED_LOG_EVERY: Duration = Duration::from_secs(10);
 
 impl StreamWorker {
     pub fn spawn(self) -> std::io::Result<std::thread::JoinHandle<()>> {
@@ -190,7 +195,16 @@ impl StreamWorker {
                 assembler.gap(n);
             });
         self.stats.ring.overrun_samples.fetch_add(shed, Relaxed);
-        tracing::warn!(stream = %self.stats.name, "inference fell behind: skipped {shed} samples");
+        let (pending, last) = &mut self.shed_log;
+        *pending += shed;
+        let now = now_ns();
+        if now.saturating_sub(*last) >= SHED_LOG_EVERY.as_nanos() as u64 {
+            tracing::warn!(
+                stream = %self.stats.name,
+                "inference fell behind: skipped {pending} samples (counted in overrun_samples)"
+            );
+            (*pending, *last) = (0, now);
+        }
     }
 
     fn check_idle(&mut self) {
