@@ -88,11 +88,12 @@ def model_speed(d: str) -> tuple[list[str], float, float]:
 
 
 def callgrind(d: str) -> str:
+    """callgrind.txt: lines "FRAMES INSTRUCTIONS" from bench/run.sh."""
     ir = {}
-    for n in (100, 300):
-        text = open(os.path.join(d, f"callgrind.{n}")).read()
-        m = re.search(r"^(?:summary|totals): (\d+)", text, re.M)
-        ir[n] = int(m[1])
+    for line in open(os.path.join(d, "callgrind.txt")).read().split("\n"):
+        if line.strip():
+            n, total = line.split()
+            ir[int(n)] = int(total)
     return f"{(ir[300] - ir[100]) / 200 / 1e6:.2f} M instructions per frame (callgrind, batch 1)"
 
 

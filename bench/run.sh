@@ -40,7 +40,7 @@ echo "$e2e_s $py_s $scale_s $quick $(git rev-parse --short HEAD)" > "$out/settin
 
 if want model; then
 echo "== 1. tract vs onnxruntime, one thread, same run" >&2
-rm -f "$out/tract.txt" "$out/ort.txt"
+rm -f "$out/tract.txt" "$out/ort.txt" "$out/callgrind.txt"
 for round in 1 2 3; do
   run ./target/release/examples/infer_speed models/drsn-cw-cwru10.json >> "$out/tract.txt"
   run $py bench/ort_speed.py models/drsn-cw-cwru10.onnx >> "$out/ort.txt"
@@ -51,6 +51,9 @@ run ./target/release/examples/profile_model models/drsn-cw-cwru10.onnx > "$out/p
 for n in 100 300; do
   run valgrind --tool=callgrind --callgrind-out-file="$out/callgrind.$n" \
     ./target/release/examples/infer_speed models/drsn-cw-cwru10.json $n > /dev/null 2> "$out/callgrind.$n.log"
+  # Only the total is kept; the profiles themselves are megabytes.
+  echo "$n $(grep -E '^(summary|totals):' "$out/callgrind.$n" | head -1 | awk '{print $2}')" >> "$out/callgrind.txt"
+  rm -f "$out/callgrind.$n" "$out/callgrind.$n.log"
 done
 fi
 
