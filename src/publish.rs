@@ -12,6 +12,7 @@ use crate::protocol::{ClientStatus, ErrorMsg, Filter, FrameMsg, Hello, Lagged, M
 use anyhow::{bail, Context, Result};
 use std::collections::HashMap;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::io::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -67,10 +68,36 @@ pub fn to_line(msg: &Message) -> String {
     s
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ClientInfo {
     pub lag: AtomicU64,
     pub missed: AtomicU64,
+    /// The client's socket, open for as long as this entry is in the map
+    /// (the task drops the stream and removes the entry in one poll).
+    fd: RawFd,
+}
+
+impl ClientInfo {
+    fn new(fd: RawFd) -> Self {
+        Self {
+            lag: AtomicU64::new(0),
+            missed: AtomicU64::new(0),
+            fd,
+        }
+    }
+}
+
+/// True once the peer has closed its socket entirely. A half-closed peer
+/// (shutdown of its write side) is still listening and does not count.
+fn hung_up(fd: RawFd) -> bool {
+    let mut p = libc::pollfd {
+        fd,
+        events: 0,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, zero timeout; poll only reads the fd number.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    n == 1 && p.revents & (libc::POLLHUP | libc::POLLERR) != 0
 }
 
 /// State shared by the listener, the clients, the bridge and `status`.
@@ -212,8 +239,18 @@ pub async fn serve(hub: Arc<Hub>, listener: UnixListener, mut shutdown: watch::R
     }
 }
 
+/// Clients still connected. Only asked at the limit: a client that just
+/// left may not have been reaped by its task yet, and must not cost a newcomer
+/// its place.
+fn live_clients(hub: &Hub) -> usize {
+    match hub.clients.lock() {
+        Ok(c) => c.values().filter(|i| !hung_up(i.fd)).count(),
+        Err(_) => hub.active.load(Relaxed),
+    }
+}
+
 fn admit(hub: &Arc<Hub>, mut stream: UnixStream, shutdown: watch::Receiver<bool>) {
-    if hub.active.load(Relaxed) >= hub.cfg.max_clients {
+    if hub.active.load(Relaxed) >= hub.cfg.max_clients && live_clients(hub) >= hub.cfg.max_clients {
         let max = hub.cfg.max_clients;
         tracing::warn!("refused a client: {max} clients already connected");
         tokio::spawn(async move {
@@ -225,7 +262,7 @@ fn admit(hub: &Arc<Hub>, mut stream: UnixStream, shutdown: watch::Receiver<bool>
     }
     hub.active.fetch_add(1, Relaxed);
     let id = hub.next_id.fetch_add(1, Relaxed);
-    let info = Arc::new(ClientInfo::default());
+    let info = Arc::new(ClientInfo::new(stream.as_raw_fd()));
     if let Ok(mut c) = hub.clients.lock() {
         c.insert(id, info.clone());
     }
@@ -385,7 +422,8 @@ impl Client {
                             return e;
                         }
                     }
-                    // Half-closed: the client will not talk, but may still listen.
+                    // End of input: gone, or half-closed and still listening.
+                    Ok(None) if hung_up(self.info.fd) => return "client hung up".into(),
                     Ok(None) => reading = false,
                     Err(e) => return format!("read error: {e}"),
                 },

@@ -137,23 +137,16 @@ fn misbehaving_clients_cost_the_daemon_nothing_that_lasts() {
     let (fd0, rss0) = (open_fds(d.pid()), d.rss_kib());
 
     // 1. A thousand connect/disconnect cycles, every tenth reading its
-    // first line. A client that left counts against max-clients until the
-    // daemon has seen it go, so at this pace some are told to come back.
-    let mut refused = 0;
+    // first line. Each client has closed before the next connects, so a
+    // departed client must never cost a newcomer its place.
     for i in 0..1000 {
         let (mut r, s) = raw(&d);
         if i % 10 == 0 {
             let v = line(&mut r).expect("a first line");
-            if v["type"] == "error" {
-                assert!(is_refusal(&v), "{v}");
-                refused += 1;
-            } else {
-                assert_eq!(v["type"], "hello");
-            }
+            assert_eq!(v["type"], "hello", "cycle {i}: {v}");
         }
         drop(s);
     }
-    eprintln!("1000 cycles: {refused} of 100 checked were refused while earlier ones closed");
 
     // 2. 10 MB without a newline, then a real request on the same connection.
     let (mut r, mut s) = raw(&d);
