@@ -131,6 +131,7 @@ fn healthy_ir14_healthy_or21_gives_exactly_those_transitions_in_time_then_no_sig
         changes.push((label.to_string(), stream.len() as f64 / RATE));
         stream.extend_from_slice(x);
     }
+    let mut fed = stream.len();
     let writer = feed(&fifo, stream);
     let ev = events_until(&mut c, |e| e.len() >= 4);
     writer.join().expect("fed");
@@ -205,6 +206,7 @@ fn healthy_ir14_healthy_or21_gives_exactly_those_transitions_in_time_then_no_sig
     quiet.extend(vec![0.7f32; 36000]);
     // Then the machine again: recovery to the right state.
     quiet.extend(fault("1797_IR_14.wav", 5.0));
+    fed += quiet.len();
     let writer = feed(&fifo, quiet);
     let ev = events_until(&mut c, |e| {
         e.iter().any(|x| name(&x["to"]).starts_with("fault"))
@@ -218,6 +220,26 @@ fn healthy_ir14_healthy_or21_gives_exactly_those_transitions_in_time_then_no_sig
     assert_eq!(name(&last["to"]), "fault(IR_14)");
     let st = c.until("status");
     assert_eq!(name(&st["streams"][0]["machine"]), "fault(IR_14)");
+
+    // The writer died and a new one came: every sample of both was
+    // captured and framed as one stream, and nothing was skipped.
+    let (fed, hop) = (fed as u64, 512);
+    let frames = (fed - 2048) / hop + 1;
+    let t0 = Instant::now();
+    let s = loop {
+        let st = c.until("status");
+        let s = st["streams"][0].clone();
+        if s["captured_samples"] == fed && s["frames"] == frames {
+            break s;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "want {fed} samples and {frames} frames: {s}"
+        );
+    };
+    for counter in ["overrun_samples", "gap_samples", "dropped_frames"] {
+        assert_eq!(s[counter], 0, "{counter}: {s}");
+    }
 }
 
 #[test]
