@@ -19,19 +19,12 @@ fn cpal_capture_from_alsa_file_plugin_is_resampled_and_labelled() {
     let dir = tempfile::tempdir().expect("tmp");
     let (_, x) = read_wav_f32(&cwru("1797_IR_14.wav"));
     let held_out = &x[x.len() * 8 / 10..];
-    let mut up = Vec::new();
-    let mut r = drsnd::resample::Resampler::new(12000, 48000).expect("resampler");
-    r.push(held_out, |y| up.extend_from_slice(y))
-        .expect("resample");
-    // S16_LE at 1/16 scale (the recording peaks above 1 g); gain 16 restores g.
-    let one: Vec<u8> = up
-        .iter()
-        .flat_map(|v| (((v / 16.0).clamp(-1.0, 1.0) * 32767.0).round() as i16).to_le_bytes())
-        .collect();
+    let samples = common::s16_at_48k(held_out);
+    let one: Vec<u8> = samples.iter().flat_map(|v| v.to_le_bytes()).collect();
     let repeats = 10;
     let raw = dir.path().join("capture.raw");
     std::fs::write(&raw, one.repeat(repeats)).expect("raw");
-    let file_len_model = (up.len() * repeats / 4) as u64;
+    let file_len_model = (samples.len() * repeats / 4) as u64;
 
     let asound = dir.path().join("asound.conf");
     std::fs::write(

@@ -1,8 +1,10 @@
-//! Faults of live capture, through real cpal capture: a PulseAudio server
-//! with a null sink is the "device" (its monitor is ALSA's default input via
-//! the pulse plugin), paced in real time.
-//! - Killing the server is the device being unplugged; a new server is its
+//! Faults of live capture, through real cpal capture, paced in real time.
+//! - A PulseAudio server with a null sink is a device (its monitor is ALSA's
+//!   default input via the pulse plugin). Killing the server is the device being unplugged; a new server is its
 //!   return. Another stream in the same daemon must not notice.
+//! - An ALSA `file`-plugin card fed from a FIFO is unplugged (its data
+//!   stops and its definition leaves the ALSA config) and comes back under
+//!   another id with the same description: it is found again by name.
 //! - Stalling inference ($DRSN_TEST_STALL_FILE) is a machine too slow for
 //!   its streams: the backlog beyond max-lag-s is skipped and counted, and
 //!   latency comes back down.
@@ -11,10 +13,10 @@ mod common;
 
 use common::*;
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -392,4 +394,251 @@ fn an_overloaded_stream_sheds_its_backlog_counts_it_and_recovers() {
     stop.store(true, Ordering::Relaxed);
     let _ = play.join();
     assert!(d.stop().success());
+}
+
+/// Feeds a FIFO-backed ALSA capture device at real-time pace from a thread,
+/// counting every sample it delivered. The `file` plugin returns a whole
+/// period for every read of its input, however little the read got, so
+/// the feeder writes whole periods (BLOCK frames, atomic in a pipe) for the
+/// device to pass on exactly what was fed.
+struct Feeder {
+    state: Arc<AtomicU8>,
+    written: Arc<AtomicU64>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+/// The capture period asked for (`buffer-frames`), in samples.
+const BLOCK: usize = 1024;
+const FEED: u8 = 0;
+const HOLD: u8 = 1;
+const CLOSE: u8 = 2;
+
+impl Feeder {
+    fn start(fifo: &Path, samples: Arc<Vec<i16>>) -> Feeder {
+        let (state, written) = (Arc::new(AtomicU8::new(FEED)), Arc::new(AtomicU64::new(0)));
+        let (st, wr, fifo) = (state.clone(), written.clone(), fifo.to_path_buf());
+        let thread = std::thread::spawn(move || {
+            // Blocks until the device is opened for capture.
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&fifo)
+                .expect("open fifo");
+            let mut next = Instant::now();
+            for block in samples.chunks(BLOCK).cycle() {
+                loop {
+                    match st.load(Ordering::Relaxed) {
+                        CLOSE => return,
+                        HOLD => {
+                            std::thread::sleep(Duration::from_millis(10));
+                            next = Instant::now();
+                            continue;
+                        }
+                        _ => {}
+                    }
+                    let bytes: Vec<u8> = block.iter().flat_map(|v| v.to_le_bytes()).collect();
+                    // At most PIPE_BUF bytes: written whole or not at all. A
+                    // broken pipe is a moment with no reader (cpal probing
+                    // the device); the block is tried again.
+                    match f.write_all(&bytes) {
+                        Ok(()) => break,
+                        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                            std::thread::sleep(Duration::from_millis(10))
+                        }
+                        Err(e) => panic!("feeding {}: {e}", fifo.display()),
+                    }
+                }
+                wr.fetch_add(block.len() as u64, Ordering::Relaxed);
+                next += Duration::from_secs_f64(BLOCK as f64 / 48_000.0);
+                if let Some(d) = next.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(d);
+                }
+            }
+        });
+        Feeder {
+            state,
+            written,
+            thread,
+        }
+    }
+
+    fn set(&self, s: u8) {
+        self.state.store(s, Ordering::Relaxed);
+    }
+
+    fn written(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
+    }
+
+    fn close(self) -> u64 {
+        self.set(CLOSE);
+        self.thread.join().expect("feeder");
+        self.written.load(Ordering::Relaxed)
+    }
+}
+
+/// An ALSA config naming one capture PCM `id`, described as every card of
+/// this model is, whose samples come from `fifo`. Replaced by rename, so
+/// that the daemon's ALSA library sees a new file and reloads it.
+fn plug_in(conf: &Path, card: Option<(&str, &Path)>) {
+    let text = card.map_or(String::new(), |(id, fifo)| {
+        format!(
+            "pcm.{id}_raw {{ type file; slave.pcm \"null\"; file \"/dev/null\"; infile \"{}\"; format \"raw\" }}\n\
+             pcm.{id} {{\n type plug\n slave {{ pcm \"{id}_raw\"; format S16_LE; rate 48000; channels 1 }}\n\
+             hint {{ show on; description \"Vibration probe VP-3\" }}\n}}\n",
+            fifo.display()
+        )
+    });
+    let tmp = conf.with_extension("new");
+    std::fs::write(&tmp, text).expect("alsa config");
+    std::fs::rename(&tmp, conf).expect("alsa config in place");
+}
+
+fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.to_str().expect("utf-8")).expect("cstr");
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+}
+
+#[test]
+fn an_unplugged_alsa_card_is_found_again_by_name_under_another_id() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (_, x) = read_wav_f32(&cwru("1797_IR_14.wav"));
+    let samples = Arc::new(s16_at_48k(&x));
+    let (fifo1, fifo2) = (dir.path().join("card1.fifo"), dir.path().join("card2.fifo"));
+    mkfifo(&fifo1);
+    mkfifo(&fifo2);
+    let conf = dir.path().join("asound.conf");
+    plug_in(&conf, Some(("vp_card1", &fifo1)));
+    let feeder1 = Feeder::start(&fifo1, samples.clone());
+
+    let cfg = dir.path().join("drsnd.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "model = \"{}\"\n[socket]\nstatus-interval-ms = 300\n\
+             [[source]]\nkind = \"cpal\"\ndevice = \"vp_card1\"\nrate = 48000\nchannels = 1\ngain = 16.0\n\
+             buffer-frames = 1024\nstreams = [\"pump\"]\n\
+             [[source]]\nkind = \"wav\"\npath = \"{}\"\nloop = true\nstreams = [\"motor\"]\n",
+            model().display(),
+            cwru("1797_OR6_21.wav").display()
+        ),
+    )
+    .expect("config");
+    let alsa_path = format!("/usr/share/alsa/alsa.conf:{}", conf.display());
+    let mut d = Daemon::start_with(
+        &["--config", cfg.to_str().expect("utf-8")],
+        &[("ALSA_CONFIG_PATH", &alsa_path)],
+    );
+    relay_log(&mut d);
+    let mut c = d.connect();
+    c.until("hello");
+    let mut seen = Seen::default();
+    read_until(&mut c, Duration::from_secs(20), "20 pump frames", |v| {
+        seen.see(v);
+        seen.pump_seq >= 20
+    });
+
+    // Unplugged: the card's data stops and its name leaves ALSA's list.
+    feeder1.set(HOLD);
+    plug_in(&conf, None);
+    let t_unplug = Instant::now();
+    let ev = read_until(&mut c, Duration::from_secs(10), "no-signal for pump", |v| {
+        seen.see(v);
+        v["type"] == "event" && v["stream"] == "pump" && v["to"]["state"] == "no-signal"
+    });
+    eprintln!(
+        "no-signal {:.1} s after the unplug: {}",
+        t_unplug.elapsed().as_secs_f64(),
+        ev["to"]["reason"]
+    );
+    // It keeps trying, and says why it cannot yet.
+    let st = read_until(&mut c, Duration::from_secs(10), "a failed reopen", |v| {
+        seen.see(v);
+        v["type"] == "status"
+            && stream_status(v, "pump")["source_state"]
+                .as_str()
+                .is_some_and(|s| s.contains("no audio input device matches \"vp_card1\""))
+    });
+    let pump = stream_status(&st, "pump");
+    eprintln!("while gone: {}", pump["source_state"]);
+    // Everything fed to the card before it went was captured, except at
+    // most the one period a card can hold when it is pulled (as real cards
+    // do); its time is inside the counted gap.
+    let before = feeder1.written();
+    let captured = pump["captured_samples"].as_u64().expect("captured_samples");
+    assert!(
+        captured <= before && before - captured <= BLOCK as u64,
+        "fed {before}, captured {captured}: {pump}"
+    );
+    let (seq_before, index_before) = (seen.pump_seq, seen.pump_index);
+
+    // Back after 3 s, as another card number with the same description.
+    std::thread::sleep(Duration::from_secs(3).saturating_sub(t_unplug.elapsed()));
+    let feeder2 = Feeder::start(&fifo2, samples.clone());
+    plug_in(&conf, Some(("vp_card2", &fifo2)));
+    let t_back = Instant::now();
+    read_until(&mut c, Duration::from_secs(20), "pump frames again", |v| {
+        seen.see(v);
+        seen.pump_seq > seq_before
+    });
+    let outage = t_unplug.elapsed();
+    eprintln!(
+        "frames again {:.1} s after the card returned ({:.1} s after the unplug)",
+        t_back.elapsed().as_secs_f64(),
+        outage.as_secs_f64()
+    );
+    // The old card's last reader can now finish.
+    assert_eq!(
+        feeder1.close(),
+        before,
+        "nothing more went into the old card"
+    );
+    assert!(
+        seen.pump_index >= index_before + 3 * 12_000,
+        "frame indices keep wall time: {} after {index_before}",
+        seen.pump_index
+    );
+
+    // The outage is one counted gap; then every new sample arrives.
+    let st = read_until(&mut c, Duration::from_secs(5), "status", |v| {
+        seen.see(v);
+        v["type"] == "status"
+    });
+    let pump = stream_status(&st, "pump");
+    assert_eq!(pump["source_state"], "running", "{pump}");
+    assert_eq!(pump["overrun_samples"], 0, "{pump}");
+    let gap = pump["gap_samples"].as_u64().expect("gap_samples");
+    let outage_samples = outage.as_secs_f64() * 48_000.0;
+    assert!(
+        gap as f64 >= 3.0 * 48_000.0 && (gap as f64) <= outage_samples,
+        "gap of {gap} samples for an outage of {outage:?}"
+    );
+    feeder2.set(HOLD);
+    std::thread::sleep(Duration::from_millis(200));
+    let after = feeder2.written();
+    let st = read_until(&mut c, Duration::from_secs(5), "status", |v| {
+        seen.see(v);
+        v["type"] == "status"
+    });
+    let pump = stream_status(&st, "pump");
+    eprintln!(
+        "gap {gap} samples ({:.2} s); captured {captured} of {before} fed before, {} of {after} after",
+        gap as f64 / 48_000.0,
+        pump["captured_samples"].as_u64().unwrap_or(0).saturating_sub(captured),
+    );
+    let total = pump["captured_samples"].as_u64().expect("captured_samples");
+    assert!(
+        total - captured <= after && after - (total - captured) <= BLOCK as u64,
+        "fed {after} to the new card, captured {}: {pump}",
+        total - captured
+    );
+
+    // The other stream never noticed.
+    assert!(
+        seen.motor_seq.is_some_and(|s| s > 50),
+        "motor frames throughout"
+    );
+    assert_eq!(seen.motor_gaps, 0, "motor frames contiguous");
+    assert_eq!(stream_status(&st, "motor")["source_state"], "running");
+    assert!(d.stop().success());
+    feeder2.close();
 }

@@ -56,6 +56,18 @@ pub fn write_wav_f32(path: &Path, rate: u32, x: &[f32]) {
     w.finalize().expect("finalize");
 }
 
+/// A 12 kHz recording as an accelerometer on a 48 kHz audio interface
+/// would send it: resampled to 48 kHz, S16 at 1/16 scale (the recordings
+/// peak above 1 g), so a source with `gain = 16.0` reads g again.
+pub fn s16_at_48k(x: &[f32]) -> Vec<i16> {
+    let mut up = Vec::new();
+    let mut r = drsnd::resample::Resampler::new(12000, 48000).expect("resampler");
+    r.push(x, |y| up.extend_from_slice(y)).expect("resample");
+    up.iter()
+        .map(|v| ((v / 16.0).clamp(-1.0, 1.0) * 32767.0).round() as i16)
+        .collect()
+}
+
 /// The ten classes and the recordings of each at the three loads.
 pub const CLASSES: [&str; 10] = [
     "Normal", "B_7", "B_14", "B_21", "IR_7", "IR_14", "IR_21", "OR6_7", "OR6_14", "OR6_21",
