@@ -133,8 +133,10 @@ impl Framer {
             let k = (self.len - self.buf.len()).min(x.len());
             let at = self.start + self.buf.len() as u64;
             self.buf.extend_from_slice(&x[..k]);
-            // Finite input can still overflow on the way (gain, resampler
-            // sums near f32::MAX): zeroed and flagged like NaN input.
+            // Through the Assembler every sample is already finite and
+            // bounded (MAX_MAGNITUDE, so the resampler cannot overflow
+            // either); this guards a Framer fed directly. One compare a
+            // sample, so it stays.
             let fresh = self.buf.len() - k;
             for i in fresh..self.buf.len() {
                 if !self.buf[i].is_finite() {

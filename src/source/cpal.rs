@@ -388,21 +388,20 @@ impl Supervisor {
         }
     }
 
+    /// When the callback last pushed samples (ns since the epoch; 0 never).
+    fn last_chunk_ns(&self) -> u64 {
+        self.counters
+            .as_ref()
+            .map_or(0, |c| c.last_chunk_ns.load(Relaxed))
+    }
+
     /// Waits until stop, a reported error, or callbacks that stop coming.
     fn watch(&self, errors: &crossbeam_channel::Receiver<cpal::Error>) -> Ended {
         let started = now_ns();
         let stall = self.src.stall_after().as_nanos() as u64;
         let first = (FIRST_MIN.as_nanos() as u64).max(stall);
-        let before = self
-            .counters
-            .as_ref()
-            .map_or(0, |c| c.last_chunk_ns.load(Relaxed));
-        let last = || {
-            self.counters
-                .as_ref()
-                .map_or(0, |c| c.last_chunk_ns.load(Relaxed))
-                .max(started)
-        };
+        let before = self.last_chunk_ns();
+        let last = || self.last_chunk_ns().max(started);
         loop {
             if self.stop.load(Relaxed) {
                 return Ended::Stopped;
@@ -423,10 +422,7 @@ impl Supervisor {
                 return Ended::Lost(e.to_string(), last());
             }
             let quiet = now_ns().saturating_sub(last());
-            let started_yet = self
-                .counters
-                .as_ref()
-                .is_some_and(|c| c.last_chunk_ns.load(Relaxed) > before);
+            let started_yet = self.last_chunk_ns() > before;
             if quiet > if started_yet { stall } else { first } {
                 return Ended::Lost(
                     format!("no audio callbacks for {:.1} s", quiet as f64 / 1e9),
