@@ -49,7 +49,9 @@ def cmd_train(args) -> None:
                 if not args.folders else f"folders under {args.folders}; first 80 % of every file",
         "recipe": f"python -m drsn_train train --arch {args.arch} --steps {args.steps} --seed {args.seed}",
         "noise": f"per frame: clean (p=0.36) or Gaussian/Laplacian/pink at SNR U{fit.TRAIN_SNR} dB",
-        "augmentation": "class-balanced random crops, time stretch U(0.96, 1.04)",
+        "augmentation": "class-balanced random crops, time stretch U(0.96, 1.04), "
+                        f"random smooth spectral tilt N(0, {data.TrainSampler.EQ_DB} dB) at "
+                        f"{data.EQ_KNOTS} knots from 0 Hz to Nyquist",
         "steps": args.steps, "batch": 64, "seed": args.seed,
         "seconds": round(seconds, 1), "threads": args.threads,
     }
@@ -126,7 +128,7 @@ def main(argv=None) -> None:
     t.add_argument("--steps", type=int, default=20000)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--name", default="drsn-cw-cwru10")
-    t.add_argument("--version", default="1.0.0")
+    t.add_argument("--version", default="1.1.0")
     t.add_argument("--out", default=os.path.join(ROOT, "models"))
     t.set_defaults(func=cmd_train)
 
