@@ -197,7 +197,7 @@ def shipped(out_dir: str) -> str:
             f"{tr['threads']} threads), one seed. Held-out last 20 % ({met['test_frames']} frames): "
             f"clean {met['accuracy_clean'] * 100:.2f} %.\n\n" + "\n".join(rows) +
             f"\n\nonnxruntime, one thread: {ort['batch_1']} ms/frame at batch 1, {ort['batch_16']} at batch 16 "
-            "(tract figures: bench/model_speed.sh).\n")
+            "(tract beside it: BENCHMARKS.md, from `bench/run.sh --steps model`).\n")
 
 
 def render(rows, args, wall) -> str:
@@ -212,7 +212,9 @@ with {args.workers} workers (each run on one thread). Seeds: {seeds}.
 Task: 10 classes (Normal, B/IR/OR6 at 7/14/21 mils), 12 kHz drive end, loads
 0-2 hp; frames of 2048 samples. Every recording is split by time: first 80 %
 train, last 20 % test (frames at hop 256, none straddling the cut). Each run
-trains {args.steps} steps of 64 class-balanced frames. Noise is added per frame
+trains {args.steps} steps of 64 class-balanced frames, time-stretched by up to
+±4 % and tilted by a random smooth spectral gain (N(0, {data.TrainSampler.EQ_DB} dB) at
+{data.EQ_KNOTS} frequencies; why: models/README.md). Noise is added per frame
 at the stated SNR (noise power = frame power / 10^(SNR/10)) with fixed seeds.
 All four models share stem, layout, head and training; only the unit differs.
 
