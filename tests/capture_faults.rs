@@ -13,7 +13,7 @@ mod common;
 
 use common::*;
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
@@ -191,17 +191,6 @@ impl Seen {
     }
 }
 
-/// The daemon's log, passed through (and so never left to fill its pipe).
-fn relay_log(d: &mut Daemon) {
-    if let Some(e) = d.child.stderr.take() {
-        std::thread::spawn(move || {
-            for l in BufReader::new(e).lines().map_while(Result::ok) {
-                eprintln!("drsnd: {l}");
-            }
-        });
-    }
-}
-
 fn stream_status<'a>(st: &'a Value, name: &str) -> &'a Value {
     st["streams"]
         .as_array()
@@ -235,7 +224,7 @@ fn a_vanished_capture_device_goes_no_signal_is_reopened_and_other_streams_carry_
         &["--config", cfg.to_str().expect("utf-8")],
         &[("XDG_RUNTIME_DIR", rt), ("PULSE_RUNTIME_PATH", rt)],
     );
-    relay_log(&mut d);
+    d.echo_log();
     let mut c = d.connect();
     c.until("hello");
 
@@ -340,7 +329,7 @@ fn an_overloaded_stream_sheds_its_backlog_counts_it_and_recovers() {
             ("DRSN_TEST_STALL_FILE", stall.to_str().expect("utf-8")),
         ],
     );
-    relay_log(&mut d);
+    d.echo_log();
     let mut c = d.connect();
     c.until("hello");
     let mut seen = Seen::default();
@@ -558,7 +547,7 @@ fn an_unplugged_alsa_card_is_found_again_by_name_under_another_id() {
         &["--config", cfg.to_str().expect("utf-8")],
         &[("ALSA_CONFIG_PATH", &alsa_path)],
     );
-    relay_log(&mut d);
+    d.echo_log();
     let mut c = d.connect();
     c.until("hello");
     let mut seen = Seen::default();

@@ -8,7 +8,8 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_drsnd");
@@ -117,11 +118,43 @@ pub fn validate(line: &str) -> Value {
     v
 }
 
-/// A running daemon; killed on drop.
+/// A running daemon; killed on drop. Its log is read as it comes (a full
+/// pipe would block the daemon) and kept for failure messages.
 pub struct Daemon {
     pub child: Child,
     pub socket: PathBuf,
     pub dir: tempfile::TempDir,
+    log: Arc<Log>,
+}
+
+/// The daemon's log as read so far: the last LOG_KEEP bytes, and whether
+/// each line is passed through to the test's own stderr as well.
+#[derive(Default)]
+struct Log {
+    tail: Mutex<String>,
+    echo: AtomicBool,
+}
+
+const LOG_KEEP: usize = 256 * 1024;
+
+impl Log {
+    fn drain(self: Arc<Self>, from: impl std::io::Read + Send + 'static) {
+        std::thread::spawn(move || {
+            for l in BufReader::new(from).lines().map_while(Result::ok) {
+                if self.echo.load(Ordering::Relaxed) {
+                    eprintln!("drsnd: {l}");
+                }
+                let mut t = self.tail.lock().unwrap_or_else(|e| e.into_inner());
+                t.push_str(&l);
+                t.push('\n');
+                if t.len() > 2 * LOG_KEEP {
+                    let cut = t.len() - LOG_KEEP;
+                    let cut = (cut..t.len()).find(|&i| t.is_char_boundary(i)).unwrap_or(0);
+                    t.drain(..cut);
+                }
+            }
+        });
+    }
 }
 
 impl Daemon {
@@ -150,8 +183,17 @@ impl Daemon {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        let child = cmd.spawn().expect("drsnd starts");
-        let mut d = Daemon { child, socket, dir };
+        let mut child = cmd.spawn().expect("drsnd starts");
+        let log = Arc::new(Log::default());
+        if let Some(e) = child.stderr.take() {
+            log.clone().drain(e);
+        }
+        let mut d = Daemon {
+            child,
+            socket,
+            dir,
+            log,
+        };
         d.wait_ready();
         d
     }
@@ -170,13 +212,22 @@ impl Daemon {
         panic!("drsnd did not open {} within 60 s", self.socket.display());
     }
 
+    /// The log so far (its last LOG_KEEP bytes or more). After an exit,
+    /// waits briefly for the last lines to be read.
     pub fn stderr(&mut self) -> String {
-        let mut s = String::new();
-        if let Some(mut e) = self.child.stderr.take() {
-            use std::io::Read;
-            let _ = e.read_to_string(&mut s);
+        if self.child.try_wait().ok().flatten().is_some() {
+            std::thread::sleep(Duration::from_millis(200));
         }
-        s
+        self.log
+            .tail
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Passes the daemon's log through to the test's stderr from now on.
+    pub fn echo_log(&self) {
+        self.log.echo.store(true, Ordering::Relaxed);
     }
 
     pub fn pid(&self) -> u32 {
@@ -205,7 +256,12 @@ impl Daemon {
             }
             if t0.elapsed() > Duration::from_secs(10) {
                 let _ = self.child.kill();
-                panic!("drsnd did not exit within 10 s of SIGTERM");
+                let log = self.stderr();
+                let from = (log.len().saturating_sub(4000)..log.len())
+                    .find(|&i| log.is_char_boundary(i))
+                    .unwrap_or(0);
+                let tail = &log[from..];
+                panic!("drsnd did not exit within 10 s of SIGTERM; its log ends:\n{tail}");
             }
             std::thread::sleep(Duration::from_millis(10));
         }
