@@ -97,6 +97,17 @@ def callgrind(d: str) -> str:
     return f"{(ir[300] - ir[100]) / 200 / 1e6:.2f} M instructions per frame (callgrind, batch 1)"
 
 
+METRICS = {"cpu": lambda r: r["cpu_percent_of_one_core"], "p99": lambda r: r["latency_ms"]["p99"],
+           "rss": lambda r: r["peak_rss_kib"]}
+
+
+def median_run(runs: list[dict]) -> dict:
+    """One daemon's rounds as one: the median of each figure the checks use."""
+    return {"cpu_percent_of_one_core": statistics.median(METRICS["cpu"](r) for r in runs),
+            "latency_ms": {"p99": statistics.median(METRICS["p99"](r) for r in runs)},
+            "peak_rss_kib": statistics.median(METRICS["rss"](r) for r in runs)}
+
+
 def e2e_row(name: str, r: dict) -> str:
     lat = r["latency_ms"]
     return (f"| {name} | {r['seconds']:.0f} | {r['latency_samples']} | {lat['p50']:.3f} | {lat['p99']:.3f} | "
@@ -150,9 +161,11 @@ def write(path: str, d: str) -> None:
     e2e_s, py_s, scale_s, quick, commit = open(os.path.join(d, "settings")).read().split()
     speed, r1, r16 = model_speed(d)
     drsnd = load(os.path.join(d, "e2e-drsnd.json"))
-    short = load(os.path.join(d, "e2e-drsnd-short.json"))
-    ort = load(os.path.join(d, "e2e-py-ort.json"))
-    torch_ = load(os.path.join(d, "e2e-py-torch.json"))
+    rounds = [{k: load(os.path.join(d, f"e2e-round-{r}-{k}.json")) for k in ("drsnd", "ort", "torch")}
+              for r in (1, 2, 3)]
+    short, ort, torch_ = (median_run([r[k] for r in rounds]) for k in ("drsnd", "ort", "torch"))
+    ratio = {k: {m: statistics.median(f(r["drsnd"]) / f(r[k]) for r in rounds) for m, f in METRICS.items()}
+             for k in ("ort", "torch")}
     cls = load(os.path.join(d, "classify.json"))
     infer_ms = statistics.median(
         float(m[1]) for m in re.finditer(r"tract batch 1: ([\d.]+)", open(os.path.join(d, "tract.txt")).read()))
@@ -168,13 +181,13 @@ def write(path: str, d: str) -> None:
         ("RSS <= 50 MB with one stream", drsnd["peak_rss_kib"] <= 50 * 1024, f"peak {drsnd['peak_rss_kib'] / 1024:.1f} MB"),
         (">= 64 real-time streams, zero overruns", streams_max >= 64, f"{streams_max} streams sustained"),
         (">= 200 subscribers each receiving every frame", subs_max >= 200, f"{subs_max} subscribers"),
-        ("CPU per stream <= the onnxruntime Python daemon", short["cpu_percent_of_one_core"] <= ort["cpu_percent_of_one_core"],
+        ("CPU per stream <= the onnxruntime Python daemon (median of 3 rounds' ratios)", ratio["ort"]["cpu"] <= 1.0,
          f"{short['cpu_percent_of_one_core']:.2f} % vs {ort['cpu_percent_of_one_core']:.2f} % "
-         f"({short['cpu_percent_of_one_core'] / ort['cpu_percent_of_one_core']:.2f}x)"),
-        ("CPU per stream <= 1/3 of the PyTorch Python daemon",
-         short["cpu_percent_of_one_core"] <= torch_["cpu_percent_of_one_core"] / 3,
+         f"({ratio['ort']['cpu']:.2f}x)"),
+        ("CPU per stream <= 1/3 of the PyTorch Python daemon (median of 3 rounds' ratios)",
+         ratio["torch"]["cpu"] <= 1 / 3,
          f"{short['cpu_percent_of_one_core']:.2f} % vs {torch_['cpu_percent_of_one_core']:.2f} % "
-         f"({short['cpu_percent_of_one_core'] / torch_['cpu_percent_of_one_core']:.2f}x)"),
+         f"({ratio['torch']['cpu']:.2f}x)"),
         ("p99 latency lower than both Python daemons",
          short["latency_ms"]["p99"] < min(ort["latency_ms"]["p99"], torch_["latency_ms"]["p99"]),
          f"{short['latency_ms']['p99']:.3f} vs {ort['latency_ms']['p99']:.3f} (ort) and {torch_['latency_ms']['p99']:.3f} ms (torch)"),
@@ -221,12 +234,16 @@ def write(path: str, d: str) -> None:
          "## 6. The Python daemons a user would write", "",
          f"`bench/pydaemon.py` (numpy framing, asyncio Unix socket, the same frame messages, one inference thread) "
          f"with onnxruntime on the shipped ONNX and with PyTorch eager on the shipped checkpoint, fed the same "
-         f"stream by the same harness for {py_s} s, beside drsnd for the same time:", "",
-         *E2E_HEAD, e2e_row("drsnd", short), e2e_row("Python + onnxruntime", ort), e2e_row("Python + PyTorch eager", torch_), "",
+         f"stream by the same harness. The three daemons take turns, three rounds of "
+         f"{rounds[0]['drsnd']['seconds']:.0f} s each (drsnd, onnxruntime, PyTorch, and again), so that the "
+         "machine's drift falls on all three alike. Every round:", "",
+         *E2E_HEAD, *[e2e_row(f"round {i}: {n}", r[k]) for i, r in enumerate(rounds, 1)
+                      for n, k in (("drsnd", "drsnd"), ("Python + onnxruntime", "ort"),
+                                   ("Python + PyTorch eager", "torch"))], "",
+         "Ratios, each the median over the rounds of that round's ratio:", "",
          "| ratio drsnd / Python | CPU | p99 latency | peak RSS |", "|---|---:|---:|---:|",
-         *[f"| vs {n} | {short['cpu_percent_of_one_core'] / r['cpu_percent_of_one_core']:.2f}x | "
-           f"{short['latency_ms']['p99'] / r['latency_ms']['p99']:.2f}x | {short['peak_rss_kib'] / r['peak_rss_kib']:.2f}x |"
-           for n, r in (("onnxruntime", ort), ("PyTorch", torch_))], "",
+         *[f"| vs {n} | {ratio[k]['cpu']:.2f}x | {ratio[k]['p99']:.2f}x | {ratio[k]['rss']:.2f}x |"
+           for n, k in (("onnxruntime", "ort"), ("PyTorch", "torch"))], "",
          "## Inner costs (criterion)", "",
          "`cargo bench --bench pipeline` (benches/pipeline.rs):", "", *criterion(d), "",
          "## Notes", "", *open("bench/NOTES.md").read().rstrip().splitlines(), ""]

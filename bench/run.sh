@@ -3,13 +3,13 @@
 #   bench/run.sh           the full set (about 25 minutes)
 #   bench/run.sh --quick   short runs of everything (about 6 minutes), for a check
 #   bench/run.sh --steps e2e,scale   only those parts, keeping the other results
-#                          (parts: model e2e scale classify criterion)
+#                          (parts: model e2e python scale classify criterion)
 # Run it on a quiet machine: CPU and latency figures are real-time measurements.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 quick=0
-steps=model,e2e,scale,classify,criterion
+steps=model,e2e,python,scale,classify,criterion
 while [ $# -gt 0 ]; do
   case $1 in
     --quick) quick=1 ;;
@@ -33,7 +33,7 @@ scripts/setup-system.sh
 command -v valgrind >/dev/null || { apt-get install -y -qq valgrind >/dev/null; }
 scripts/setup-python.sh
 cargo build --release --locked --quiet --bin drsnd --example infer_speed --example profile_model --example e2e_bench
-if [ "$steps" = model,e2e,scale,classify,criterion ]; then rm -rf "$out"; fi
+if [ "$steps" = model,e2e,python,scale,classify,criterion ]; then rm -rf "$out"; fi
 mkdir -p "$out"
 run() { echo "+ $*" >&2; "$@"; }
 echo "$e2e_s $py_s $scale_s $quick $(git rev-parse --short HEAD)" > "$out/settings"
@@ -57,19 +57,28 @@ for n in 100 300; do
 done
 fi
 
-if want e2e; then
-echo "== 2./3. end-to-end latency and the cost of one real-time stream" >&2
 e2e=./target/release/examples/e2e_bench
 drsnd_cmd=(target/release/drsnd run --config '{dir}/drsnd.toml')
-run $e2e --wav "$wav" --seconds $e2e_s -- "${drsnd_cmd[@]}" > "$out/e2e-drsnd.json"
 
-echo "== 6. the Python daemons a user would write, same feed" >&2
-for b in ort torch; do
-  run $e2e --wav "$wav" --seconds $py_s -- $py bench/pydaemon.py --fifo '{dir}/s0.fifo' \
-    --socket '{dir}/drsn.sock' --backend $b > "$out/e2e-py-$b.json"
+if want e2e; then
+echo "== 2./3. end-to-end latency and the cost of one real-time stream" >&2
+run $e2e --wav "$wav" --seconds $e2e_s -- "${drsnd_cmd[@]}" > "$out/e2e-drsnd.json"
+fi
+
+if want python; then
+echo "== 6. the Python daemons a user would write, same feed, in alternating rounds" >&2
+# drsnd, the onnxruntime daemon and the PyTorch daemon take turns, three
+# rounds of a third of py_s each, so that the machine's drift (a VM's
+# neighbours) falls on all three alike; the report takes medians per round.
+round_s=$(( py_s / 3 > 20 ? py_s / 3 : 20 ))
+rm -f "$out"/e2e-round-*.json "$out"/e2e-py-*.json "$out"/e2e-drsnd-short.json
+for r in 1 2 3; do
+  run $e2e --wav "$wav" --seconds $round_s -- "${drsnd_cmd[@]}" > "$out/e2e-round-$r-drsnd.json"
+  for b in ort torch; do
+    run $e2e --wav "$wav" --seconds $round_s -- $py bench/pydaemon.py --fifo '{dir}/s0.fifo' \
+      --socket '{dir}/drsn.sock' --backend $b > "$out/e2e-round-$r-$b.json"
+  done
 done
-# drsnd again for as long as the Python runs, for a like-for-like ratio.
-run $e2e --wav "$wav" --seconds $py_s -- "${drsnd_cmd[@]}" > "$out/e2e-drsnd-short.json"
 fi
 
 if want scale; then
