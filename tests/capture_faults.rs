@@ -191,6 +191,21 @@ impl Seen {
     }
 }
 
+/// Starts the daemon on `cfg` with `env`, its log passed through, and reads
+/// until 20 frames of the captured stream "pump" have come.
+fn start_capturing(cfg: &Path, env: &[(&str, &str)]) -> (Daemon, Client, Seen) {
+    let d = Daemon::start_with(&["--config", cfg.to_str().expect("utf-8")], env);
+    d.echo_log();
+    let mut c = d.connect();
+    c.until("hello");
+    let mut seen = Seen::default();
+    read_until(&mut c, Duration::from_secs(20), "20 pump frames", |v| {
+        seen.see(v);
+        seen.pump_seq >= 20
+    });
+    (d, c, seen)
+}
+
 fn stream_status<'a>(st: &'a Value, name: &str) -> &'a Value {
     st["streams"]
         .as_array()
@@ -220,20 +235,8 @@ fn a_vanished_capture_device_goes_no_signal_is_reopened_and_other_streams_carry_
     )
     .expect("config");
     let rt = runtime.to_str().expect("utf-8 path");
-    let mut d = Daemon::start_with(
-        &["--config", cfg.to_str().expect("utf-8")],
-        &[("XDG_RUNTIME_DIR", rt), ("PULSE_RUNTIME_PATH", rt)],
-    );
-    d.echo_log();
-    let mut c = d.connect();
-    c.until("hello");
-
-    // Capturing: frames from the device.
-    let mut seen = Seen::default();
-    read_until(&mut c, Duration::from_secs(20), "20 pump frames", |v| {
-        seen.see(v);
-        seen.pump_seq >= 20
-    });
+    let (mut d, mut c, mut seen) =
+        start_capturing(&cfg, &[("XDG_RUNTIME_DIR", rt), ("PULSE_RUNTIME_PATH", rt)]);
 
     // Unplugged.
     let t_kill = Instant::now();
@@ -321,22 +324,15 @@ fn an_overloaded_stream_sheds_its_backlog_counts_it_and_recovers() {
         ),
     )
     .expect("config");
-    let mut d = Daemon::start_with(
-        &["--config", cfg.to_str().expect("utf-8")],
+    let stall_path = stall.to_str().expect("utf-8");
+    let (mut d, mut c, mut seen) = start_capturing(
+        &cfg,
         &[
             ("XDG_RUNTIME_DIR", rt),
             ("PULSE_RUNTIME_PATH", rt),
-            ("DRSN_TEST_STALL_FILE", stall.to_str().expect("utf-8")),
+            ("DRSN_TEST_STALL_FILE", stall_path),
         ],
     );
-    d.echo_log();
-    let mut c = d.connect();
-    c.until("hello");
-    let mut seen = Seen::default();
-    read_until(&mut c, Duration::from_secs(20), "20 frames", |v| {
-        seen.see(v);
-        seen.pump_seq >= 20
-    });
     let rss0 = d.rss_kib();
     let index_before = seen.pump_index;
 
@@ -543,18 +539,7 @@ fn an_unplugged_alsa_card_is_found_again_by_name_under_another_id() {
     )
     .expect("config");
     let alsa_path = format!("/usr/share/alsa/alsa.conf:{}", conf.display());
-    let mut d = Daemon::start_with(
-        &["--config", cfg.to_str().expect("utf-8")],
-        &[("ALSA_CONFIG_PATH", &alsa_path)],
-    );
-    d.echo_log();
-    let mut c = d.connect();
-    c.until("hello");
-    let mut seen = Seen::default();
-    read_until(&mut c, Duration::from_secs(20), "20 pump frames", |v| {
-        seen.see(v);
-        seen.pump_seq >= 20
-    });
+    let (mut d, mut c, mut seen) = start_capturing(&cfg, &[("ALSA_CONFIG_PATH", &alsa_path)]);
 
     // Unplugged: the card's data stops and its name leaves ALSA's list.
     feeder1.set(HOLD);
