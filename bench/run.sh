@@ -32,7 +32,7 @@ py=models/.venv/bin/python
 scripts/setup-system.sh
 command -v valgrind >/dev/null || { apt-get install -y -qq valgrind >/dev/null; }
 scripts/setup-python.sh
-cargo build --release --locked --quiet --bin drsnd --example infer_speed --example profile_model --example e2e_bench
+cargo build --release --locked --quiet --bin drsnd --example infer_speed --example profile_model --example paced_infer --example e2e_bench
 if [ "$steps" = model,e2e,python,scale,classify,criterion ]; then rm -rf "$out"; fi
 mkdir -p "$out"
 run() { echo "+ $*" >&2; "$@"; }
@@ -46,6 +46,10 @@ for round in 1 2 3; do
   run $py bench/ort_speed.py models/drsn-cw-cwru10.onnx >> "$out/ort.txt"
 done
 run ./target/release/examples/profile_model models/drsn-cw-cwru10.onnx > "$out/profile.md"
+# The same at real-time pace (one frame every 42.7 ms), where the daemon lives:
+# the first call after the pause pays for cold caches, the second does not.
+run ./target/release/examples/profile_model models/drsn-cw-cwru10.onnx 42.667 > "$out/profile-paced.md"
+run ./target/release/examples/paced_infer --seconds 60 --repeat 2 models/drsn-cw-cwru10.onnx > "$out/paced.md"
 # Instructions per frame, repeatable whatever else the machine does: the
 # difference between 100 and 300 frames, so loading the model cancels out.
 for n in 100 300; do
@@ -67,12 +71,13 @@ fi
 
 if want python; then
 echo "== 6. the Python daemons a user would write, same feed, in alternating rounds" >&2
-# drsnd, the onnxruntime daemon and the PyTorch daemon take turns, three
-# rounds of a third of py_s each, so that the machine's drift (a VM's
+# drsnd, the onnxruntime daemon and the PyTorch daemon take turns, five
+# rounds of a fifth of py_s each, so that the machine's drift (a VM's
 # neighbours) falls on all three alike; the report takes medians per round.
-round_s=$(( py_s / 3 > 20 ? py_s / 3 : 20 ))
+rounds=5
+round_s=$(( py_s / rounds > 20 ? py_s / rounds : 20 ))
 rm -f "$out"/e2e-round-*.json "$out"/e2e-py-*.json "$out"/e2e-drsnd-short.json
-for r in 1 2 3; do
+for r in $(seq $rounds); do
   run $e2e --wav "$wav" --seconds $round_s -- "${drsnd_cmd[@]}" > "$out/e2e-round-$r-drsnd.json"
   for b in ort torch; do
     run $e2e --wav "$wav" --seconds $round_s -- $py bench/pydaemon.py --fifo '{dir}/s0.fifo' \

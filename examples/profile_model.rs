@@ -1,6 +1,9 @@
 //! Where tract spends a frame: each node of the optimised batch-1 plan timed
 //! over many runs, summed by op kind. `cargo run --release --example
-//! profile_model [MODEL.onnx]`; bench/run.sh puts its table in BENCHMARKS.md.
+//! profile_model [MODEL.onnx] [PERIOD_MS]`; bench/run.sh puts its table in
+//! BENCHMARKS.md. With a period, one run starts every PERIOD_MS (42.7 is
+//! real time at hop 512), so the profile shows a frame with cold caches, as
+//! the daemon sees it, instead of a tight loop.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -10,6 +13,7 @@ fn main() -> anyhow::Result<()> {
     let path = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "models/drsn-cw-cwru10.onnx".into());
+    let period: Option<f64> = std::env::args().nth(2).map(|p| p.parse()).transpose()?;
     let plan = tract_onnx::onnx()
         .model_for_path(&path)?
         .with_input_fact(0, f32::fact([1, 1, 2048]).into())?
@@ -20,10 +24,16 @@ fn main() -> anyhow::Result<()> {
         .collect();
     let input = tract_ndarray::Array3::from_shape_vec((1, 1, 2048), frame)?.into_tensor();
     let mut state = TypedSimpleState::new(&plan)?;
-    let runs = 3000;
+    let runs = if period.is_some() { 600 } else { 3000 };
+    let mut next = Instant::now();
     let mut per_node: Vec<f64> = vec![0.0; plan.model().nodes().len()];
-    let t0 = Instant::now();
+    let mut total = 0.0;
     for _ in 0..runs {
+        if let Some(ms) = period {
+            next += std::time::Duration::from_secs_f64(ms / 1e3);
+            std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        }
+        let t0 = Instant::now();
         state.run_plan_with_eval(
             tvec![input.clone().into_tvalue()],
             |ctx, st, node, inputs| {
@@ -33,8 +43,9 @@ fn main() -> anyhow::Result<()> {
                 out
             },
         )?;
+        total += t0.elapsed().as_secs_f64();
     }
-    let total = t0.elapsed().as_secs_f64() * 1e3 / runs as f64;
+    let total = total * 1e3 / runs as f64;
     let mut by_op: BTreeMap<String, (usize, f64)> = BTreeMap::new();
     for node in plan.model().nodes() {
         let e = by_op.entry(node.op().name().to_string()).or_default();

@@ -44,7 +44,8 @@ pub struct Prepared {
     streams: Vec<StreamHandle>,
     workers: Vec<StreamWorker>,
     starts: Vec<PendingSource>,
-    frames_rx: crossbeam_channel::Receiver<crate::protocol::Message>,
+    /// Taken by the publisher when the daemon starts serving.
+    outbox: Option<publish::OutboxReader>,
     /// Raised first on shutdown: sources stop delivering.
     source_stop: Arc<AtomicBool>,
     /// Raised once sources are done: inference threads drain and exit.
@@ -80,7 +81,7 @@ pub fn prepare(cfg: Config, reload: Option<Arc<ReloadFn>>) -> Result<Prepared, S
             "no [[source]] configured and none given on the command line"
         )));
     }
-    let (tx, frames_rx) = crossbeam_channel::bounded(PUBLISH_QUEUE);
+    let (tx, outbox) = publish::outbox(PUBLISH_QUEUE);
     let stop = Arc::new(AtomicBool::new(false));
     let mut p = Prepared {
         cfg: cfg.clone(),
@@ -88,7 +89,7 @@ pub fn prepare(cfg: Config, reload: Option<Arc<ReloadFn>>) -> Result<Prepared, S
         streams: Vec::new(),
         workers: Vec::new(),
         starts: Vec::new(),
-        frames_rx,
+        outbox: Some(outbox),
         source_stop: Arc::new(AtomicBool::new(false)),
         stop,
         swaps: Vec::new(),
@@ -101,11 +102,7 @@ pub fn prepare(cfg: Config, reload: Option<Arc<ReloadFn>>) -> Result<Prepared, S
 }
 
 impl Prepared {
-    fn add_source(
-        &mut self,
-        sc: &crate::config::SourceConfig,
-        tx: &crossbeam_channel::Sender<crate::protocol::Message>,
-    ) -> Result<()> {
+    fn add_source(&mut self, sc: &crate::config::SourceConfig, tx: &publish::Outbox) -> Result<()> {
         let src = source::open(sc)?;
         let (rate, channels) = (src.rate(), src.channels());
         if sc.streams.len() > channels {
@@ -272,7 +269,11 @@ async fn serve(mut p: Prepared) -> Result<()> {
         p.cfg.socket.clone(),
         p.streams.iter().map(|s| s.stats.clone()).collect(),
     );
-    let bridge = publish::spawn_bridge(hub.clone(), p.frames_rx.clone())?;
+    let outbox = p.outbox.take().context("the daemon was started twice")?;
+    let drain = {
+        let hub = hub.clone();
+        tokio::spawn(publish::drain_outbox(outbox, move |m| hub.send(&m)))
+    };
 
     let mut threads = Vec::new();
     // Wake points in source samples: when the first frame and each hop completes.
@@ -390,11 +391,14 @@ async fn serve(mut p: Prepared) -> Result<()> {
         for t in threads {
             let _ = t.join();
         }
-        let _ = bridge.join();
     });
-    // The bridge ends when every inference thread has let go of its sender.
-    drop(p.frames_rx);
-    if tokio::time::timeout(Duration::from_millis(1500), joined)
+    // The drain ends once every inference thread has let go of its outbox
+    // and everything queued is broadcast.
+    let drained = async {
+        let _ = joined.await;
+        let _ = drain.await;
+    };
+    if tokio::time::timeout(Duration::from_millis(1500), drained)
         .await
         .is_err()
     {

@@ -1,8 +1,9 @@
 //! The publisher: NDJSON over a Unix socket, fanned out to every subscriber.
 //!
-//! A bridge thread takes frames from the inference threads (crossbeam),
-//! serialises each once and broadcasts the shared line (tokio broadcast of
-//! `Arc`s). Each client task writes what its filter wants. A slow client only
+//! The inference threads hand frames over a crossbeam channel and ring a
+//! tokio `Notify`; a task on the runtime drains the channel, serialises each
+//! message once and broadcasts the shared line (tokio broadcast of `Arc`s).
+//! There is no thread in between: a frame costs one wake-up fewer. Each client task writes what its filter wants. A slow client only
 //! falls behind in the broadcast ring: it is told how much it missed
 //! (`lagged`) and cut off past a limit; it never delays inference or anyone
 //! else.
@@ -100,7 +101,7 @@ fn hung_up(fd: RawFd) -> bool {
     n == 1 && p.revents & (libc::POLLHUP | libc::POLLERR) != 0
 }
 
-/// State shared by the listener, the clients, the bridge and `status`.
+/// State shared by the listener, the clients, the outbox drain and `status`.
 pub struct Hub {
     pub tx: broadcast::Sender<Arc<Outgoing>>,
     pub hello: Mutex<Hello>,
@@ -175,19 +176,76 @@ impl Hub {
     }
 }
 
-/// Moves frames from the inference threads to the broadcast, serialising
-/// each once. Ends when every inference thread has dropped its sender.
-pub fn spawn_bridge(
-    hub: Arc<Hub>,
+/// The inference threads' end of the queue to the publisher: a bounded
+/// crossbeam channel, plus a wake-up for the task that drains it.
+#[derive(Clone)]
+pub struct Outbox {
+    tx: crossbeam_channel::Sender<Message>,
+    wake: Arc<tokio::sync::Notify>,
+}
+
+/// The publisher's end, drained by [`drain_outbox`].
+pub struct OutboxReader {
     rx: crossbeam_channel::Receiver<Message>,
-) -> std::io::Result<std::thread::JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name("publish-bridge".into())
-        .spawn(move || {
-            for m in rx {
-                hub.send(&m);
+    wake: Arc<tokio::sync::Notify>,
+}
+
+/// A queue of `capacity` messages from the inference threads to the publisher.
+pub fn outbox(capacity: usize) -> (Outbox, OutboxReader) {
+    let (tx, rx) = crossbeam_channel::bounded(capacity);
+    let wake = Arc::new(tokio::sync::Notify::new());
+    (
+        Outbox {
+            tx,
+            wake: wake.clone(),
+        },
+        OutboxReader { rx, wake },
+    )
+}
+
+impl Outbox {
+    /// Queues without waiting. False when the queue is full or the
+    /// publisher is gone: the message is dropped, and the caller counts it.
+    pub fn try_send(&self, m: Message) -> bool {
+        let queued = self.tx.try_send(m).is_ok();
+        self.wake.notify_one();
+        queued
+    }
+
+    /// Queues, waiting for room if need be (for rare messages that must not
+    /// be lost). False only once the publisher is gone.
+    pub fn send(&self, m: Message) -> bool {
+        // Wake the drain first: if the queue is full it must make room.
+        self.wake.notify_one();
+        let queued = self.tx.send(m).is_ok();
+        self.wake.notify_one();
+        queued
+    }
+}
+
+impl Drop for Outbox {
+    /// The last sender gone ends the drain; it must wake to notice.
+    fn drop(&mut self) {
+        self.wake.notify_one();
+    }
+}
+
+/// Moves messages from the inference threads to the broadcast
+/// (`Hub::send`, which serialises each once). Ends when every sender is gone
+/// and the queue is empty.
+pub async fn drain_outbox(q: OutboxReader, mut deliver: impl FnMut(Message)) {
+    loop {
+        // A notify_one that lands between the last try_recv and this wait
+        // leaves a permit, so no wake-up is lost.
+        loop {
+            match q.rx.try_recv() {
+                Ok(m) => deliver(m),
+                Err(crossbeam_channel::TryRecvError::Empty) => break,
+                Err(crossbeam_channel::TryRecvError::Disconnected) => return,
             }
-        })
+        }
+        q.wake.notified().await;
+    }
 }
 
 /// Binds the socket: removes a stale socket file only if it is a socket and
@@ -529,5 +587,65 @@ pub fn remove_socket(path: &PathBuf) {
         if e.kind() != std::io::ErrorKind::NotFound {
             tracing::warn!("{}: cannot remove socket: {e}", path.display());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(i: usize) -> Message {
+        Message::Error(ErrorMsg {
+            message: i.to_string(),
+        })
+    }
+
+    /// Every message from every thread arrives, in each thread's order, even
+    /// when the queue is full and senders must wait; the drain ends once the
+    /// last sender is gone.
+    #[test]
+    fn the_outbox_delivers_everything_and_ends_with_its_senders() {
+        let (tx, q) = outbox(4);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime");
+        let threads: Vec<_> = (0..3)
+            .map(|t| {
+                let tx = tx.clone();
+                std::thread::spawn(move || {
+                    for i in 0..1000 {
+                        assert!(tx.send(msg(t * 1000 + i)), "the drain is gone");
+                    }
+                })
+            })
+            .collect();
+        drop(tx);
+        let mut got = Vec::new();
+        rt.block_on(drain_outbox(q, |m| {
+            if let Message::Error(e) = m {
+                got.push(e.message.parse::<usize>().expect("a number"));
+            }
+        }));
+        for t in threads {
+            t.join().expect("sender thread");
+        }
+        assert_eq!(got.len(), 3000);
+        for t in 0..3 {
+            let mine: Vec<_> = got.iter().filter(|&&v| v / 1000 == t).collect();
+            assert!(
+                mine.windows(2).all(|w| w[0] < w[1]),
+                "thread {t} out of order"
+            );
+            assert_eq!(mine.len(), 1000);
+        }
+    }
+
+    /// try_send never waits: past capacity it hands the message back.
+    #[test]
+    fn a_full_outbox_refuses_without_waiting() {
+        let (tx, _q) = outbox(2);
+        assert!(tx.try_send(msg(0)));
+        assert!(tx.try_send(msg(1)));
+        assert!(!tx.try_send(msg(2)));
     }
 }

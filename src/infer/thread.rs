@@ -6,9 +6,9 @@ use super::{Model, Prediction};
 use crate::frame::{Assembler, Frame};
 use crate::monitor::{self, Monitor};
 use crate::protocol::{EventMsg, FrameMsg, Message};
+use crate::publish::Outbox;
 use crate::ring::{now_ns, RingReader, Segment};
 use crate::stats::StreamStats;
-use crossbeam_channel::{Sender, TrySendError};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +21,7 @@ pub struct StreamWorker {
     pub assembler: Assembler,
     pub model: Model,
     pub stats: Arc<StreamStats>,
-    pub tx: Sender<Message>,
+    pub tx: Outbox,
     pub monitor: Monitor,
     pub snapshots: crate::snapshot::Snapshots,
     /// Where the machine state is saved on every transition.
@@ -262,17 +262,14 @@ impl StreamWorker {
         let event = Message::Event(event);
         // Events are rare and must not be lost: wait for room if need be.
         // This fails only once the publisher is gone (shutdown).
-        let _ = self.tx.send(event);
+        self.tx.send(event);
     }
 
     fn publish(&self, msg: FrameMsg) {
-        match self.tx.try_send(Message::Frame(msg)) {
-            Ok(()) => {
-                self.stats.frames.fetch_add(1, Relaxed);
-            }
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                self.stats.dropped_frames.fetch_add(1, Relaxed);
-            }
+        if self.tx.try_send(Message::Frame(msg)) {
+            self.stats.frames.fetch_add(1, Relaxed);
+        } else {
+            self.stats.dropped_frames.fetch_add(1, Relaxed);
         }
     }
 }
