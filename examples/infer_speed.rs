@@ -1,5 +1,5 @@
 //! Time per frame of the shipped model in tract, one thread, batch 1 and 16.
-//! `cargo run --release --example infer_speed [MODEL.json [FRAMES]]`; bench/model_speed.sh
+//! `cargo run --release --example infer_speed [MODEL.json [FRAMES]]`; `bench/run.sh --steps model`
 //! runs it beside onnxruntime on the same machine.
 
 use drsnd::infer::Model;

@@ -34,6 +34,18 @@ enum Cmd {
     Devices,
     /// Validate a config and a model, run one frame, print a summary.
     Check(CheckArgs),
+    /// Load a model and run it once, nothing else: the daemon's trial load
+    /// of a new model, in a process of its own.
+    #[command(hide = true)]
+    CheckModel(CheckModelArgs),
+}
+
+#[derive(Args)]
+struct CheckModelArgs {
+    /// Model manifest (.json) or ONNX file with its manifest beside it.
+    model: PathBuf,
+    #[arg(long, default_value_t = 1)]
+    max_batch: usize,
 }
 
 #[derive(Args, Clone)]
@@ -157,6 +169,17 @@ pub fn main() -> ExitCode {
             }))
         }
         Cmd::Check(a) => check(a.o),
+        Cmd::CheckModel(a) => {
+            let loaded = crate::manifest::ModelFiles::load(&a.model)
+                .and_then(|f| crate::infer::Model::load(&f, a.max_batch));
+            match loaded {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("drsnd: {e:#}");
+                    ExitCode::from(EX_CONFIG)
+                }
+            }
+        }
     }
 }
 

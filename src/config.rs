@@ -20,7 +20,7 @@ pub struct Config {
     pub hop: usize,
     /// Frames run together when inference has fallen behind. 1 by default:
     /// measured with tract 0.23 on the shipped model, a batch of 8 costs
-    /// 0.27 ms per frame against 0.17 ms one at a time (bench/model_speed.sh).
+    /// 0.27 ms per frame against 0.17 ms one at a time (`bench/run.sh --steps model`).
     #[serde(default = "default_max_batch")]
     pub max_batch: usize,
     #[serde(default)]

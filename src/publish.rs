@@ -239,7 +239,13 @@ pub async fn drain_outbox(q: OutboxReader, mut deliver: impl FnMut(Message)) {
         // leaves a permit, so no wake-up is lost.
         loop {
             match q.rx.try_recv() {
-                Ok(m) => deliver(m),
+                Ok(m) => {
+                    deliver(m);
+                    // Let the client tasks write it before the next: many
+                    // streams' frames fall due at once, and a burst pushed
+                    // in one go would lap the broadcast ring (lagged).
+                    tokio::task::yield_now().await;
+                }
                 Err(crossbeam_channel::TryRecvError::Empty) => break,
                 Err(crossbeam_channel::TryRecvError::Disconnected) => return,
             }

@@ -364,6 +364,25 @@ fn missing_corrupt_and_disagreeing_models_exit_78_with_the_reason() {
     assert_eq!(code, Some(78), "{err}");
     assert!(err.contains("channels") && err.contains('7'), "{err}");
 
+    // A valid ONNX model that makes tract panic (tests/fixtures): refused
+    // with exit 78 and a reason, not an abort that systemd would restart.
+    let crash = dir.path().join("crash");
+    std::fs::create_dir_all(&crash).expect("dir");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tract-crash.onnx");
+    let crash_bytes = std::fs::read(&fixture).expect("fixture");
+    std::fs::write(crash.join("crash.onnx"), &crash_bytes).expect("write");
+    let mut cm = manifest.clone();
+    cm["onnx"] = "crash.onnx".into();
+    cm["sha256"] = sha256_hex(&crash_bytes).into();
+    cm["thresholds"] = serde_json::json!([{"name": "tau_1", "unit": 1, "channels": 10}]);
+    std::fs::write(crash.join("crash.json"), cm.to_string()).expect("write");
+    let (code, err) = run_with_model(&crash.join("crash.json"));
+    assert_eq!(code, Some(78), "{err}");
+    assert!(
+        err.contains("crash.json") && err.contains("crashed while loading"),
+        "{err}"
+    );
+
     // An output name the graph does not have.
     manifest["thresholds"][0]["channels"] = 16.into();
     manifest["thresholds"][0]["name"] = "tau_99".into();

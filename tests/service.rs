@@ -145,6 +145,30 @@ fn until(
     }
 }
 
+/// A manifest for tests/fixtures/tract-crash.onnx (a valid ONNX model that
+/// tract panics on), copied into `dir`.
+fn crash_model(dir: &std::path::Path, like: &serde_json::Value) -> std::path::PathBuf {
+    let fixture =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tract-crash.onnx");
+    let bytes = std::fs::read(&fixture).expect("tests/fixtures/tract-crash.onnx");
+    std::fs::write(dir.join("crash.onnx"), &bytes).expect("crash.onnx");
+    let mut m = like.clone();
+    m["version"] = "crash".into();
+    m["onnx"] = "crash.onnx".into();
+    m["sha256"] = {
+        use sha2::Digest;
+        sha2::Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    }
+    .into();
+    m["thresholds"] = serde_json::json!([{"name": "tau_1", "unit": 1, "channels": 10}]);
+    let path = dir.join("crash.json");
+    std::fs::write(&path, m.to_string()).expect("crash.json");
+    path
+}
+
 #[test]
 fn sighup_swaps_the_model_between_frames_or_keeps_the_old_one() {
     let dir = tempfile::tempdir().expect("tmp");
@@ -225,6 +249,29 @@ fn sighup_swaps_the_model_between_frames_or_keeps_the_old_one() {
         "{st}"
     );
     assert_eq!(st["model"]["version"], "2.0.0-test");
+
+    // A model that makes tract panic: tried in a child process first, so
+    // the daemon (which aborts on a panic) lives on with the old model.
+    let crash = crash_model(dir.path(), &manifest);
+    write_config(&cfg, &crash);
+    hup(&d);
+    let st = until(&mut c, &mut seq, |m| {
+        m["type"] == "status"
+            && m["reload"]["message"]
+                .as_str()
+                .is_some_and(|s| s.contains("crashed"))
+    });
+    assert_eq!(st["reload"]["ok"], false, "{st}");
+    assert!(
+        st["reload"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("crash.json"),
+        "{st}"
+    );
+    assert_eq!(st["model"]["version"], "2.0.0-test");
+    let f = until(&mut c, &mut seq, |m| m["type"] == "frame");
+    assert_eq!(f["model"], sha2.as_str());
 
     // A broken config: the same.
     std::fs::write(&cfg, "hop = \"x\"\n").expect("write");

@@ -5,6 +5,8 @@ pub mod thread;
 
 use crate::manifest::{Manifest, ModelFiles};
 use anyhow::{bail, Context, Result};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use tract_onnx::prelude::*;
 
 type Plan = Arc<TypedRunnableModel>;
@@ -197,6 +199,70 @@ impl Model {
         }
         Ok(())
     }
+}
+
+/// Loads the model once in a child process (`drsnd check-model`) before the
+/// daemon loads it itself. tract panics on some malformed graphs (a negative
+/// Pad, for one), and a panic aborts the daemon (`panic = "abort"`): a bad
+/// model on SIGHUP would kill a running monitor, and at start systemd would
+/// restart it in a loop. In a child, it is only a clear error.
+pub fn trial_load(path: &Path, max_batch: usize) -> Result<()> {
+    let exe = std::env::current_exe().context("cannot find the drsnd executable")?;
+    let out = Command::new(&exe)
+        .arg("check-model")
+        .arg(path)
+        .arg("--max-batch")
+        .arg(max_batch.to_string())
+        .env("RUST_BACKTRACE", "0")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .with_context(|| format!("cannot run {} check-model", exe.display()))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let err = String::from_utf8_lossy(&out.stderr);
+    let why = crash_reason(&err);
+    if out.status.code() == Some(crate::config::EX_CONFIG as i32) {
+        // check-model printed the load error itself.
+        bail!("{}", why.trim_start_matches("drsnd: "));
+    }
+    bail!(
+        "{}: tract crashed while loading this model ({}): {why}",
+        path.display(),
+        out.status
+    )
+}
+
+/// One line for logs and `status` from a crashed child's stderr: the panic
+/// message and where it was raised.
+fn crash_reason(stderr: &str) -> String {
+    let lines: Vec<&str> = stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("note:"))
+        .collect();
+    let at = lines.iter().position(|l| l.contains(" panicked at "));
+    let text = match at {
+        Some(i) => {
+            let place = lines[i]
+                .split_once(" panicked at ")
+                .map_or("", |(_, p)| p.trim_end_matches(':'));
+            format!("{} (at {place})", lines[i + 1..].join("; "))
+        }
+        None => lines.join("; "),
+    };
+    tail(&text, 1000).to_string()
+}
+
+/// The end of `s`, at most about `n` bytes, cut at a character boundary.
+fn tail(s: &str, n: usize) -> &str {
+    let mut start = s.len().saturating_sub(n);
+    while !s.is_char_boundary(start) {
+        start += 1;
+    }
+    &s[start..]
 }
 
 fn output_names(model: &InferenceModel) -> Vec<String> {
