@@ -241,10 +241,13 @@ pub async fn drain_outbox(q: OutboxReader, mut deliver: impl FnMut(Message)) {
             match q.rx.try_recv() {
                 Ok(m) => {
                     deliver(m);
-                    // Let the client tasks write it before the next: many
-                    // streams' frames fall due at once, and a burst pushed
-                    // in one go would lap the broadcast ring (lagged).
-                    tokio::task::yield_now().await;
+                    // In a burst (many streams' frames fall due at once),
+                    // let the client tasks write each message before the
+                    // next: pushed in one go, a burst would lap the
+                    // broadcast ring (lagged). A lone frame needs no yield.
+                    if !q.rx.is_empty() {
+                        tokio::task::yield_now().await;
+                    }
                 }
                 Err(crossbeam_channel::TryRecvError::Empty) => break,
                 Err(crossbeam_channel::TryRecvError::Disconnected) => return,
