@@ -145,6 +145,23 @@ fn until(
     }
 }
 
+/// Reads on (frames contiguous) to the `status` of a failed reload whose
+/// message mentions `needle`.
+fn failed_reload(
+    c: &mut common::Client,
+    last_seq: &mut Option<u64>,
+    needle: &str,
+) -> serde_json::Value {
+    let st = until(c, last_seq, |m| {
+        m["type"] == "status"
+            && m["reload"]["message"]
+                .as_str()
+                .is_some_and(|s| s.contains(needle))
+    });
+    assert_eq!(st["reload"]["ok"], false, "{st}");
+    st
+}
+
 /// A manifest for tests/fixtures/tract-crash.onnx (a valid ONNX model that
 /// tract panics on), copied into `dir`.
 fn crash_model(dir: &std::path::Path, like: &serde_json::Value) -> std::path::PathBuf {
@@ -255,13 +272,7 @@ fn sighup_swaps_the_model_between_frames_or_keeps_the_old_one() {
     let crash = crash_model(dir.path(), &manifest);
     write_config(&cfg, &crash);
     hup(&d);
-    let st = until(&mut c, &mut seq, |m| {
-        m["type"] == "status"
-            && m["reload"]["message"]
-                .as_str()
-                .is_some_and(|s| s.contains("crashed"))
-    });
-    assert_eq!(st["reload"]["ok"], false, "{st}");
+    let st = failed_reload(&mut c, &mut seq, "crashed");
     assert!(
         st["reload"]["message"]
             .as_str()
@@ -276,13 +287,7 @@ fn sighup_swaps_the_model_between_frames_or_keeps_the_old_one() {
     // A broken config: the same.
     std::fs::write(&cfg, "hop = \"x\"\n").expect("write");
     hup(&d);
-    let st = until(&mut c, &mut seq, |m| {
-        m["type"] == "status"
-            && m["reload"]["message"]
-                .as_str()
-                .is_some_and(|s| s.contains("hop"))
-    });
-    assert_eq!(st["reload"]["ok"], false);
+    failed_reload(&mut c, &mut seq, "hop");
     let f = until(&mut c, &mut seq, |m| m["type"] == "frame");
     assert!(f["label"].is_string());
 }
