@@ -180,8 +180,26 @@ impl Hub {
 /// crossbeam channel, plus a wake-up for the task that drains it.
 #[derive(Clone)]
 pub struct Outbox {
+    // Declared before `wake`, so it is dropped first: the drain, woken by
+    // `wake`'s drop, then finds the channel closed. The other order races.
     tx: crossbeam_channel::Sender<Message>,
-    wake: Arc<tokio::sync::Notify>,
+    wake: WakeOnDrop,
+}
+
+/// Wakes the drain when an `Outbox` goes, so that it notices the last one.
+#[derive(Clone)]
+struct WakeOnDrop(Arc<tokio::sync::Notify>);
+
+impl WakeOnDrop {
+    fn notify_one(&self) {
+        self.0.notify_one();
+    }
+}
+
+impl Drop for WakeOnDrop {
+    fn drop(&mut self) {
+        self.0.notify_one();
+    }
 }
 
 /// The publisher's end, drained by [`drain_outbox`].
@@ -197,7 +215,7 @@ pub fn outbox(capacity: usize) -> (Outbox, OutboxReader) {
     (
         Outbox {
             tx,
-            wake: wake.clone(),
+            wake: WakeOnDrop(wake.clone()),
         },
         OutboxReader { rx, wake },
     )
@@ -220,13 +238,6 @@ impl Outbox {
         let queued = self.tx.send(m).is_ok();
         self.wake.notify_one();
         queued
-    }
-}
-
-impl Drop for Outbox {
-    /// The last sender gone ends the drain; it must wake to notice.
-    fn drop(&mut self) {
-        self.wake.notify_one();
     }
 }
 
