@@ -145,6 +145,14 @@ fn until(
     }
 }
 
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// Reads on (frames contiguous) to the `status` of a failed reload whose
 /// message mentions `needle`.
 fn failed_reload(
@@ -172,14 +180,7 @@ fn crash_model(dir: &std::path::Path, like: &serde_json::Value) -> std::path::Pa
     let mut m = like.clone();
     m["version"] = "crash".into();
     m["onnx"] = "crash.onnx".into();
-    m["sha256"] = {
-        use sha2::Digest;
-        sha2::Sha256::digest(&bytes)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    }
-    .into();
+    m["sha256"] = sha256_hex(&bytes).into();
     m["thresholds"] = serde_json::json!([{"name": "tau_1", "unit": 1, "channels": 10}]);
     let path = dir.join("crash.json");
     std::fs::write(&path, m.to_string()).expect("crash.json");
@@ -201,13 +202,7 @@ fn sighup_swaps_the_model_between_frames_or_keeps_the_old_one() {
     let mut bytes = std::fs::read(&onnx).expect("onnx");
     bytes.extend_from_slice(&[0xC0, 0x3E, 0x01]);
     std::fs::write(dir.path().join("v2.onnx"), &bytes).expect("v2.onnx");
-    let sha2 = {
-        use sha2::Digest;
-        sha2::Sha256::digest(&bytes)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    };
+    let sha2 = sha256_hex(&bytes);
     let sha1 = manifest["sha256"].as_str().expect("sha").to_string();
     let mut m2 = manifest.clone();
     m2["version"] = "2.0.0-test".into();
