@@ -382,6 +382,21 @@ fn missing_corrupt_and_disagreeing_models_exit_78_with_the_reason() {
         err.contains("crash.json") && err.contains("crashed while loading"),
         "{err}"
     );
+    // The offline commands refuse it the same way instead of aborting.
+    let crash_json = crash.join("crash.json");
+    let crash_arg = crash_json.to_str().expect("utf8");
+    let (code, err) = run_fails(&["check", "--model", crash_arg]);
+    assert_eq!(code, Some(78), "{err}");
+    assert!(err.contains("crashed while loading"), "check: {err}");
+    let wav = cwru("1797_IR_14.wav");
+    let (code, err) = run_fails(&[
+        "classify",
+        "--model",
+        crash_arg,
+        wav.to_str().expect("utf8"),
+    ]);
+    assert_ne!(code, Some(0), "{err}");
+    assert!(err.contains("crashed while loading"), "classify: {err}");
 
     // An output name the graph does not have.
     manifest["thresholds"][0]["channels"] = 16.into();
