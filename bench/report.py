@@ -141,6 +141,27 @@ def best_sustained(d: str, kind: str, key: str) -> int:
     return best
 
 
+def depth(d: str) -> list[str]:
+    """Paced cost of 6-, 4- and 3-unit DRSNs in tract and PyTorch (bench/depth.py)."""
+    torch_ms = json.load(open(os.path.join(d, "depth-torch.json")))
+    tract_ms = {}
+    for line in open(os.path.join(d, "depth-tract.md")):
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) > 2 and cells[0].endswith("(call 1)"):
+            name = os.path.basename(cells[0].split()[0]).removesuffix(".onnx")
+            tract_ms[name] = float(cells[2])
+    units = {"u6": "6, as shipped", "u4": "4", "u3": "3"}
+    rows = ["| units | tract ms | PyTorch ms | tract / PyTorch |", "|---|---:|---:|---:|"]
+    for k, label in units.items():
+        a, b = tract_ms[k], torch_ms[k]["cpu_ms_median"]
+        rows.append(f"| {label} | {a:.3f} | {b:.3f} | {a / b:.2f}x |")
+    r6 = tract_ms["u6"] / torch_ms["u6"]["cpu_ms_median"]
+    r3 = tract_ms["u3"] / torch_ms["u3"]["cpu_ms_median"]
+    cut = 1 - tract_ms["u3"] / tract_ms["u6"]
+    return rows + ["", f"Going from 6 units to 3 cuts tract's paced cost by {cut:.0%} and moves the model-only "
+                   f"ratio to PyTorch from {r6:.2f}x to {r3:.2f}x: both runtimes pay per node at this pace."]
+
+
 def criterion(d: str) -> list[str]:
     """The estimate line of each bench; criterion's change-since-last-run lines (with %) are skipped."""
     rows, name = ["| bench | time per iteration (median) | throughput (median) |", "|---|---:|---:|"], None
@@ -217,6 +238,10 @@ def write(path: str, d: str) -> None:
          *open(os.path.join(d, "paced.md")).read().rstrip().splitlines(), "",
          "The per-node profile at that pace (`profile_model models/drsn-cw-cwru10.onnx 42.667`, 600 runs):", "",
          *open(os.path.join(d, "profile-paced.md")).read().rstrip().splitlines(), "",
+         "Would a shallower DRSN cost less against the PyTorch daemon? `bench/depth.py` builds DRSN-CW nets of 6, 4 "
+         "and 3 units (random weights) and times PyTorch eager at the same pace, the nets taking turns call by call; "
+         "`paced_infer` times the same nets in tract. Thread CPU per call, medians:", "",
+         *depth(d), "",
          "## 2./3. End-to-end latency and the cost of one stream", "",
          f"`target/release/examples/e2e_bench --seconds {e2e_s} -- target/release/drsnd run --config {{dir}}/drsnd.toml`: "
          "a feeder writes 12 kHz f32 samples from `1797_IR_14.wav` into the daemon's FIFO (raw source) at real-time "

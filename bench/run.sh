@@ -20,9 +20,9 @@ while [ $# -gt 0 ]; do
 done
 want() { [[ ",$steps," == *",$1,"* ]]; }
 if [ $quick = 1 ]; then
-  e2e_s=60; py_s=30; scale_s=15; crit="--warm-up-time 1 --measurement-time 2"
+  e2e_s=60; py_s=30; scale_s=15; depth_s=15; crit="--warm-up-time 1 --measurement-time 2"
 else
-  e2e_s=450; py_s=180; scale_s=30; crit="--warm-up-time 2 --measurement-time 5"
+  e2e_s=450; py_s=180; scale_s=30; depth_s=45; crit="--warm-up-time 2 --measurement-time 5"
 fi
 data=${DRSN_DATA:-$root/../shared/cwru}
 wav=$data/1797_IR_14.wav
@@ -50,6 +50,12 @@ run ./target/release/examples/profile_model models/drsn-cw-cwru10.onnx > "$out/p
 # the first call after the pause pays for cold caches, the second does not.
 run ./target/release/examples/profile_model models/drsn-cw-cwru10.onnx 42.667 > "$out/profile-paced.md"
 run ./target/release/examples/paced_infer --seconds 60 --repeat 2 models/drsn-cw-cwru10.onnx > "$out/paced.md"
+# The paced cost follows the number of nodes. Would a shallower DRSN change
+# the ratio to the PyTorch daemon? The same nets, random weights, both ways.
+run $py bench/depth.py export "$out/depth"
+run ./target/release/examples/paced_infer --seconds $depth_s "$out"/depth/u6.onnx "$out"/depth/u4.onnx "$out"/depth/u3.onnx > "$out/depth-tract.md"
+run $py bench/depth.py torch $depth_s > "$out/depth-torch.json"
+rm -rf "$out/depth"
 # Instructions per frame, repeatable whatever else the machine does: the
 # difference between 100 and 300 frames, so loading the model cancels out.
 for n in 100 300; do
