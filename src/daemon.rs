@@ -190,6 +190,7 @@ impl Prepared {
                 max_lag: (sc.kind == crate::config::SourceKind::Cpal)
                     .then_some((rate as f32 * sc.max_lag_s) as usize),
                 shed_log: (0, 0),
+                change_log: Default::default(),
             });
             self.streams.push(StreamHandle {
                 stats,

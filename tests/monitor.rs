@@ -333,6 +333,38 @@ fn the_snapshot_spool_stays_under_its_cap_through_repeated_faults() {
     assert!(wavs >= 1, "no snapshot left at all");
 }
 
+#[test]
+fn a_flapping_machine_sends_every_change_but_logs_ten_and_a_count() {
+    let (_dir, fifo, mut d) = fifo_daemon("");
+    let mut c = d.connect();
+    c.send("{\"types\":[\"event\"]}\n");
+    // Two faults taking turns every 1.6 s: a change each time (raise-after-s 0.5).
+    let mut x = Vec::new();
+    for _ in 0..10 {
+        x.extend(fault("1797_IR_14.wav", 1.6));
+        x.extend(fault("1797_OR6_21.wav", 1.6));
+    }
+    let w = feed(&fifo, x);
+    // Every change is an event; the writer's end (no samples) is the last.
+    let ev = events_until(&mut c, |e| {
+        e.last().is_some_and(|x| name(&x["to"]) == "no-signal")
+    });
+    w.join().expect("fed");
+    assert!(ev.len() >= 15, "too few changes to test the cap: {ev:#?}");
+    d.stop();
+    let log = d.stderr();
+    let logged = log
+        .lines()
+        .filter(|l| l.contains(" machine ") && l.contains(" -> "))
+        .count();
+    assert_eq!(logged, 10, "the first ten changes are logged:\n{log}");
+    let told = format!(
+        "{} more machine state changes were not logged",
+        ev.len() - 10
+    );
+    assert!(log.contains(&told), "expected \"{told}\" in:\n{log}");
+}
+
 /// Seeded noise of unit power: Gaussian, Laplacian or pink (1/f).
 struct Noise {
     state: u64,

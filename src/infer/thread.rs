@@ -42,9 +42,53 @@ pub struct StreamWorker {
     /// Samples shed since the last warning, and when that was (ns): under
     /// sustained overload the log gets one line per SHED_LOG_EVERY, not one per pass.
     pub shed_log: (u64, u64),
+    /// Limits the log lines of machine state changes (see `ChangeLog`).
+    pub change_log: ChangeLog,
 }
 
 const SHED_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// A machine on the edge between two states can change state every second
+/// for hours. Every change still goes out on the socket as an event; the log
+/// gets the first `CHANGE_LOG_BURST` changes of each `CHANGE_LOG_WINDOW`,
+/// then one line saying how many it left out.
+const CHANGE_LOG_BURST: u32 = 10;
+const CHANGE_LOG_WINDOW: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Default)]
+pub struct ChangeLog {
+    window_start_ns: u64,
+    logged: u32,
+    left_out: u64,
+}
+
+impl ChangeLog {
+    /// Starts a new window once the current one is over; returns how many
+    /// changes the finished window left out of the log.
+    fn roll(&mut self, now_ns: u64) -> u64 {
+        if now_ns.saturating_sub(self.window_start_ns) < CHANGE_LOG_WINDOW.as_nanos() as u64 {
+            return 0;
+        }
+        (self.window_start_ns, self.logged) = (now_ns, 0);
+        std::mem::take(&mut self.left_out)
+    }
+
+    /// Changes left out of the log so far, for the last word at stream end.
+    fn take_left_out(&mut self) -> u64 {
+        std::mem::take(&mut self.left_out)
+    }
+
+    /// Whether a change may be logged; one that may not is counted.
+    fn admit(&mut self) -> bool {
+        if self.logged < CHANGE_LOG_BURST {
+            self.logged += 1;
+            true
+        } else {
+            self.left_out += 1;
+            false
+        }
+    }
+}
 
 impl StreamWorker {
     pub fn spawn(self) -> std::io::Result<std::thread::JoinHandle<()>> {
@@ -66,7 +110,9 @@ impl StreamWorker {
             while self.stall.as_ref().is_some_and(|p| p.exists()) {
                 std::thread::sleep(Duration::from_millis(10));
             }
-            self.stats.heartbeat_ns.store(now_ns(), Relaxed);
+            let now = now_ns();
+            self.stats.heartbeat_ns.store(now, Relaxed);
+            self.log_left_out(now);
             if let Ok(model) = self.swap.try_recv() {
                 self.model = model;
                 classes = self.model.manifest.class_ids();
@@ -108,6 +154,8 @@ impl StreamWorker {
             self.check_idle();
             std::thread::park_timeout(IDLE);
         }
+        let left_out = self.change_log.take_left_out();
+        self.report_left_out(left_out);
         if self.reader.finished() {
             tracing::info!(stream = %self.stats.name, frames = seq, "stream ended");
         }
@@ -227,7 +275,10 @@ impl StreamWorker {
     /// Publishes a state change, records it for status and hello, saves it.
     fn transition(&mut self, tr: monitor::Transition, time: f64) {
         let since = time - (tr.at_s - tr.since_s);
-        tracing::info!(stream = %self.stats.name, "machine {} -> {}", tr.from.name(), tr.to.name());
+        self.log_left_out(now_ns());
+        if self.change_log.admit() {
+            tracing::info!(stream = %self.stats.name, "machine {} -> {}", tr.from.name(), tr.to.name());
+        }
         self.stats.set_machine(tr.to.clone(), since);
         if let Some(path) = &self.state_file {
             let saved = monitor::Saved {
@@ -265,11 +316,54 @@ impl StreamWorker {
         self.tx.send(event);
     }
 
+    fn log_left_out(&mut self, now_ns: u64) {
+        let n = self.change_log.roll(now_ns);
+        self.report_left_out(n);
+    }
+
+    fn report_left_out(&self, n: u64) {
+        if n > 0 {
+            tracing::info!(
+                stream = %self.stats.name,
+                "{n} more machine state changes were not logged (at most {CHANGE_LOG_BURST} a minute; each was an event on the socket)"
+            );
+        }
+    }
+
     fn publish(&self, msg: FrameMsg) {
         if self.tx.try_send(Message::Frame(msg)) {
             self.stats.frames.fetch_add(1, Relaxed);
         } else {
             self.stats.dropped_frames.fetch_add(1, Relaxed);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: u64 = 1_000_000_000;
+
+    #[test]
+    fn change_log_keeps_a_burst_per_window_and_counts_the_rest() {
+        let mut log = ChangeLog::default();
+        let t0 = 1_000 * S;
+        assert_eq!(
+            log.roll(t0),
+            0,
+            "the first window opens with nothing left out"
+        );
+        let admitted = (0..25).filter(|_| log.admit()).count();
+        assert_eq!(admitted, CHANGE_LOG_BURST as usize);
+        assert_eq!(log.roll(t0 + 59 * S), 0, "the window is not over yet");
+        assert_eq!(log.roll(t0 + 60 * S), 25 - CHANGE_LOG_BURST as u64);
+        assert!(log.admit(), "a new window logs again");
+        assert_eq!(log.roll(t0 + 121 * S), 0, "nothing was left out of it");
+        for _ in 0..CHANGE_LOG_BURST + 3 {
+            log.admit();
+        }
+        assert_eq!(log.take_left_out(), 3, "told at stream end");
+        assert_eq!(log.take_left_out(), 0, "and only once");
     }
 }
