@@ -30,6 +30,17 @@ fn fault(file: &str, seconds: f64) -> Vec<f32> {
     x[..(seconds * RATE) as usize].to_vec()
 }
 
+/// IR_14 then OR6_21, `seconds` each, `times` over: a fault class change each time.
+fn two_faults_in_turn(times: usize, seconds: f64) -> Vec<f32> {
+    let (a, b) = (
+        fault("1797_IR_14.wav", seconds),
+        fault("1797_OR6_21.wav", seconds),
+    );
+    (0..times)
+        .flat_map(|_| a.iter().chain(&b).copied())
+        .collect()
+}
+
 fn config(dir: &Path, fifo: &Path, state_dir: Option<&Path>) -> std::path::PathBuf {
     config_with(dir, fifo, state_dir, "")
 }
@@ -301,12 +312,7 @@ fn the_snapshot_spool_stays_under_its_cap_through_repeated_faults() {
     let spool = dir.path().join("spool");
     let mut c = d.connect();
     c.send("{\"types\":[\"event\"]}\n");
-    let mut x = Vec::new();
-    for _ in 0..6 {
-        x.extend(fault("1797_IR_14.wav", 3.0));
-        x.extend(fault("1797_OR6_21.wav", 3.0));
-    }
-    let w = feed(&fifo, x);
+    let w = feed(&fifo, two_faults_in_turn(6, 3.0));
     let ev = events_until(&mut c, |e| {
         e.iter().filter(|x| x["to"]["state"] == "fault").count() >= 10
     });
@@ -339,12 +345,7 @@ fn a_flapping_machine_sends_every_change_but_logs_ten_and_a_count() {
     let mut c = d.connect();
     c.send("{\"types\":[\"event\"]}\n");
     // Two faults taking turns every 1.6 s: a change each time (raise-after-s 0.5).
-    let mut x = Vec::new();
-    for _ in 0..10 {
-        x.extend(fault("1797_IR_14.wav", 1.6));
-        x.extend(fault("1797_OR6_21.wav", 1.6));
-    }
-    let w = feed(&fifo, x);
+    let w = feed(&fifo, two_faults_in_turn(10, 1.6));
     // Every change is an event; the writer's end (no samples) is the last.
     let ev = events_until(&mut c, |e| {
         e.last().is_some_and(|x| name(&x["to"]) == "no-signal")
