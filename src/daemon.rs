@@ -180,7 +180,7 @@ impl Prepared {
                     sc.ring_seconds as f64,
                 ),
                 monitor: crate::monitor::Monitor::new(monitor_cfg.clone(), m.class_ids(), restored),
-                state_file,
+                state: crate::monitor::StateSaver::new(state_file),
                 model_rate: m.sample_rate,
                 started_ns: 0,
                 stop: self.stop.clone(),

@@ -390,8 +390,63 @@ pub fn load_state(path: &std::path::Path) -> Option<Saved> {
     }
 }
 
+/// How often a flapping machine's state may be written (each save is an fsync).
+pub const SAVE_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Saves the machine state so that a restart knows it. A change after a
+/// quiet spell is saved at once. A change within `SAVE_EVERY` of the last
+/// save waits until that has passed, and only the latest is written: a
+/// machine flapping between two states costs one fsync per `SAVE_EVERY`, not
+/// one per change, on an edge box's SD card and on the inference thread.
+#[derive(Debug)]
+pub struct StateSaver {
+    path: Option<std::path::PathBuf>,
+    last_ns: Option<u64>,
+    waiting: Option<Saved>,
+}
+
+impl StateSaver {
+    /// `path`: the state file, or none to save nothing.
+    pub fn new(path: Option<std::path::PathBuf>) -> Self {
+        Self {
+            path,
+            last_ns: None,
+            waiting: None,
+        }
+    }
+
+    /// A state change at `now_ns`: saved now, or once it is due.
+    pub fn change(&mut self, saved: Saved, now_ns: u64) {
+        if self.path.is_some() {
+            self.waiting = Some(saved);
+            self.save_if_due(now_ns);
+        }
+    }
+
+    /// Saves a waiting change once `SAVE_EVERY` has passed since the last save.
+    pub fn save_if_due(&mut self, now_ns: u64) {
+        let due = self
+            .last_ns
+            .is_none_or(|t| now_ns.saturating_sub(t) >= SAVE_EVERY.as_nanos() as u64);
+        if due && self.waiting.is_some() {
+            self.save_now(now_ns);
+        }
+    }
+
+    /// Saves a waiting change whether due or not (the stream is ending).
+    pub fn save_now(&mut self, now_ns: u64) {
+        let (Some(path), Some(saved)) = (&self.path, self.waiting.take()) else {
+            return;
+        };
+        if let Err(e) = save_state(path, &saved) {
+            tracing::warn!("{}: cannot save state: {e}", path.display());
+        }
+        self.last_ns = Some(now_ns);
+    }
+}
+
 /// Writes atomically: a temporary file in the same directory, then rename.
-pub fn save_state(path: &std::path::Path, saved: &Saved) -> std::io::Result<()> {
+fn save_state(path: &std::path::Path, saved: &Saved) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -404,4 +459,75 @@ pub fn save_state(path: &std::path::Path, saved: &Saved) -> std::io::Result<()> 
         f.sync_all()?;
     }
     std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: u64 = 1_000_000_000;
+
+    fn saved(class: &str) -> Saved {
+        Saved {
+            stream: "s".into(),
+            machine: State::Fault {
+                class: class.into(),
+            },
+            since: 0.0,
+        }
+    }
+
+    fn on_disk(path: &std::path::Path) -> String {
+        load_state(path).map_or("none".into(), |s| s.machine.name())
+    }
+
+    #[test]
+    fn a_flapping_state_is_saved_once_per_interval_and_the_last_one_wins() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("s.state.json");
+        let mut saver = StateSaver::new(Some(path.clone()));
+        let every = SAVE_EVERY.as_secs();
+        saver.change(saved("A"), 100 * S);
+        assert_eq!(
+            on_disk(&path),
+            "fault(A)",
+            "the first change is saved at once"
+        );
+        saver.change(saved("B"), 101 * S);
+        saver.change(saved("C"), 102 * S);
+        saver.save_if_due((100 + every - 1) * S);
+        assert_eq!(
+            on_disk(&path),
+            "fault(A)",
+            "changes within the interval wait"
+        );
+        saver.save_if_due((100 + every) * S);
+        assert_eq!(
+            on_disk(&path),
+            "fault(C)",
+            "then only the latest is written"
+        );
+        saver.change(saved("D"), (100 + 3 * every) * S);
+        assert_eq!(
+            on_disk(&path),
+            "fault(D)",
+            "after a quiet spell, at once again"
+        );
+        saver.change(saved("E"), (101 + 3 * every) * S);
+        assert_eq!(on_disk(&path), "fault(D)");
+        saver.save_now((102 + 3 * every) * S);
+        assert_eq!(
+            on_disk(&path),
+            "fault(E)",
+            "the stream's end saves what waits"
+        );
+    }
+
+    #[test]
+    fn without_a_state_file_nothing_is_written() {
+        let mut saver = StateSaver::new(None);
+        saver.change(saved("A"), S);
+        saver.save_now(2 * S);
+        assert!(saver.waiting.is_none() && saver.last_ns.is_none());
+    }
 }

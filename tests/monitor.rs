@@ -341,7 +341,11 @@ fn the_snapshot_spool_stays_under_its_cap_through_repeated_faults() {
 
 #[test]
 fn a_flapping_machine_sends_every_change_but_logs_ten_and_a_count() {
-    let (_dir, fifo, mut d) = fifo_daemon("");
+    let dir = tempfile::tempdir().expect("tmp");
+    let (fifo, state_dir) = (dir.path().join("sensor.fifo"), dir.path().join("state"));
+    mkfifo(&fifo);
+    let cfg = config(dir.path(), &fifo, Some(&state_dir));
+    let mut d = Daemon::start(&["--config", cfg.to_str().expect("utf8")]);
     let mut c = d.connect();
     c.send("{\"types\":[\"event\"]}\n");
     // Two faults taking turns every 1.6 s: a change each time (raise-after-s 0.5).
@@ -364,6 +368,12 @@ fn a_flapping_machine_sends_every_change_but_logs_ten_and_a_count() {
         ev.len() - 10
     );
     assert!(log.contains(&told), "expected \"{told}\" in:\n{log}");
+    // The state file is written at most every 10 s while flapping, but the
+    // last change is on disk once the daemon has stopped.
+    let text = std::fs::read_to_string(state_dir.join("bearing.state.json")).expect("state");
+    let on_disk: Value = serde_json::from_str(&text).expect("json");
+    let last = ev.last().expect("an event");
+    assert_eq!(name(&on_disk["machine"]), name(&last["to"]), "{text}");
 }
 
 /// Seeded noise of unit power: Gaussian, Laplacian or pink (1/f).

@@ -24,8 +24,8 @@ pub struct StreamWorker {
     pub tx: Outbox,
     pub monitor: Monitor,
     pub snapshots: crate::snapshot::Snapshots,
-    /// Where the machine state is saved on every transition.
-    pub state_file: Option<std::path::PathBuf>,
+    /// Saves the machine state on transitions, for a restart.
+    pub state: monitor::StateSaver,
     pub model_rate: u32,
     /// When the thread started, ns since the epoch (the idle clock's origin).
     pub started_ns: u64,
@@ -113,6 +113,7 @@ impl StreamWorker {
             let now = now_ns();
             self.stats.heartbeat_ns.store(now, Relaxed);
             self.log_left_out(now);
+            self.state.save_if_due(now);
             if let Ok(model) = self.swap.try_recv() {
                 self.model = model;
                 classes = self.model.manifest.class_ids();
@@ -156,6 +157,7 @@ impl StreamWorker {
         }
         let left_out = self.change_log.take_left_out();
         self.report_left_out(left_out);
+        self.state.save_now(now_ns());
         if self.reader.finished() {
             tracing::info!(stream = %self.stats.name, frames = seq, "stream ended");
         }
@@ -280,16 +282,12 @@ impl StreamWorker {
             tracing::info!(stream = %self.stats.name, "machine {} -> {}", tr.from.name(), tr.to.name());
         }
         self.stats.set_machine(tr.to.clone(), since);
-        if let Some(path) = &self.state_file {
-            let saved = monitor::Saved {
-                stream: self.stats.name.clone(),
-                machine: tr.to.clone(),
-                since,
-            };
-            if let Err(e) = monitor::save_state(path, &saved) {
-                tracing::warn!("{}: cannot save state: {e}", path.display());
-            }
-        }
+        let saved = monitor::Saved {
+            stream: self.stats.name.clone(),
+            machine: tr.to.clone(),
+            since,
+        };
+        self.state.change(saved, now_ns());
         let into_fault = matches!(tr.to, monitor::State::Fault { .. });
         let since_s = tr.since_s;
         let mut event = EventMsg {
