@@ -277,7 +277,8 @@ impl StreamWorker {
     /// Publishes a state change, records it for status and hello, saves it.
     fn transition(&mut self, tr: monitor::Transition, time: f64) {
         let since = time - (tr.at_s - tr.since_s);
-        self.log_left_out(now_ns());
+        let now = now_ns();
+        self.log_left_out(now);
         if self.change_log.admit() {
             tracing::info!(stream = %self.stats.name, "machine {} -> {}", tr.from.name(), tr.to.name());
         }
@@ -287,7 +288,7 @@ impl StreamWorker {
             machine: tr.to.clone(),
             since,
         };
-        self.state.change(saved, now_ns());
+        self.state.change(saved, now);
         let into_fault = matches!(tr.to, monitor::State::Fault { .. });
         let since_s = tr.since_s;
         let mut event = EventMsg {
