@@ -77,9 +77,7 @@ pub fn load_model(path: Option<&Path>, max_batch: usize) -> Result<Model> {
     let path = path.unwrap_or(&default);
     let files = ModelFiles::load(path)
         .with_context(|| format!("(default model name: {DEFAULT_MODEL_NAME})"))?;
-    // In a child first: a model that makes tract panic is an error, not an abort.
-    crate::infer::trial_load(path, max_batch)?;
-    Model::load(&files, max_batch)
+    Model::load_checked(&files, max_batch)
 }
 
 pub fn classify(a: &ClassifyArgs) -> Result<()> {
@@ -178,8 +176,7 @@ fn print_row(path: &Path, preds: &[Prediction], classes: &[String]) {
 /// manifest, one frame runs, every source opens.
 pub fn check(cfg: &Config) -> Result<String> {
     let files = ModelFiles::load(&cfg.model)?;
-    crate::infer::trial_load(&cfg.model, cfg.max_batch)?;
-    let mut model = Model::load(&files, cfg.max_batch)?;
+    let mut model = Model::load_checked(&files, cfg.max_batch)?;
     let m = model.manifest.clone();
     let frame: Vec<f32> = (0..m.frame_length)
         .map(|i| (i as f32 * 0.3).sin())

@@ -66,8 +66,7 @@ pub struct SetupError(pub anyhow::Error);
 
 pub fn prepare(cfg: Config, reload: Option<Arc<ReloadFn>>) -> Result<Prepared, SetupError> {
     let files = ModelFiles::load(&cfg.model).map_err(SetupError)?;
-    crate::infer::trial_load(&cfg.model, cfg.max_batch).map_err(SetupError)?;
-    let model = Model::load(&files, cfg.max_batch).map_err(SetupError)?;
+    let model = Model::load_checked(&files, cfg.max_batch).map_err(SetupError)?;
     tracing::info!(
         "model {} {} ({}), {} Hz, frames of {}, {} threshold outputs",
         model.manifest.name,
@@ -494,8 +493,7 @@ fn load_replacement(
 ) -> Result<(Model, Vec<String>)> {
     let cfg = reload().map_err(anyhow::Error::msg)?;
     let files = ModelFiles::load(&cfg.model)?;
-    crate::infer::trial_load(&cfg.model, running.max_batch)?;
-    let model = Model::load(&files, running.max_batch)?;
+    let model = Model::load_checked(&files, running.max_batch)?;
     let m = &model.manifest;
     if m.sample_rate != current.sample_rate || m.frame_length != current.frame_length {
         bail!(

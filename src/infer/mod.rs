@@ -89,6 +89,14 @@ impl Model {
 
     /// Runs every plan once on a quiet frame and checks the output shapes
     /// against the manifest, so a mismatch fails at load, not mid-stream.
+    /// `load`, after a trial load in a child process (`trial_load`): what
+    /// every command and the daemon use, so a model that makes tract panic
+    /// is an error everywhere. Only the child itself calls `load` directly.
+    pub fn load_checked(files: &ModelFiles, max_batch: usize) -> Result<Self> {
+        trial_load(&files.manifest_path, max_batch)?;
+        Self::load(files, max_batch)
+    }
+
     fn warm_up(&mut self, path: &str) -> Result<()> {
         let n = self.manifest.frame_length;
         let frame: Vec<f32> = (0..n).map(|i| (i as f32 * 0.05).sin() * 0.01).collect();
@@ -206,7 +214,7 @@ impl Model {
 /// Pad, for one), and a panic aborts the daemon (`panic = "abort"`): a bad
 /// model on SIGHUP would kill a running monitor, and at start systemd would
 /// restart it in a loop. In a child, it is only a clear error.
-pub fn trial_load(path: &Path, max_batch: usize) -> Result<()> {
+fn trial_load(path: &Path, max_batch: usize) -> Result<()> {
     let exe = std::env::current_exe().context("cannot find the drsnd executable")?;
     let out = Command::new(&exe)
         .arg("check-model")
