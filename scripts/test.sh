@@ -9,9 +9,10 @@ cd "$(dirname "$0")/.."
 bash scripts/setup-system.sh
 bash scripts/setup-python.sh
 
-echo "== cargo fmt, clippy"
+echo "== cargo fmt, clippy, module layering"
 cargo fmt --all -- --check
-cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --all-targets --all-features --locked -- -D warnings
+python3 scripts/check-modules.py
 
 echo "== model pipeline: shipped model in onnxruntime, then a smoke train + export"
 (cd models/train && ../.venv/bin/python -m drsn_train verify ../drsn-cw-cwru10.json \
@@ -20,4 +21,6 @@ echo "== model pipeline: shipped model in onnxruntime, then a smoke train + expo
 echo "== cargo test"
 # --tests: unit and integration tests (there are no doc tests), so the run
 # closes on the last integration suite, not on an empty doc-test pass.
-cargo test --locked --tests
+# fault-injection: the test-only hooks of src/fault.rs (stalls, a failing
+# reload); tests that need them fail without it.
+cargo test --locked --tests --features fault-injection

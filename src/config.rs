@@ -1,15 +1,12 @@
 //! The TOML config (`/etc/drsn/drsnd.toml`): serde with `deny_unknown_fields`
 //! and kebab-case keys, so a typo is an error that names the key and line.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-
-/// Exit code for a bad config or model (EX_CONFIG from sysexits.h).
-pub const EX_CONFIG: u8 = 78;
 
 pub const DEFAULT_MODEL_NAME: &str = "drsn-cw-cwru10.json";
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Config {
     /// Model manifest (.json) or ONNX file with its manifest beside it.
@@ -28,14 +25,14 @@ pub struct Config {
     #[serde(default)]
     pub log: LogConfig,
     #[serde(default)]
-    pub monitor: crate::monitor::MonitorConfig,
+    pub monitor: MonitorConfig,
     #[serde(default)]
-    pub snapshots: crate::snapshot::SnapshotConfig,
+    pub snapshots: SnapshotConfig,
     #[serde(default, rename = "source")]
     pub sources: Vec<SourceConfig>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct SocketConfig {
     #[serde(default = "default_socket")]
@@ -58,7 +55,7 @@ pub struct SocketConfig {
     pub status_interval_ms: u64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct LogConfig {
     /// tracing filter, e.g. "info" or "drsnd=debug"; RUST_LOG wins if set.
@@ -91,7 +88,7 @@ pub enum RawFormat {
     S16le,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct SourceConfig {
     pub kind: SourceKind,
@@ -133,18 +130,25 @@ pub struct SourceConfig {
     /// Debounce settings for this source's streams, replacing the global
     /// [monitor] table (its state-dir is used if this one names none).
     #[serde(default)]
-    pub monitor: Option<crate::monitor::MonitorConfig>,
+    pub monitor: Option<MonitorConfig>,
 }
 
+/// Where the model is when the config names none: `models/` in the working
+/// directory (a run from a checkout), else where the package installs it.
+/// Nothing of the build machine is baked in.
 fn default_model() -> PathBuf {
-    let dev = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("models")
-        .join(DEFAULT_MODEL_NAME);
-    if dev.exists() {
-        return dev;
+    if let Ok(cwd) = std::env::current_dir() {
+        let local = cwd.join("models").join(DEFAULT_MODEL_NAME);
+        if local.exists() {
+            return local;
+        }
     }
-    Path::new("/usr/share/drsn/models").join(DEFAULT_MODEL_NAME)
+    Path::new(PACKAGED_MODELS).join(DEFAULT_MODEL_NAME)
 }
+
+/// The package's model directory (scripts/build-deb.sh installs there).
+pub const PACKAGED_MODELS: &str = "/usr/share/drsn/models";
+
 fn default_hop() -> usize {
     512
 }
@@ -209,6 +213,97 @@ impl Default for Config {
     }
 }
 
+// [monitor] and [snapshots] live here with the rest of the file's shape, so
+// that config depends on nothing and the stages that read it depend on config.
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct MonitorConfig {
+    /// Frames averaged before deciding (8 frames at hop 512 = 0.34 s).
+    #[serde(default = "d_smoothing")]
+    pub smoothing_frames: usize,
+    /// A fault (or another fault class) must hold this long to be raised.
+    #[serde(default = "d_raise")]
+    pub raise_after_s: f64,
+    /// A fault must be gone this long to clear (longer than raising: hysteresis).
+    #[serde(default = "d_clear")]
+    pub clear_after_s: f64,
+    /// Smoothed top probability below this is `uncertain`.
+    #[serde(default = "d_conf")]
+    pub min_confidence: f32,
+    /// Frame standard deviation (sensor units) below this is no signal.
+    #[serde(default = "d_floor")]
+    pub signal_floor: f32,
+    /// No samples for this long (wall clock) is no signal.
+    #[serde(default = "d_no_data")]
+    pub no_data_after_s: f64,
+    /// The class that means "healthy".
+    #[serde(default = "d_healthy")]
+    pub healthy_class: String,
+    /// Where each stream's state is kept across restarts (none: not kept).
+    #[serde(default)]
+    pub state_dir: Option<std::path::PathBuf>,
+}
+
+fn d_smoothing() -> usize {
+    8
+}
+fn d_raise() -> f64 {
+    0.5
+}
+fn d_clear() -> f64 {
+    0.8
+}
+fn d_conf() -> f32 {
+    0.6
+}
+fn d_floor() -> f32 {
+    1e-4
+}
+fn d_no_data() -> f64 {
+    1.0
+}
+fn d_healthy() -> String {
+    "Normal".into()
+}
+
+impl Default for MonitorConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("defaults")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SnapshotConfig {
+    /// Spool directory (none: no snapshots).
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+    #[serde(default = "d_pre")]
+    pub pre_s: f64,
+    #[serde(default = "d_post")]
+    pub post_s: f64,
+    /// Total size cap of the spool, MB.
+    #[serde(default = "d_cap")]
+    pub max_mb: f64,
+}
+
+fn d_pre() -> f64 {
+    5.0
+}
+fn d_post() -> f64 {
+    5.0
+}
+fn d_cap() -> f64 {
+    200.0
+}
+
+impl Default for SnapshotConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("defaults")
+    }
+}
+
 /// A config problem, already phrased for the user (file, key, line).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -248,45 +343,120 @@ impl Config {
         Ok(cfg)
     }
 
-    /// Checks values serde cannot: ranges and per-kind requirements.
+    /// Checks values serde cannot: ranges and per-kind requirements. Errors
+    /// name the line of the very key (in the right `[[source]]`), from toml's
+    /// spans of `text`.
     pub fn validate(&self, text: &str, origin: &str) -> Result<(), ConfigError> {
-        let err = |key: &str, msg: String| {
-            ConfigError(format!(
-                "{origin}{}: key `{key}`: {msg}",
-                line_of(text, key)
-            ))
+        let lines = KeyLines::parse(text);
+        let err = |path: &[Step], msg: String| {
+            let key = match path.last() {
+                Some(Step::Key(k)) => *k,
+                _ => "",
+            };
+            let line = lines
+                .line(path)
+                .map(|n| format!(" line {n}"))
+                .unwrap_or_default();
+            ConfigError(format!("{origin}{line}: key `{key}`: {msg}"))
         };
+        use Step::Key;
         if self.hop == 0 {
-            return Err(err("hop", "must be at least 1".into()));
+            return Err(err(&[Key("hop")], "must be at least 1".into()));
         }
         if self.max_batch == 0 || self.max_batch > 256 {
             return Err(err(
-                "max-batch",
+                &[Key("max-batch")],
                 format!("{} is out of range 1..=256", self.max_batch),
             ));
         }
         if parse_mode(&self.socket.mode).is_none() {
             return Err(err(
-                "mode",
+                &[Key("socket"), Key("mode")],
                 format!("{:?} is not an octal mode like \"0660\"", self.socket.mode),
             ));
         }
         if self.socket.max_clients == 0 {
-            return Err(err("max-clients", "must be at least 1".into()));
+            return Err(err(
+                &[Key("socket"), Key("max-clients")],
+                "must be at least 1".into(),
+            ));
         }
         if self.socket.client_queue < 2 {
-            return Err(err("client-queue", "must be at least 2".into()));
+            return Err(err(
+                &[Key("socket"), Key("client-queue")],
+                "must be at least 2".into(),
+            ));
         }
         let mut names = std::collections::HashSet::new();
-        for s in &self.sources {
-            s.validate().map_err(|(key, msg)| err(key, msg))?;
+        for (i, s) in self.sources.iter().enumerate() {
+            let at = |key| [Key("source"), Step::Index(i), Key(key)];
+            s.validate().map_err(|(key, msg)| err(&at(key), msg))?;
             for n in s.streams.iter().filter(|n| !n.is_empty()) {
                 if !names.insert(n.clone()) {
-                    return Err(err("streams", format!("stream name {n:?} is used twice")));
+                    return Err(err(
+                        &at("streams"),
+                        format!("stream name {n:?} is used twice"),
+                    ));
                 }
             }
         }
         Ok(())
+    }
+}
+
+/// One step of a path into the file: a key, or an element of an array
+/// (the n-th `[[source]]`).
+#[derive(Debug, Clone, Copy)]
+enum Step<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// The file as toml parsed it, with the span of every key and value, so an
+/// error names the line of the key that is wrong, not of the first key of
+/// that name in the file.
+struct KeyLines<'a> {
+    text: &'a str,
+    root: Option<toml::Spanned<toml::de::DeTable<'a>>>,
+}
+
+impl<'a> KeyLines<'a> {
+    fn parse(text: &'a str) -> Self {
+        Self {
+            text,
+            root: toml::de::DeTable::parse(text).ok(),
+        }
+    }
+
+    /// 1-based line of the deepest step of `path` found in the file: the
+    /// key itself when it is there, else the table that should hold it.
+    fn line(&self, path: &[Step]) -> Option<usize> {
+        use toml::de::DeValue;
+        let mut table = self.root.as_ref()?.get_ref();
+        let mut value: Option<&toml::Spanned<DeValue>> = None;
+        let mut found = None;
+        for step in path {
+            if let Some(v) = value.take() {
+                match (v.get_ref(), step) {
+                    (DeValue::Table(t), Step::Key(_)) => table = t,
+                    (DeValue::Array(a), Step::Index(i)) => {
+                        let Some(e) = a.get(*i) else { break };
+                        found = Some(e.span().start);
+                        value = Some(e);
+                        continue;
+                    }
+                    _ => break,
+                }
+            }
+            let Step::Key(k) = step else { break };
+            let Some((key, v)) = table.iter().find(|(key, _)| key.get_ref().as_ref() == *k) else {
+                break;
+            };
+            found = Some(key.span().start);
+            value = Some(v);
+        }
+        let at = found?.min(self.text.len());
+        Some(self.text[..at].matches('\n').count() + 1)
     }
 }
 
@@ -366,13 +536,6 @@ pub fn parse_mode(s: &str) -> Option<u32> {
     (m <= 0o777).then_some(m)
 }
 
-/// " line N" for the first line that sets `key`, or "" if not found.
-fn line_of(text: &str, key: &str) -> String {
-    find_key(text, key, 0)
-        .map(|n| format!(" line {n}"))
-        .unwrap_or_default()
-}
-
 /// 1-based number of the first line at or after byte `from` that sets `key`.
 fn find_key(text: &str, key: &str, from: usize) -> Option<usize> {
     let skip = text[..from].matches('\n').count();
@@ -414,6 +577,51 @@ mod tests {
         assert!(e.contains("line 3") && e.contains("path-x"), "{e}");
         let e = Config::parse("[[source]]\nkind = \"wav\"\nstreams = [\"a\"]\npath = \"x\"\n[[source]]\nkind = \"wav\"\npath = \"y\"\nstreams = [\"a\"]\n", "f").unwrap_err().0;
         assert!(e.contains("used twice"), "{e}");
+    }
+
+    /// Each error in the third of three sources names the third one's line,
+    /// not the first `key =` of that name in the file (which is what the old
+    /// text search did: it said line 4 for all of these).
+    #[test]
+    fn an_error_in_the_third_source_names_its_own_line() {
+        let src = |i: usize, extra: &str| {
+            format!("[[source]]\nkind = \"raw\"\npath = \"p{i}\"\nrate = 12000\nformat = \"f32le\"\nstreams = [\"s{i}\"]\ngain = 2.0\n{extra}")
+        };
+        let text = |third: &str| format!("hop = 512\n{}{}{}", src(0, ""), src(1, ""), third);
+        // Lines: 1 hop; sources start at 2, 9 and 16; `gain` is their 7th line.
+        let e = Config::parse(
+            &text(&src(2, "").replace("gain = 2.0", "gain = 0.0")),
+            "f.toml",
+        )
+        .unwrap_err()
+        .0;
+        assert!(e.starts_with("f.toml line 22: key `gain`"), "{e}");
+        let e = Config::parse(
+            &text(&src(2, "").replace("streams = [\"s2\"]", "streams = [\"s0\"]")),
+            "f.toml",
+        )
+        .unwrap_err()
+        .0;
+        assert!(
+            e.starts_with("f.toml line 21: key `streams`") && e.contains("used twice"),
+            "{e}"
+        );
+        // A key that is missing: the line of the table that lacks it.
+        let e = Config::parse(&text(&src(2, "").replace("rate = 12000\n", "")), "f.toml")
+            .unwrap_err()
+            .0;
+        assert!(e.starts_with("f.toml line 16: key `rate`"), "{e}");
+        let e = Config::parse(&text(&src(2, "ring-secs = 3\n")), "f.toml")
+            .unwrap_err()
+            .0;
+        assert!(e.contains("line 23") && e.contains("ring-secs"), "{e}");
+        let e = Config::parse(
+            &text(&src(2, "").replace("rate = 12000", "rate = \"fast\"")),
+            "f.toml",
+        )
+        .unwrap_err()
+        .0;
+        assert!(e.contains("line 19") && e.contains("rate"), "{e}");
     }
 
     #[test]

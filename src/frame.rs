@@ -3,53 +3,14 @@
 //! [`Assembler`] takes source-rate chunks and gaps (from the ring), cleans
 //! each sample (non-finite -> 0, flagged; clipping flagged; gain applied),
 //! resamples to the model rate when needed, and cuts frames of the model's
-//! length every `hop` samples. Frames carry their position, the wall-clock
-//! time of their last sample, RMS, peak and flags. Chunk sizes never change
+//! length every `hop` samples. Frames carry their position, the monotonic
+//! capture time of their last sample, RMS, peak and flags. Chunk sizes never change
 //! the frames: the same samples give the same frames however they arrive.
 
+pub use crate::report::{Flags, Frame};
 use crate::resample::Resampler;
 use anyhow::Result;
 use std::collections::VecDeque;
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Flags {
-    /// At least one sample was NaN or infinite (replaced by 0 for the model).
-    pub nonfinite: bool,
-    /// At least one sample reached the source's clip level.
-    pub clipped: bool,
-    /// The first frame after samples were dropped (overrun).
-    pub after_gap: bool,
-}
-
-impl Flags {
-    pub fn names(&self) -> Vec<&'static str> {
-        let mut v = Vec::new();
-        if self.nonfinite {
-            v.push("nonfinite");
-        }
-        if self.clipped {
-            v.push("clipped");
-        }
-        if self.after_gap {
-            v.push("gap");
-        }
-        v
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Frame {
-    /// Index of the first sample at the model rate, counting dropped samples.
-    pub index: u64,
-    /// Wall-clock time of the last sample, ns since the Unix epoch.
-    pub end_ns: u64,
-    pub samples: Vec<f32>,
-    pub rms: f32,
-    pub peak: f32,
-    /// Standard deviation: the signal without its DC part (0 when flat-lined).
-    pub std: f32,
-    pub flags: Flags,
-}
 
 #[derive(Debug, Clone, Copy)]
 struct Mark {
@@ -219,12 +180,12 @@ pub struct Assembler {
     framer: Framer,
     /// Source samples seen, including dropped ones.
     src_pos: u64,
-    /// (source position just past a sample, its wall-clock time in ns).
+    /// (source position just past a sample, its capture time, monotonic ns).
     anchor: (u64, u64),
     clean: Vec<f32>,
 }
 
-/// Wall-clock time of model-rate sample `index`, extrapolated back from the
+/// Capture time (monotonic ns) of model-rate sample `index`, extrapolated back from the
 /// anchor (the latest source sample and its capture time).
 fn time_of(cond: Conditioning, anchor: (u64, u64), index: u64) -> u64 {
     let src = index as f64 * cond.source_rate as f64 / cond.model_rate as f64;

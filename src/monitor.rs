@@ -8,8 +8,8 @@
 //! A quiet or flat-lined sensor, or one that stops delivering, is
 //! `no-signal`: a sensor problem is not a machine fault.
 
-use crate::frame::Frame;
-use crate::infer::Prediction;
+pub use crate::config::MonitorConfig;
+use crate::report::{Frame, Prediction};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -37,63 +37,6 @@ impl State {
             State::Healthy => "healthy".into(),
             State::Uncertain => "uncertain".into(),
         }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct MonitorConfig {
-    /// Frames averaged before deciding (8 frames at hop 512 = 0.34 s).
-    #[serde(default = "d_smoothing")]
-    pub smoothing_frames: usize,
-    /// A fault (or another fault class) must hold this long to be raised.
-    #[serde(default = "d_raise")]
-    pub raise_after_s: f64,
-    /// A fault must be gone this long to clear (longer than raising: hysteresis).
-    #[serde(default = "d_clear")]
-    pub clear_after_s: f64,
-    /// Smoothed top probability below this is `uncertain`.
-    #[serde(default = "d_conf")]
-    pub min_confidence: f32,
-    /// Frame standard deviation (sensor units) below this is no signal.
-    #[serde(default = "d_floor")]
-    pub signal_floor: f32,
-    /// No samples for this long (wall clock) is no signal.
-    #[serde(default = "d_no_data")]
-    pub no_data_after_s: f64,
-    /// The class that means "healthy".
-    #[serde(default = "d_healthy")]
-    pub healthy_class: String,
-    /// Where each stream's state is kept across restarts (none: not kept).
-    #[serde(default)]
-    pub state_dir: Option<std::path::PathBuf>,
-}
-
-fn d_smoothing() -> usize {
-    8
-}
-fn d_raise() -> f64 {
-    0.5
-}
-fn d_clear() -> f64 {
-    0.8
-}
-fn d_conf() -> f32 {
-    0.6
-}
-fn d_floor() -> f32 {
-    1e-4
-}
-fn d_no_data() -> f64 {
-    1.0
-}
-fn d_healthy() -> String {
-    "Normal".into()
-}
-
-impl Default for MonitorConfig {
-    fn default() -> Self {
-        toml::from_str("").expect("defaults")
     }
 }
 
@@ -166,6 +109,8 @@ pub struct Monitor {
     candidate: Option<(State, f64)>,
     tally: Tally,
     last_confidence: f32,
+    /// In no-signal for want of samples, and the source has not yet said why.
+    awaiting_reason: bool,
 }
 
 impl Monitor {
@@ -181,6 +126,7 @@ impl Monitor {
             candidate: None,
             tally: Tally::default(),
             last_confidence: 0.0,
+            awaiting_reason: false,
         }
     }
 
@@ -274,6 +220,7 @@ impl Monitor {
             return None;
         }
         self.window.clear();
+        let awaiting = why.is_none();
         let reason = match why {
             Some(w) => format!("no samples for {idle_s:.1} s: {w}"),
             None => format!("no samples for {idle_s:.1} s"),
@@ -281,7 +228,9 @@ impl Monitor {
         let to = State::NoSignal { reason };
         self.candidate = None;
         self.tally = Tally::default();
-        Some(self.enter(to, t_s, t_s, 0.0))
+        let tr = self.enter(to, t_s, t_s, 0.0);
+        self.awaiting_reason = awaiting;
+        Some(tr)
     }
 
     /// While in no-signal for want of samples: when the source later says
@@ -289,12 +238,12 @@ impl Monitor {
     /// that reason. Later changes of the source's account (retry timings)
     /// are for status, not events.
     pub fn explain(&mut self, why: &str, t_s: f64) -> Option<Transition> {
+        if !self.awaiting_reason {
+            return None;
+        }
         let State::NoSignal { reason } = &self.state else {
             return None;
         };
-        if !reason.starts_with("no samples") || reason.contains(": ") {
-            return None;
-        }
         let to = State::NoSignal {
             reason: format!("{reason}: {why}"),
         };
@@ -336,6 +285,8 @@ impl Monitor {
     }
 
     fn enter(&mut self, to: State, since_s: f64, at_s: f64, confidence: f32) -> Transition {
+        // Only `idle` enters a state that waits for the source's reason.
+        self.awaiting_reason = false;
         let from = std::mem::replace(&mut self.state, to.clone());
         self.state_since_s = since_s;
         let evidence = std::mem::take(&mut self.tally).evidence();
@@ -520,6 +471,33 @@ mod tests {
             on_disk(&path),
             "fault(E)",
             "the stream's end saves what waits"
+        );
+    }
+
+    /// The source's reason for a silence is announced once, and only for a
+    /// no-signal that `idle` entered without one; the decision rests on a
+    /// flag, not on the text of the reason (which a reason containing ": "
+    /// or a new wording would have fooled).
+    #[test]
+    fn a_late_reason_for_no_samples_is_announced_once() {
+        let mut m = Monitor::new(MonitorConfig::default(), vec!["Normal".into()], None);
+        assert!(m.explain("device lost", 0.0).is_none(), "not in no-signal");
+        let tr = m.idle(2.0, 1.0, None).expect("no-signal");
+        assert!(matches!(tr.to, State::NoSignal { .. }));
+        let tr = m
+            .explain("device lost (x: y)", 1.5)
+            .expect("the reason, once");
+        let State::NoSignal { reason } = tr.to else {
+            panic!("still no-signal")
+        };
+        assert!(reason.ends_with(": device lost (x: y)"), "{reason}");
+        assert!(m.explain("retrying every 2 s", 2.0).is_none(), "only once");
+        let mut m = Monitor::new(MonitorConfig::default(), vec!["Normal".into()], None);
+        m.idle(2.0, 1.0, Some("device lost".into()))
+            .expect("no-signal");
+        assert!(
+            m.explain("device lost", 1.5).is_none(),
+            "the reason was known"
         );
     }
 

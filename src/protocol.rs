@@ -2,10 +2,9 @@
 //! `docs/protocol.md` documents it and `docs/schema/` holds a JSON Schema for
 //! each message type; tests validate every line the daemon sends.
 
-use crate::frame::Frame;
-use crate::infer::Prediction;
 use crate::manifest::{Class, Manifest, ThresholdOutput};
 use crate::monitor::{Evidence, State};
+use crate::report::{Frame, Prediction};
 use serde::{Deserialize, Serialize};
 
 pub const PROTOCOL_VERSION: u32 = 1;

@@ -9,7 +9,7 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::thread::Thread;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// End of one capture chunk, at writer position `end` (samples written so far).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -17,7 +17,7 @@ pub struct Mark {
     pub end: u64,
     /// Samples dropped right after `end` (ring full).
     pub dropped: u64,
-    /// Wall-clock time of the chunk's last sample, ns since the Unix epoch.
+    /// Capture time of the chunk's last sample, monotonic ns ([`crate::clock`]).
     pub time_ns: u64,
 }
 
@@ -28,17 +28,11 @@ pub struct RingCounters {
     pub overrun_samples: AtomicU64,
     /// Samples accepted into the ring.
     pub captured: AtomicU64,
-    /// Time of the last capture chunk, ns since the epoch (0: none yet).
+    /// Time of the last capture chunk, monotonic ns (0: none yet).
     pub last_chunk_ns: AtomicU64,
     /// Samples never captured because the device was gone (marked as a gap
     /// so frames do not straddle the outage and indices keep wall time).
     pub gap_samples: AtomicU64,
-}
-
-pub fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// Creates a ring holding `capacity` samples.

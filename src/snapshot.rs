@@ -5,42 +5,11 @@
 //! is capped (oldest removed first). This is how users check an alarm and
 //! collect data to retrain.
 
-use crate::frame::Frame;
-use crate::infer::Prediction;
-use serde::{Deserialize, Serialize};
+pub use crate::config::SnapshotConfig;
+use crate::report::{Frame, Prediction};
+use serde::Serialize;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct SnapshotConfig {
-    /// Spool directory (none: no snapshots).
-    #[serde(default)]
-    pub dir: Option<PathBuf>,
-    #[serde(default = "d_pre")]
-    pub pre_s: f64,
-    #[serde(default = "d_post")]
-    pub post_s: f64,
-    /// Total size cap of the spool, MB.
-    #[serde(default = "d_cap")]
-    pub max_mb: f64,
-}
-
-fn d_pre() -> f64 {
-    5.0
-}
-fn d_post() -> f64 {
-    5.0
-}
-fn d_cap() -> f64 {
-    200.0
-}
-
-impl Default for SnapshotConfig {
-    fn default() -> Self {
-        toml::from_str("").expect("defaults")
-    }
-}
 
 /// One frame as the sidecar lists it.
 #[derive(Debug, Clone, Serialize)]

@@ -1,8 +1,25 @@
 //! Per-stream counters, written by the inference thread and read by `status`.
 
 use crate::ring::RingCounters;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
+
+/// A stream's worker as `status` reports it while its source says nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum SourceState {
+    Starting = 0,
+    Running = 1,
+}
+
+impl SourceState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceState::Starting => "starting",
+            SourceState::Running => "running",
+        }
+    }
+}
 
 #[derive(Debug)]
 pub struct StreamStats {
@@ -19,13 +36,14 @@ pub struct StreamStats {
     pub dropped_frames: AtomicU64,
     pub nonfinite_frames: AtomicU64,
     pub clipped_frames: AtomicU64,
-    /// Last time the inference thread went round its loop, ns since the epoch.
+    /// Last time the worker went round its loop, monotonic ns.
     pub heartbeat_ns: AtomicU64,
     /// Sum and max of processing latency, µs.
     pub latency_sum_us: AtomicU64,
     pub latency_max_us: AtomicU64,
-    /// "starting", "running", "ended", or "error: ..." for the source.
-    pub state: Mutex<String>,
+    /// Whether the worker has started (the source's own account, when it
+    /// has one, is in `SourceStatus`).
+    state: AtomicU8,
     /// The machine state (monitor) and since when, Unix seconds.
     pub machine: Mutex<(crate::monitor::State, f64)>,
 }
@@ -54,19 +72,20 @@ impl StreamStats {
             heartbeat_ns: AtomicU64::new(0),
             latency_sum_us: AtomicU64::new(0),
             latency_max_us: AtomicU64::new(0),
-            state: Mutex::new("starting".into()),
+            state: AtomicU8::new(SourceState::Starting as u8),
             machine: Mutex::new((crate::monitor::State::Starting, 0.0)),
         }
     }
 
-    pub fn set_state(&self, s: impl Into<String>) {
-        if let Ok(mut g) = self.state.lock() {
-            *g = s.into();
-        }
+    pub fn set_state(&self, s: SourceState) {
+        self.state.store(s as u8, Relaxed);
     }
 
-    pub fn state(&self) -> String {
-        self.state.lock().map(|g| g.clone()).unwrap_or_default()
+    pub fn state(&self) -> SourceState {
+        match self.state.load(Relaxed) {
+            0 => SourceState::Starting,
+            _ => SourceState::Running,
+        }
     }
 
     pub fn machine(&self) -> (crate::monitor::State, f64) {

@@ -260,7 +260,9 @@ fn truncated_wav_is_an_error_naming_the_file() {
         common::model().to_str().expect("utf8"),
         p.to_str().expect("utf8"),
     ]);
-    assert_ne!(code, Some(0));
+    // EX_DATAERR: an unusable input file, not a config or model problem
+    // (this said 78 before issue 13 made the exit codes say which).
+    assert_eq!(code, Some(65), "{err}");
     assert!(err.contains("cut.wav"), "{err}");
     // The daemon publishes what it could read, says why it stopped, keeps serving.
     let mut d = Daemon::start(&["--wav", p.to_str().expect("utf8"), "--fast"]);
@@ -549,4 +551,118 @@ fn socket_path_is_taken_over_only_when_stale() {
         .mode()
         & 0o777;
     assert_eq!(mode, 0o660);
+}
+
+/// Files drsnd cannot sensibly classify say so, by name and reason, instead
+/// of giving 0 frames and exit 0; no frame from any file is EX_DATAERR (65).
+/// Before the fix an 8-channel 24-bit WAV at 7 Hz gave 0 frames, exit 0 and
+/// no word why.
+#[test]
+fn odd_input_files_are_named_with_the_reason() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let model = common::model();
+    let model = model.to_str().expect("utf8");
+    let x = excerpt();
+    let peak = x.iter().fold(0f32, |m, v| m.max(v.abs())) * 1.05;
+    let scaled: Vec<f32> = x.iter().map(|v| v / peak).collect();
+    let eight: Vec<Vec<f32>> = (0..8).map(|_| scaled[..2000].to_vec()).collect();
+    let slow = dir.path().join("eight-at-7hz.wav");
+    write_int_wav(&slow, 7, 8, 24, &eight);
+    let short = dir.path().join("short.wav");
+    common::write_wav_f32(&short, 12000, &x[..1000]);
+    let junk = dir.path().join("junk.wav");
+    std::fs::write(&junk, b"RIFF not a wave file at all").expect("junk");
+    let good = dir.path().join("good.wav");
+    let wide: Vec<Vec<f32>> = (0..3).map(|_| scaled.clone()).collect();
+    write_int_wav(&good, 12000, 3, 16, &wide);
+    let arg = |p: &Path| p.to_str().expect("utf8").to_string();
+
+    let (code, err) = run_fails(&["classify", "--model", model, &arg(&slow)]);
+    assert_eq!(code, Some(65), "{err}");
+    assert!(
+        err.contains("eight-at-7hz.wav") && err.contains("7 Hz") && err.contains("far below"),
+        "{err}"
+    );
+    assert!(err.contains("no file gave a frame"), "{err}");
+
+    let (code, err) = run_fails(&["classify", "--model", model, &arg(&short)]);
+    assert_eq!(code, Some(65), "{err}");
+    assert!(
+        err.contains("short.wav") && err.contains("shorter than one frame"),
+        "{err}"
+    );
+
+    let (code, err) = run_fails(&["classify", "--model", model, &arg(&junk)]);
+    assert_eq!(code, Some(65), "{err}");
+    assert!(err.contains("junk.wav"), "{err}");
+
+    // A usable file beside an unusable one: its rows come out, the other
+    // is named, and the exit is 0 only when nothing was unreadable.
+    let out = Command::new(BIN)
+        .args(["classify", "--model", model, &arg(&good), &arg(&short)])
+        .output()
+        .expect("classify");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stdout.contains("good.wav"), "{stdout}");
+    assert!(
+        stderr.contains("good.wav: 3 channels, reading channel 0"),
+        "which channel is read: {stderr}"
+    );
+    assert!(stderr.contains("short.wav"), "{stderr}");
+    let out = Command::new(BIN)
+        .args(["classify", "--model", model, &arg(&good), &arg(&junk)])
+        .output()
+        .expect("classify");
+    assert_eq!(out.status.code(), Some(65));
+}
+
+/// With no config and no --model, a run from a checkout finds `models/` in
+/// its working directory and anywhere else looks where the package installs
+/// the model: the build machine's path is not baked into the binary (it
+/// was: `CARGO_MANIFEST_DIR/models` came first).
+#[test]
+fn the_default_model_is_found_without_the_build_machines_path() {
+    assert!(
+        !std::path::Path::new("/etc/drsn/drsnd.toml").exists(),
+        "this test needs a machine without /etc/drsn/drsnd.toml"
+    );
+    let elsewhere = tempfile::tempdir().expect("tmp");
+    let out = Command::new(BIN)
+        .arg("check")
+        .current_dir(elsewhere.path())
+        .output()
+        .expect("check");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{err}");
+    assert!(
+        err.contains("/usr/share/drsn/models/drsn-cw-cwru10.json"),
+        "looks where the package puts it: {err}"
+    );
+    let checkout = tempfile::tempdir().expect("tmp");
+    std::os::unix::fs::symlink(
+        common::root().join("models"),
+        checkout.path().join("models"),
+    )
+    .expect("symlink");
+    let out = Command::new(BIN)
+        .args(["classify", "--json"])
+        .arg(cwru("1797_IR_14.wav"))
+        .current_dir(checkout.path())
+        .output()
+        .expect("classify");
+    assert!(
+        out.status.success(),
+        "finds models/ in the working directory: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bin = std::fs::read(BIN).expect("binary");
+    let baked = format!("{}/models", env!("CARGO_MANIFEST_DIR"));
+    assert!(
+        !bin.windows(baked.len()).any(|w| w == baked.as_bytes()),
+        "the binary holds {baked}"
+    );
 }

@@ -31,6 +31,7 @@ fn pings(sock: &UnixDatagram, d: Duration) -> usize {
 
 #[test]
 fn notify_ready_watchdog_and_stopping_follow_the_real_state() {
+    common::needs_fault_injection();
     let dir = tempfile::tempdir().expect("tmp");
     let notify_path = dir.path().join("notify");
     let notify = UnixDatagram::bind(&notify_path).expect("bind notify");
@@ -337,4 +338,125 @@ fn sigterm_publishes_every_captured_frame_then_exits_cleanly() {
     };
     assert_eq!(status.code(), Some(0));
     assert!(!d.socket.exists(), "socket file left behind");
+}
+
+/// A reload is all-or-nothing: when the new analyses cannot be built for
+/// one stream (the second copy of the reload fails, by fault injection),
+/// no stream runs the new model; status says the reload failed and every
+/// stream goes on with the old one. Before the fix, streams were swapped one
+/// by one as their copies were made, so the first stream ran the new model
+/// while status reported the failure. A later reload then swaps them all.
+#[test]
+fn a_reload_that_fails_for_one_stream_swaps_none() {
+    common::needs_fault_injection();
+    let dir = tempfile::tempdir().expect("tmp");
+    let src = common::model();
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&src).expect("read")).expect("json");
+    let onnx = src.with_file_name(manifest["onnx"].as_str().expect("onnx"));
+    let mut bytes = std::fs::read(&onnx).expect("onnx");
+    bytes.extend_from_slice(&[0xC0, 0x3E, 0x01]); // same weights, another sha256
+    std::fs::write(dir.path().join("v2.onnx"), &bytes).expect("v2.onnx");
+    let (sha1, sha2) = (
+        manifest["sha256"].as_str().expect("sha").to_string(),
+        sha256_hex(&bytes),
+    );
+    let mut m2 = manifest.clone();
+    m2["onnx"] = "v2.onnx".into();
+    m2["sha256"] = sha2.clone().into();
+    let v2 = dir.path().join("v2.json");
+    std::fs::write(&v2, m2.to_string()).expect("v2");
+    let config = |model: &std::path::Path| {
+        let mut text = format!(
+            "model = \"{}\"\n[socket]\nstatus-interval-ms = 300\n",
+            model.display()
+        );
+        for (name, file) in [
+            ("a", "1797_IR_14.wav"),
+            ("b", "1797_B_14.wav"),
+            ("c", "1797_OR6_14.wav"),
+        ] {
+            text += &format!(
+                "[[source]]\nkind = \"wav\"\npath = \"{}\"\nloop = true\nstreams = [\"{name}\"]\n",
+                cwru(file).display()
+            );
+        }
+        text
+    };
+    let cfg = dir.path().join("drsnd.toml");
+    std::fs::write(&cfg, config(&src)).expect("config");
+    // Start-up makes copies 1-3; the first reload 4-6, of which 5 fails.
+    let d = common::Daemon::start_with(
+        &["--config", cfg.to_str().expect("utf8")],
+        &[("DRSN_TEST_FAIL_FORK", "5")],
+    );
+    let mut c = d.connect();
+    let models_of_next_frames = |c: &mut common::Client, n: usize| {
+        let mut seen: std::collections::HashMap<String, std::collections::HashSet<String>> =
+            Default::default();
+        let mut counts: std::collections::HashMap<String, usize> = Default::default();
+        while ["a", "b", "c"]
+            .iter()
+            .any(|s| counts.get(*s).copied().unwrap_or(0) < n)
+        {
+            let m = c.next().expect("connected");
+            if m["type"] == "frame" {
+                let s = m["stream"].as_str().expect("stream").to_string();
+                *counts.entry(s.clone()).or_default() += 1;
+                seen.entry(s)
+                    .or_default()
+                    .insert(m["model"].as_str().expect("model").into());
+            }
+        }
+        seen
+    };
+    models_of_next_frames(&mut c, 3);
+    std::fs::write(&cfg, config(&v2)).expect("config");
+    hup(&d);
+    let mut seq = None;
+    let st = c_until_reload(&mut c, &mut seq);
+    assert_eq!(st["reload"]["ok"], false, "{st}");
+    let msg = st["reload"]["message"].as_str().unwrap_or("");
+    assert!(
+        msg.contains("DRSN_TEST_FAIL_FORK") && msg.contains("every stream"),
+        "{msg}"
+    );
+    assert_eq!(st["model"]["sha256"], sha1.as_str());
+    for (stream, models) in models_of_next_frames(&mut c, 25) {
+        assert_eq!(
+            models.into_iter().collect::<Vec<_>>(),
+            vec![sha1.clone()],
+            "stream {stream} runs another model after a failed reload"
+        );
+    }
+    // Copies 7-9 all work: every stream swaps.
+    hup(&d);
+    let st = c_until_reload(&mut c, &mut seq);
+    assert_eq!(st["reload"]["ok"], true, "{st}");
+    // Frames already made with the old model may still be queued.
+    models_of_next_frames(&mut c, 10);
+    for (stream, models) in models_of_next_frames(&mut c, 10) {
+        assert_eq!(
+            models.into_iter().collect::<Vec<_>>(),
+            vec![sha2.clone()],
+            "stream {stream} kept the old model after a reload that worked"
+        );
+    }
+}
+
+/// The status after a reload (ignoring frames' seq across three streams).
+fn c_until_reload(c: &mut common::Client, reloads_seen: &mut Option<u64>) -> serde_json::Value {
+    let t0 = Instant::now();
+    loop {
+        assert!(t0.elapsed() < Duration::from_secs(30), "no reload status");
+        let m = c.next().expect("connected");
+        if m["type"] != "status" || m["reload"].is_null() {
+            continue;
+        }
+        let at = (m["reload"]["at_uptime_s"].as_f64().unwrap_or(0.0) * 1000.0) as u64;
+        if Some(at) != *reloads_seen {
+            *reloads_seen = Some(at);
+            return m;
+        }
+    }
 }

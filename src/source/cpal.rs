@@ -14,16 +14,14 @@
 //! marked in the ring as a gap of the samples it lasted.
 
 use super::{Running, Source, SourceStatus};
+use crate::clock::mono_ns as now_ns;
 use crate::config::SourceConfig;
-use crate::ring::{now_ns, RingWriter};
+use crate::ring::RingWriter;
 use anyhow::{bail, Context, Result};
 use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 use cpal::{FromSample, SampleFormat, SizedSample, StreamConfig, SupportedBufferSize};
-use std::cell::UnsafeCell;
-use std::sync::atomic::{
-    AtomicBool, AtomicU8, Ordering::Acquire, Ordering::Relaxed, Ordering::Release,
-};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, TryLockError};
 use std::time::Duration;
 
 /// Reopen attempts start this soon after a loss and back off to the max.
@@ -247,8 +245,8 @@ impl CpalSource {
     {
         let ch = self.config.channels as usize;
         // The capture callback: converts and pushes, nothing else. No
-        // allocation, lock, log or wait (one compare-exchange to borrow the
-        // writers; RingWriter::push is wait-free).
+        // allocation, log or wait: one try_lock that never blocks to borrow
+        // the writers (see Lease), and RingWriter::push is wait-free.
         let data = move |data: &[T], _: &cpal::InputCallbackInfo| {
             let frames = data.len() / ch;
             let t = now_ns();
@@ -292,52 +290,48 @@ impl CpalSource {
 /// it when the server dies), so the supervisor does not wait for its
 /// callback to be dropped: it revokes the lease, which the callback honours
 /// from its next call on, and takes the writers back.
+///
+/// A plain mutex, but the callback only ever `try_lock`s it: it never waits.
+/// The lock is contended only in the instant the supervisor revokes the
+/// lease, and a callback that finds it held skips that one buffer, whose
+/// time the outage's gap then covers (the lease is being revoked because the
+/// stream is lost).
 struct Lease {
-    state: AtomicU8,
-    writers: UnsafeCell<Vec<Option<RingWriter>>>,
+    /// None once revoked.
+    writers: Mutex<Option<Vec<Option<RingWriter>>>>,
 }
-
-const FREE: u8 = 0;
-const BUSY: u8 = 1;
-const REVOKED: u8 = 2;
-
-// SAFETY: `writers` is only touched by whoever moved `state` away from FREE:
-// the callback (to BUSY, and back) or the supervisor (to REVOKED, for good).
-unsafe impl Sync for Lease {}
 
 impl Lease {
     fn new(writers: Vec<Option<RingWriter>>) -> Arc<Self> {
         Arc::new(Self {
-            state: AtomicU8::new(FREE),
-            writers: UnsafeCell::new(writers),
+            writers: Mutex::new(Some(writers)),
         })
     }
 
-    /// For the callback: wait-free, and a no-op once revoked.
+    /// For the callback: never waits, and a no-op once revoked.
     fn with(&self, f: impl FnOnce(&mut Vec<Option<RingWriter>>)) {
-        if self
-            .state
-            .compare_exchange(FREE, BUSY, Acquire, Relaxed)
-            .is_ok()
-        {
-            // SAFETY: the state is BUSY; nobody else may touch `writers`.
-            f(unsafe { &mut *self.writers.get() });
-            self.state.store(FREE, Release);
+        let guard = match self.writers.try_lock() {
+            Ok(g) => g,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => return,
+        };
+        let mut guard = guard;
+        if let Some(w) = guard.as_mut() {
+            f(w);
         }
     }
 
     /// For the supervisor: ends the lease and takes the writers back. A
     /// callback inside `with` holds it for microseconds; None only if one
-    /// never lets go.
+    /// never lets go, or it was revoked before.
     fn revoke(&self) -> Option<Vec<Option<RingWriter>>> {
         let until = std::time::Instant::now() + Duration::from_secs(1);
         loop {
-            match self.state.compare_exchange(FREE, REVOKED, Acquire, Relaxed) {
-                // SAFETY: now REVOKED; the callback never touches `writers` again.
-                Ok(_) => return Some(std::mem::take(unsafe { &mut *self.writers.get() })),
-                Err(REVOKED) => return None,
-                Err(_) if std::time::Instant::now() > until => return None,
-                Err(_) => std::thread::yield_now(),
+            match self.writers.try_lock() {
+                Ok(mut g) => return g.take(),
+                Err(TryLockError::Poisoned(p)) => return p.into_inner().take(),
+                Err(TryLockError::WouldBlock) if std::time::Instant::now() > until => return None,
+                Err(TryLockError::WouldBlock) => std::thread::yield_now(),
             }
         }
     }
@@ -369,7 +363,7 @@ struct Supervisor {
 
 enum Ended {
     Stopped,
-    /// Why, and the time of the last sample (ns since the epoch).
+    /// Why, and the time of the last sample (monotonic ns).
     Lost(String, u64),
 }
 
@@ -388,7 +382,7 @@ impl Supervisor {
         }
     }
 
-    /// When the callback last pushed samples (ns since the epoch; 0 never).
+    /// When the callback last pushed samples (monotonic ns; 0 never).
     fn last_chunk_ns(&self) -> u64 {
         self.counters
             .as_ref()

@@ -4,8 +4,9 @@
 //! restarted sensor process picks up where the stream left off.
 
 use super::{Running, Source, SourceStatus};
+use crate::clock::mono_ns as now_ns;
 use crate::config::{RawFormat, SourceConfig};
-use crate::ring::{now_ns, RingWriter};
+use crate::ring::RingWriter;
 use anyhow::{Context, Result};
 use std::io::Read;
 use std::os::unix::fs::FileTypeExt;

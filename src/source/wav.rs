@@ -3,8 +3,9 @@
 //! ±1 full scale; float data is passed as is (CWRU files are in g).
 
 use super::{Running, Source, SourceStatus};
+use crate::clock::mono_ns as now_ns;
 use crate::config::{Pace, SourceConfig};
-use crate::ring::{now_ns, RingWriter};
+use crate::ring::RingWriter;
 use anyhow::{bail, Context, Result};
 use std::io::BufReader;
 use std::path::PathBuf;

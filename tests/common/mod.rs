@@ -2,6 +2,10 @@
 //! as a subscriber would, and validate every line against docs/schema.
 #![allow(dead_code)]
 
+pub mod pulse;
+#[allow(unused_imports)]
+pub use pulse::{player, Pulse};
+
 use serde_json::Value;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -344,4 +348,12 @@ pub fn classify_json(files: &[PathBuf], hop: usize) -> Vec<Value> {
         .lines()
         .map(validate)
         .collect()
+}
+
+/// Tests that use the fault-injection hooks (src/fault.rs) fail loudly
+/// without them rather than pass without testing anything.
+pub fn needs_fault_injection() {
+    if !cfg!(feature = "fault-injection") {
+        panic!("this test needs `cargo test --features fault-injection` (scripts/test.sh sets it)");
+    }
 }

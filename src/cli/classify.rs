@@ -2,44 +2,115 @@
 //! daemon's own frame assembler and model code, so their labels are the
 //! daemon's labels for the same frames.
 
-use crate::cli::ClassifyArgs;
+use super::{EX_CONFIG, EX_DATAERR, EX_USAGE};
 use crate::config::{Config, DEFAULT_MODEL_NAME};
 use crate::frame::{Assembler, Conditioning, Frame};
 use crate::infer::{Model, Prediction};
 use crate::manifest::ModelFiles;
 use crate::protocol::{FrameMsg, Message};
 use crate::source::wav;
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
+use clap::Args;
 use std::path::Path;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Args)]
+pub struct ClassifyArgs {
+    /// WAV files.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    #[arg(long, default_value_t = 512)]
+    pub hop: usize,
+    /// Channel to read from multi-channel files.
+    #[arg(long, default_value_t = 0)]
+    pub channel: usize,
+    /// One JSON frame message per line instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Worker threads (default: every core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+/// Below this fraction of the model's rate a recording is refused: the
+/// model would see a band that upsampling invented, not measured.
+const MIN_RATE_FRACTION: f64 = 0.5;
+
+/// Why a file gave no frames: it cannot be read (EX_DATAERR), or it can but
+/// holds nothing the model can use.
+#[derive(Debug)]
+enum Unusable {
+    Unreadable(anyhow::Error),
+    NoFrames(String),
+}
 
 /// Frames of one channel of a WAV file, exactly as the daemon would cut them.
-pub fn wav_frames(path: &Path, channel: usize, model: &Model, hop: usize) -> Result<Vec<Frame>> {
-    let mut r = wav::open_reader(path)?;
+fn wav_frames(
+    path: &Path,
+    channel: usize,
+    model: &Model,
+    hop: usize,
+) -> Result<Vec<Frame>, Unusable> {
+    let mut r = wav::open_reader(path).map_err(Unusable::Unreadable)?;
     let spec = r.spec();
     let ch = spec.channels as usize;
+    let name = path.display();
     if channel >= ch {
-        bail!(
-            "{}: has {ch} channel(s); channel {channel} does not exist",
-            path.display()
-        );
+        return Err(Unusable::NoFrames(format!(
+            "{name}: has {ch} channel(s); channel {channel} does not exist"
+        )));
+    }
+    if ch > 1 {
+        eprintln!("{name}: {ch} channels, reading channel {channel} (--channel N for another)");
     }
     let m = &model.manifest;
+    let min_rate = (m.sample_rate as f64 * MIN_RATE_FRACTION).ceil() as u32;
+    if spec.sample_rate < min_rate {
+        return Err(Unusable::NoFrames(format!(
+            "{name}: {} Hz is far below the model's {} Hz; upsampling would invent the band \
+             above {} Hz that the model reads (at least {min_rate} Hz is needed)",
+            spec.sample_rate,
+            m.sample_rate,
+            spec.sample_rate / 2
+        )));
+    }
     let cond = Conditioning {
         source_rate: spec.sample_rate,
         model_rate: m.sample_rate,
         gain: 1.0,
         clip_level: wav::full_scale(&spec),
     };
-    let mut asm = Assembler::new(cond, m.frame_length, hop)?;
+    let mut asm = Assembler::new(cond, m.frame_length, hop).map_err(Unusable::Unreadable)?;
     let mut frames = Vec::new();
     let mut buf = Vec::new();
     let mut chan = Vec::new();
-    while wav::read_block(&mut r, &mut buf, 4096 * ch)
-        .with_context(|| format!("{}: read failed (truncated file?)", path.display()))?
-    {
+    let mut samples = 0u64;
+    loop {
+        let more = wav::read_block(&mut r, &mut buf, 4096 * ch)
+            .with_context(|| format!("{name}: read failed (truncated file?)"))
+            .map_err(Unusable::Unreadable)?;
+        if !more {
+            break;
+        }
         chan.clear();
         chan.extend(buf.iter().skip(channel).step_by(ch));
-        asm.push(&chan, 0, &mut frames)?;
+        samples += chan.len() as u64;
+        asm.push(&chan, 0, &mut frames)
+            .map_err(Unusable::Unreadable)?;
+    }
+    if frames.is_empty() {
+        return Err(Unusable::NoFrames(format!(
+            "{name}: {samples} samples at {} Hz ({:.3} s) is shorter than one frame \
+             ({} samples at {} Hz, {:.3} s)",
+            spec.sample_rate,
+            samples as f64 / spec.sample_rate as f64,
+            m.frame_length,
+            m.sample_rate,
+            m.frame_length as f64 / m.sample_rate as f64
+        )));
     }
     Ok(frames)
 }
@@ -80,12 +151,22 @@ pub fn load_model(path: Option<&Path>, max_batch: usize) -> Result<Model> {
     Model::load_checked(&files, max_batch)
 }
 
-pub fn classify(a: &ClassifyArgs) -> Result<()> {
+/// Classifies every file. A file that cannot be used is named with the
+/// reason and skipped; the exit code is EX_CONFIG for the model,
+/// EX_DATAERR when a file could not be read or when no file gave a frame.
+pub fn classify(a: &ClassifyArgs) -> ExitCode {
     if a.hop == 0 {
-        anyhow::bail!("--hop 0: the hop must be at least 1 sample");
+        eprintln!("drsnd classify: --hop 0: the hop must be at least 1 sample");
+        return ExitCode::from(EX_USAGE);
     }
     // One frame per run: faster than batches in tract for this model (see config).
-    let model = load_model(a.model.as_deref(), 1)?;
+    let model = match load_model(a.model.as_deref(), 1) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("drsnd classify: {e:#}");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
     let threads = a
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -97,16 +178,41 @@ pub fn classify(a: &ClassifyArgs) -> Result<()> {
             "file", "frames", "label", "share"
         );
     }
+    let (mut classified, mut unreadable) = (0, 0);
     for path in &a.files {
-        let frames = wav_frames(path, a.channel, &model, a.hop)?;
-        let preds = predict_all(&model, &frames, threads)?;
+        let frames = match wav_frames(path, a.channel, &model, a.hop) {
+            Ok(f) => f,
+            Err(Unusable::Unreadable(e)) => {
+                eprintln!("drsnd classify: {e:#}");
+                unreadable += 1;
+                continue;
+            }
+            Err(Unusable::NoFrames(why)) => {
+                eprintln!("drsnd classify: {why}; no frames");
+                continue;
+            }
+        };
+        let preds = match predict_all(&model, &frames, threads) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("drsnd classify: {}: {e:#}", path.display());
+                return ExitCode::FAILURE;
+            }
+        };
+        classified += 1;
         if a.json {
             print_json(path, &frames, preds, &model.manifest, rate);
         } else {
             print_row(path, &preds, &classes);
         }
     }
-    Ok(())
+    if unreadable > 0 || classified == 0 {
+        if classified == 0 {
+            eprintln!("drsnd classify: no file gave a frame");
+        }
+        return ExitCode::from(EX_DATAERR);
+    }
+    ExitCode::SUCCESS
 }
 
 fn print_json(
@@ -131,7 +237,7 @@ fn print_json(
             time,
             0.0,
         ));
-        let _ = out.write_all(crate::publish::to_line(&msg).as_bytes());
+        let _ = out.write_all(crate::sinks::to_line(&msg).as_bytes());
     }
 }
 
@@ -170,64 +276,4 @@ fn print_row(path: &Path, preds: &[Prediction], classes: &[String]) {
         share,
         detail.join(" ")
     );
-}
-
-/// `drsnd check`: the config parses, the model loads and agrees with its
-/// manifest, one frame runs, every source opens.
-pub fn check(cfg: &Config) -> Result<String> {
-    let files = ModelFiles::load(&cfg.model)?;
-    let mut model = Model::load_checked(&files, cfg.max_batch)?;
-    let m = model.manifest.clone();
-    let frame: Vec<f32> = (0..m.frame_length)
-        .map(|i| (i as f32 * 0.3).sin())
-        .collect();
-    let mut out = Vec::new();
-    let t = std::time::Instant::now();
-    model.predict(&[frame.as_slice()], &mut out)?;
-    let ms = t.elapsed().as_secs_f64() * 1e3;
-    let mut lines = vec![
-        format!(
-            "model     {} {} ({})",
-            m.name,
-            m.version,
-            files.onnx_path.display()
-        ),
-        format!("sha256    {} (matches)", m.sha256),
-        format!(
-            "input     {} samples at {} Hz",
-            m.frame_length, m.sample_rate
-        ),
-        format!("classes   {}", m.class_ids().join(" ")),
-        format!(
-            "tau       {} units: {}",
-            m.thresholds.len(),
-            m.thresholds
-                .iter()
-                .map(|t| format!("{}[{}]", t.name, t.channels))
-                .collect::<Vec<_>>()
-                .join(" ")
-        ),
-        format!(
-            "one frame {ms:.3} ms, label {}",
-            m.classes[out[0].top().0].id
-        ),
-        format!(
-            "socket    {} (mode {})",
-            cfg.socket.path.display(),
-            cfg.socket.mode
-        ),
-        format!("hop       {} samples, max batch {}", cfg.hop, cfg.max_batch),
-    ];
-    for s in &cfg.sources {
-        let src = crate::source::open(s)?;
-        lines.push(format!(
-            "source    {}: {} Hz, {} ch -> streams {:?}",
-            s.label(),
-            src.rate(),
-            src.channels(),
-            s.streams
-        ));
-    }
-    lines.push("ok".into());
-    Ok(lines.join("\n"))
 }

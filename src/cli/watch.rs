@@ -2,12 +2,32 @@
 //! confidence, level and the mean threshold of every shrinkage unit; status
 //! lines in between. `--json` passes the daemon's lines through unchanged.
 
-use crate::cli::WatchArgs;
 use crate::protocol::{Filter, Message};
 use anyhow::{Context, Result};
+use clap::Args;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct WatchArgs {
+    /// Unix socket path.
+    #[arg(long, default_value = "/run/drsn/drsn.sock")]
+    pub socket: PathBuf,
+    /// Print the daemon's lines unchanged.
+    #[arg(long)]
+    pub json: bool,
+    /// Only these streams.
+    #[arg(long = "stream")]
+    pub streams: Vec<String>,
+    /// Leave out thresholds.
+    #[arg(long)]
+    pub no_thresholds: bool,
+    /// Exit after this many frames.
+    #[arg(long)]
+    pub count: Option<u64>,
+}
 
 pub fn watch(a: &WatchArgs) -> Result<()> {
     let mut sock = UnixStream::connect(&a.socket)

@@ -1,36 +1,14 @@
 //! Inference with tract: the ONNX DRSN optimised once per batch size, with
 //! concrete shapes, and checked against its manifest by a warm-up run.
 
-pub mod thread;
-
 use crate::manifest::{Manifest, ModelFiles};
+pub use crate::report::Prediction;
 use anyhow::{bail, Context, Result};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use tract_onnx::prelude::*;
 
 type Plan = Arc<TypedRunnableModel>;
-
-/// One frame's outputs: class probabilities and every unit's thresholds.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Prediction {
-    pub probs: Vec<f32>,
-    pub thresholds: Vec<Vec<f32>>,
-}
-
-impl Prediction {
-    /// Index and probability of the most likely class.
-    pub fn top(&self) -> (usize, f32) {
-        self.probs
-            .iter()
-            .copied()
-            .enumerate()
-            .fold(
-                (0, f32::MIN),
-                |best, (i, p)| if p > best.1 { (i, p) } else { best },
-            )
-    }
-}
 
 pub struct Model {
     pub manifest: Manifest,
@@ -232,8 +210,8 @@ fn trial_load(path: &Path, max_batch: usize) -> Result<()> {
     }
     let err = String::from_utf8_lossy(&out.stderr);
     let why = crash_reason(&err);
-    if out.status.code() == Some(crate::config::EX_CONFIG as i32) {
-        // check-model printed the load error itself.
+    if !err.contains(" panicked at ") && out.status.code().is_some() {
+        // No panic: check-model printed the load error itself.
         bail!("{}", why.trim_start_matches("drsnd: "));
     }
     bail!(

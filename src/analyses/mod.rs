@@ -1,0 +1,82 @@
+//! The per-frame analyses of a stream, run in order on every frame by the
+//! stream's worker. Each analysis adds its own fields to the frame's
+//! [`Report`], which the monitor, the snapshots and every output read. Today
+//! the list holds the DRSN classifier; a denoiser, a baseline/anomaly score
+//! and physical measures each become one more file here and one more entry
+//! in [`Analyses::for_stream`], not a branch in the worker loop.
+
+pub mod classifier;
+
+use crate::infer::Model;
+use crate::manifest::Manifest;
+use crate::report::{Frame, Report};
+use anyhow::Result;
+
+/// One analysis of a stream's frames.
+pub trait Analysis: Send {
+    /// A short name for logs and errors.
+    fn name(&self) -> &'static str;
+    /// Largest batch it takes in one call (a worker that has fallen behind
+    /// hands over what waits, up to the smallest of these).
+    fn max_batch(&self) -> usize {
+        usize::MAX
+    }
+    /// Analyses `frames`, filling its fields of `reports[i]` for `frames[i]`.
+    fn run(&mut self, frames: &[Frame], reports: &mut [Report]) -> Result<()>;
+}
+
+/// What is loaded once and shared by every stream's analyses (the models):
+/// built at start and again, whole, on reload.
+pub struct Shared {
+    pub classifier: Model,
+}
+
+/// One stream's analyses, in order. A reload builds a new `Analyses` for
+/// every stream before any stream takes one: all swap, or none.
+pub struct Analyses {
+    /// The classifier's manifest: class names and the model's sha256 for
+    /// every frame message, and the monitor's classes.
+    pub manifest: Manifest,
+    stages: Vec<Box<dyn Analysis>>,
+}
+
+impl Analyses {
+    /// The analyses of one stream, sharing the loaded models.
+    pub fn for_stream(shared: &Shared) -> Result<Self> {
+        crate::fault::fail_a_fork()?;
+        let stages: Vec<Box<dyn Analysis>> = vec![Box::new(classifier::Classifier::new(
+            shared.classifier.fork()?,
+        ))];
+        Ok(Self {
+            manifest: shared.classifier.manifest.clone(),
+            stages,
+        })
+    }
+
+    pub fn class_ids(&self) -> Vec<String> {
+        self.manifest.class_ids()
+    }
+
+    pub fn max_batch(&self) -> usize {
+        self.stages
+            .iter()
+            .map(|s| s.max_batch())
+            .min()
+            .unwrap_or(1)
+            .max(1)
+    }
+
+    /// Runs every analysis on `frames`, in order; `reports` is refilled with
+    /// one report per frame. An error names the analysis that failed.
+    pub fn run(&mut self, frames: &[Frame], reports: &mut Vec<Report>) -> Result<()> {
+        reports.clear();
+        reports.resize_with(frames.len(), Report::default);
+        for stage in &mut self.stages {
+            let name = stage.name();
+            stage
+                .run(frames, reports)
+                .map_err(|e| e.context(format!("{name} failed")))?;
+        }
+        Ok(())
+    }
+}

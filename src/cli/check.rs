@@ -1,0 +1,98 @@
+//! `drsnd check`: the config parses, the model loads and agrees with its
+//! manifest, one frame runs, every source opens.
+
+use super::run::{build_config, Overrides};
+use super::{init_logging, EX_CONFIG};
+use crate::config::Config;
+use crate::infer::Model;
+use crate::manifest::ModelFiles;
+use anyhow::Result;
+use clap::Args;
+use std::process::ExitCode;
+
+#[derive(Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub o: Overrides,
+}
+
+pub fn check(a: CheckArgs) -> ExitCode {
+    init_logging("warn");
+    let cfg = match build_config(&a.o) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("drsnd check: {e}");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    match summary(&cfg) {
+        Ok(summary) => {
+            println!("{summary}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("drsnd check: {e:#}");
+            ExitCode::from(EX_CONFIG)
+        }
+    }
+}
+
+/// `drsnd check`: the config parses, the model loads and agrees with its
+/// manifest, one frame runs, every source opens.
+fn summary(cfg: &Config) -> Result<String> {
+    let files = ModelFiles::load(&cfg.model)?;
+    let mut model = Model::load_checked(&files, cfg.max_batch)?;
+    let m = model.manifest.clone();
+    let frame: Vec<f32> = (0..m.frame_length)
+        .map(|i| (i as f32 * 0.3).sin())
+        .collect();
+    let mut out = Vec::new();
+    let t = std::time::Instant::now();
+    model.predict(&[frame.as_slice()], &mut out)?;
+    let ms = t.elapsed().as_secs_f64() * 1e3;
+    let mut lines = vec![
+        format!(
+            "model     {} {} ({})",
+            m.name,
+            m.version,
+            files.onnx_path.display()
+        ),
+        format!("sha256    {} (matches)", m.sha256),
+        format!(
+            "input     {} samples at {} Hz",
+            m.frame_length, m.sample_rate
+        ),
+        format!("classes   {}", m.class_ids().join(" ")),
+        format!(
+            "tau       {} units: {}",
+            m.thresholds.len(),
+            m.thresholds
+                .iter()
+                .map(|t| format!("{}[{}]", t.name, t.channels))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+        format!(
+            "one frame {ms:.3} ms, label {}",
+            m.classes[out[0].top().0].id
+        ),
+        format!(
+            "socket    {} (mode {})",
+            cfg.socket.path.display(),
+            cfg.socket.mode
+        ),
+        format!("hop       {} samples, max batch {}", cfg.hop, cfg.max_batch),
+    ];
+    for s in &cfg.sources {
+        let src = crate::source::open(s)?;
+        lines.push(format!(
+            "source    {}: {} Hz, {} ch -> streams {:?}",
+            s.label(),
+            src.rate(),
+            src.channels(),
+            s.streams
+        ));
+    }
+    lines.push("ok".into());
+    Ok(lines.join("\n"))
+}

@@ -1,0 +1,181 @@
+//! Building the data path from the config, before anything runs: open each
+//! source, and for each of its named channels a ring, a frame assembler, the
+//! stream's analyses, monitor, snapshots and worker.
+
+use super::StreamHandle;
+use crate::analyses::{Analyses, Shared};
+use crate::config::{Config, SourceConfig, SourceKind};
+use crate::frame::{Assembler, Conditioning};
+use crate::monitor::{self, Monitor, StateSaver};
+use crate::ring::{ring, RingWriter};
+use crate::sinks::Publisher;
+use crate::snapshot::Snapshots;
+use crate::source::{self, Source, SourceStatus};
+use crate::stats::StreamStats;
+use crate::worker::{Parts, StreamWorker};
+use anyhow::{bail, Result};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+/// A source opened but not started, with a ring writer per channel.
+pub struct PendingSource {
+    pub source: Box<dyn Source>,
+    pub writers: Vec<Option<RingWriter>>,
+    pub status: Arc<SourceStatus>,
+}
+
+/// A stream's worker, not started, and the sender of its reloads.
+pub struct PendingWorker {
+    pub worker: StreamWorker,
+    pub swap: crossbeam_channel::Sender<Analyses>,
+}
+
+/// Everything one source contributes.
+pub struct Built {
+    pub source: PendingSource,
+    pub workers: Vec<PendingWorker>,
+    pub streams: Vec<StreamHandle>,
+}
+
+/// Opens one source and builds a worker for each channel it names.
+pub fn source(
+    cfg: &Config,
+    sc: &SourceConfig,
+    shared: &Shared,
+    tx: &Publisher,
+    stop: &Arc<AtomicBool>,
+) -> Result<Built> {
+    let src = source::open(sc)?;
+    let channels = src.channels();
+    if sc.streams.len() > channels {
+        bail!(
+            "{}: {} streams named but the source has {channels} channel(s)",
+            sc.label(),
+            sc.streams.len()
+        );
+    }
+    let status = Arc::new(SourceStatus::default());
+    let mut built = Built {
+        source: PendingSource {
+            source: src,
+            writers: Vec::new(),
+            status: status.clone(),
+        },
+        workers: Vec::new(),
+        streams: Vec::new(),
+    };
+    for c in 0..channels {
+        let Some(name) = sc.streams.get(c).filter(|n| !n.is_empty()) else {
+            built.source.writers.push(None);
+            continue;
+        };
+        let ch = Channel {
+            cfg,
+            sc,
+            name,
+            index: c,
+            rate: built.source.source.rate(),
+            full_scale: built.source.source.full_scale(),
+        };
+        let (writer, parts) = ch.parts(shared, &status)?;
+        let stats = parts.stats.clone();
+        let (worker, swap) = StreamWorker::new(parts, tx.clone(), stop.clone());
+        built.workers.push(PendingWorker { worker, swap });
+        built.streams.push(StreamHandle {
+            stats,
+            source: status.clone(),
+        });
+        built.source.writers.push(Some(writer));
+    }
+    Ok(built)
+}
+
+/// One named channel of a source: one stream.
+struct Channel<'a> {
+    cfg: &'a Config,
+    sc: &'a SourceConfig,
+    name: &'a str,
+    index: usize,
+    rate: u32,
+    full_scale: f32,
+}
+
+impl Channel<'_> {
+    /// The ring (its writer for the source) and the worker's parts.
+    fn parts(&self, shared: &Shared, status: &Arc<SourceStatus>) -> Result<(RingWriter, Parts)> {
+        let m = &shared.classifier.manifest;
+        let capacity = ((self.rate as f32 * self.sc.ring_seconds) as usize).max(m.frame_length);
+        let (writer, reader) = ring(capacity);
+        let cond = Conditioning {
+            source_rate: self.rate,
+            model_rate: m.sample_rate,
+            gain: self.sc.gain,
+            clip_level: self.sc.clip_level.unwrap_or(self.full_scale),
+        };
+        let assembler = Assembler::new(cond, m.frame_length, self.cfg.hop)?;
+        let mut stats = StreamStats::new(
+            self.name,
+            &self.sc.label(),
+            self.rate,
+            self.index,
+            self.cfg.hop,
+            writer.counters().clone(),
+        );
+        stats.resampler = assembler.resampling();
+        let stats = Arc::new(stats);
+        let (monitor, state) = self.monitor(&stats, m.class_ids());
+        let parts = Parts {
+            reader,
+            assembler,
+            analyses: Analyses::for_stream(shared)?,
+            monitor,
+            snapshots: Snapshots::new(
+                self.cfg.snapshots.clone(),
+                self.name,
+                self.rate,
+                m.sample_rate,
+                self.sc.ring_seconds as f64,
+            ),
+            state,
+            stats,
+            source: status.clone(),
+            max_lag: (self.sc.kind == SourceKind::Cpal)
+                .then_some((self.rate as f32 * self.sc.max_lag_s) as usize),
+        };
+        Ok((writer, parts))
+    }
+
+    /// The stream's monitor, starting from the machine state saved before a
+    /// restart, if any (a fault already known is not raised again).
+    fn monitor(&self, stats: &StreamStats, classes: Vec<String>) -> (Monitor, StateSaver) {
+        let mut mcfg = self
+            .sc
+            .monitor
+            .clone()
+            .unwrap_or_else(|| self.cfg.monitor.clone());
+        if mcfg.state_dir.is_none() {
+            mcfg.state_dir = self.cfg.monitor.state_dir.clone();
+        }
+        let state_file = mcfg
+            .state_dir
+            .as_ref()
+            .map(|d| monitor::state_path(d, self.name));
+        let restored = state_file
+            .as_deref()
+            .and_then(monitor::load_state)
+            .map(|s| {
+                tracing::info!(
+                    "{}: restored machine state {} (since {:.0})",
+                    self.name,
+                    s.machine.name(),
+                    s.since
+                );
+                stats.set_machine(s.machine.clone(), s.since);
+                (s.machine, 0.0)
+            });
+        (
+            Monitor::new(mcfg, classes, restored),
+            StateSaver::new(state_file),
+        )
+    }
+}

@@ -1,0 +1,148 @@
+//! `drsnd run`: builds the data path from the config ([`build`]), then
+//! serves ([`serve`]): start the workers and sources, start the sinks,
+//! answer signals until SIGTERM/SIGINT, and shut down in order (stop
+//! capture, drain what was captured, publish it, say goodbye).
+
+mod build;
+mod reload;
+mod serve;
+
+pub use reload::ReloadFn;
+
+use crate::analyses::Shared;
+use crate::config::Config;
+use crate::infer::Model;
+use crate::manifest::ModelFiles;
+use crate::protocol::{ModelRef, ResamplerState, StreamStatus};
+use crate::sinks::{self, Publisher, PublisherQueue};
+use crate::source::SourceStatus;
+use crate::stats::StreamStats;
+use anyhow::{Context, Result};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
+
+/// Frames the workers may queue for the bus before dropping.
+const PUBLISH_QUEUE: usize = 8192;
+
+/// One stream as the daemon tracks it.
+pub struct StreamHandle {
+    stats: Arc<StreamStats>,
+    source: Arc<SourceStatus>,
+}
+
+/// The loaded models plus everything built from the config, not yet started.
+pub struct Prepared {
+    cfg: Config,
+    shared: Shared,
+    streams: Vec<StreamHandle>,
+    workers: Vec<build::PendingWorker>,
+    sources: Vec<build::PendingSource>,
+    /// Taken by the bus when the daemon starts serving.
+    queue: Option<PublisherQueue>,
+    /// Raised first on shutdown: sources stop delivering.
+    source_stop: Arc<AtomicBool>,
+    /// Raised once sources are done: workers drain and exit.
+    stop: Arc<AtomicBool>,
+    /// Reads the config again (file plus command-line overrides), for SIGHUP.
+    reload: Option<Arc<ReloadFn>>,
+}
+
+/// An error in the config or model (exit 78) rather than at run time.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:#}")]
+pub struct SetupError(pub anyhow::Error);
+
+/// Loads the model and builds every source's streams and workers.
+pub fn prepare(cfg: Config, reload: Option<Arc<ReloadFn>>) -> Result<Prepared, SetupError> {
+    let shared = load_models(&cfg).map_err(SetupError)?;
+    if cfg.sources.is_empty() {
+        return Err(SetupError(anyhow::anyhow!(
+            "no [[source]] configured and none given on the command line"
+        )));
+    }
+    let (tx, queue) = sinks::publisher(PUBLISH_QUEUE);
+    let mut p = Prepared {
+        cfg: cfg.clone(),
+        shared,
+        streams: Vec::new(),
+        workers: Vec::new(),
+        sources: Vec::new(),
+        queue: Some(queue),
+        source_stop: Arc::new(AtomicBool::new(false)),
+        stop: Arc::new(AtomicBool::new(false)),
+        reload,
+    };
+    for sc in &cfg.sources {
+        p.add_source(sc, &tx).map_err(SetupError)?;
+    }
+    Ok(p)
+}
+
+fn load_models(cfg: &Config) -> Result<Shared> {
+    let files = ModelFiles::load(&cfg.model)?;
+    let model = Model::load_checked(&files, cfg.max_batch)?;
+    let m = &model.manifest;
+    tracing::info!(
+        "model {} {} ({}), {} Hz, frames of {}, {} threshold outputs",
+        m.name,
+        m.version,
+        files.onnx_path.display(),
+        m.sample_rate,
+        m.frame_length,
+        m.thresholds.len()
+    );
+    Ok(Shared { classifier: model })
+}
+
+impl Prepared {
+    fn add_source(&mut self, sc: &crate::config::SourceConfig, tx: &Publisher) -> Result<()> {
+        let built = build::source(&self.cfg, sc, &self.shared, tx, &self.stop)?;
+        self.sources.push(built.source);
+        self.workers.extend(built.workers);
+        self.streams.extend(built.streams);
+        Ok(())
+    }
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub fn run(p: Prepared) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(serve::serve(p))
+}
+
+fn stream_status(s: &StreamHandle) -> StreamStatus {
+    let st = &s.stats;
+    let frames = st.frames.load(Relaxed);
+    let mean = st.latency_sum_us.load(Relaxed) as f64 / frames.max(1) as f64 / 1000.0;
+    let (machine, machine_since) = st.machine();
+    StreamStatus {
+        machine,
+        machine_since,
+        name: st.name.clone(),
+        source_state: s
+            .source
+            .get()
+            .unwrap_or_else(|| st.state().as_str().to_string()),
+        frames,
+        captured_samples: st.ring.captured.load(Relaxed),
+        overrun_samples: st.ring.overrun_samples.load(Relaxed),
+        gap_samples: st.ring.gap_samples.load(Relaxed),
+        dropped_frames: st.dropped_frames.load(Relaxed),
+        nonfinite_frames: st.nonfinite_frames.load(Relaxed),
+        clipped_frames: st.clipped_frames.load(Relaxed),
+        resampler: st.resampler.map(|(from, to)| ResamplerState { from, to }),
+        latency_ms_mean: mean,
+        latency_ms_max: st.latency_max_us.load(Relaxed) as f64 / 1000.0,
+    }
+}
+
+fn model_ref(m: &crate::manifest::Manifest) -> ModelRef {
+    ModelRef {
+        name: m.name.clone(),
+        version: m.version.clone(),
+        sha256: m.sha256.clone(),
+    }
+}

@@ -1,0 +1,106 @@
+//! SIGHUP: the config and model are loaded again beside the running ones,
+//! and a new set of analyses is built for every stream. Only when every one
+//! was built does any stream get its new set: all streams swap, or none.
+
+use crate::analyses::{Analyses, Shared};
+use crate::config::Config;
+use crate::infer::Model;
+use crate::manifest::{Manifest, ModelFiles};
+use anyhow::{bail, Result};
+
+/// Re-reads the configuration for a reload.
+pub type ReloadFn = dyn Fn() -> Result<Config, String> + Send + Sync;
+
+/// A reload ready to hand out: one `Analyses` per stream, in stream order.
+pub struct Ready {
+    pub per_stream: Vec<Analyses>,
+    pub manifest: Manifest,
+    /// What changed that only a restart applies.
+    pub notes: Vec<String>,
+}
+
+/// Loads and builds everything a reload needs; an error leaves nothing
+/// half-done, since nothing has been handed to any stream yet.
+pub fn prepare(
+    reload: &ReloadFn,
+    running: &Config,
+    current: &Manifest,
+    streams: usize,
+) -> Result<Ready> {
+    let cfg = reload().map_err(anyhow::Error::msg)?;
+    let files = ModelFiles::load(&cfg.model)?;
+    let model = Model::load_checked(&files, running.max_batch)?;
+    let m = &model.manifest;
+    if m.sample_rate != current.sample_rate || m.frame_length != current.frame_length {
+        bail!(
+            "{}: takes {} samples at {} Hz, the running model {} at {} Hz; that needs a restart",
+            cfg.model.display(),
+            m.frame_length,
+            m.sample_rate,
+            current.frame_length,
+            current.sample_rate
+        );
+    }
+    let manifest = m.clone();
+    let shared = Shared { classifier: model };
+    let per_stream = (0..streams)
+        .map(|_| Analyses::for_stream(&shared))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Ready {
+        per_stream,
+        manifest,
+        notes: restart_notes(&cfg, running),
+    })
+}
+
+/// Settings a reload reads but only a restart applies.
+fn restart_notes(cfg: &Config, running: &Config) -> Vec<String> {
+    [
+        ("sources", cfg.sources != running.sources),
+        ("socket", cfg.socket != running.socket),
+        ("hop", cfg.hop != running.hop),
+        ("max-batch", cfg.max_batch != running.max_batch),
+    ]
+    .into_iter()
+    .filter(|(_, changed)| *changed)
+    .map(|(what, _)| format!("{what} changed: takes effect after a restart"))
+    .collect()
+}
+
+/// The status line of a reload that worked.
+pub fn summary(m: &Manifest, notes: &[String]) -> String {
+    let mut msg = format!(
+        "loaded model {} {} ({})",
+        m.name,
+        m.version,
+        &m.sha256[..12.min(m.sha256.len())]
+    );
+    for n in notes {
+        msg.push_str("; ");
+        msg.push_str(n);
+    }
+    msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Changes are found by comparing the settings, not their Debug text.
+    #[test]
+    fn settings_only_a_restart_applies_are_named() {
+        let text = "[[source]]\nkind = \"wav\"\npath = \"a.wav\"\n";
+        let a = Config::parse(text, "t").expect("parses");
+        assert!(restart_notes(&a, &a.clone()).is_empty());
+        let mut b = a.clone();
+        b.sources[0].gain = 2.0;
+        b.hop = 256;
+        assert_eq!(
+            restart_notes(&b, &a),
+            vec![
+                "sources changed: takes effect after a restart".to_string(),
+                "hop changed: takes effect after a restart".to_string()
+            ]
+        );
+    }
+}

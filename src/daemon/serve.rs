@@ -1,0 +1,315 @@
+//! Serving, in the order of the data path: start the sinks, the workers and
+//! the sources; answer signals and the status tick until SIGTERM/SIGINT;
+//! then shut down in order, so that everything captured is published.
+
+use super::{model_ref, reload, stream_status, Prepared, StreamHandle};
+use crate::analyses::Analyses;
+use crate::config::parse_mode;
+use crate::notify::notify;
+use crate::protocol::{
+    Hello, Message, ModelInfo, ModelRef, ReloadStatus, StreamInfo, PROTOCOL_VERSION,
+};
+use crate::sinks::socket::{self, SocketSink};
+use crate::sinks::{self, Bus};
+use crate::source::Running;
+use anyhow::{Context, Result};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tokio::signal::unix::{signal, Signal, SignalKind};
+
+/// The daemon while it serves.
+struct Serving {
+    p: Prepared,
+    started: Instant,
+    bus: Arc<Bus>,
+    socket: Arc<SocketSink>,
+    streams: Vec<StreamHandle>,
+    /// Per stream, in `streams` order: hands a reload's analyses over.
+    swaps: Vec<crossbeam_channel::Sender<Analyses>>,
+    model: ModelRef,
+    reload: Option<ReloadStatus>,
+}
+
+struct Signals {
+    term: Signal,
+    int: Signal,
+    hup: Signal,
+}
+
+impl Signals {
+    /// Installed first: a SIGTERM that arrives once the socket answers must
+    /// get the orderly shutdown, not the default kill.
+    fn install() -> Result<Self> {
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+}
+
+pub async fn serve(p: Prepared) -> Result<()> {
+    let mut signals = Signals::install()?;
+    let socket_path = p.cfg.socket.path.clone();
+    let listener = socket::bind(
+        &socket_path,
+        parse_mode(&p.cfg.socket.mode).unwrap_or(0o660),
+    )?;
+    let mut s = Serving::new(p);
+    let queue = s.p.queue.take().context("the daemon was started twice")?;
+    let drain = {
+        let bus = s.bus.clone();
+        tokio::spawn(sinks::drain(queue, move |m| bus.send(&m)))
+    };
+    let threads = start_workers(&mut s.p)?;
+    let running = start_sources(&mut s.p, &s.streams, &threads)?;
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(socket::serve(s.socket.clone(), listener, shutdown_rx));
+    s.announce_ready(&socket_path);
+    s.serve_until_stopped(&mut signals, &threads).await;
+    s.shut_down(running, threads, drain).await;
+    s.bus.send(&s.status("stopping"));
+    let _ = shutdown_tx.send(true);
+    s.wait_for_clients(Duration::from_millis(300)).await;
+    server.abort();
+    socket::remove_socket(&socket_path);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Starts every worker thread, in stream order.
+fn start_workers(p: &mut Prepared) -> Result<Vec<JoinHandle<()>>> {
+    p.workers
+        .drain(..)
+        .map(|w| w.worker.spawn().context("cannot start a stream worker"))
+        .collect()
+}
+
+/// Starts every source, each ring writer waking its worker exactly when a
+/// frame completes (first at the frame length, then every hop).
+fn start_sources(
+    p: &mut Prepared,
+    streams: &[StreamHandle],
+    threads: &[JoinHandle<()>],
+) -> Result<Vec<Running>> {
+    let m = &p.shared.classifier.manifest;
+    let to_src = |n: usize, rate: u32| (n as u64 * rate as u64).div_ceil(m.sample_rate as u64);
+    let mut handles = streams.iter().zip(threads);
+    let mut running = Vec::new();
+    for mut src in p.sources.drain(..) {
+        for w in src.writers.iter_mut().flatten() {
+            let Some((s, t)) = handles.next() else { break };
+            let rate = s.stats.source_rate;
+            w.set_waker(
+                t.thread().clone(),
+                to_src(m.frame_length, rate),
+                to_src(s.stats.hop, rate),
+            );
+        }
+        running.push(
+            src.source
+                .start(src.writers, p.source_stop.clone(), src.status)?,
+        );
+    }
+    Ok(running)
+}
+
+impl Serving {
+    /// The bus and the socket sink, with the hello every subscriber gets.
+    fn new(mut p: Prepared) -> Self {
+        let streams = std::mem::take(&mut p.streams);
+        let manifest = &p.shared.classifier.manifest;
+        let hello = Hello {
+            protocol: PROTOCOL_VERSION,
+            daemon: format!("drsnd {}", env!("CARGO_PKG_VERSION")),
+            model: ModelInfo::from(manifest),
+            streams: streams.iter().map(stream_info).collect(),
+        };
+        let bus = Bus::new(
+            hello,
+            p.cfg.socket.client_queue,
+            streams.iter().map(|s| s.stats.clone()).collect(),
+        );
+        let socket = SocketSink::new(bus.clone(), p.cfg.socket.clone());
+        let swaps = p.workers.iter().map(|w| w.swap.clone()).collect();
+        Self {
+            model: model_ref(manifest),
+            p,
+            started: Instant::now(),
+            bus,
+            socket,
+            streams,
+            swaps,
+            reload: None,
+        }
+    }
+
+    fn status(&self, state: &str) -> Message {
+        sinks::status_message(
+            state,
+            self.started.elapsed(),
+            self.model.clone(),
+            self.streams.iter().map(stream_status).collect(),
+            self.socket.client_status(),
+            self.reload.clone(),
+        )
+    }
+
+    fn announce_ready(&self, socket_path: &std::path::Path) {
+        let what = format!(
+            "{} stream(s) on {}",
+            self.streams.len(),
+            socket_path.display()
+        );
+        tracing::info!("serving {what}");
+        notify("READY=1");
+        notify(&format!("STATUS=serving {what}"));
+    }
+
+    /// Signals, the status tick and the watchdog, until SIGTERM or SIGINT.
+    async fn serve_until_stopped(&mut self, sig: &mut Signals, threads: &[JoinHandle<()>]) {
+        let every = Duration::from_millis(self.p.cfg.socket.status_interval_ms.max(100));
+        let mut tick = tokio::time::interval(every);
+        tick.tick().await;
+        // systemd's watchdog: ping at half the period, but only while every
+        // worker that is still running has shown a recent heartbeat.
+        let watchdog = crate::notify::watchdog_interval();
+        let mut dog = tokio::time::interval(watchdog.map_or(Duration::from_secs(3600), |d| d / 2));
+        loop {
+            tokio::select! {
+                _ = sig.term.recv() => break,
+                _ = sig.int.recv() => break,
+                _ = sig.hup.recv() => {
+                    self.reload().await;
+                    self.bus.send(&self.status("running"));
+                }
+                _ = tick.tick() => self.bus.send(&self.status("running")),
+                _ = dog.tick(), if watchdog.is_some() => {
+                    let limit = watchdog.map_or(Duration::ZERO, |d| d / 2);
+                    self.feed_watchdog(threads, limit);
+                }
+            }
+        }
+    }
+
+    fn feed_watchdog(&self, threads: &[JoinHandle<()>], limit: Duration) {
+        let limit = limit.as_nanos() as u64;
+        let now = crate::clock::mono_ns();
+        let alive = threads.iter().zip(&self.streams).all(|(t, s)| {
+            t.is_finished() || now.saturating_sub(s.stats.heartbeat_ns.load(Relaxed)) < limit
+        });
+        if alive {
+            notify("WATCHDOG=1");
+        } else {
+            tracing::error!("a stream worker is stalled; withholding the watchdog ping");
+        }
+    }
+
+    /// SIGHUP: everything is prepared beside the running path first; only
+    /// if all of it is ready does every stream swap (see `reload`).
+    async fn reload(&mut self) {
+        let at_uptime_s = self.started.elapsed().as_secs_f64();
+        let outcome = match self.p.reload.clone() {
+            None => Err("no config to reload".to_string()),
+            Some(f) => {
+                let running = self.p.cfg.clone();
+                let current = self.p.shared.classifier.manifest.clone();
+                let n = self.swaps.len();
+                let job = move || reload::prepare(&*f, &running, &current, n);
+                match tokio::task::spawn_blocking(job).await {
+                    Ok(Ok(ready)) => Ok(self.hand_out(ready)),
+                    Ok(Err(e)) => Err(format!(
+                        "reload failed, still running {} {} on every stream: {e:#}",
+                        self.model.name, self.model.version
+                    )),
+                    Err(e) => Err(format!("reload failed: {e}")),
+                }
+            }
+        };
+        match &outcome {
+            Ok(msg) => tracing::info!("reload: {msg}"),
+            Err(msg) => tracing::error!("{msg}"),
+        }
+        self.reload = Some(ReloadStatus {
+            ok: outcome.is_ok(),
+            message: outcome.unwrap_or_else(|e| e),
+            at_uptime_s,
+        });
+    }
+
+    /// Every stream gets its new analyses; subscribers get a new hello.
+    fn hand_out(&mut self, ready: reload::Ready) -> String {
+        for (tx, a) in self.swaps.iter().zip(ready.per_stream) {
+            // Fails only for a stream whose worker has ended: nothing to swap.
+            let _ = tx.send(a);
+        }
+        let m = &ready.manifest;
+        self.model = model_ref(m);
+        self.p.shared.classifier.manifest = m.clone();
+        self.bus.set_model(ModelInfo::from(m));
+        reload::summary(m, &ready.notes)
+    }
+
+    /// Stops capture first, so that everything captured is in the rings
+    /// before the workers make their last pass; then lets the workers and
+    /// the queue drain.
+    async fn shut_down(
+        &self,
+        mut running: Vec<Running>,
+        threads: Vec<JoinHandle<()>>,
+        drain: tokio::task::JoinHandle<()>,
+    ) {
+        tracing::info!("stopping: draining captured samples");
+        notify("STOPPING=1");
+        self.p.source_stop.store(true, Relaxed);
+        let source_threads: Vec<_> = running.iter_mut().filter_map(|r| r.thread.take()).collect();
+        drop(running); // closes cpal streams
+        let deadline = Instant::now() + Duration::from_millis(500);
+        while source_threads.iter().any(|t| !t.is_finished()) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        self.p.stop.store(true, Relaxed);
+        for t in &threads {
+            t.thread().unpark();
+        }
+        let joined = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        });
+        // The drain ends once every worker has let go of its publisher and
+        // everything queued is broadcast.
+        let drained = async {
+            let _ = joined.await;
+            let _ = drain.await;
+        };
+        if tokio::time::timeout(Duration::from_millis(1500), drained)
+            .await
+            .is_err()
+        {
+            tracing::warn!("stream workers did not finish draining in time");
+        }
+    }
+
+    async fn wait_for_clients(&self, max: Duration) {
+        let deadline = Instant::now() + max;
+        while self.socket.active.load(Relaxed) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+fn stream_info(s: &StreamHandle) -> StreamInfo {
+    let (machine, machine_since) = s.stats.machine();
+    StreamInfo {
+        machine,
+        machine_since,
+        name: s.stats.name.clone(),
+        source: s.stats.source.clone(),
+        channel: s.stats.channel,
+        source_rate: s.stats.source_rate,
+        hop: s.stats.hop,
+    }
+}

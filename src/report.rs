@@ -1,0 +1,73 @@
+//! The data every stage hands on: a frame, what the analyses found in it,
+//! and nothing else. A leaf: it uses no other module of the crate, so the
+//! stages above it (analyses, monitor, snapshots, sinks) share these types
+//! without depending on each other.
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Flags {
+    /// At least one sample was NaN or infinite (replaced by 0 for the model).
+    pub nonfinite: bool,
+    /// At least one sample reached the source's clip level.
+    pub clipped: bool,
+    /// The first frame after samples were dropped (overrun).
+    pub after_gap: bool,
+}
+
+impl Flags {
+    pub fn names(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self.nonfinite {
+            v.push("nonfinite");
+        }
+        if self.clipped {
+            v.push("clipped");
+        }
+        if self.after_gap {
+            v.push("gap");
+        }
+        v
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Frame {
+    /// Index of the first sample at the model rate, counting dropped samples.
+    pub index: u64,
+    /// Capture time of the last sample, monotonic ns ([`crate::clock`]).
+    pub end_ns: u64,
+    pub samples: Vec<f32>,
+    pub rms: f32,
+    pub peak: f32,
+    /// Standard deviation: the signal without its DC part (0 when flat-lined).
+    pub std: f32,
+    pub flags: Flags,
+}
+
+/// One frame's outputs: class probabilities and every unit's thresholds.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Prediction {
+    pub probs: Vec<f32>,
+    pub thresholds: Vec<Vec<f32>>,
+}
+
+impl Prediction {
+    /// Index and probability of the most likely class.
+    pub fn top(&self) -> (usize, f32) {
+        self.probs
+            .iter()
+            .copied()
+            .enumerate()
+            .fold(
+                (0, f32::MIN),
+                |best, (i, p)| if p > best.1 { (i, p) } else { best },
+            )
+    }
+}
+
+/// Everything the analyses found in one frame; the monitor, snapshots and
+/// every output read it. Each analysis fills its own fields.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Report {
+    /// The DRSN classifier's class probabilities and thresholds.
+    pub prediction: Prediction,
+}

@@ -1,0 +1,258 @@
+//! The outputs. Every stream worker hands its messages to one queue (the
+//! [`Publisher`]); a task on the tokio runtime drains it, serialises each
+//! message once and broadcasts the shared line on the [`Bus`]. Each sink
+//! subscribes to the bus and applies its own back-pressure policy; a slow
+//! sink only falls behind in the broadcast ring and can never slow the
+//! workers or another sink. Today the sink is the Unix socket
+//! ([`socket`]); an HTTP page and MQTT become more files here.
+
+pub mod socket;
+
+use crate::protocol::{FrameMsg, Hello, Message, Status};
+use crate::stats::StreamStats;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Frame,
+    Status,
+    Event,
+    Other,
+}
+
+/// One message, serialised once, shared by every sink and client.
+#[derive(Debug)]
+pub struct Outgoing {
+    pub kind: Kind,
+    pub stream: Option<String>,
+    pub line: String,
+    /// Frames only: the same line without thresholds, if any client wants it.
+    pub lite: Option<String>,
+}
+
+impl Outgoing {
+    pub fn new(msg: &Message) -> Self {
+        let (kind, stream) = match msg {
+            Message::Frame(f) => (Kind::Frame, Some(f.stream.clone())),
+            Message::Status(_) => (Kind::Status, None),
+            Message::Event(e) => (Kind::Event, Some(e.stream.clone())),
+            _ => (Kind::Other, None),
+        };
+        Self {
+            kind,
+            stream,
+            line: to_line(msg),
+            lite: None,
+        }
+    }
+
+    /// The line for a client that does (`lite` false) or does not want thresholds.
+    pub fn line_for(&self, lite: bool) -> &str {
+        match (&self.lite, lite) {
+            (Some(l), true) => l,
+            _ => &self.line,
+        }
+    }
+}
+
+pub fn to_line(msg: &Message) -> String {
+    let mut s = serde_json::to_string(msg).unwrap_or_else(|e| {
+        // Only non-string map keys can fail here; none exist in Message.
+        format!("{{\"type\":\"error\",\"message\":\"serialisation failed: {e}\"}}")
+    });
+    s.push('\n');
+    s
+}
+
+/// The broadcast every sink reads, and what a new subscriber is told first.
+pub struct Bus {
+    pub tx: broadcast::Sender<Arc<Outgoing>>,
+    pub hello: Mutex<Hello>,
+    /// In `hello` order: where a new subscriber learns each machine's state.
+    pub stream_stats: Vec<Arc<StreamStats>>,
+    /// Subscribers that asked for frames without thresholds: while there
+    /// are any, frames are serialised a second time without them.
+    pub lite_clients: AtomicUsize,
+}
+
+impl Bus {
+    /// `capacity`: messages the broadcast ring holds for its slowest reader.
+    pub fn new(hello: Hello, capacity: usize, stream_stats: Vec<Arc<StreamStats>>) -> Arc<Self> {
+        let (tx, _) = broadcast::channel(capacity.max(2));
+        Arc::new(Self {
+            tx,
+            hello: Mutex::new(hello),
+            stream_stats,
+            lite_clients: AtomicUsize::new(0),
+        })
+    }
+
+    /// Broadcasts a message; no receivers is fine.
+    pub fn send(&self, msg: &Message) {
+        let mut out = Outgoing::new(msg);
+        if let Message::Frame(f) = msg {
+            if self.lite_clients.load(Relaxed) > 0 {
+                let lite = FrameMsg {
+                    thresholds: None,
+                    ..f.clone()
+                };
+                out.lite = Some(to_line(&Message::Frame(lite)));
+            }
+        }
+        let _ = self.tx.send(Arc::new(out));
+    }
+
+    /// The hello for a new subscriber, with every stream's current machine state.
+    pub fn hello_now(&self) -> Option<Hello> {
+        let mut h = self.hello.lock().ok()?.clone();
+        for (info, stats) in h.streams.iter_mut().zip(&self.stream_stats) {
+            (info.machine, info.machine_since) = stats.machine();
+        }
+        Some(h)
+    }
+
+    /// A new model (reload): later subscribers get the new hello, and
+    /// everyone connected is sent it now.
+    pub fn set_model(&self, model: crate::protocol::ModelInfo) {
+        let hello = self.hello.lock().map(|mut h| {
+            h.model = model;
+            h.clone()
+        });
+        if let Ok(h) = hello {
+            self.send(&Message::Hello(h));
+        }
+    }
+}
+
+/// The workers' end of the queue to the bus: a bounded tokio channel, which
+/// wakes the draining task itself (`try_send` and `blocking_send` work from
+/// plain threads) and whose `recv` ends once the last sender is gone, so
+/// there is no hand-written wake-up logic to get wrong.
+#[derive(Clone)]
+pub struct Publisher {
+    tx: mpsc::Sender<Message>,
+}
+
+/// The bus's end, drained by [`drain`].
+pub struct PublisherQueue {
+    rx: mpsc::Receiver<Message>,
+}
+
+/// A queue of `capacity` messages from the workers to the bus.
+pub fn publisher(capacity: usize) -> (Publisher, PublisherQueue) {
+    let (tx, rx) = mpsc::channel(capacity.max(1));
+    (Publisher { tx }, PublisherQueue { rx })
+}
+
+impl Publisher {
+    /// Queues without waiting. False when the queue is full or the bus is
+    /// gone: the message is dropped, and the caller counts it.
+    pub fn try_send(&self, m: Message) -> bool {
+        self.tx.try_send(m).is_ok()
+    }
+
+    /// Queues, waiting for room if need be (for rare messages that must not
+    /// be lost). False only once the bus is gone. Never call it on the
+    /// runtime: it blocks the calling thread.
+    pub fn send(&self, m: Message) -> bool {
+        self.tx.blocking_send(m).is_ok()
+    }
+}
+
+/// Moves messages from the workers to `deliver` (the bus, which serialises
+/// each once). Ends when every sender is gone and the queue is empty.
+pub async fn drain(mut q: PublisherQueue, mut deliver: impl FnMut(Message)) {
+    while let Some(m) = q.rx.recv().await {
+        deliver(m);
+        // In a burst (many streams' frames fall due at once), let the
+        // sinks write each message before the next: pushed in one go, a
+        // burst would lap the broadcast ring (lagged). A lone frame needs
+        // no yield.
+        if !q.rx.is_empty() {
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
+/// The status message, built from the streams' counters and the clients.
+pub fn status_message(
+    state: &str,
+    uptime: Duration,
+    model: crate::protocol::ModelRef,
+    streams: Vec<crate::protocol::StreamStatus>,
+    clients: Vec<crate::protocol::ClientStatus>,
+    reload: Option<crate::protocol::ReloadStatus>,
+) -> Message {
+    Message::Status(Status {
+        state: state.to_string(),
+        uptime_s: uptime.as_secs_f64(),
+        model,
+        streams,
+        clients,
+        reload,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::ErrorMsg;
+
+    fn msg(i: usize) -> Message {
+        Message::Error(ErrorMsg {
+            message: i.to_string(),
+        })
+    }
+
+    /// Every message from every thread arrives, in each thread's order, even
+    /// when the queue is full and senders must wait; the drain ends once the
+    /// last sender is gone.
+    #[test]
+    fn the_queue_delivers_everything_and_ends_with_its_senders() {
+        let (tx, q) = publisher(4);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime");
+        let threads: Vec<_> = (0..3)
+            .map(|t| {
+                let tx = tx.clone();
+                std::thread::spawn(move || {
+                    for i in 0..1000 {
+                        assert!(tx.send(msg(t * 1000 + i)), "the drain is gone");
+                    }
+                })
+            })
+            .collect();
+        drop(tx);
+        let mut got = Vec::new();
+        rt.block_on(drain(q, |m| {
+            if let Message::Error(e) = m {
+                got.push(e.message.parse::<usize>().expect("a number"));
+            }
+        }));
+        for t in threads {
+            t.join().expect("sender thread");
+        }
+        assert_eq!(got.len(), 3000);
+        for t in 0..3 {
+            let mine: Vec<_> = got.iter().filter(|&&v| v / 1000 == t).collect();
+            assert!(
+                mine.windows(2).all(|w| w[0] < w[1]),
+                "thread {t} out of order"
+            );
+            assert_eq!(mine.len(), 1000);
+        }
+    }
+
+    /// try_send never waits: past capacity it hands the message back.
+    #[test]
+    fn a_full_queue_refuses_without_waiting() {
+        let (tx, _q) = publisher(2);
+        assert!(tx.try_send(msg(0)));
+        assert!(tx.try_send(msg(1)));
+        assert!(!tx.try_send(msg(2)));
+    }
+}

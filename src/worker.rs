@@ -1,0 +1,430 @@
+//! The worker of one stream: a plain std thread (not tokio) that drains the
+//! stream's ring, assembles frames, runs the stream's analyses on them (as
+//! one batch when it has fallen behind), feeds the monitor and snapshots,
+//! and hands every message to the publisher. What a frame is analysed for
+//! lives in [`crate::analyses`]; this loop only moves frames along.
+
+use crate::analyses::Analyses;
+use crate::clock::{self, mono_ns};
+use crate::frame::Assembler;
+use crate::monitor::{self, Monitor};
+use crate::protocol::{EventMsg, FrameMsg, Message};
+use crate::report::{Frame, Report};
+use crate::ring::{RingReader, Segment};
+use crate::sinks::Publisher;
+use crate::snapshot::Snapshots;
+use crate::source::SourceStatus;
+use crate::stats::{SourceState, StreamStats};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long the thread sleeps when nothing arrives (it is woken on data).
+const IDLE: Duration = Duration::from_millis(100);
+
+/// What the daemon builds for one stream before its worker starts.
+pub struct Parts {
+    pub reader: RingReader,
+    pub assembler: Assembler,
+    pub analyses: Analyses,
+    pub monitor: Monitor,
+    pub snapshots: Snapshots,
+    /// Saves the machine state on transitions, for a restart.
+    pub state: monitor::StateSaver,
+    pub stats: Arc<StreamStats>,
+    /// The source's account of itself, for no-signal reasons.
+    pub source: Arc<SourceStatus>,
+    /// Live sources: unread samples beyond this are skipped (load shedding).
+    pub max_lag: Option<usize>,
+}
+
+pub struct StreamWorker {
+    p: Parts,
+    tx: Publisher,
+    stop: Arc<AtomicBool>,
+    /// Replacement analyses (a reload), taken between frames.
+    swap: crossbeam_channel::Receiver<Analyses>,
+    /// When the thread started, monotonic ns (the idle clock's origin).
+    started_ns: u64,
+    /// Frames made so far (published or dropped): the next frame's seq.
+    seq: u64,
+    pending: Vec<Frame>,
+    reports: Vec<Report>,
+    /// Samples shed since the last warning, and when that was (monotonic
+    /// ns): under sustained overload the log gets one line per SHED_LOG_EVERY.
+    shed_log: (u64, u64),
+    /// Limits the log lines of machine state changes (see `ChangeLog`).
+    change_log: ChangeLog,
+}
+
+const SHED_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// A machine on the edge between two states can change state every second
+/// for hours. Every change still goes out on the socket as an event; the log
+/// gets the first `CHANGE_LOG_BURST` changes of each `CHANGE_LOG_WINDOW`,
+/// then one line saying how many it left out.
+const CHANGE_LOG_BURST: u32 = 10;
+const CHANGE_LOG_WINDOW: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Default)]
+pub struct ChangeLog {
+    window_start_ns: u64,
+    logged: u32,
+    left_out: u64,
+}
+
+impl ChangeLog {
+    /// Starts a new window once the current one is over; returns how many
+    /// changes the finished window left out of the log.
+    fn roll(&mut self, now_ns: u64) -> u64 {
+        if now_ns.saturating_sub(self.window_start_ns) < CHANGE_LOG_WINDOW.as_nanos() as u64 {
+            return 0;
+        }
+        (self.window_start_ns, self.logged) = (now_ns, 0);
+        std::mem::take(&mut self.left_out)
+    }
+
+    /// Changes left out of the log so far, for the last word at stream end.
+    fn take_left_out(&mut self) -> u64 {
+        std::mem::take(&mut self.left_out)
+    }
+
+    /// Whether a change may be logged; one that may not is counted.
+    fn admit(&mut self) -> bool {
+        if self.logged < CHANGE_LOG_BURST {
+            self.logged += 1;
+            true
+        } else {
+            self.left_out += 1;
+            false
+        }
+    }
+}
+
+impl StreamWorker {
+    /// A worker for one stream, and the sender that hands it new analyses
+    /// on reload. `stop` ends it once the ring is drained.
+    pub fn new(
+        parts: Parts,
+        tx: Publisher,
+        stop: Arc<AtomicBool>,
+    ) -> (Self, crossbeam_channel::Sender<Analyses>) {
+        let (swap_tx, swap) = crossbeam_channel::unbounded();
+        let w = Self {
+            p: parts,
+            tx,
+            stop,
+            swap,
+            started_ns: 0,
+            seq: 0,
+            pending: Vec::with_capacity(64),
+            reports: Vec::with_capacity(64),
+            shed_log: (0, 0),
+            change_log: ChangeLog::default(),
+        };
+        (w, swap_tx)
+    }
+
+    pub fn stats(&self) -> &Arc<StreamStats> {
+        &self.p.stats
+    }
+
+    pub fn spawn(self) -> std::io::Result<std::thread::JoinHandle<()>> {
+        let name = format!("infer-{}", self.p.stats.name);
+        std::thread::Builder::new()
+            .name(name)
+            .spawn(move || self.run())
+    }
+
+    fn run(mut self) {
+        self.started_ns = mono_ns();
+        self.p.stats.set_state(SourceState::Running);
+        loop {
+            crate::fault::stall_while_asked();
+            let now = mono_ns();
+            self.p.stats.heartbeat_ns.store(now, Relaxed);
+            self.log_left_out(now);
+            self.p.state.save_if_due(now);
+            self.take_swap();
+            self.shed_backlog();
+            let stopping = self.stop.load(Relaxed);
+            let finished = self.p.reader.finished();
+            let (drained, max) = self.drain_ring();
+            if !self.pending.is_empty() {
+                self.analyse_pending();
+                continue;
+            }
+            if drained >= max {
+                continue; // more is waiting in the ring
+            }
+            if finished || stopping {
+                break;
+            }
+            self.check_idle();
+            std::thread::park_timeout(IDLE);
+        }
+        let left_out = self.change_log.take_left_out();
+        self.report_left_out(left_out);
+        self.p.state.save_now(mono_ns());
+        if self.p.reader.finished() {
+            tracing::info!(stream = %self.p.stats.name, frames = self.seq, "stream ended");
+        }
+    }
+
+    /// A reload's new analyses, if one waits: the monitor learns the classes.
+    fn take_swap(&mut self) {
+        // Two quick reloads may both wait: the latest wins.
+        if let Some(analyses) = self.swap.try_iter().last() {
+            self.p.analyses = analyses;
+            self.p.monitor.set_classes(self.p.analyses.class_ids());
+        }
+    }
+
+    /// Moves up to a second of samples from the ring into the assembler (so
+    /// frames and snapshots keep up); returns (samples drained, the limit).
+    fn drain_ring(&mut self) -> (usize, usize) {
+        let rate = self.p.stats.source_rate as f64;
+        let max = self.p.stats.source_rate as usize;
+        let (assembler, snapshots, pending) = (
+            &mut self.p.assembler,
+            &mut self.p.snapshots,
+            &mut self.pending,
+        );
+        let mut failed = None;
+        let drained = self.p.reader.drain(rate, max, |seg| match seg {
+            Segment::Samples(x, t) => {
+                snapshots.samples(x);
+                if let Err(e) = assembler.push(x, t, pending) {
+                    failed = Some(e);
+                }
+            }
+            Segment::Gap(n) => {
+                snapshots.gap(n);
+                assembler.gap(n);
+            }
+        });
+        if let Some(e) = failed {
+            tracing::error!(stream = %self.p.stats.name, "frame assembly failed: {e:#}");
+        }
+        (drained, max)
+    }
+
+    /// Runs the analyses on the frames that wait, in batches, and passes
+    /// each frame with its report on.
+    fn analyse_pending(&mut self) {
+        let pending = std::mem::take(&mut self.pending);
+        let mut reports = std::mem::take(&mut self.reports);
+        let max = self.p.analyses.max_batch();
+        for batch in pending.chunks(max) {
+            if let Err(e) = self.p.analyses.run(batch, &mut reports) {
+                tracing::error!(stream = %self.p.stats.name, "analysis failed: {e:#}");
+                let n = batch.len() as u64;
+                self.p.stats.dropped_frames.fetch_add(n, Relaxed);
+                self.seq += n;
+                continue;
+            }
+            for (frame, report) in batch.iter().zip(reports.drain(..)) {
+                self.frame_done(frame, report);
+            }
+        }
+        self.pending = pending;
+        self.pending.clear();
+        self.reports = reports;
+    }
+
+    /// One analysed frame: snapshots and monitor see it, then it is published.
+    fn frame_done(&mut self, frame: &Frame, report: Report) {
+        let rate = self.p.analyses.manifest.sample_rate as f64;
+        let t_s = (frame.index + frame.samples.len() as u64) as f64 / rate;
+        let pred = &report.prediction;
+        let label = self
+            .p
+            .analyses
+            .manifest
+            .classes
+            .get(pred.top().0)
+            .map_or("", |c| c.id.as_str());
+        self.p.snapshots.frame(frame, pred, label);
+        if let Some(tr) = self.p.monitor.frame(frame, pred, t_s) {
+            self.transition(tr, clock::wall_s_at(frame.end_ns));
+        }
+        let msg = self.message(frame, report);
+        self.seq += 1;
+        self.publish(msg);
+    }
+
+    fn message(&self, f: &Frame, report: Report) -> FrameMsg {
+        let latency_ns = mono_ns().saturating_sub(f.end_ns);
+        let stats = &self.p.stats;
+        stats.record_latency(latency_ns / 1000);
+        if f.flags.nonfinite {
+            stats.nonfinite_frames.fetch_add(1, Relaxed);
+        }
+        if f.flags.clipped {
+            stats.clipped_frames.fetch_add(1, Relaxed);
+        }
+        let m = &self.p.analyses.manifest;
+        FrameMsg::build(
+            stats.name.clone(),
+            self.seq,
+            f,
+            report.prediction,
+            &m.class_ids(),
+            &m.sha256,
+            clock::wall_s_at(f.end_ns),
+            latency_ns as f64 / 1e6,
+        )
+    }
+
+    /// Overload policy for live sources: when more than `max_lag` samples
+    /// wait, the oldest are skipped (a gap for the framer, counted as
+    /// overrun), so published frames stay within `max_lag` of real time.
+    fn shed_backlog(&mut self) {
+        let Some(max_lag) = self.p.max_lag else {
+            return;
+        };
+        let backlog = self.p.reader.backlog();
+        if backlog <= max_lag {
+            return;
+        }
+        let (assembler, snapshots) = (&mut self.p.assembler, &mut self.p.snapshots);
+        let mut shed = 0u64;
+        self.p
+            .reader
+            .drain(self.p.stats.source_rate as f64, backlog - max_lag, |seg| {
+                let n = match seg {
+                    Segment::Samples(x, _) => {
+                        shed += x.len() as u64;
+                        x.len() as u64
+                    }
+                    Segment::Gap(n) => n,
+                };
+                snapshots.gap(n);
+                assembler.gap(n);
+            });
+        self.p.stats.ring.overrun_samples.fetch_add(shed, Relaxed);
+        let (pending, last) = &mut self.shed_log;
+        *pending += shed;
+        let now = mono_ns();
+        if now.saturating_sub(*last) >= SHED_LOG_EVERY.as_nanos() as u64 {
+            tracing::warn!(
+                stream = %self.p.stats.name,
+                "inference fell behind: skipped {pending} samples (counted in overrun_samples)"
+            );
+            (*pending, *last) = (0, now);
+        }
+    }
+
+    /// No samples for a while (monotonic clock): the monitor may call it no-signal.
+    fn check_idle(&mut self) {
+        let last = self
+            .p
+            .stats
+            .ring
+            .last_chunk_ns
+            .load(Relaxed)
+            .max(self.started_ns);
+        let idle_s = clock::secs_since(last);
+        let t_s = self.p.assembler.source_position() as f64 / self.p.stats.source_rate as f64;
+        let why = self.p.source.get();
+        if let Some(tr) = self.p.monitor.idle(idle_s, t_s, why.clone()) {
+            self.transition(tr, clock::wall_s());
+        } else if let Some(tr) = why.and_then(|w| self.p.monitor.explain(&w, t_s)) {
+            self.transition(tr, clock::wall_s());
+        }
+    }
+
+    /// Publishes a state change, records it for status and hello, saves it.
+    /// `time`: the wall-clock time of the change, Unix seconds.
+    fn transition(&mut self, tr: monitor::Transition, time: f64) {
+        let since = time - (tr.at_s - tr.since_s);
+        let now = mono_ns();
+        self.log_left_out(now);
+        let name = self.p.stats.name.clone();
+        if self.change_log.admit() {
+            tracing::info!(stream = %name, "machine {} -> {}", tr.from.name(), tr.to.name());
+        }
+        self.p.stats.set_machine(tr.to.clone(), since);
+        let saved = monitor::Saved {
+            stream: name.clone(),
+            machine: tr.to.clone(),
+            since,
+        };
+        self.p.state.change(saved, now);
+        let into_fault = matches!(tr.to, monitor::State::Fault { .. });
+        let since_s = tr.since_s;
+        let mut event = EventMsg {
+            stream: name,
+            from: tr.from,
+            to: tr.to,
+            time,
+            since,
+            stream_time_s: tr.at_s,
+            confidence: tr.confidence,
+            evidence: tr.evidence,
+            snapshot: None,
+        };
+        if into_fault {
+            let value = serde_json::to_value(&event).unwrap_or_default();
+            event.snapshot = self
+                .p
+                .snapshots
+                .plan(since_s, since, value)
+                .map(|p| p.display().to_string());
+        }
+        // Events are rare and must not be lost: wait for room if need be.
+        // This fails only once the publisher is gone (shutdown).
+        self.tx.send(Message::Event(event));
+    }
+
+    fn log_left_out(&mut self, now_ns: u64) {
+        let n = self.change_log.roll(now_ns);
+        self.report_left_out(n);
+    }
+
+    fn report_left_out(&self, n: u64) {
+        if n > 0 {
+            tracing::info!(
+                stream = %self.p.stats.name,
+                "{n} more machine state changes were not logged (at most {CHANGE_LOG_BURST} a minute; each was an event on the socket)"
+            );
+        }
+    }
+
+    fn publish(&self, msg: FrameMsg) {
+        if self.tx.try_send(Message::Frame(msg)) {
+            self.p.stats.frames.fetch_add(1, Relaxed);
+        } else {
+            self.p.stats.dropped_frames.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: u64 = 1_000_000_000;
+
+    #[test]
+    fn change_log_keeps_a_burst_per_window_and_counts_the_rest() {
+        let mut log = ChangeLog::default();
+        let t0 = 1_000 * S;
+        assert_eq!(
+            log.roll(t0),
+            0,
+            "the first window opens with nothing left out"
+        );
+        let admitted = (0..25).filter(|_| log.admit()).count();
+        assert_eq!(admitted, CHANGE_LOG_BURST as usize);
+        assert_eq!(log.roll(t0 + 59 * S), 0, "the window is not over yet");
+        assert_eq!(log.roll(t0 + 60 * S), 25 - CHANGE_LOG_BURST as u64);
+        assert!(log.admit(), "a new window logs again");
+        assert_eq!(log.roll(t0 + 121 * S), 0, "nothing was left out of it");
+        for _ in 0..CHANGE_LOG_BURST + 3 {
+            log.admit();
+        }
+        assert_eq!(log.take_left_out(), 3, "told at stream end");
+        assert_eq!(log.take_left_out(), 0, "and only once");
+    }
+}
