@@ -3,9 +3,10 @@
 //! falls behind in the bus's broadcast ring: it is told how much it missed
 //! (`lagged`) and cut off past a limit; it never delays the workers or
 //! anyone else. Client lines are read by `tokio_util`'s `LinesCodec` with a
-//! length limit; the one hand-written piece is `hung_up`, a zero-timeout
-//! poll, because tokio cannot tell a half-closed client (still listening)
-//! from one that has gone.
+//! length limit. Two hand-written pieces remain: `ClientLines`, a thin
+//! wrapper so an over-long line does not end the stream, and `hung_up`, a
+//! zero-timeout poll, because tokio cannot tell a half-closed client (still
+//! listening) from one that has gone.
 
 use super::{to_line, Bus, Kind, Outgoing};
 use crate::config::SocketConfig;
@@ -22,7 +23,8 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{broadcast, watch};
-use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
+use tokio_util::bytes::BytesMut;
+use tokio_util::codec::{Decoder, FramedRead, LinesCodec, LinesCodecError};
 
 /// Longest client line accepted; anything longer is answered with an error.
 pub const MAX_CLIENT_LINE: usize = 64 * 1024;
@@ -203,7 +205,40 @@ pub fn error_line(message: &str) -> String {
 }
 
 /// A client's lines, read with a length limit.
-type Lines = FramedRead<tokio::net::unix::OwnedReadHalf, LinesCodec>;
+type Lines = FramedRead<tokio::net::unix::OwnedReadHalf, ClientLines>;
+
+/// An over-long client line, skipped up to its newline.
+struct TooLong;
+
+/// `LinesCodec` with an over-long line handed on as an item rather than
+/// an error: `FramedRead` ends the stream after any decoder error, and a
+/// client that once sent an over-long line must still be heard.
+struct ClientLines(LinesCodec);
+
+impl ClientLines {
+    fn item(r: Result<Option<String>, LinesCodecError>) -> ClientLine {
+        match r {
+            Ok(l) => Ok(l.map(Ok)),
+            Err(LinesCodecError::MaxLineLengthExceeded) => Ok(Some(Err(TooLong))),
+            Err(LinesCodecError::Io(e)) => Err(e),
+        }
+    }
+}
+
+type ClientLine = std::io::Result<Option<Result<String, TooLong>>>;
+
+impl Decoder for ClientLines {
+    type Item = Result<String, TooLong>;
+    type Error = std::io::Error;
+
+    fn decode(&mut self, buf: &mut BytesMut) -> ClientLine {
+        Self::item(self.0.decode(buf))
+    }
+
+    fn decode_eof(&mut self, buf: &mut BytesMut) -> ClientLine {
+        Self::item(self.0.decode_eof(buf))
+    }
+}
 
 struct Client {
     hub: Arc<SocketSink>,
@@ -272,7 +307,10 @@ impl Client {
 
     async fn run(mut self, stream: UnixStream, mut shutdown: watch::Receiver<bool>) -> String {
         let (rd, mut wr) = stream.into_split();
-        let mut lines = FramedRead::new(rd, LinesCodec::new_with_max_length(MAX_CLIENT_LINE));
+        let mut lines = FramedRead::new(
+            rd,
+            ClientLines(LinesCodec::new_with_max_length(MAX_CLIENT_LINE)),
+        );
         let timeout = Duration::from_millis(self.hub.cfg.write_timeout_ms);
         let hello = self
             .hub
@@ -330,7 +368,7 @@ impl Client {
                     }
                 }
                 line = lines.next(), if reading => match line {
-                    Some(Ok(l)) => {
+                    Some(Ok(Ok(l))) => {
                         if l.trim().is_empty() {
                             continue;
                         }
@@ -345,7 +383,7 @@ impl Client {
                             return e;
                         }
                     }
-                    Some(Err(LinesCodecError::MaxLineLengthExceeded)) => {
+                    Some(Ok(Err(TooLong))) => {
                         // The codec skips the rest of that line by itself.
                         let msg = format!("line too long (max {MAX_CLIENT_LINE} bytes); ignored");
                         if let Err(e) = write(wr, error_line(&msg).as_bytes(), timeout).await {
@@ -355,7 +393,7 @@ impl Client {
                     // End of input: gone, or half-closed and still listening.
                     None if hung_up(self.info.fd) => return "client hung up".into(),
                     None => reading = false,
-                    Some(Err(LinesCodecError::Io(e))) => return format!("read error: {e}"),
+                    Some(Err(e)) => return format!("read error: {e}"),
                 },
                 _ = shutdown.changed() => {
                     self.flush_queued(wr).await;
