@@ -4,6 +4,9 @@
 #   bench/run.sh --quick   short runs of everything (about 6 minutes), for a check
 #   bench/run.sh --steps e2e,scale   only those parts, keeping the other results
 #                          (parts: model e2e python scale classify criterion)
+#   bench/run.sh --compare REV [--quick]   only the side-by-side step: one
+#                          real-time stream of this tree's drsnd and of REV's,
+#                          in alternating rounds (bench/results/compare.md)
 # Run it on a quiet machine: CPU and latency figures are real-time measurements.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +17,7 @@ while [ $# -gt 0 ]; do
   case $1 in
     --quick) quick=1 ;;
     --steps) steps=$2; shift ;;
+    --compare) base_rev=$2; steps=compare; shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -113,6 +117,32 @@ fi
 if want criterion; then
 echo "== criterion benches" >&2
 run cargo bench --locked --quiet --bench pipeline -- $crit 2>&1 | grep -E "^[a-z_0-9/]+|time:|thrpt:" > "$out/criterion.txt"
+fi
+
+if want compare; then
+echo "== side by side with ${base_rev}: one real-time stream, alternating rounds" >&2
+# REV is built from a worktree into the same target dir, so only drsnd
+# itself is compiled again, then kept as target/release/drsnd-base.
+base_dir=$(mktemp -d)
+git worktree add --detach -q "$base_dir" "$base_rev"
+(cd "$base_dir" && CARGO_TARGET_DIR="$root/target" cargo build --release --quiet --bin drsnd)
+cp target/release/drsnd target/release/drsnd-base
+git worktree remove --force "$base_dir"
+cargo build --release --locked --quiet --bin drsnd
+rounds=6
+round_s=$(( e2e_s / 2 > 20 ? e2e_s / 2 : 20 ))
+rm -f "$out"/compare-*.json
+for r in $(seq $rounds); do
+  # Alternate which goes first, so a drift in the machine falls on both.
+  if [ $((r % 2)) = 1 ]; then order="base head"; else order="head base"; fi
+  for which in $order; do
+    bin=target/release/drsnd; [ $which = base ] && bin=target/release/drsnd-base
+    run $e2e --wav "$wav" --seconds $round_s -- $bin run --config '{dir}/drsnd.toml' > "$out/compare-$r-$which.json"
+  done
+done
+$py bench/compare.py "$base_rev" "$(git rev-parse --short HEAD)" "$out" > "$out/compare.md"
+cat "$out/compare.md"
+exit 0
 fi
 
 $py bench/report.py --write BENCHMARKS.md "$out"

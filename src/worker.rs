@@ -176,7 +176,7 @@ impl StreamWorker {
         // Two quick reloads may both wait: the latest wins.
         if let Some(analyses) = self.swap.try_iter().last() {
             self.p.analyses = analyses;
-            self.p.monitor.set_classes(self.p.analyses.class_ids());
+            self.p.monitor.set_classes(self.p.analyses.classes.clone());
         }
     }
 
@@ -240,10 +240,9 @@ impl StreamWorker {
         let label = self
             .p
             .analyses
-            .manifest
             .classes
             .get(pred.top().0)
-            .map_or("", |c| c.id.as_str());
+            .map_or("", String::as_str);
         self.p.snapshots.frame(frame, pred, label);
         if let Some(tr) = self.p.monitor.frame(frame, pred, t_s) {
             self.transition(tr, clock::wall_s_at(frame.end_ns));
@@ -263,14 +262,14 @@ impl StreamWorker {
         if f.flags.clipped {
             stats.clipped_frames.fetch_add(1, Relaxed);
         }
-        let m = &self.p.analyses.manifest;
+        let a = &self.p.analyses;
         FrameMsg::build(
             stats.name.clone(),
             self.seq,
             f,
             report.prediction,
-            &m.class_ids(),
-            &m.sha256,
+            &a.classes,
+            &a.manifest.sha256,
             clock::wall_s_at(f.end_ns),
             latency_ns as f64 / 1e6,
         )

@@ -37,6 +37,8 @@ pub struct Analyses {
     /// The classifier's manifest: class names and the model's sha256 for
     /// every frame message, and the monitor's classes.
     pub manifest: Manifest,
+    /// The manifest's class ids, made once (every frame message names one).
+    pub classes: Vec<String>,
     stages: Vec<Box<dyn Analysis>>,
 }
 
@@ -47,14 +49,12 @@ impl Analyses {
         let stages: Vec<Box<dyn Analysis>> = vec![Box::new(classifier::Classifier::new(
             shared.classifier.fork()?,
         ))];
+        let manifest = shared.classifier.manifest.clone();
         Ok(Self {
-            manifest: shared.classifier.manifest.clone(),
+            classes: manifest.class_ids(),
+            manifest,
             stages,
         })
-    }
-
-    pub fn class_ids(&self) -> Vec<String> {
-        self.manifest.class_ids()
     }
 
     pub fn max_batch(&self) -> usize {

@@ -1,0 +1,47 @@
+"""Summarises bench/run.sh --compare: per round, one real-time stream of
+the base revision's drsnd and of this tree's, side by side; medians over the
+rounds and the median of the per-round ratios (the rounds alternate, so the
+machine's drift falls on both alike)."""
+import json
+import statistics
+import sys
+from pathlib import Path
+
+
+def load(out: Path, which: str):
+    rounds = sorted(out.glob(f"compare-*-{which}.json"), key=lambda p: int(p.name.split("-")[1]))
+    return [json.loads(p.read_text()) for p in rounds]
+
+
+def figures(r):
+    return (r["cpu_percent_of_one_core"], r["latency_ms"]["p99"], r["peak_rss_kib"] / 1024,
+            r["seq_gaps"] + r["daemon_dropped_frames"] + r["daemon_overrun_samples"])
+
+
+def main():
+    base_rev, head_rev, out = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+    base, head = load(out, "base"), load(out, "head")
+    print(f"# One real-time stream: {base_rev} (base) against {head_rev} (head)\n")
+    print(f"{len(base)} alternating rounds of {base[0]['seconds']:.0f} s each, 1797_IR_14.wav at 12 kHz.\n")
+    print("| round | CPU % base | CPU % head | p99 ms base | p99 ms head | RSS MB base | RSS MB head | losses base/head |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---|")
+    ratios = {"cpu": [], "p99": [], "rss": []}
+    for i, (b, h) in enumerate(zip(base, head), 1):
+        fb, fh = figures(b), figures(h)
+        print(f"| {i} | {fb[0]:.2f} | {fh[0]:.2f} | {fb[1]:.3f} | {fh[1]:.3f} | {fb[2]:.1f} | {fh[2]:.1f} | {fb[3]}/{fh[3]} |")
+        ratios["cpu"].append(fh[0] / fb[0])
+        ratios["p99"].append(fh[1] / fb[1])
+        ratios["rss"].append(fh[2] / fb[2])
+    med = lambda xs: statistics.median(xs)
+    print()
+    print("| figure | base (median) | head (median) | head/base, median of rounds | range of round ratios |")
+    print("|---|---:|---:|---:|---|")
+    for k, name, j, fmt in [("cpu", "CPU % of one core", 0, "{:.2f}"), ("p99", "p99 latency ms", 1, "{:.3f}"),
+                            ("rss", "peak RSS MB", 2, "{:.1f}")]:
+        bm = med([figures(r)[j] for r in base])
+        hm = med([figures(r)[j] for r in head])
+        rr = ratios[k]
+        print(f"| {name} | {fmt.format(bm)} | {fmt.format(hm)} | {med(rr):.3f} | {min(rr):.3f} - {max(rr):.3f} |")
+
+
+main()
