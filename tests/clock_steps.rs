@@ -22,10 +22,11 @@ const STEP_S: f64 = 3600.0;
 const WATCHDOG_S: f64 = 1.0;
 
 fn libfaketime() -> PathBuf {
+    // The multi-threaded build: the daemon reads the clock from many threads.
     let candidates = [
-        "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
-        "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
-        "/usr/lib/faketime/libfaketime.so.1",
+        "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
+        "/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1",
+        "/usr/lib/faketime/libfaketimeMT.so.1",
     ];
     candidates
         .iter()

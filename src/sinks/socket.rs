@@ -235,8 +235,14 @@ impl Decoder for ClientLines {
         Self::item(self.0.decode(buf))
     }
 
+    /// At end of input only whole lines count, as they always have: a
+    /// command cut off by a hang-up is not a command.
     fn decode_eof(&mut self, buf: &mut BytesMut) -> ClientLine {
-        Self::item(self.0.decode_eof(buf))
+        let line = Self::item(self.0.decode(buf));
+        if matches!(line, Ok(None)) {
+            buf.clear();
+        }
+        line
     }
 }
 
