@@ -40,7 +40,10 @@ cargo build --release --locked --quiet --bin drsnd --example infer_speed --examp
 if [ "$steps" = model,e2e,python,scale,classify,criterion ]; then rm -rf "$out"; fi
 mkdir -p "$out"
 run() { echo "+ $*" >&2; "$@"; }
-echo "$e2e_s $py_s $scale_s $quick $(git rev-parse --short HEAD)" > "$out/settings"
+# BENCHMARKS.md's settings; a side-by-side-only run leaves them alone.
+if [ "$steps" != compare ] && [ "$steps" != http ]; then
+  echo "$e2e_s $py_s $scale_s $quick $(git rev-parse --short HEAD)" > "$out/settings"
+fi
 
 if want model; then
 echo "== 1. tract vs onnxruntime, one thread, same run" >&2
