@@ -4,6 +4,9 @@
 #   bench/run.sh --quick   short runs of everything (about 6 minutes), for a check
 #   bench/run.sh --steps e2e,scale   only those parts, keeping the other results
 #                          (parts: model e2e python scale classify criterion)
+#   bench/run.sh --steps http   the web sink's cost: 16 streams and 100 socket
+#                          subscribers with [http] off, on with no page, and
+#                          on with 20 pages, in alternating rounds (results/http.md)
 #   bench/run.sh --compare REV [--quick]   only the side-by-side step: one
 #                          real-time stream of this tree's drsnd and of REV's,
 #                          in alternating rounds (bench/results/compare.md)
@@ -120,6 +123,18 @@ fi
 if want criterion; then
 echo "== criterion benches" >&2
 run cargo bench --locked --quiet --bench pipeline -- $crit 2>&1 | grep -E "^[a-z_0-9/]+|time:|thrpt:" > "$out/criterion.txt"
+fi
+
+if want http; then
+echo "== the HTTP sink: 16 streams, 100 subscribers; off / on, idle / on, 20 pages" >&2
+rm -f "$out"/http-*.json
+for r in 1 2 3; do
+  run $e2e --wav "$wav" --streams 16 --subscribers 100 --seconds $scale_s -- "${drsnd_cmd[@]}" > "$out/http-$r-off.json"
+  run $e2e --wav "$wav" --streams 16 --subscribers 100 --http on --seconds $scale_s -- "${drsnd_cmd[@]}" > "$out/http-$r-idle.json"
+  run $e2e --wav "$wav" --streams 16 --subscribers 100 --page-clients 20 --seconds $scale_s -- "${drsnd_cmd[@]}" > "$out/http-$r-pages.json"
+done
+$py bench/http_cost.py "$out" > "$out/http.md"
+cat "$out/http.md"
 fi
 
 if want compare; then

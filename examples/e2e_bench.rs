@@ -34,6 +34,10 @@ struct Opts {
     wav: PathBuf,
     model: PathBuf,
     command: Vec<String>,
+    /// `[http]` on this loopback port (0: off).
+    http_port: u16,
+    /// Event-stream readers (`/events`), as open pages would be.
+    page_clients: usize,
 }
 
 fn parse_args() -> Result<Opts> {
@@ -45,7 +49,10 @@ fn parse_args() -> Result<Opts> {
         wav: "../shared/cwru/1797_IR_14.wav".into(),
         model: "models/drsn-cw-cwru10.json".into(),
         command: Vec::new(),
+        http_port: 0,
+        page_clients: 0,
     };
+    let mut http = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         if a == "--" {
@@ -60,11 +67,16 @@ fn parse_args() -> Result<Opts> {
             "--warmup" => o.warmup = v.parse().context("--warmup")?,
             "--wav" => o.wav = v.into(),
             "--model" => o.model = v.into(),
+            "--http" => http = v == "on",
+            "--page-clients" => o.page_clients = v.parse().context("--page-clients")?,
             _ => bail!("unknown option {a}"),
         }
     }
     if o.command.is_empty() {
-        bail!("usage: e2e_bench [--streams N] [--subscribers M] [--seconds S] [--warmup S] [--wav F] -- COMMAND ({{dir}} is replaced)");
+        bail!("usage: e2e_bench [--streams N] [--subscribers M] [--http on|off] [--page-clients P] [--seconds S] [--warmup S] [--wav F] -- COMMAND ({{dir}} is replaced)");
+    }
+    if http || o.page_clients > 0 {
+        o.http_port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     }
     Ok(o)
 }
@@ -126,6 +138,9 @@ fn main() -> Result<()> {
             subscribe(s, n, &times, start, warm_ns, &stop)
         }));
     }
+    let pages: Vec<_> = (0..o.page_clients)
+        .map(|_| page_client(o.http_port, stop.clone()))
+        .collect::<Result<_>>()?;
     std::thread::sleep(Duration::from_millis(300));
 
     let cpu_at_warm = Arc::new(Mutex::new(None));
@@ -157,6 +172,7 @@ fn main() -> Result<()> {
         );
     }
     let _ = child.wait();
+    let page_messages: u64 = pages.into_iter().map(|p| p.join().unwrap_or(0)).sum();
 
     let (cpu_warm, wall_warm) = cpu_at_warm
         .lock()
@@ -170,7 +186,28 @@ fn main() -> Result<()> {
         mem,
         threads,
     };
-    report(&o, &results, feed_stats, run)
+    report(&o, &results, feed_stats, run, page_messages)
+}
+
+/// One open page: reads `/events` until stop, counting its messages.
+fn page_client(port: u16, stop: Arc<AtomicBool>) -> Result<std::thread::JoinHandle<u64>> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).context("connect to [http]")?;
+    s.write_all(b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n")?;
+    s.set_read_timeout(Some(Duration::from_millis(500)))?;
+    Ok(std::thread::spawn(move || {
+        let mut n = 0;
+        let mut r = BufReader::new(s);
+        let mut line = String::new();
+        while !stop.load(Ordering::Acquire) {
+            line.clear();
+            match r.read_line(&mut line) {
+                Ok(0) => break,
+                Ok(_) if line.starts_with("data:") => n += 1,
+                _ => {}
+            }
+        }
+        n
+    }))
 }
 
 fn raise_fd_limit() {
@@ -218,6 +255,9 @@ fn write_config(dir: &Path, o: &Opts) -> Result<()> {
         model.display(),
         dir.display()
     );
+    if o.http_port != 0 {
+        cfg += &format!("[http]\nlisten = \"127.0.0.1:{}\"\nmax-clients = 256\n", o.http_port);
+    }
     for i in 0..o.streams {
         cfg += &format!(
             "[[source]]\nkind = \"raw\"\npath = \"{}/s{i}.fifo\"\nformat = \"f32le\"\nrate = {RATE}\nstreams = [\"s{i}\"]\n",
@@ -469,7 +509,13 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i]
 }
 
-fn report(o: &Opts, results: &[SubResult], feed: FeedStats, run: Run) -> Result<()> {
+fn report(
+    o: &Opts,
+    results: &[SubResult],
+    feed: FeedStats,
+    run: Run,
+    page_messages: u64,
+) -> Result<()> {
     let Run {
         cpu_s,
         wall_s,
@@ -499,6 +545,9 @@ fn report(o: &Opts, results: &[SubResult], feed: FeedStats, run: Run) -> Result<
         "command": o.command.join(" "),
         "streams": o.streams,
         "subscribers": o.subscribers,
+        "http": o.http_port != 0,
+        "page_clients": o.page_clients,
+        "page_messages": page_messages,
         "seconds": o.seconds,
         "warmup_s": o.warmup,
         "frames_fed_per_stream": fed_frames,

@@ -20,10 +20,13 @@ else
     args+=(--wav "$cwru/$f.wav")
   done
 fi
-"$bin" run --socket "$sock" "${args[@]}" 2> "$dir/drsnd.log" &
+port=${DEMO_HTTP_PORT:-9750}
+printf '[http]\nlisten = "127.0.0.1:%s"\n' "$port" > "$dir/drsnd.toml"
+"$bin" run --config "$dir/drsnd.toml" --socket "$sock" "${args[@]}" 2> "$dir/drsnd.log" &
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$dir"' EXIT
 for _ in $(seq 600); do [ -S "$sock" ] && break; sleep 0.1; done
 [ -S "$sock" ] || { cat "$dir/drsnd.log"; exit 1; }
 echo "drsnd is serving $sock (log: $dir/drsnd.log); subscribe with: socat - UNIX-CONNECT:$sock"
+echo "live page: http://127.0.0.1:$port/   metrics: http://127.0.0.1:$port/metrics"
 "$bin" watch --socket "$sock" ${DEMO_FRAMES:+--count "$DEMO_FRAMES"}

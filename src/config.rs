@@ -28,8 +28,35 @@ pub struct Config {
     pub monitor: MonitorConfig,
     #[serde(default)]
     pub snapshots: SnapshotConfig,
+    /// The web page, SSE and Prometheus metrics (off when absent).
+    #[serde(default)]
+    pub http: Option<HttpConfig>,
     #[serde(default, rename = "source")]
     pub sources: Vec<SourceConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct HttpConfig {
+    /// Address and port; anything but loopback needs `token-file`.
+    #[serde(default = "default_http_listen")]
+    pub listen: std::net::SocketAddr,
+    /// A file holding the bearer token (one line) that every request must
+    /// carry, as `Authorization: Bearer ...` or the cookie `/?token=` sets.
+    pub token_file: Option<PathBuf>,
+    /// Event streams (`/events`) served at once.
+    #[serde(default = "default_http_clients")]
+    pub max_clients: usize,
+    /// Frames per second per stream sent to a page (`/events?fps=N` asks
+    /// for another rate, `fps=0` for every frame). Events are never thinned.
+    #[serde(default = "default_http_fps")]
+    pub frames_per_second: f64,
+    /// Events kept for a page that reconnects with `Last-Event-ID`.
+    #[serde(default = "default_http_replay")]
+    pub replay_events: usize,
+    /// Each frame carries its spectrum for the page (`spectrum_db`).
+    #[serde(default = "default_true")]
+    pub spectrum: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -149,6 +176,21 @@ fn default_model() -> PathBuf {
 /// The package's model directory (scripts/build-deb.sh installs there).
 pub const PACKAGED_MODELS: &str = "/usr/share/drsn/models";
 
+fn default_http_listen() -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], 9750))
+}
+fn default_http_clients() -> usize {
+    32
+}
+fn default_http_fps() -> f64 {
+    10.0
+}
+fn default_http_replay() -> usize {
+    10_000
+}
+fn default_true() -> bool {
+    true
+}
 fn default_hop() -> usize {
     512
 }
@@ -387,6 +429,10 @@ impl Config {
                 "must be at least 2".into(),
             ));
         }
+        if let Some(h) = &self.http {
+            h.validate()
+                .map_err(|(key, msg)| err(&[Key("http"), Key(key)], msg))?;
+        }
         let mut names = std::collections::HashSet::new();
         for (i, s) in self.sources.iter().enumerate() {
             let at = |key| [Key("source"), Step::Index(i), Key(key)];
@@ -457,6 +503,48 @@ impl<'a> KeyLines<'a> {
         }
         let at = found?.min(self.text.len());
         Some(self.text[..at].matches('\n').count() + 1)
+    }
+}
+
+impl HttpConfig {
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        if !self.listen.ip().is_loopback() && self.token_file.is_none() {
+            return Err((
+                "listen",
+                format!(
+                    "{} is not loopback: set `token-file` so that only holders of the token can look",
+                    self.listen
+                ),
+            ));
+        }
+        if self.max_clients == 0 {
+            return Err(("max-clients", "must be at least 1".into()));
+        }
+        if !(self.frames_per_second >= 0.0 && self.frames_per_second.is_finite()) {
+            return Err((
+                "frames-per-second",
+                format!("{} is not a rate (0 for every frame)", self.frames_per_second),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The token, read from `token-file` (None: no token asked for).
+    pub fn token(&self) -> Result<Option<String>, String> {
+        let Some(path) = &self.token_file else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            format!("[http] token-file {}: cannot read: {e}", path.display())
+        })?;
+        let token = text.trim();
+        if token.len() < 16 {
+            return Err(format!(
+                "[http] token-file {}: the token must be at least 16 characters",
+                path.display()
+            ));
+        }
+        Ok(Some(token.to_string()))
     }
 }
 

@@ -28,7 +28,26 @@ pub enum State {
     },
 }
 
+/// Every kind of state, in a fixed order (metrics label them by it).
+pub const STATE_KINDS: [&str; 5] = ["starting", "healthy", "fault", "uncertain", "no-signal"];
+
 impl State {
+    /// The state's kind, without its detail (fault class, no-signal reason).
+    pub fn kind(&self) -> &'static str {
+        STATE_KINDS[self.kind_index()]
+    }
+
+    /// Index of the kind in [`STATE_KINDS`].
+    pub fn kind_index(&self) -> usize {
+        match self {
+            State::Starting => 0,
+            State::Healthy => 1,
+            State::Fault { .. } => 2,
+            State::Uncertain => 3,
+            State::NoSignal { .. } => 4,
+        }
+    }
+
     pub fn name(&self) -> String {
         match self {
             State::Fault { class } => format!("fault({class})"),

@@ -109,6 +109,9 @@ pub struct FrameMsg {
     pub latency_ms: f64,
     /// sha256 of the model that labelled this frame (changes on reload).
     pub model: String,
+    /// Band powers in dB over 0..Nyquist in equal bands, with `[http] spectrum`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spectrum_db: Option<Vec<f32>>,
 }
 
 impl FrameMsg {
@@ -140,6 +143,7 @@ impl FrameMsg {
             flags: frame.flags.names().into_iter().map(String::from).collect(),
             latency_ms,
             model: model.to_string(),
+            spectrum_db: None,
         }
     }
 }

@@ -70,4 +70,6 @@ impl Prediction {
 pub struct Report {
     /// The DRSN classifier's class probabilities and thresholds.
     pub prediction: Prediction,
+    /// Band powers in dB, when the spectrum analysis runs (for the page).
+    pub spectrum: Option<Vec<f32>>,
 }

@@ -46,6 +46,51 @@ pub struct StreamStats {
     state: AtomicU8,
     /// The machine state (monitor) and since when, Unix seconds.
     pub machine: Mutex<(crate::monitor::State, f64)>,
+    /// State changes into each kind of state (monitor::STATE_KINDS order).
+    pub events: [AtomicU64; 5],
+    /// Time the analyses took per frame.
+    pub analysis_time: Histogram,
+}
+
+/// Upper bounds (seconds) of the buckets of [`Histogram`].
+pub const HISTOGRAM_BOUNDS_S: [f64; 12] = [
+    0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5,
+];
+
+/// A histogram of durations that the worker fills and `/metrics` reads,
+/// with atomics only: recording costs two additions and a short search.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    /// Observations at or below each bound (not cumulative).
+    buckets: [AtomicU64; 12],
+    count: AtomicU64,
+    sum_ns: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, d: std::time::Duration) {
+        let s = d.as_secs_f64();
+        if let Some(i) = HISTOGRAM_BOUNDS_S.iter().position(|b| s <= *b) {
+            self.buckets[i].fetch_add(1, Relaxed);
+        }
+        self.count.fetch_add(1, Relaxed);
+        self.sum_ns.fetch_add(d.as_nanos() as u64, Relaxed);
+    }
+
+    /// Cumulative counts per bound, the total count and the sum in seconds.
+    pub fn snapshot(&self) -> (Vec<u64>, u64, f64) {
+        let mut acc = 0;
+        let cumulative = self
+            .buckets
+            .iter()
+            .map(|b| {
+                acc += b.load(Relaxed);
+                acc
+            })
+            .collect();
+        let sum = self.sum_ns.load(Relaxed) as f64 / 1e9;
+        (cumulative, self.count.load(Relaxed), sum)
+    }
 }
 
 impl StreamStats {
@@ -74,6 +119,8 @@ impl StreamStats {
             latency_max_us: AtomicU64::new(0),
             state: AtomicU8::new(SourceState::Starting as u8),
             machine: Mutex::new((crate::monitor::State::Starting, 0.0)),
+            events: Default::default(),
+            analysis_time: Histogram::default(),
         }
     }
 
@@ -93,6 +140,12 @@ impl StreamStats {
             .lock()
             .map(|g| g.clone())
             .unwrap_or((crate::monitor::State::Starting, 0.0))
+    }
+
+    /// A state change: the new state, and one more event of its kind.
+    pub fn record_change(&self, state: crate::monitor::State, since: f64) {
+        self.events[state.kind_index()].fetch_add(1, Relaxed);
+        self.set_machine(state, since);
     }
 
     pub fn set_machine(&self, state: crate::monitor::State, since: f64) {

@@ -216,7 +216,10 @@ impl StreamWorker {
         let mut reports = std::mem::take(&mut self.reports);
         let max = self.p.analyses.max_batch();
         for batch in pending.chunks(max) {
-            if let Err(e) = self.p.analyses.run(batch, &mut reports) {
+            let t0 = std::time::Instant::now();
+            let ran = self.p.analyses.run(batch, &mut reports);
+            let per_frame = t0.elapsed() / batch.len().max(1) as u32;
+            if let Err(e) = ran {
                 tracing::error!(stream = %self.p.stats.name, "analysis failed: {e:#}");
                 let n = batch.len() as u64;
                 self.p.stats.dropped_frames.fetch_add(n, Relaxed);
@@ -224,6 +227,7 @@ impl StreamWorker {
                 continue;
             }
             for (frame, report) in batch.iter().zip(reports.drain(..)) {
+                self.p.stats.analysis_time.observe(per_frame);
                 self.frame_done(frame, report);
             }
         }
@@ -263,7 +267,8 @@ impl StreamWorker {
             stats.clipped_frames.fetch_add(1, Relaxed);
         }
         let a = &self.p.analyses;
-        FrameMsg::build(
+        let spectrum = report.spectrum;
+        let mut msg = FrameMsg::build(
             stats.name.clone(),
             self.seq,
             f,
@@ -272,7 +277,9 @@ impl StreamWorker {
             &a.manifest.sha256,
             clock::wall_s_at(f.end_ns),
             latency_ns as f64 / 1e6,
-        )
+        );
+        msg.spectrum_db = spectrum;
+        msg
     }
 
     /// Overload policy for live sources: when more than `max_lag` samples
@@ -343,7 +350,7 @@ impl StreamWorker {
         if self.change_log.admit() {
             tracing::info!(stream = %name, "machine {} -> {}", tr.from.name(), tr.to.name());
         }
-        self.p.stats.set_machine(tr.to.clone(), since);
+        self.p.stats.record_change(tr.to.clone(), since);
         let saved = monitor::Saved {
             stream: name.clone(),
             machine: tr.to.clone(),

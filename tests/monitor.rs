@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{cwru, read_wav_f32, Daemon};
+use common::{fault, healthy_12k, read_wav_f32, two_faults_in_turn, Daemon};
 use serde_json::Value;
 use std::io::Write;
 use std::path::Path;
@@ -15,30 +15,6 @@ const RATE: f64 = 12000.0;
 fn mkfifo(path: &Path) {
     let c = std::ffi::CString::new(path.to_str().expect("utf8")).expect("cstr");
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
-}
-
-fn healthy_12k() -> Vec<f32> {
-    let (_, x) = read_wav_f32(&cwru("1797_Normal_48k.wav"));
-    let mut r = drsnd::resample::Resampler::new(48000, 12000).expect("resampler");
-    let mut out = Vec::new();
-    r.push(&x, |y| out.extend_from_slice(y)).expect("resample");
-    out
-}
-
-fn fault(file: &str, seconds: f64) -> Vec<f32> {
-    let (_, x) = read_wav_f32(&cwru(file));
-    x[..(seconds * RATE) as usize].to_vec()
-}
-
-/// IR_14 then OR6_21, `seconds` each, `times` over: a fault class change each time.
-fn two_faults_in_turn(times: usize, seconds: f64) -> Vec<f32> {
-    let (a, b) = (
-        fault("1797_IR_14.wav", seconds),
-        fault("1797_OR6_21.wav", seconds),
-    );
-    (0..times)
-        .flat_map(|_| a.iter().chain(&b).copied())
-        .collect()
 }
 
 fn config(dir: &Path, fifo: &Path, state_dir: Option<&Path>) -> std::path::PathBuf {

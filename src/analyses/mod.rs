@@ -6,6 +6,7 @@
 //! in [`Analyses::for_stream`], not a branch in the worker loop.
 
 pub mod classifier;
+pub mod spectrum;
 
 use crate::infer::Model;
 use crate::manifest::Manifest;
@@ -29,6 +30,8 @@ pub trait Analysis: Send {
 /// built at start and again, whole, on reload.
 pub struct Shared {
     pub classifier: Model,
+    /// Whether frames carry their spectrum (the web page wants it).
+    pub spectrum: bool,
 }
 
 /// One stream's analyses, in order. A reload builds a new `Analyses` for
@@ -46,9 +49,13 @@ impl Analyses {
     /// The analyses of one stream, sharing the loaded models.
     pub fn for_stream(shared: &Shared) -> Result<Self> {
         crate::fault::fail_a_fork()?;
-        let stages: Vec<Box<dyn Analysis>> = vec![Box::new(classifier::Classifier::new(
+        let mut stages: Vec<Box<dyn Analysis>> = vec![Box::new(classifier::Classifier::new(
             shared.classifier.fork()?,
         ))];
+        if shared.spectrum {
+            let n = shared.classifier.manifest.frame_length;
+            stages.push(Box::new(spectrum::Spectrum::new(n)));
+        }
         let manifest = shared.classifier.manifest.clone();
         Ok(Self {
             classes: manifest.class_ids(),

@@ -54,6 +54,9 @@ pub struct SetupError(pub anyhow::Error);
 
 /// Loads the model and builds every source's streams and workers.
 pub fn prepare(cfg: Config, reload: Option<Arc<ReloadFn>>) -> Result<Prepared, SetupError> {
+    if let Some(h) = &cfg.http {
+        h.token().map_err(|e| SetupError(anyhow::anyhow!(e)))?;
+    }
     let shared = load_models(&cfg).map_err(SetupError)?;
     if cfg.sources.is_empty() {
         return Err(SetupError(anyhow::anyhow!(
@@ -91,7 +94,10 @@ fn load_models(cfg: &Config) -> Result<Shared> {
         m.frame_length,
         m.thresholds.len()
     );
-    Ok(Shared { classifier: model })
+    Ok(Shared {
+        classifier: model,
+        spectrum: cfg.http.as_ref().is_some_and(|h| h.spectrum),
+    })
 }
 
 impl Prepared {

@@ -42,7 +42,11 @@ pub fn prepare(
         );
     }
     let manifest = m.clone();
-    let shared = Shared { classifier: model };
+    // What runs on each frame stays as started (a restart applies [http]).
+    let shared = Shared {
+        classifier: model,
+        spectrum: running.http.as_ref().is_some_and(|h| h.spectrum),
+    };
     let per_stream = (0..streams)
         .map(|_| Analyses::for_stream(&shared))
         .collect::<Result<Vec<_>>>()?;
@@ -58,6 +62,7 @@ fn restart_notes(cfg: &Config, running: &Config) -> Vec<String> {
     [
         ("sources", cfg.sources != running.sources),
         ("socket", cfg.socket != running.socket),
+        ("http", cfg.http != running.http),
         ("hop", cfg.hop != running.hop),
         ("max-batch", cfg.max_batch != running.max_batch),
     ]

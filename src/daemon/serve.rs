@@ -9,6 +9,7 @@ use crate::notify::notify;
 use crate::protocol::{
     Hello, Message, ModelInfo, ModelRef, ReloadStatus, StreamInfo, PROTOCOL_VERSION,
 };
+use crate::sinks::http::HttpSink;
 use crate::sinks::socket::{self, SocketSink};
 use crate::sinks::{self, Bus};
 use crate::source::Running;
@@ -58,6 +59,10 @@ pub async fn serve(p: Prepared) -> Result<()> {
         parse_mode(&p.cfg.socket.mode).unwrap_or(0o660),
     )?;
     let mut s = Serving::new(p);
+    let http = match s.p.cfg.http.clone() {
+        Some(h) => Some(HttpSink::bind(s.bus.clone(), s.socket.clone(), h)?),
+        None => None,
+    };
     let queue = s.p.queue.take().context("the daemon was started twice")?;
     let drain = {
         let bus = s.bus.clone();
@@ -66,7 +71,15 @@ pub async fn serve(p: Prepared) -> Result<()> {
     let threads = start_workers(&mut s.p)?;
     let running = start_sources(&mut s.p, &s.streams, &threads)?;
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-    let server = tokio::spawn(socket::serve(s.socket.clone(), listener, shutdown_rx));
+    let server = tokio::spawn(socket::serve(s.socket.clone(), listener, shutdown_rx.clone()));
+    let web = match http {
+        Some((sink, l)) => {
+            let at = l.local_addr().map_or_else(|_| "?".into(), |a| a.to_string());
+            tracing::info!("page and metrics on http://{at}/");
+            Some(sinks::http::spawn(sink, l, shutdown_rx)?)
+        }
+        None => None,
+    };
     s.announce_ready(&socket_path);
     s.serve_until_stopped(&mut signals, &threads).await;
     s.shut_down(running, threads, drain).await;
@@ -74,6 +87,13 @@ pub async fn serve(p: Prepared) -> Result<()> {
     let _ = shutdown_tx.send(true);
     s.wait_for_clients(Duration::from_millis(300)).await;
     server.abort();
+    if let Some(w) = web {
+        // Its open event streams end with the bus; it is not waited for long.
+        let deadline = Instant::now() + Duration::from_millis(300);
+        while !w.is_finished() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
     socket::remove_socket(&socket_path);
     tracing::info!("stopped");
     Ok(())

@@ -3,14 +3,16 @@
 //! message once and broadcasts the shared line on the [`Bus`]. Each sink
 //! subscribes to the bus and applies its own back-pressure policy; a slow
 //! sink only falls behind in the broadcast ring and can never slow the
-//! workers or another sink. Today the sink is the Unix socket
-//! ([`socket`]); an HTTP page and MQTT become more files here.
+//! workers or another sink. The sinks: the Unix socket ([`socket`]) and
+//! the web page with SSE and Prometheus metrics ([`http`]).
 
+pub mod http;
 pub mod socket;
 
 use crate::protocol::{FrameMsg, Hello, Message, Status};
 use crate::stats::StreamStats;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
@@ -26,6 +28,8 @@ pub enum Kind {
 /// One message, serialised once, shared by every sink and client.
 #[derive(Debug)]
 pub struct Outgoing {
+    /// Per daemon, in the order sent (the SSE `id`).
+    pub id: u64,
     pub kind: Kind,
     pub stream: Option<String>,
     pub line: String,
@@ -42,6 +46,7 @@ impl Outgoing {
             _ => (Kind::Other, None),
         };
         Self {
+            id: 0,
             kind,
             stream,
             line: to_line(msg),
@@ -76,6 +81,15 @@ pub struct Bus {
     /// Subscribers that asked for frames without thresholds: while there
     /// are any, frames are serialised a second time without them.
     pub lite_clients: AtomicUsize,
+    next_id: AtomicU64,
+    /// The last events, for a subscriber that reconnects and asks for what
+    /// it missed (SSE's `Last-Event-ID`); empty capacity keeps none.
+    replay: Mutex<Replay>,
+}
+
+struct Replay {
+    events: VecDeque<Arc<Outgoing>>,
+    capacity: usize,
 }
 
 impl Bus {
@@ -87,7 +101,19 @@ impl Bus {
             hello: Mutex::new(hello),
             stream_stats,
             lite_clients: AtomicUsize::new(0),
+            next_id: AtomicU64::new(1),
+            replay: Mutex::new(Replay {
+                events: VecDeque::new(),
+                capacity: 0,
+            }),
         })
+    }
+
+    /// Keeps the last `n` events for `subscribe_after`.
+    pub fn keep_events(&self, n: usize) {
+        if let Ok(mut r) = self.replay.lock() {
+            r.capacity = n;
+        }
     }
 
     /// Broadcasts a message; no receivers is fine.
@@ -102,7 +128,51 @@ impl Bus {
                 out.lite = Some(to_line(&Message::Frame(lite)));
             }
         }
-        let _ = self.tx.send(Arc::new(out));
+        out.id = self.next_id.fetch_add(1, Relaxed);
+        let out = Arc::new(out);
+        if out.kind != Kind::Event {
+            let _ = self.tx.send(out);
+            return;
+        }
+        // Recorded and sent under one lock, so that `subscribe_after` sees
+        // every event either in the record or in its subscription.
+        let Ok(mut r) = self.replay.lock() else {
+            let _ = self.tx.send(out);
+            return;
+        };
+        if r.capacity > 0 {
+            if r.events.len() == r.capacity {
+                r.events.pop_front();
+            }
+            r.events.push_back(out.clone());
+        }
+        let _ = self.tx.send(out);
+    }
+
+    /// A new subscription, and the recorded events after id `after` that it
+    /// will not see (none without `after`). Together they miss no event
+    /// still in the record.
+    pub fn subscribe_after(
+        &self,
+        after: Option<u64>,
+    ) -> (broadcast::Receiver<Arc<Outgoing>>, Vec<Arc<Outgoing>>) {
+        let Ok(r) = self.replay.lock() else {
+            return (self.tx.subscribe(), Vec::new());
+        };
+        let rx = self.tx.subscribe();
+        let missed = match after {
+            Some(a) => r.events.iter().filter(|e| e.id > a).cloned().collect(),
+            None => Vec::new(),
+        };
+        (rx, missed)
+    }
+
+    /// The recorded events after id `after` (for a subscriber that lagged).
+    pub fn events_after(&self, after: u64) -> Vec<Arc<Outgoing>> {
+        self.replay
+            .lock()
+            .map(|r| r.events.iter().filter(|e| e.id > after).cloned().collect())
+            .unwrap_or_default()
     }
 
     /// The hello for a new subscriber, with every stream's current machine state.

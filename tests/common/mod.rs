@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod pulse;
+pub mod web;
 #[allow(unused_imports)]
 pub use pulse::{player, Pulse};
 
@@ -356,4 +357,30 @@ pub fn needs_fault_injection() {
     if !cfg!(feature = "fault-injection") {
         panic!("this test needs `cargo test --features fault-injection` (scripts/test.sh sets it)");
     }
+}
+
+/// The healthy CWRU recording at the model's 12 kHz.
+pub fn healthy_12k() -> Vec<f32> {
+    let (_, x) = read_wav_f32(&cwru("1797_Normal_48k.wav"));
+    let mut r = drsnd::resample::Resampler::new(48000, 12000).expect("resampler");
+    let mut out = Vec::new();
+    r.push(&x, |y| out.extend_from_slice(y)).expect("resample");
+    out
+}
+
+/// The first `seconds` of a 12 kHz fault recording.
+pub fn fault(file: &str, seconds: f64) -> Vec<f32> {
+    let (_, x) = read_wav_f32(&cwru(file));
+    x[..(seconds * 12_000.0) as usize].to_vec()
+}
+
+/// IR_14 then OR6_21, `seconds` each, `times` over: a fault class change each time.
+pub fn two_faults_in_turn(times: usize, seconds: f64) -> Vec<f32> {
+    let (a, b) = (
+        fault("1797_IR_14.wav", seconds),
+        fault("1797_OR6_21.wav", seconds),
+    );
+    (0..times)
+        .flat_map(|_| a.iter().chain(&b).copied())
+        .collect()
 }

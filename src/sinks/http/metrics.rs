@@ -1,0 +1,154 @@
+//! `/metrics` in the Prometheus text format (version 0.0.4), read straight
+//! from the streams' counters, so a scrape costs the workers nothing.
+//! Names follow the Prometheus conventions (`drsnd_` prefix, `_total`
+//! counters, base units); labels are bounded sets only (stream, state,
+//! class, sink), never a free text such as a reason.
+
+use super::HttpSink;
+use crate::monitor::{State, STATE_KINDS};
+use crate::stats::{StreamStats, HISTOGRAM_BOUNDS_S};
+use axum::extract::State as Extract;
+use axum::http::header;
+use axum::response::IntoResponse;
+use std::fmt::Write;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+pub async fn metrics(Extract(sink): Extract<Arc<HttpSink>>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        render(&sink),
+    )
+}
+
+/// Label values are stream and class names: escaped as the format asks.
+fn esc(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+struct Out(String);
+
+impl Out {
+    fn head(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
+    /// One counter or gauge per stream.
+    fn per_stream(
+        &mut self,
+        streams: &[Arc<StreamStats>],
+        name: &str,
+        kind: &str,
+        help: &str,
+        value: impl Fn(&StreamStats) -> f64,
+    ) {
+        self.head(name, kind, help);
+        for s in streams {
+            let _ = writeln!(self.0, "{name}{{stream=\"{}\"}} {}", esc(&s.name), value(s));
+        }
+    }
+}
+
+fn render(sink: &HttpSink) -> String {
+    let streams = &sink.bus.stream_stats;
+    let mut o = Out(String::with_capacity(4096 + streams.len() * 2048));
+    let counters: [(&str, &str, fn(&StreamStats) -> f64); 7] = [
+        ("drsnd_frames_total", "frames published", |s| s.frames.load(Relaxed) as f64),
+        ("drsnd_captured_samples_total", "samples captured into the ring", |s| {
+            s.ring.captured.load(Relaxed) as f64
+        }),
+        ("drsnd_overrun_samples_total", "samples captured but never analysed (ring full, or backlog shed)", |s| {
+            s.ring.overrun_samples.load(Relaxed) as f64
+        }),
+        ("drsnd_gap_samples_total", "samples never captured (device gone)", |s| {
+            s.ring.gap_samples.load(Relaxed) as f64
+        }),
+        ("drsnd_dropped_frames_total", "frames made but not published", |s| {
+            s.dropped_frames.load(Relaxed) as f64
+        }),
+        ("drsnd_nonfinite_frames_total", "frames with NaN or infinite samples (zeroed)", |s| {
+            s.nonfinite_frames.load(Relaxed) as f64
+        }),
+        ("drsnd_clipped_frames_total", "frames with samples at the clip level", |s| {
+            s.clipped_frames.load(Relaxed) as f64
+        }),
+    ];
+    for (name, help, f) in counters {
+        o.per_stream(streams, name, "counter", help, f);
+    }
+    o.per_stream(
+        streams,
+        "drsnd_latency_max_seconds",
+        "gauge",
+        "longest time from a frame's last sample to its message",
+        |s| s.latency_max_us.load(Relaxed) as f64 / 1e6,
+    );
+    analysis_histogram(&mut o, streams);
+    machine_state(&mut o, streams);
+    events(&mut o, streams);
+    o.head("drsnd_clients", "gauge", "subscribers connected, per sink");
+    let _ = writeln!(o.0, "drsnd_clients{{sink=\"socket\"}} {}", sink.socket.active.load(Relaxed));
+    let _ = writeln!(o.0, "drsnd_clients{{sink=\"http\"}} {}", sink.clients());
+    if let Some(m) = sink.bus.hello.lock().ok().map(|h| h.model.clone()) {
+        o.head("drsnd_model_info", "gauge", "the model in use");
+        let _ = writeln!(
+            o.0,
+            "drsnd_model_info{{name=\"{}\",version=\"{}\",sha256=\"{}\"}} 1",
+            esc(&m.name),
+            esc(&m.version),
+            esc(&m.sha256)
+        );
+    }
+    o.head("drsnd_uptime_seconds", "gauge", "seconds since the HTTP sink started");
+    let _ = writeln!(o.0, "drsnd_uptime_seconds {:.3}", sink.started.elapsed().as_secs_f64());
+    o.0
+}
+
+fn analysis_histogram(o: &mut Out, streams: &[Arc<StreamStats>]) {
+    let name = "drsnd_analysis_duration_seconds";
+    o.head(name, "histogram", "time the analyses took per frame (model and the rest)");
+    for s in streams {
+        let (cumulative, count, sum) = s.analysis_time.snapshot();
+        let st = esc(&s.name);
+        for (b, c) in HISTOGRAM_BOUNDS_S.iter().zip(&cumulative) {
+            let _ = writeln!(o.0, "{name}_bucket{{stream=\"{st}\",le=\"{b}\"}} {c}");
+        }
+        let _ = writeln!(o.0, "{name}_bucket{{stream=\"{st}\",le=\"+Inf\"}} {count}");
+        let _ = writeln!(o.0, "{name}_sum{{stream=\"{st}\"}} {sum}");
+        let _ = writeln!(o.0, "{name}_count{{stream=\"{st}\"}} {count}");
+    }
+}
+
+fn machine_state(o: &mut Out, streams: &[Arc<StreamStats>]) {
+    let name = "drsnd_machine_state";
+    o.head(name, "gauge", "1 for the state each machine is in, 0 for the others");
+    for s in streams {
+        let (state, _) = s.machine();
+        for (i, kind) in STATE_KINDS.iter().enumerate() {
+            let v = u8::from(state.kind_index() == i);
+            let _ = writeln!(o.0, "{name}{{stream=\"{}\",state=\"{kind}\"}} {v}", esc(&s.name));
+        }
+    }
+    let name = "drsnd_machine_fault_class";
+    o.head(name, "gauge", "1 with the class of a machine in fault");
+    for s in streams {
+        if let (State::Fault { class }, _) = s.machine() {
+            let _ = writeln!(o.0, "{name}{{stream=\"{}\",class=\"{}\"}} 1", esc(&s.name), esc(&class));
+        }
+    }
+}
+
+fn events(o: &mut Out, streams: &[Arc<StreamStats>]) {
+    let name = "drsnd_events_total";
+    o.head(name, "counter", "machine state changes, by the state entered");
+    for s in streams {
+        for (kind, n) in STATE_KINDS.iter().zip(&s.events) {
+            let _ = writeln!(
+                o.0,
+                "{name}{{stream=\"{}\",state=\"{kind}\"}} {}",
+                esc(&s.name),
+                n.load(Relaxed)
+            );
+        }
+    }
+}

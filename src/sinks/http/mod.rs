@@ -1,0 +1,190 @@
+//! The HTTP sink: a live page of every stream (`/`), the bus as
+//! Server-Sent Events (`/events`), Prometheus metrics (`/metrics`) and the
+//! last status (`/api/status`). One more subscriber of the bus: a slow page
+//! lags in the broadcast ring and never slows the workers or the socket.
+//!
+//! Requests are served by hyper directly (not `axum::serve`) so that a
+//! request's headers must arrive within `HEADER_TIMEOUT` and fit in
+//! `MAX_HEADER_BYTES` (a slow or huge request is cut off, 408/431), and the
+//! number of open connections is bounded. Off loopback every request needs
+//! the token (`auth`). No CORS headers are sent: other origins cannot read.
+
+mod auth;
+mod events;
+mod metrics;
+mod page;
+
+use super::socket::SocketSink;
+use super::{Bus, Kind, Outgoing};
+use crate::config::HttpConfig;
+use anyhow::{Context, Result};
+use axum::routing::get;
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, watch, Semaphore};
+
+/// A request's headers must all arrive within this.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Largest request head accepted (hyper answers 431 beyond it).
+const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// Connections beyond the event streams (page loads, metrics scrapes).
+const EXTRA_CONNECTIONS: usize = 32;
+
+pub struct HttpSink {
+    bus: Arc<Bus>,
+    socket: Arc<SocketSink>,
+    cfg: HttpConfig,
+    token: Option<String>,
+    /// Event streams open now.
+    sse_clients: AtomicUsize,
+    /// The last `status` broadcast, for `/api/status`.
+    last_status: Mutex<Option<Arc<Outgoing>>>,
+    started: Instant,
+}
+
+impl HttpSink {
+    /// Reads the token and binds the address; both errors name the key.
+    pub fn bind(
+        bus: Arc<Bus>,
+        socket: Arc<SocketSink>,
+        cfg: HttpConfig,
+    ) -> Result<(Arc<Self>, std::net::TcpListener)> {
+        let token = cfg.token().map_err(anyhow::Error::msg)?;
+        let listener = std::net::TcpListener::bind(cfg.listen)
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
+            .with_context(|| format!("[http] listen = \"{}\": cannot bind", cfg.listen))?;
+        bus.keep_events(cfg.replay_events);
+        let sink = Arc::new(Self {
+            bus,
+            socket,
+            cfg,
+            token,
+            sse_clients: AtomicUsize::new(0),
+            last_status: Mutex::new(None),
+            started: Instant::now(),
+        });
+        Ok((sink, listener))
+    }
+
+    /// Event streams open now.
+    pub fn clients(&self) -> usize {
+        self.sse_clients.load(Relaxed)
+    }
+}
+
+fn router(sink: Arc<HttpSink>) -> Router {
+    Router::new()
+        .route("/", get(page::index))
+        .route("/app.js", get(page::app_js))
+        .route("/uPlot.iife.min.js", get(page::uplot_js))
+        .route("/uPlot.min.css", get(page::uplot_css))
+        .route("/events", get(events::events))
+        .route("/metrics", get(metrics::metrics))
+        .route("/api/status", get(status))
+        .fallback(|| async { (axum::http::StatusCode::NOT_FOUND, "not found\n") })
+        .layer(axum::middleware::from_fn_with_state(
+            sink.clone(),
+            auth::require_token,
+        ))
+        .with_state(sink)
+}
+
+async fn status(
+    axum::extract::State(sink): axum::extract::State<Arc<HttpSink>>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let line = sink
+        .last_status
+        .lock()
+        .ok()
+        .and_then(|s| s.as_ref().map(|o| o.line.trim_end().to_string()));
+    match line {
+        Some(l) => ([(axum::http::header::CONTENT_TYPE, "application/json")], l).into_response(),
+        None => (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "no status yet\n",
+        )
+            .into_response(),
+    }
+}
+
+/// Serves on a thread of its own ("http", with its own runtime), so that
+/// pages cost the socket sink nothing and their CPU is seen apart; ends
+/// when `shutdown` turns true.
+pub fn spawn(
+    sink: Arc<HttpSink>,
+    listener: std::net::TcpListener,
+    shutdown: watch::Receiver<bool>,
+) -> Result<std::thread::JoinHandle<()>> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("[http]: cannot start its runtime")?;
+    let thread = std::thread::Builder::new()
+        .name("http".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                match TcpListener::from_std(listener) {
+                    Ok(l) => serve(sink, l, shutdown).await,
+                    Err(e) => tracing::error!("[http]: cannot listen: {e}"),
+                }
+            })
+        })
+        .context("[http]: cannot start its thread")?;
+    Ok(thread)
+}
+
+async fn serve(sink: Arc<HttpSink>, listener: TcpListener, shutdown: watch::Receiver<bool>) {
+    tokio::spawn(keep_last_status(sink.clone(), shutdown.clone()));
+    let app = router(sink.clone());
+    let conns = Arc::new(Semaphore::new(sink.cfg.max_clients + EXTRA_CONNECTIONS));
+    let mut shutdown = shutdown;
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => {
+                    // Past the limit a connection is closed at once.
+                    let Ok(permit) = conns.clone().try_acquire_owned() else { continue };
+                    let svc = TowerToHyperService::new(app.clone());
+                    tokio::spawn(async move {
+                        let mut b = hyper::server::conn::http1::Builder::new();
+                        b.timer(TokioTimer::new())
+                            .header_read_timeout(HEADER_TIMEOUT)
+                            .max_buf_size(MAX_HEADER_BYTES);
+                        let _ = b.serve_connection(TokioIo::new(tcp), svc).await;
+                        drop(permit);
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!("[http] accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+}
+
+/// Keeps the last status for `/api/status`.
+async fn keep_last_status(sink: Arc<HttpSink>, mut shutdown: watch::Receiver<bool>) {
+    let mut rx = sink.bus.tx.subscribe();
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            m = rx.recv() => match m {
+                Ok(m) if m.kind == Kind::Status => {
+                    if let Ok(mut s) = sink.last_status.lock() {
+                        *s = Some(m);
+                    }
+                }
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+}
