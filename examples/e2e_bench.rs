@@ -76,7 +76,9 @@ fn parse_args() -> Result<Opts> {
         bail!("usage: e2e_bench [--streams N] [--subscribers M] [--http on|off] [--page-clients P] [--seconds S] [--warmup S] [--wav F] -- COMMAND ({{dir}} is replaced)");
     }
     if http || o.page_clients > 0 {
-        o.http_port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        o.http_port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
     }
     Ok(o)
 }
@@ -256,7 +258,10 @@ fn write_config(dir: &Path, o: &Opts) -> Result<()> {
         dir.display()
     );
     if o.http_port != 0 {
-        cfg += &format!("[http]\nlisten = \"127.0.0.1:{}\"\nmax-clients = 256\n", o.http_port);
+        cfg += &format!(
+            "[http]\nlisten = \"127.0.0.1:{}\"\nmax-clients = 256\n",
+            o.http_port
+        );
     }
     for i in 0..o.streams {
         cfg += &format!(

@@ -512,7 +512,7 @@ impl HttpConfig {
             return Err((
                 "listen",
                 format!(
-                    "{} is not loopback: set `token-file` so that only holders of the token can look",
+                    "[http] {} is not loopback: set `token-file` so that only holders of the token can look",
                     self.listen
                 ),
             ));
@@ -523,7 +523,10 @@ impl HttpConfig {
         if !(self.frames_per_second >= 0.0 && self.frames_per_second.is_finite()) {
             return Err((
                 "frames-per-second",
-                format!("{} is not a rate (0 for every frame)", self.frames_per_second),
+                format!(
+                    "{} is not a rate (0 for every frame)",
+                    self.frames_per_second
+                ),
             ));
         }
         Ok(())
@@ -534,9 +537,8 @@ impl HttpConfig {
         let Some(path) = &self.token_file else {
             return Ok(None);
         };
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            format!("[http] token-file {}: cannot read: {e}", path.display())
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("[http] token-file {}: cannot read: {e}", path.display()))?;
         let token = text.trim();
         if token.len() < 16 {
             return Err(format!(

@@ -82,9 +82,7 @@ mod tests {
     fn a_sine_lands_in_its_band() {
         let n = 2048;
         let x: Vec<f32> = (0..n)
-            .map(|i| {
-                2f32.sqrt() * (2.0 * std::f32::consts::PI * 1000.0 * i as f32 / 12000.0).sin()
-            })
+            .map(|i| 2f32.sqrt() * (2.0 * std::f32::consts::PI * 1000.0 * i as f32 / 12000.0).sin())
             .collect();
         let mut s = Spectrum::new(n);
         let b = s.bands(&x).expect("bands");

@@ -71,10 +71,16 @@ pub async fn serve(p: Prepared) -> Result<()> {
     let threads = start_workers(&mut s.p)?;
     let running = start_sources(&mut s.p, &s.streams, &threads)?;
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-    let server = tokio::spawn(socket::serve(s.socket.clone(), listener, shutdown_rx.clone()));
+    let server = tokio::spawn(socket::serve(
+        s.socket.clone(),
+        listener,
+        shutdown_rx.clone(),
+    ));
     let web = match http {
         Some((sink, l)) => {
-            let at = l.local_addr().map_or_else(|_| "?".into(), |a| a.to_string());
+            let at = l
+                .local_addr()
+                .map_or_else(|_| "?".into(), |a| a.to_string());
             tracing::info!("page and metrics on http://{at}/");
             Some(sinks::http::spawn(sink, l, shutdown_rx)?)
         }

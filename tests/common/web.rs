@@ -25,8 +25,10 @@ pub struct Reply {
 /// One request (`method path`, extra header lines), read to the end.
 pub fn request(port: u16, method: &str, path: &str, headers: &[&str]) -> Reply {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut req =
+        format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
     for h in headers {
         req.push_str(h);
         req.push_str("\r\n");
@@ -50,13 +52,50 @@ pub fn parse_reply(raw: &[u8]) -> Reply {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
-    let body = if chunked { dechunk(body) } else { body.to_string() };
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
     Reply {
         status,
         head: head.to_string(),
         body,
     }
+}
+
+/// A reply's body by its Content-Length or its last chunk (chromedriver
+/// keeps the connection open whatever the request says, so reading to the
+/// end would wait).
+fn read_sized(s: &mut TcpStream) -> String {
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        let n = s.read(&mut buf).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(&buf[..n]);
+        let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+        let len = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse::<usize>().ok());
+        if let Some(len) = len {
+            if raw.len() >= end + 4 + len {
+                return String::from_utf8_lossy(&raw[end + 4..end + 4 + len]).into_owned();
+            }
+        } else if head.contains("transfer-encoding: chunked") && raw.ends_with(b"0\r\n\r\n") {
+            break;
+        }
+    }
+    parse_reply(&raw).body
 }
 
 fn dechunk(mut s: &str) -> String {
@@ -95,14 +134,17 @@ impl Browser {
         };
         let t0 = Instant::now();
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(t0.elapsed() < Duration::from_secs(20), "chromedriver did not listen");
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "chromedriver did not listen"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         let caps = json!({"capabilities": {"alwaysMatch": {"goog:chromeOptions": {
             "binary": "/usr/bin/chromium",
             "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,1100",
                      // Nothing outside this machine resolves: the page must need nothing else.
-                     "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"]
+                     "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1 , EXCLUDE localhost"]
         }}}});
         let v = b.call("POST", "/session", Some(caps));
         b.session = v["value"]["sessionId"]
@@ -114,17 +156,16 @@ impl Browser {
 
     fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
         let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("chromedriver");
-        s.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
+        s.set_read_timeout(Some(Duration::from_secs(60)))
+            .expect("timeout");
         let body = body.map(|b| b.to_string()).unwrap_or_default();
         let req = format!(
             "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         );
         s.write_all(req.as_bytes()).expect("send");
-        let mut raw = Vec::new();
-        let _ = s.read_to_end(&mut raw);
-        let r = parse_reply(&raw);
-        serde_json::from_str(&r.body).unwrap_or_else(|e| panic!("WebDriver reply ({e}): {}", r.body))
+        let body = read_sized(&mut s);
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("WebDriver reply ({e}): {body}"))
     }
 
     pub fn open(&self, url: &str) {
@@ -152,7 +193,11 @@ impl Browser {
 
     /// A PNG of the window, written to `path`.
     pub fn screenshot(&self, path: &std::path::Path) {
-        let v = self.call("GET", &format!("/session/{}/screenshot", self.session), None);
+        let v = self.call(
+            "GET",
+            &format!("/session/{}/screenshot", self.session),
+            None,
+        );
         let png = base64(v["value"].as_str().expect("screenshot"));
         if let Some(d) = path.parent() {
             std::fs::create_dir_all(d).expect("artefact dir");
@@ -165,7 +210,9 @@ impl Drop for Browser {
     fn drop(&mut self) {
         if !self.session.is_empty() {
             let path = format!("/session/{}", self.session);
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.call("DELETE", &path, None)));
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.call("DELETE", &path, None)
+            }));
         }
         let _ = self.driver.kill();
         let _ = self.driver.wait();

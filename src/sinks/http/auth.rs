@@ -12,7 +12,11 @@ use std::sync::Arc;
 
 const COOKIE: &str = "drsnd_token";
 
-pub async fn require_token(State(sink): State<Arc<HttpSink>>, req: Request, next: Next) -> Response {
+pub async fn require_token(
+    State(sink): State<Arc<HttpSink>>,
+    req: Request,
+    next: Next,
+) -> Response {
     let Some(want) = sink.token.as_deref() else {
         return next.run(req).await;
     };
@@ -24,7 +28,10 @@ pub async fn require_token(State(sink): State<Arc<HttpSink>>, req: Request, next
         let cookie = format!("{COOKIE}={want}; HttpOnly; SameSite=Strict; Path=/");
         return (
             StatusCode::SEE_OTHER,
-            [(header::SET_COOKIE, cookie), (header::LOCATION, "/".to_string())],
+            [
+                (header::SET_COOKIE, cookie),
+                (header::LOCATION, "/".to_string()),
+            ],
         )
             .into_response();
     }
@@ -65,5 +72,9 @@ fn refuse() -> Response {
 
 /// Compares in time independent of where the strings differ.
 fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }

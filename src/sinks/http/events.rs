@@ -145,5 +145,7 @@ impl Client {
 }
 
 fn event(m: &Outgoing) -> Event {
-    Event::default().id(m.id.to_string()).data(m.line.trim_end())
+    Event::default()
+        .id(m.id.to_string())
+        .data(m.line.trim_end())
 }

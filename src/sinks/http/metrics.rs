@@ -16,15 +16,23 @@ use std::sync::Arc;
 
 pub async fn metrics(Extract(sink): Extract<Arc<HttpSink>>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         render(&sink),
     )
 }
 
 /// Label values are stream and class names: escaped as the format asks.
 fn esc(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
+
+/// One number of a stream's counters.
+type Reading = fn(&StreamStats) -> f64;
 
 struct Out(String);
 
@@ -52,26 +60,40 @@ impl Out {
 fn render(sink: &HttpSink) -> String {
     let streams = &sink.bus.stream_stats;
     let mut o = Out(String::with_capacity(4096 + streams.len() * 2048));
-    let counters: [(&str, &str, fn(&StreamStats) -> f64); 7] = [
-        ("drsnd_frames_total", "frames published", |s| s.frames.load(Relaxed) as f64),
-        ("drsnd_captured_samples_total", "samples captured into the ring", |s| {
-            s.ring.captured.load(Relaxed) as f64
+    let counters: [(&str, &str, Reading); 7] = [
+        ("drsnd_frames_total", "frames published", |s| {
+            s.frames.load(Relaxed) as f64
         }),
-        ("drsnd_overrun_samples_total", "samples captured but never analysed (ring full, or backlog shed)", |s| {
-            s.ring.overrun_samples.load(Relaxed) as f64
-        }),
-        ("drsnd_gap_samples_total", "samples never captured (device gone)", |s| {
-            s.ring.gap_samples.load(Relaxed) as f64
-        }),
-        ("drsnd_dropped_frames_total", "frames made but not published", |s| {
-            s.dropped_frames.load(Relaxed) as f64
-        }),
-        ("drsnd_nonfinite_frames_total", "frames with NaN or infinite samples (zeroed)", |s| {
-            s.nonfinite_frames.load(Relaxed) as f64
-        }),
-        ("drsnd_clipped_frames_total", "frames with samples at the clip level", |s| {
-            s.clipped_frames.load(Relaxed) as f64
-        }),
+        (
+            "drsnd_captured_samples_total",
+            "samples captured into the ring",
+            |s| s.ring.captured.load(Relaxed) as f64,
+        ),
+        (
+            "drsnd_overrun_samples_total",
+            "samples captured but never analysed (ring full, or backlog shed)",
+            |s| s.ring.overrun_samples.load(Relaxed) as f64,
+        ),
+        (
+            "drsnd_gap_samples_total",
+            "samples never captured (device gone)",
+            |s| s.ring.gap_samples.load(Relaxed) as f64,
+        ),
+        (
+            "drsnd_dropped_frames_total",
+            "frames made but not published",
+            |s| s.dropped_frames.load(Relaxed) as f64,
+        ),
+        (
+            "drsnd_nonfinite_frames_total",
+            "frames with NaN or infinite samples (zeroed)",
+            |s| s.nonfinite_frames.load(Relaxed) as f64,
+        ),
+        (
+            "drsnd_clipped_frames_total",
+            "frames with samples at the clip level",
+            |s| s.clipped_frames.load(Relaxed) as f64,
+        ),
     ];
     for (name, help, f) in counters {
         o.per_stream(streams, name, "counter", help, f);
@@ -87,7 +109,11 @@ fn render(sink: &HttpSink) -> String {
     machine_state(&mut o, streams);
     events(&mut o, streams);
     o.head("drsnd_clients", "gauge", "subscribers connected, per sink");
-    let _ = writeln!(o.0, "drsnd_clients{{sink=\"socket\"}} {}", sink.socket.active.load(Relaxed));
+    let _ = writeln!(
+        o.0,
+        "drsnd_clients{{sink=\"socket\"}} {}",
+        sink.socket.active.load(Relaxed)
+    );
     let _ = writeln!(o.0, "drsnd_clients{{sink=\"http\"}} {}", sink.clients());
     if let Some(m) = sink.bus.hello.lock().ok().map(|h| h.model.clone()) {
         o.head("drsnd_model_info", "gauge", "the model in use");
@@ -99,14 +125,26 @@ fn render(sink: &HttpSink) -> String {
             esc(&m.sha256)
         );
     }
-    o.head("drsnd_uptime_seconds", "gauge", "seconds since the HTTP sink started");
-    let _ = writeln!(o.0, "drsnd_uptime_seconds {:.3}", sink.started.elapsed().as_secs_f64());
+    o.head(
+        "drsnd_uptime_seconds",
+        "gauge",
+        "seconds since the HTTP sink started",
+    );
+    let _ = writeln!(
+        o.0,
+        "drsnd_uptime_seconds {:.3}",
+        sink.started.elapsed().as_secs_f64()
+    );
     o.0
 }
 
 fn analysis_histogram(o: &mut Out, streams: &[Arc<StreamStats>]) {
     let name = "drsnd_analysis_duration_seconds";
-    o.head(name, "histogram", "time the analyses took per frame (model and the rest)");
+    o.head(
+        name,
+        "histogram",
+        "time the analyses took per frame (model and the rest)",
+    );
     for s in streams {
         let (cumulative, count, sum) = s.analysis_time.snapshot();
         let st = esc(&s.name);
@@ -121,26 +159,43 @@ fn analysis_histogram(o: &mut Out, streams: &[Arc<StreamStats>]) {
 
 fn machine_state(o: &mut Out, streams: &[Arc<StreamStats>]) {
     let name = "drsnd_machine_state";
-    o.head(name, "gauge", "1 for the state each machine is in, 0 for the others");
+    o.head(
+        name,
+        "gauge",
+        "1 for the state each machine is in, 0 for the others",
+    );
     for s in streams {
         let (state, _) = s.machine();
         for (i, kind) in STATE_KINDS.iter().enumerate() {
             let v = u8::from(state.kind_index() == i);
-            let _ = writeln!(o.0, "{name}{{stream=\"{}\",state=\"{kind}\"}} {v}", esc(&s.name));
+            let _ = writeln!(
+                o.0,
+                "{name}{{stream=\"{}\",state=\"{kind}\"}} {v}",
+                esc(&s.name)
+            );
         }
     }
     let name = "drsnd_machine_fault_class";
     o.head(name, "gauge", "1 with the class of a machine in fault");
     for s in streams {
         if let (State::Fault { class }, _) = s.machine() {
-            let _ = writeln!(o.0, "{name}{{stream=\"{}\",class=\"{}\"}} 1", esc(&s.name), esc(&class));
+            let _ = writeln!(
+                o.0,
+                "{name}{{stream=\"{}\",class=\"{}\"}} 1",
+                esc(&s.name),
+                esc(&class)
+            );
         }
     }
 }
 
 fn events(o: &mut Out, streams: &[Arc<StreamStats>]) {
     let name = "drsnd_events_total";
-    o.head(name, "counter", "machine state changes, by the state entered");
+    o.head(
+        name,
+        "counter",
+        "machine state changes, by the state entered",
+    );
     for s in streams {
         for (kind, n) in STATE_KINDS.iter().zip(&s.events) {
             let _ = writeln!(

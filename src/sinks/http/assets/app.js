@@ -197,6 +197,7 @@ function connect() {
   };
 }
 
-connect();
+// After `load`: an event stream opened before it keeps a page "loading" for good.
+window.addEventListener("load", () => setTimeout(connect, 0));
 requestAnimationFrame(draw);
 setInterval(() => { dirty = true; }, 1000);   // the band moves with time
