@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 out = Path(sys.argv[1])
-variants = [("off", "[http] off"), ("idle", "[http] on, no page"), ("pages", "[http] on, 20 pages")]
+variants = [("off", "[http] off"), ("idle", "[http] on, no page"), ("pages", "[http] on, 20 pages (focused on one stream)")]
 
 
 def figures(r):
@@ -22,6 +22,7 @@ def figures(r):
         "p99": r["latency_ms"]["p99"],
         "complete": r["subscribers_with_every_frame"],
         "pages": r.get("page_messages", 0),
+        "page_kb": r.get("page_bytes", 0) / 1024,
         "losses": r["seq_gaps"] + r["daemon_dropped_frames"] + r["daemon_overrun_samples"],
     }
 
@@ -29,12 +30,12 @@ def figures(r):
 print("# The HTTP sink's cost: 16 real-time streams, 100 socket subscribers\n")
 print("Medians over alternating rounds. Thread CPU is % of one core over the whole run (start-up included);")
 print("`http` is the sink's own thread, `drsnd` the runtime thread that serves the socket.\n")
-print("| variant | daemon CPU % | inference threads % | socket runtime % | http thread % | subscribers' p99 ms | subscribers with every frame | page messages | losses |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+print("| variant | daemon CPU % | inference threads % | socket runtime % | http thread % | subscribers' p99 ms | subscribers with every frame | page messages | page KiB | losses |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for key, name in variants:
     runs = [figures(json.loads(p.read_text())) for p in sorted(out.glob(f"http-*-{key}.json"))]
     if not runs:
         continue
     m = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
     print(f"| {name} | {m['cpu']:.1f} | {m['infer']:.1f} | {m['runtime']:.1f} | {m['http']:.2f} | {m['p99']:.2f} | "
-          f"{m['complete']:.0f} / 100 | {m['pages']:.0f} | {m['losses']:.0f} |")
+          f"{m['complete']:.0f} / 100 | {m['pages']:.0f} | {m['page_kb']:.0f} | {m['losses']:.0f} |")

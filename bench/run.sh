@@ -128,7 +128,8 @@ fi
 if want http; then
 echo "== the HTTP sink: 16 streams, 100 subscribers; off / on, idle / on, 20 pages" >&2
 rm -f "$out"/http-*.json
-for r in 1 2 3; do
+http_rounds=3; [ $quick = 1 ] || http_rounds=5
+for r in $(seq $http_rounds); do
   run $e2e --wav "$wav" --streams 16 --subscribers 100 --seconds $scale_s -- "${drsnd_cmd[@]}" > "$out/http-$r-off.json"
   run $e2e --wav "$wav" --streams 16 --subscribers 100 --http on --seconds $scale_s -- "${drsnd_cmd[@]}" > "$out/http-$r-idle.json"
   run $e2e --wav "$wav" --streams 16 --subscribers 100 --page-clients 20 --seconds $scale_s -- "${drsnd_cmd[@]}" > "$out/http-$r-pages.json"

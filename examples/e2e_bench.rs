@@ -174,7 +174,10 @@ fn main() -> Result<()> {
         );
     }
     let _ = child.wait();
-    let page_messages: u64 = pages.into_iter().map(|p| p.join().unwrap_or(0)).sum();
+    let page = pages
+        .into_iter()
+        .map(|p| p.join().unwrap_or((0, 0)))
+        .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
 
     let (cpu_warm, wall_warm) = cpu_at_warm
         .lock()
@@ -188,27 +191,34 @@ fn main() -> Result<()> {
         mem,
         threads,
     };
-    report(&o, &results, feed_stats, run, page_messages)
+    report(&o, &results, feed_stats, run, page)
 }
 
-/// One open page: reads `/events` until stop, counting its messages.
-fn page_client(port: u16, stop: Arc<AtomicBool>) -> Result<std::thread::JoinHandle<u64>> {
+/// One open page: reads `/events` focused on the first stream, as the page
+/// does with one stream selected, until stop, counting its messages and
+/// their bytes.
+fn page_client(port: u16, stop: Arc<AtomicBool>) -> Result<std::thread::JoinHandle<(u64, u64)>> {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).context("connect to [http]")?;
-    s.write_all(b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n")?;
+    s.write_all(
+        b"GET /events?focus=s0 HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n",
+    )?;
     s.set_read_timeout(Some(Duration::from_millis(500)))?;
     Ok(std::thread::spawn(move || {
-        let mut n = 0;
+        let (mut n, mut bytes) = (0, 0);
         let mut r = BufReader::new(s);
         let mut line = String::new();
         while !stop.load(Ordering::Acquire) {
             line.clear();
             match r.read_line(&mut line) {
                 Ok(0) => break,
-                Ok(_) if line.starts_with("data:") => n += 1,
+                Ok(k) if line.starts_with("data:") => {
+                    n += 1;
+                    bytes += k as u64;
+                }
                 _ => {}
             }
         }
-        n
+        (n, bytes)
     }))
 }
 
@@ -519,7 +529,7 @@ fn report(
     results: &[SubResult],
     feed: FeedStats,
     run: Run,
-    page_messages: u64,
+    page: (u64, u64),
 ) -> Result<()> {
     let Run {
         cpu_s,
@@ -552,7 +562,8 @@ fn report(
         "subscribers": o.subscribers,
         "http": o.http_port != 0,
         "page_clients": o.page_clients,
-        "page_messages": page_messages,
+        "page_messages": page.0,
+        "page_bytes": page.1,
         "seconds": o.seconds,
         "warmup_s": o.warmup,
         "frames_fed_per_stream": fed_frames,

@@ -109,7 +109,7 @@ impl Bus {
         })
     }
 
-    /// Keeps the last `n` events for `subscribe_after`.
+    /// Keeps the last `n` events for `events_after`.
     pub fn keep_events(&self, n: usize) {
         if let Ok(mut r) = self.replay.lock() {
             r.capacity = n;
@@ -134,8 +134,8 @@ impl Bus {
             let _ = self.tx.send(out);
             return;
         }
-        // Recorded and sent under one lock, so that `subscribe_after` sees
-        // every event either in the record or in its subscription.
+        // Recorded before it is sent, under one lock: a reader that
+        // subscribes and then reads the record sees every event in one.
         let Ok(mut r) = self.replay.lock() else {
             let _ = self.tx.send(out);
             return;
@@ -149,22 +149,9 @@ impl Bus {
         let _ = self.tx.send(out);
     }
 
-    /// A new subscription, and the recorded events after id `after` that it
-    /// will not see (none without `after`). Together they miss no event
-    /// still in the record.
-    pub fn subscribe_after(
-        &self,
-        after: Option<u64>,
-    ) -> (broadcast::Receiver<Arc<Outgoing>>, Vec<Arc<Outgoing>>) {
-        let Ok(r) = self.replay.lock() else {
-            return (self.tx.subscribe(), Vec::new());
-        };
-        let rx = self.tx.subscribe();
-        let missed = match after {
-            Some(a) => r.events.iter().filter(|e| e.id > a).cloned().collect(),
-            None => Vec::new(),
-        };
-        (rx, missed)
+    /// The id of the last message sent (0: none yet).
+    pub fn last_id(&self) -> u64 {
+        self.next_id.load(Relaxed).saturating_sub(1)
     }
 
     /// The recorded events after id `after` (for a subscriber that lagged).

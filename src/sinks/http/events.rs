@@ -1,16 +1,19 @@
-//! `/events`: the bus as Server-Sent Events. Every message's `id` is the
-//! bus's sequence number, so a page that reconnects sends `Last-Event-ID`
-//! and is given every event it missed that the bus still records (the last
-//! `[http] replay-events`, 10 000 by default: days of a normal plant, a few
-//! minutes of 64 flapping machines). Frames are thinned per stream to
-//! `frames-per-second` (`?fps=N`, `fps=0` for all); events and status never.
-//! A page that lags behind the broadcast ring is given the events it lost
-//! from the same record.
+//! `/events`: the bus as Server-Sent Events, read through the pages' feed
+//! (`feed`). Every message's `id` is the bus's sequence number, so a page
+//! that reconnects sends `Last-Event-ID` (or `?after=ID`, for a page that
+//! opens a new connection itself) and is given every event it missed that
+//! the bus still records (the last `[http] replay-events`, 10 000 by
+//! default: days of a normal plant, a few minutes of 64 flapping machines).
+//! Frames are thinned per stream to `frames-per-second` (`?fps=N`, `fps=0`
+//! for all); events and status never. `?focus=NAME`: the other streams'
+//! frames come as tiles. A page that lags behind the feed is given the
+//! events it lost from the bus's record.
 
-use super::{HttpSink, Kind, Outgoing};
+use super::feed::{self, Feed, Item};
+use super::HttpSink;
+use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
@@ -19,20 +22,28 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
 
+/// An idle stream is sent a comment this often (proxies close silent ones).
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// Ready messages are written together up to this many bytes.
+const CHUNK: usize = 64 * 1024;
+
 #[derive(Debug, serde::Deserialize)]
 pub struct Params {
     fps: Option<f64>,
+    focus: Option<String>,
+    after: Option<u64>,
 }
 
-/// One open event stream; counts itself out of `sse_clients` when dropped.
+/// One open event stream; counts itself out when dropped.
 struct Client {
     sink: Arc<HttpSink>,
-    rx: broadcast::Receiver<Arc<Outgoing>>,
+    rx: broadcast::Receiver<Arc<Item>>,
+    focus: Option<String>,
     /// Sent before anything live: the hello, then missed events.
-    backlog: VecDeque<Event>,
+    backlog: VecDeque<Bytes>,
     /// The highest id sent: live messages at or below it are repeats.
     last_id: u64,
-    /// Least time between two frames of one stream (zero: every frame).
+    /// This page's own thinning, when it asked for fewer frames than the feed's.
     every: Duration,
     last_frame: HashMap<String, Instant>,
 }
@@ -40,6 +51,9 @@ struct Client {
 impl Drop for Client {
     fn drop(&mut self) {
         self.sink.sse_clients.fetch_sub(1, Relaxed);
+        if self.focus.is_some() {
+            self.sink.feed.focused.fetch_sub(1, Relaxed);
+        }
     }
 }
 
@@ -57,95 +71,138 @@ pub async fn events(
     let after = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    let (rx, missed) = sink.bus.subscribe_after(after);
-    let fps = p.fps.unwrap_or(sink.cfg.frames_per_second);
-    let every = if fps > 0.0 && fps.is_finite() {
-        Duration::from_secs_f64(1.0 / fps)
-    } else {
-        Duration::ZERO
-    };
-    let mut backlog = VecDeque::new();
-    if let Some(h) = sink.bus.hello_now() {
-        let line = crate::sinks::to_line(&crate::protocol::Message::Hello(h));
-        backlog.push_back(Event::default().data(line.trim_end()));
-    }
-    let mut client = Client {
-        sink,
-        rx,
-        backlog,
-        last_id: after.unwrap_or(0),
-        every,
-        last_frame: HashMap::new(),
-    };
-    client.queue(missed);
-    let stream = futures_util::stream::unfold(client, |mut c| async move {
-        let ev = c.next().await?;
-        Some((Ok::<_, Infallible>(ev), c))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .or(p.after)
+        // An id this daemon never gave is a page of an earlier run's.
+        .filter(|a| *a <= sink.bus.last_id());
+    let client = Client::open(sink, after, p.fps, p.focus);
+    let body = futures_util::stream::unfold(client, |mut c| async move {
+        let chunk = c.next_chunk().await?;
+        Some((Ok::<_, Infallible>(chunk), c))
     });
-    Sse::new(stream)
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+    (
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        Body::from_stream(body),
+    )
         .into_response()
 }
 
 impl Client {
-    fn queue(&mut self, missed: Vec<Arc<Outgoing>>) {
+    fn open(
+        sink: Arc<HttpSink>,
+        after: Option<u64>,
+        fps: Option<f64>,
+        focus: Option<String>,
+    ) -> Self {
+        let every = match fps {
+            Some(f) if f > 0.0 && f.is_finite() => Duration::from_secs_f64(1.0 / f),
+            Some(_) => Duration::ZERO,
+            None => sink.feed.every(),
+        };
+        let feed: &Feed = &sink.feed;
+        // Faster than the feed's thinning: read everything, thin here.
+        let wants_more = every < feed.every() || feed.every().is_zero();
+        let rx = if wants_more {
+            feed.all.subscribe()
+        } else {
+            feed.thinned.subscribe()
+        };
+        let every = if every > feed.every() {
+            every
+        } else {
+            Duration::ZERO
+        };
+        if focus.is_some() {
+            feed.focused.fetch_add(1, Relaxed);
+        }
+        let mut backlog = VecDeque::new();
+        if let Some(h) = sink.bus.hello_now() {
+            let line = crate::sinks::to_line(&crate::protocol::Message::Hello(h));
+            backlog.push_back(feed::sse(0, &line));
+        }
+        // Subscribed first, then the record read: an event is in one or both.
+        let missed = after.map(|a| sink.bus.events_after(a)).unwrap_or_default();
+        let mut c = Client {
+            sink,
+            rx,
+            focus,
+            backlog,
+            last_id: after.unwrap_or(0),
+            every,
+            last_frame: HashMap::new(),
+        };
+        c.queue(missed);
+        c
+    }
+
+    fn queue(&mut self, missed: Vec<Arc<crate::sinks::Outgoing>>) {
         for m in missed {
             if m.id > self.last_id {
                 self.last_id = m.id;
-                self.backlog.push_back(event(&m));
+                let item = self.sink.feed.render(&m);
+                self.backlog.push_back(item.full.clone());
             }
         }
     }
 
-    /// The next message to send; None once the bus is gone.
-    async fn next(&mut self) -> Option<Event> {
+    /// The next bytes to send: the backlog, else every message ready now;
+    /// a keep-alive comment after a quiet while; None once the feed is gone.
+    async fn next_chunk(&mut self) -> Option<Bytes> {
+        if let Some(b) = self.backlog.pop_front() {
+            return Some(b);
+        }
+        let mut out = Vec::new();
         loop {
-            if let Some(e) = self.backlog.pop_front() {
-                return Some(e);
-            }
-            match self.rx.recv().await {
+            let got = if out.is_empty() {
+                match tokio::time::timeout(KEEP_ALIVE, self.rx.recv()).await {
+                    Ok(r) => r,
+                    Err(_) => return Some(Bytes::from_static(b": keep-alive\n\n")),
+                }
+            } else {
+                match self.rx.try_recv() {
+                    Ok(m) => Ok(m),
+                    Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                        Err(broadcast::error::RecvError::Lagged(n))
+                    }
+                    Err(_) => break,
+                }
+            };
+            match got {
                 Ok(m) => {
-                    if m.id <= self.last_id || self.thinned(&m) {
+                    if m.id <= self.last_id
+                        || feed::thinned(
+                            m.kind,
+                            m.stream.as_deref(),
+                            self.every,
+                            &mut self.last_frame,
+                        )
+                    {
                         continue;
                     }
                     self.last_id = m.id;
-                    return Some(event(&m));
+                    out.extend_from_slice(m.bytes_for(self.focus.as_deref()));
+                    if out.len() >= CHUNK {
+                        break;
+                    }
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => {
                     let missed = self.sink.bus.events_after(self.last_id);
                     self.queue(missed);
+                    while let Some(b) = self.backlog.pop_front() {
+                        out.extend_from_slice(&b);
+                    }
                 }
-                Err(broadcast::error::RecvError::Closed) => return None,
+                Err(broadcast::error::RecvError::Closed) => {
+                    if out.is_empty() {
+                        return None;
+                    }
+                    break;
+                }
             }
         }
+        Some(Bytes::from(out))
     }
-
-    /// Whether a frame comes too soon after the last one of its stream.
-    fn thinned(&mut self, m: &Outgoing) -> bool {
-        if m.kind != Kind::Frame || self.every.is_zero() {
-            return false;
-        }
-        let Some(stream) = &m.stream else {
-            return false;
-        };
-        let now = Instant::now();
-        match self.last_frame.get_mut(stream) {
-            Some(t) if now.duration_since(*t) < self.every => true,
-            Some(t) => {
-                *t = now;
-                false
-            }
-            None => {
-                self.last_frame.insert(stream.clone(), now);
-                false
-            }
-        }
-    }
-}
-
-fn event(m: &Outgoing) -> Event {
-    Event::default()
-        .id(m.id.to_string())
-        .data(m.line.trim_end())
 }

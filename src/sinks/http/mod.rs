@@ -11,6 +11,7 @@
 
 mod auth;
 mod events;
+mod feed;
 mod metrics;
 mod page;
 
@@ -44,6 +45,8 @@ pub struct HttpSink {
     sse_clients: AtomicUsize,
     /// The last `status` broadcast, for `/api/status`.
     last_status: Mutex<Option<Arc<Outgoing>>>,
+    /// What every page reads: the bus, thinned and in SSE form once.
+    feed: Arc<feed::Feed>,
     started: Instant,
 }
 
@@ -59,6 +62,7 @@ impl HttpSink {
             .and_then(|l| l.set_nonblocking(true).map(|()| l))
             .with_context(|| format!("[http] listen = \"{}\": cannot bind", cfg.listen))?;
         bus.keep_events(cfg.replay_events);
+        let feed = feed::Feed::new(cfg.frames_per_second);
         let sink = Arc::new(Self {
             bus,
             socket,
@@ -66,6 +70,7 @@ impl HttpSink {
             token,
             sse_clients: AtomicUsize::new(0),
             last_status: Mutex::new(None),
+            feed,
             started: Instant::now(),
         });
         Ok((sink, listener))
@@ -141,6 +146,7 @@ pub fn spawn(
 
 async fn serve(sink: Arc<HttpSink>, listener: TcpListener, shutdown: watch::Receiver<bool>) {
     tokio::spawn(keep_last_status(sink.clone(), shutdown.clone()));
+    tokio::spawn(sink.feed.clone().run(sink.bus.clone(), shutdown.clone()));
     let app = router(sink.clone());
     let conns = Arc::new(Semaphore::new(sink.cfg.max_clients + EXTRA_CONNECTIONS));
     let mut shutdown = shutdown;

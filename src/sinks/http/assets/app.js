@@ -1,6 +1,8 @@
 // drsnd's page: one EventSource on /events, per-stream state kept here,
 // only the selected stream's charts drawn (a grid of tiles for the rest),
-// redrawn at most once per animation frame.
+// redrawn at most once per animation frame. The event stream is focused on
+// the selected stream: the others' frames come without thresholds and
+// spectrum, so their heatmap fills from the moment they are selected.
 "use strict";
 const WINDOW_S = 600;            // state band and trends: the last 10 minutes
 const HEAT_COLS = 300;           // heatmap: the last 300 frames shown
@@ -9,6 +11,7 @@ const SERIES = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948"
 
 const streams = new Map();       // name -> stream state
 let hello = null, selected = null, dirty = true, lastStatus = null;
+let source = null, lastId = 0;   // the event stream, and the last id it gave
 const el = (id) => document.getElementById(id);
 
 function stream(name) {
@@ -74,7 +77,9 @@ function onStatus(st) {
 }
 
 function select(name) {
+  const changed = selected !== name;
   selected = name;
+  if (changed && source) connect();
   for (const s of streams.values()) s.tile.classList.toggle("sel", s.name === name);
   charts.reset();
   dirty = true;
@@ -183,11 +188,19 @@ function draw() {
   drawCounters(s);
 }
 
+// A new connection per focus; `after` asks for the events missed meanwhile.
 function connect() {
-  const es = new EventSource("/events");
+  if (source) source.close();
+  const q = new URLSearchParams();
+  if (selected) q.set("focus", selected);
+  if (lastId) q.set("after", String(lastId));
+  const es = new EventSource("/events" + (q.size ? "?" + q : ""));
+  source = es;
   es.onopen = () => { el("conn").textContent = "live"; el("conn").className = "dim"; };
   es.onerror = () => { el("conn").textContent = "reconnecting…"; el("conn").className = "down"; };
   es.onmessage = (m) => {
+    if (es !== source) return;
+    if (m.lastEventId) lastId = Math.max(lastId, Number(m.lastEventId));
     const v = JSON.parse(m.data);
     if (v.type === "frame") onFrame(v);
     else if (v.type === "event") onEvent(v);
