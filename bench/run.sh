@@ -7,6 +7,9 @@
 #   bench/run.sh --steps http   the web sink's cost: 16 streams and 100 socket
 #                          subscribers with [http] off, on with no page, and
 #                          on with 20 pages, in alternating rounds (results/http.md)
+#   bench/run.sh --steps mqtt   the MQTT sink's cost: 16 streams with [mqtt]
+#                          off and on (summaries), alternating rounds, then
+#                          50 daemons publishing to one mosquitto (results/mqtt.md)
 #   bench/run.sh --compare REV [--quick]   only the side-by-side step: one
 #                          real-time stream of this tree's drsnd and of REV's,
 #                          in alternating rounds (bench/results/compare.md)
@@ -44,7 +47,7 @@ if [ "$steps" = model,e2e,python,scale,classify,criterion ]; then rm -rf "$out";
 mkdir -p "$out"
 run() { echo "+ $*" >&2; "$@"; }
 # BENCHMARKS.md's settings; a side-by-side-only run leaves them alone.
-if [ "$steps" != compare ] && [ "$steps" != http ]; then
+if [ "$steps" != compare ] && [ "$steps" != http ] && [ "$steps" != mqtt ]; then
   echo "$e2e_s $py_s $scale_s $quick $(git rev-parse --short HEAD)" > "$out/settings"
 fi
 
@@ -136,6 +139,24 @@ for r in $(seq $http_rounds); do
 done
 $py bench/http_cost.py "$out" > "$out/http.md"
 cat "$out/http.md"
+fi
+
+if want mqtt; then
+echo "== the MQTT sink: 16 streams with [mqtt] off / on (summaries), then a 50-daemon fleet" >&2
+rm -f "$out"/mqtt-*.json
+mport=$($py -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+mosquitto -p "$mport" 2>/dev/null & mpid=$!
+sleep 0.5
+mqtt_rounds=3; [ $quick = 1 ] || mqtt_rounds=5
+for r in $(seq $mqtt_rounds); do
+  run $e2e --wav "$wav" --streams 16 --subscribers 1 --seconds $scale_s -- "${drsnd_cmd[@]}" > "$out/mqtt-$r-off.json"
+  run $e2e --wav "$wav" --streams 16 --subscribers 1 --mqtt "mqtt://127.0.0.1:$mport" --seconds $scale_s -- "${drsnd_cmd[@]}" > "$out/mqtt-$r-on.json"
+done
+kill $mpid
+fleet_n=50; [ $quick = 1 ] && fleet_n=10
+run $py bench/fleet.py target/release/drsnd models/drsn-cw-cwru10.json "$data" "$out/mqtt-fleet.json" --daemons $fleet_n --seconds 40 > /dev/null
+$py bench/mqtt_cost.py "$out" > "$out/mqtt.md"
+cat "$out/mqtt.md"
 fi
 
 if want compare; then

@@ -38,6 +38,8 @@ struct Opts {
     http_port: u16,
     /// Event-stream readers (`/events`), as open pages would be.
     page_clients: usize,
+    /// `[mqtt]` to this broker (summaries every second), if set.
+    mqtt: Option<String>,
 }
 
 fn parse_args() -> Result<Opts> {
@@ -51,6 +53,7 @@ fn parse_args() -> Result<Opts> {
         command: Vec::new(),
         http_port: 0,
         page_clients: 0,
+        mqtt: None,
     };
     let mut http = false;
     let mut args = std::env::args().skip(1);
@@ -69,11 +72,12 @@ fn parse_args() -> Result<Opts> {
             "--model" => o.model = v.into(),
             "--http" => http = v == "on",
             "--page-clients" => o.page_clients = v.parse().context("--page-clients")?,
+            "--mqtt" => o.mqtt = Some(v),
             _ => bail!("unknown option {a}"),
         }
     }
     if o.command.is_empty() {
-        bail!("usage: e2e_bench [--streams N] [--subscribers M] [--http on|off] [--page-clients P] [--seconds S] [--warmup S] [--wav F] -- COMMAND ({{dir}} is replaced)");
+        bail!("usage: e2e_bench [--streams N] [--subscribers M] [--http on|off] [--page-clients P] [--mqtt URL] [--seconds S] [--warmup S] [--wav F] -- COMMAND ({{dir}} is replaced)");
     }
     if http || o.page_clients > 0 {
         o.http_port = std::net::TcpListener::bind("127.0.0.1:0")?
@@ -271,6 +275,13 @@ fn write_config(dir: &Path, o: &Opts) -> Result<()> {
         cfg += &format!(
             "[http]\nlisten = \"127.0.0.1:{}\"\nmax-clients = 256\n",
             o.http_port
+        );
+    }
+    if let Some(url) = &o.mqtt {
+        cfg += &format!(
+            "[mqtt]\nbroker = \"{url}\"\nnode = \"bench-{}\"\nspool-dir = \"{}/spool\"\n",
+            std::process::id(),
+            dir.display()
         );
     }
     for i in 0..o.streams {
@@ -562,6 +573,7 @@ fn report(
         "subscribers": o.subscribers,
         "http": o.http_port != 0,
         "page_clients": o.page_clients,
+        "mqtt": o.mqtt.is_some(),
         "page_messages": page.0,
         "page_bytes": page.1,
         "seconds": o.seconds,

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages drsnd needs to build and test (idempotent).
 set -euo pipefail
-pkgs=(libasound2-dev pkg-config alsa-utils pulseaudio pulseaudio-utils libasound2-plugins socat systemd binutils faketime chromium chromium-driver prometheus)
+pkgs=(libasound2-dev pkg-config alsa-utils pulseaudio pulseaudio-utils libasound2-plugins socat systemd binutils faketime chromium chromium-driver prometheus mosquitto mosquitto-clients openssl)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

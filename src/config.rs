@@ -4,6 +4,9 @@
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
+mod mqtt;
+pub use mqtt::{BrokerUrl, FramesMode, MqttConfig};
+
 pub const DEFAULT_MODEL_NAME: &str = "drsn-cw-cwru10.json";
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -31,6 +34,9 @@ pub struct Config {
     /// The web page, SSE and Prometheus metrics (off when absent).
     #[serde(default)]
     pub http: Option<HttpConfig>,
+    /// The fleet: an MQTT broker with store-and-forward (off when absent).
+    #[serde(default)]
+    pub mqtt: Option<MqttConfig>,
     #[serde(default, rename = "source")]
     pub sources: Vec<SourceConfig>,
 }
@@ -432,6 +438,10 @@ impl Config {
         if let Some(h) = &self.http {
             h.validate()
                 .map_err(|(key, msg)| err(&[Key("http"), Key(key)], msg))?;
+        }
+        if let Some(m) = &self.mqtt {
+            m.validate()
+                .map_err(|(key, msg)| err(&[Key("mqtt"), Key(key)], msg))?;
         }
         let mut names = std::collections::HashSet::new();
         for (i, s) in self.sources.iter().enumerate() {

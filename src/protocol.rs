@@ -158,6 +158,28 @@ pub struct Status {
     /// The outcome of the last reload (SIGHUP), if there was one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reload: Option<ReloadStatus>,
+    /// The fleet sink, with `[mqtt]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mqtt: Option<MqttStatus>,
+}
+
+/// The MQTT sink: the connection, and what the spool still owes the broker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MqttStatus {
+    pub broker: String,
+    pub connected: bool,
+    pub connect_attempts: u64,
+    /// Events and states waiting for the broker's acknowledgement.
+    pub spool_entries: u64,
+    pub spool_bytes: u64,
+    /// Entries dropped unsent because the spool was full.
+    pub spool_dropped: u64,
+    pub acknowledged: u64,
+    pub frames_sent: u64,
+    /// Frame messages not sent while the broker was away (never spooled).
+    pub frames_not_sent: u64,
+    /// Why the last connection failed (refused credentials, TLS, ...).
+    pub last_error: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

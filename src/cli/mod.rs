@@ -1,9 +1,10 @@
-//! The command line: `drsnd run | watch | classify | devices | check`. Each
+//! The command line: `drsnd run | watch | classify | fleet | devices | check`. Each
 //! command is a file here that owns its arguments; this file parses, sets up
 //! logging and turns results into exit codes (sysexits.h).
 
 mod check;
 mod classify;
+mod fleet;
 mod run;
 mod watch;
 
@@ -41,6 +42,8 @@ enum Cmd {
     Watch(watch::WatchArgs),
     /// Classify WAV files offline, as fast as the machine allows.
     Classify(classify::ClassifyArgs),
+    /// Every node and stream an MQTT broker knows, then events live.
+    Fleet(fleet::FleetArgs),
     /// List audio input devices and their supported configs.
     Devices,
     /// Validate a config and a model, run one frame, print a summary.
@@ -70,6 +73,10 @@ pub fn main() -> ExitCode {
         Cmd::Classify(a) => {
             init_logging("warn");
             classify::classify(&a)
+        }
+        Cmd::Fleet(a) => {
+            init_logging("warn");
+            report(fleet::fleet(&a))
         }
         Cmd::Devices => {
             init_logging("warn");

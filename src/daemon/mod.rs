@@ -45,6 +45,8 @@ pub struct Prepared {
     stop: Arc<AtomicBool>,
     /// Reads the config again (file plus command-line overrides), for SIGHUP.
     reload: Option<Arc<ReloadFn>>,
+    /// With `[mqtt]`: its files read and its spool open.
+    mqtt: Option<sinks::mqtt::Ready>,
 }
 
 /// An error in the config or model (exit 78) rather than at run time.
@@ -57,6 +59,12 @@ pub fn prepare(cfg: Config, reload: Option<Arc<ReloadFn>>) -> Result<Prepared, S
     if let Some(h) = &cfg.http {
         h.token().map_err(|e| SetupError(anyhow::anyhow!(e)))?;
     }
+    let mqtt = cfg
+        .mqtt
+        .as_ref()
+        .map(|m| sinks::mqtt::prepare(m, cfg.monitor.state_dir.as_deref()))
+        .transpose()
+        .map_err(SetupError)?;
     let shared = load_models(&cfg).map_err(SetupError)?;
     if cfg.sources.is_empty() {
         return Err(SetupError(anyhow::anyhow!(
@@ -74,6 +82,7 @@ pub fn prepare(cfg: Config, reload: Option<Arc<ReloadFn>>) -> Result<Prepared, S
         source_stop: Arc::new(AtomicBool::new(false)),
         stop: Arc::new(AtomicBool::new(false)),
         reload,
+        mqtt,
     };
     for sc in &cfg.sources {
         p.add_source(sc, &tx).map_err(SetupError)?;

@@ -41,6 +41,10 @@ pub fn prepare(
             current.sample_rate
         );
     }
+    if let Some(mq) = cfg.mqtt.as_ref().filter(|_| cfg.mqtt != running.mqtt) {
+        // Applied at a restart, but checked now: a restart must not fail on it.
+        crate::sinks::mqtt::Settings::read(mq)?;
+    }
     let manifest = m.clone();
     // What runs on each frame stays as started (a restart applies [http]).
     let shared = Shared {
@@ -63,6 +67,7 @@ fn restart_notes(cfg: &Config, running: &Config) -> Vec<String> {
         ("sources", cfg.sources != running.sources),
         ("socket", cfg.socket != running.socket),
         ("http", cfg.http != running.http),
+        ("mqtt", cfg.mqtt != running.mqtt),
         ("hop", cfg.hop != running.hop),
         ("max-batch", cfg.max_batch != running.max_batch),
     ]

@@ -31,6 +31,8 @@ struct Serving {
     swaps: Vec<crossbeam_channel::Sender<Analyses>>,
     model: ModelRef,
     reload: Option<ReloadStatus>,
+    /// With `[mqtt]`: what `status` says of the fleet sink.
+    mqtt: Option<Arc<sinks::mqtt::MqttStats>>,
 }
 
 struct Signals {
@@ -68,9 +70,18 @@ pub async fn serve(p: Prepared) -> Result<()> {
         let bus = s.bus.clone();
         tokio::spawn(sinks::drain(queue, move |m| bus.send(&m)))
     };
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    // Subscribed before the first frame, so that it sees every event.
+    let fleet = match s.p.mqtt.take() {
+        Some(ready) => {
+            let (stats, t) = sinks::mqtt::start(s.bus.clone(), ready, shutdown_rx.clone())?;
+            s.mqtt = Some(stats);
+            Some(t)
+        }
+        None => None,
+    };
     let threads = start_workers(&mut s.p)?;
     let running = start_sources(&mut s.p, &s.streams, &threads)?;
-    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(socket::serve(
         s.socket.clone(),
         listener,
@@ -97,6 +108,13 @@ pub async fn serve(p: Prepared) -> Result<()> {
         // Its open event streams end with the bus; it is not waited for long.
         let deadline = Instant::now() + Duration::from_millis(300);
         while !w.is_finished() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    if let Some(f) = fleet {
+        // It flushes what is owed for up to 2 s, then says offline.
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while !f.is_finished() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
@@ -169,18 +187,25 @@ impl Serving {
             streams,
             swaps,
             reload: None,
+            mqtt: None,
         }
     }
 
     fn status(&self, state: &str) -> Message {
-        sinks::status_message(
+        let mut m = sinks::status_message(
             state,
             self.started.elapsed(),
             self.model.clone(),
             self.streams.iter().map(stream_status).collect(),
             self.socket.client_status(),
             self.reload.clone(),
-        )
+        );
+        if let (Message::Status(st), Some(stats), Some(cfg)) =
+            (&mut m, &self.mqtt, &self.p.cfg.mqtt)
+        {
+            st.mqtt = Some(stats.status(&cfg.broker));
+        }
+        m
     }
 
     fn announce_ready(&self, socket_path: &std::path::Path) {

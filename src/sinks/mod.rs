@@ -7,6 +7,7 @@
 //! the web page with SSE and Prometheus metrics ([`http`]).
 
 pub mod http;
+pub mod mqtt;
 pub mod socket;
 
 use crate::protocol::{FrameMsg, Hello, Message, Status};
@@ -110,9 +111,10 @@ impl Bus {
     }
 
     /// Keeps the last `n` events for `events_after`.
+    /// (The largest `n` any sink asked for.)
     pub fn keep_events(&self, n: usize) {
         if let Ok(mut r) = self.replay.lock() {
-            r.capacity = n;
+            r.capacity = r.capacity.max(n);
         }
     }
 
@@ -250,6 +252,7 @@ pub fn status_message(
         streams,
         clients,
         reload,
+        mqtt: None,
     })
 }
 

@@ -2,6 +2,7 @@
 //! as a subscriber would, and validate every line against docs/schema.
 #![allow(dead_code)]
 
+pub mod broker;
 pub mod pulse;
 pub mod web;
 #[allow(unused_imports)]

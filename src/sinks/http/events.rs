@@ -26,6 +26,10 @@ use tokio::sync::broadcast;
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// Ready messages are written together up to this many bytes.
 const CHUNK: usize = 64 * 1024;
+/// What comes within this of a first message is written with it: a page
+/// redraws at most 60 times a second, and ten writes a second instead of
+/// one per frame is most of what twenty pages cost.
+const GATHER: Duration = Duration::from_millis(100);
 
 #[derive(Debug, serde::Deserialize)]
 pub struct Params {
@@ -155,6 +159,7 @@ impl Client {
             return Some(b);
         }
         let mut out = Vec::new();
+        let mut gathered = false;
         loop {
             let got = if out.is_empty() {
                 match tokio::time::timeout(KEEP_ALIVE, self.rx.recv()).await {
@@ -166,6 +171,11 @@ impl Client {
                     Ok(m) => Ok(m),
                     Err(broadcast::error::TryRecvError::Lagged(n)) => {
                         Err(broadcast::error::RecvError::Lagged(n))
+                    }
+                    Err(broadcast::error::TryRecvError::Empty) if !gathered => {
+                        gathered = true;
+                        tokio::time::sleep(GATHER).await;
+                        continue;
                     }
                     Err(_) => break,
                 }

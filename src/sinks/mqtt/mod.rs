@@ -1,0 +1,163 @@
+//! The MQTT sink (fleet): one more reader of the bus, on a thread of its
+//! own ("mqtt"), publishing to one broker (topics and payloads in `topics`,
+//! docs/fleet.md). Events and state changes go through the on-disk spool
+//! (`spool`) and are sent, QoS 1, until the broker acknowledges them; frames
+//! (summaries by default) are QoS 0 and only sent while connected.
+//!
+//! The client (rumqttc) is made anew for every connection, so nothing of a
+//! lost connection lingers in its queue: the spool alone says what is still
+//! owed, and a new connection starts sending from its oldest entry.
+
+mod session;
+mod spool;
+pub mod topics;
+
+use super::Bus;
+use crate::config::{FramesMode, MqttConfig};
+use crate::protocol::MqttStatus;
+use anyhow::{Context, Result};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use tokio::sync::watch;
+
+/// What `status` says of the sink; written by its thread only.
+#[derive(Debug, Default)]
+pub struct MqttStats {
+    pub connected: AtomicBool,
+    pub connect_attempts: AtomicU64,
+    pub spool_entries: AtomicU64,
+    pub spool_bytes: AtomicU64,
+    pub spool_dropped: AtomicU64,
+    pub acknowledged: AtomicU64,
+    pub frames_sent: AtomicU64,
+    /// Frame messages not sent because the broker was away.
+    pub frames_not_sent: AtomicU64,
+    pub last_error: Mutex<Option<String>>,
+}
+
+impl MqttStats {
+    pub fn status(&self, broker: &str) -> MqttStatus {
+        MqttStatus {
+            broker: broker.to_string(),
+            connected: self.connected.load(Relaxed),
+            connect_attempts: self.connect_attempts.load(Relaxed),
+            spool_entries: self.spool_entries.load(Relaxed),
+            spool_bytes: self.spool_bytes.load(Relaxed),
+            spool_dropped: self.spool_dropped.load(Relaxed),
+            acknowledged: self.acknowledged.load(Relaxed),
+            frames_sent: self.frames_sent.load(Relaxed),
+            frames_not_sent: self.frames_not_sent.load(Relaxed),
+            last_error: self.last_error.lock().ok().and_then(|e| e.clone()),
+        }
+    }
+
+    fn set_error(&self, e: Option<String>) {
+        if let Ok(mut l) = self.last_error.lock() {
+            *l = e;
+        }
+    }
+}
+
+/// Everything a connection needs, read once at start (or at a reload's
+/// check), so that a missing file is an error that names its key.
+#[derive(Clone)]
+pub struct Settings {
+    pub cfg: MqttConfig,
+    pub node: String,
+    pub client_id: String,
+    pub topics: topics::Topics,
+    pub password: Option<String>,
+    pub ca: Option<Vec<u8>>,
+    pub client_auth: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Settings {
+    pub fn read(cfg: &MqttConfig) -> Result<Self> {
+        let read = |key: &str, p: &Option<std::path::PathBuf>| -> Result<Option<Vec<u8>>> {
+            p.as_ref()
+                .map(|p| {
+                    std::fs::read(p)
+                        .with_context(|| format!("[mqtt] {key} {}: cannot read", p.display()))
+                })
+                .transpose()
+        };
+        let ca = read("ca-file", &cfg.ca_file)?;
+        let cert = read("cert-file", &cfg.cert_file)?;
+        let key = read("key-file", &cfg.key_file)?;
+        for (k, pem) in [("ca-file", &ca), ("cert-file", &cert), ("key-file", &key)] {
+            if pem
+                .as_ref()
+                .is_some_and(|b| !b.windows(10).any(|w| w == b"-----BEGIN"))
+            {
+                anyhow::bail!("[mqtt] {k}: not a PEM file (no -----BEGIN line)");
+            }
+        }
+        let ca = match (ca, cfg.url().tls) {
+            (Some(ca), _) => Some(ca),
+            // mqtts without ca-file: the system's trusted roots.
+            (None, true) => Some(
+                std::fs::read("/etc/ssl/certs/ca-certificates.crt")
+                    .context("[mqtt] ca-file not set and the system CA bundle cannot be read")?,
+            ),
+            (None, false) => None,
+        };
+        let node = cfg.node();
+        Ok(Self {
+            password: cfg.password().map_err(anyhow::Error::msg)?,
+            client_id: cfg.client_id(),
+            topics: topics::Topics::new(&cfg.site, &node),
+            node,
+            ca,
+            client_auth: cert.zip(key),
+            cfg: cfg.clone(),
+        })
+    }
+
+    pub fn frames_mode(&self) -> &'static str {
+        match self.cfg.frames {
+            FramesMode::Summary => "summary",
+            FramesMode::All => "all",
+            FramesMode::None => "none",
+        }
+    }
+}
+
+/// The sink, ready to start: settings read and the spool open.
+pub struct Ready {
+    settings: Settings,
+    spool: spool::Spool,
+}
+
+/// Reads every file the settings name and opens the spool; each error
+/// names its key (exit 78 at start; at a reload the old settings stay).
+pub fn prepare(cfg: &MqttConfig, state_dir: Option<&Path>) -> Result<Ready> {
+    let settings = Settings::read(cfg)?;
+    let spool = spool::Spool::open(&cfg.spool_dir(state_dir), cfg.spool_max_mb)?;
+    Ok(Ready { settings, spool })
+}
+
+/// Starts the sink's thread, which ends after `shutdown` once what is owed
+/// is sent (or a short while).
+pub fn start(
+    bus: Arc<Bus>,
+    ready: Ready,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(Arc<MqttStats>, std::thread::JoinHandle<()>)> {
+    // Events raised before the sink reads them are not lost.
+    bus.keep_events(1000);
+    let stats = Arc::new(MqttStats::default());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("[mqtt]: cannot start its runtime")?;
+    let s = stats.clone();
+    let Ready { settings, spool } = ready;
+    // Subscribed here, before the thread runs: nothing sent after start is missed.
+    let rx = bus.tx.subscribe();
+    let thread = std::thread::Builder::new()
+        .name("mqtt".into())
+        .spawn(move || rt.block_on(session::run(bus, rx, settings, spool, s, shutdown)))
+        .context("[mqtt]: cannot start its thread")?;
+    Ok((stats, thread))
+}

@@ -1,0 +1,194 @@
+//! Topics and payloads (docs/fleet.md): `drsnd/v1/<site>/<node>/...`, JSON
+//! with `"v": 1`. Events and states carry the spool id, unique per node
+//! across restarts, so a subscriber that sees one twice (at-least-once
+//! delivery after an outage) can tell.
+
+use crate::protocol::{EventMsg, Hello};
+use serde::Deserialize;
+use serde_json::json;
+
+pub const VERSION: u32 = 1;
+
+#[derive(Debug, Clone)]
+pub struct Topics {
+    base: String,
+}
+
+impl Topics {
+    pub fn new(site: &str, node: &str) -> Self {
+        Self {
+            base: format!("drsnd/v{VERSION}/{site}/{node}"),
+        }
+    }
+    pub fn status(&self) -> String {
+        format!("{}/status", self.base)
+    }
+    pub fn meta(&self) -> String {
+        format!("{}/meta", self.base)
+    }
+    pub fn state(&self, stream: &str) -> String {
+        format!("{}/{stream}/state", self.base)
+    }
+    pub fn event(&self, stream: &str) -> String {
+        format!("{}/{stream}/event", self.base)
+    }
+    pub fn frame(&self, stream: &str) -> String {
+        format!("{}/{stream}/frame", self.base)
+    }
+}
+
+/// `status`: online (on connect) or offline (the will, and a clean stop).
+pub fn status(online: bool, node: &str, time: f64) -> String {
+    let status = if online { "online" } else { "offline" };
+    json!({"v": VERSION, "status": status, "node": node, "time": time}).to_string()
+}
+
+/// The will: sent by the broker when the node vanishes, so it has no time.
+pub fn will(node: &str) -> String {
+    json!({"v": VERSION, "status": "offline", "node": node, "reason": "connection lost"})
+        .to_string()
+}
+
+/// `meta`: what the node runs.
+pub fn meta(hello: &Hello, node: &str, site: &str, frames: &str, interval_s: f64) -> String {
+    json!({
+        "v": VERSION,
+        "node": node,
+        "site": site,
+        "daemon": hello.daemon,
+        "model": {
+            "name": hello.model.name,
+            "version": hello.model.version,
+            "sha256": hello.model.sha256,
+            "classes": hello.model.classes.iter().map(|c| &c.id).collect::<Vec<_>>(),
+        },
+        "streams": hello.streams.iter().map(|s| &s.name).collect::<Vec<_>>(),
+        "frames": frames,
+        "frame_interval_s": interval_s,
+    })
+    .to_string()
+}
+
+/// `<stream>/event`: the socket's event with the spool id.
+pub fn event(id: u64, node: &str, e: &EventMsg) -> String {
+    let mut v = serde_json::to_value(e).unwrap_or_else(|_| json!({}));
+    if let Some(o) = v.as_object_mut() {
+        o.insert("v".into(), json!(VERSION));
+        o.insert("id".into(), json!(id));
+        o.insert("node".into(), json!(node));
+    }
+    v.to_string()
+}
+
+/// `<stream>/state` (retained): the state an event moved the stream to.
+pub fn state(id: u64, e: &EventMsg) -> String {
+    json!({
+        "v": VERSION,
+        "id": id,
+        "stream": e.stream,
+        "state": e.to,
+        "since": e.since,
+        "time": e.time,
+    })
+    .to_string()
+}
+
+/// The parts of a frame a summary needs (everything else is skipped).
+#[derive(Debug, Deserialize)]
+pub struct FrameDigest {
+    pub stream: String,
+    pub time: f64,
+    pub label: String,
+    pub confidence: f32,
+    pub rms: f32,
+    #[serde(default)]
+    pub thresholds: Option<Vec<Vec<f32>>>,
+}
+
+/// One stream's frames since the last summary.
+#[derive(Debug, Default)]
+pub struct Summary {
+    frames: u64,
+    rms_sum: f64,
+    time: f64,
+    label: String,
+    confidence: f32,
+    tau_sum: Vec<f64>,
+}
+
+impl Summary {
+    pub fn add(&mut self, f: &FrameDigest) {
+        self.frames += 1;
+        self.rms_sum += f.rms as f64;
+        self.time = f.time;
+        self.label.clone_from(&f.label);
+        self.confidence = f.confidence;
+        if let Some(t) = &f.thresholds {
+            self.tau_sum.resize(t.len(), 0.0);
+            for (sum, unit) in self.tau_sum.iter_mut().zip(t) {
+                *sum += unit.iter().map(|&x| x as f64).sum::<f64>() / unit.len().max(1) as f64;
+            }
+        }
+    }
+
+    /// The payload, and a fresh start; None when no frame came.
+    pub fn take(&mut self, stream: &str) -> Option<String> {
+        if self.frames == 0 {
+            return None;
+        }
+        let n = self.frames as f64;
+        let taus: Vec<f64> = self.tau_sum.iter().map(|s| s / n).collect();
+        let out = json!({
+            "v": VERSION,
+            "stream": stream,
+            "time": self.time,
+            "frames": self.frames,
+            "label": self.label,
+            "confidence": self.confidence,
+            // The family head and the anomaly score come with later models.
+            "family": null,
+            "anomaly": null,
+            "rms": self.rms_sum / n,
+            "thresholds_mean": taus,
+        });
+        *self = Self::default();
+        Some(out.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_summary_averages_rms_and_each_units_thresholds() {
+        let mut s = Summary::default();
+        assert!(s.take("pump").is_none());
+        for (rms, tau) in [(1.0, [0.5, 1.5]), (3.0, [1.0, 1.0])] {
+            s.add(&FrameDigest {
+                stream: "pump".into(),
+                time: 10.0,
+                label: "IR_14".into(),
+                confidence: 0.9,
+                rms,
+                thresholds: Some(vec![tau.to_vec(), vec![2.0]]),
+            });
+        }
+        let v: serde_json::Value =
+            serde_json::from_str(&s.take("pump").expect("one")).expect("json");
+        assert_eq!(v["frames"], 2);
+        assert_eq!(v["rms"], 2.0);
+        assert_eq!(v["thresholds_mean"], json!([1.0, 2.0]));
+        assert_eq!(v["label"], "IR_14");
+        assert!(s.take("pump").is_none(), "a summary starts afresh");
+    }
+
+    #[test]
+    fn topics_follow_the_documented_tree() {
+        let t = Topics::new("plant-a", "box-7");
+        assert_eq!(t.status(), "drsnd/v1/plant-a/box-7/status");
+        assert_eq!(t.state("pump"), "drsnd/v1/plant-a/box-7/pump/state");
+        assert_eq!(t.event("pump"), "drsnd/v1/plant-a/box-7/pump/event");
+        assert_eq!(t.frame("pump"), "drsnd/v1/plant-a/box-7/pump/frame");
+    }
+}
