@@ -47,7 +47,12 @@ if [ "$steps" = model,e2e,python,scale,classify,criterion ]; then rm -rf "$out";
 mkdir -p "$out"
 run() { echo "+ $*" >&2; "$@"; }
 # BENCHMARKS.md's settings; a side-by-side-only run leaves them alone.
-if [ "$steps" != compare ] && [ "$steps" != http ] && [ "$steps" != mqtt ]; then
+# Side-by-side steps (http, mqtt, compare) write their own tables only.
+side_only=1
+for st in ${steps//,/ }; do
+  case $st in http|mqtt|compare) ;; *) side_only=0 ;; esac
+done
+if [ $side_only = 0 ]; then
   echo "$e2e_s $py_s $scale_s $quick $(git rev-parse --short HEAD)" > "$out/settings"
 fi
 
@@ -185,5 +190,6 @@ cat "$out/compare.md"
 exit 0
 fi
 
+[ $side_only = 1 ] && exit 0
 $py bench/report.py --write BENCHMARKS.md "$out"
 echo "wrote BENCHMARKS.md" >&2

@@ -164,6 +164,48 @@ pub struct SourceConfig {
     /// [monitor] table (its state-dir is used if this one names none).
     #[serde(default)]
     pub monitor: Option<MonitorConfig>,
+    /// What the samples (after `gain`) measure; without it, no physical
+    /// figures (velocity, ISO zone, crest, kurtosis) for these streams.
+    pub units: Option<Units>,
+    /// With `units = "V"`: the sensor's sensitivity in mV per g.
+    pub sensitivity: Option<f64>,
+}
+
+/// The unit of a source's samples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub enum Units {
+    #[serde(rename = "g")]
+    G,
+    #[serde(rename = "m/s2")]
+    MetresPerSecond2,
+    /// Volts from an IEPE accelerometer, with `sensitivity` in mV/g.
+    #[serde(rename = "V")]
+    Volts,
+}
+
+/// Standard gravity, m/s² per g.
+pub const STANDARD_G: f64 = 9.80665;
+
+impl SourceConfig {
+    /// Sensor units to m/s², when the source says its units.
+    pub fn to_ms2(&self) -> Option<f64> {
+        match self.units? {
+            Units::G => Some(STANDARD_G),
+            Units::MetresPerSecond2 => Some(1.0),
+            Units::Volts => self
+                .sensitivity
+                .map(|mv_per_g| STANDARD_G * 1000.0 / mv_per_g),
+        }
+    }
+
+    /// The units as hello names them ("g", "m/s2", "V at 100 mV/g").
+    pub fn units_label(&self) -> Option<String> {
+        Some(match self.units? {
+            Units::G => "g".into(),
+            Units::MetresPerSecond2 => "m/s2".into(),
+            Units::Volts => format!("V at {} mV/g", self.sensitivity.unwrap_or(0.0)),
+        })
+    }
 }
 
 /// Where the model is when the config names none: `models/` in the working
@@ -291,6 +333,14 @@ pub struct MonitorConfig {
     /// Where each stream's state is kept across restarts (none: not kept).
     #[serde(default)]
     pub state_dir: Option<std::path::PathBuf>,
+    /// Velocity RMS limits A/B, B/C, C/D in mm/s (ISO 20816-3, group 2,
+    /// rigid foundation, by default); streams with `units` only.
+    #[serde(default = "d_zones")]
+    pub iso_zones: [f64; 3],
+}
+
+fn d_zones() -> [f64; 3] {
+    [1.4, 2.8, 4.5]
 }
 
 fn d_smoothing() -> usize {
@@ -408,6 +458,8 @@ impl Config {
             ConfigError(format!("{origin}{line}: key `{key}`: {msg}"))
         };
         use Step::Key;
+        check_zones(&self.monitor.iso_zones)
+            .map_err(|e| err(&[Key("monitor"), Key("iso-zones")], e))?;
         if self.hop == 0 {
             return Err(err(&[Key("hop")], "must be at least 1".into()));
         }
@@ -516,6 +568,17 @@ impl<'a> KeyLines<'a> {
     }
 }
 
+/// Zone limits must rise and be positive.
+fn check_zones(z: &[f64; 3]) -> Result<(), String> {
+    if z.iter().all(|v| v.is_finite() && *v > 0.0) && z[0] < z[1] && z[1] < z[2] {
+        Ok(())
+    } else {
+        Err(format!(
+            "{z:?}: want three rising limits in mm/s (A/B, B/C, C/D), like [1.4, 2.8, 4.5]"
+        ))
+    }
+}
+
 impl HttpConfig {
     fn validate(&self) -> Result<(), (&'static str, String)> {
         if !self.listen.ip().is_loopback() && self.token_file.is_none() {
@@ -567,6 +630,24 @@ impl SourceConfig {
         }
         if !(self.gain.is_finite() && self.gain != 0.0) {
             return Err(("gain", format!("{} is not a usable gain", self.gain)));
+        }
+        match (self.units, self.sensitivity) {
+            (Some(Units::Volts), None) => {
+                return Err((
+                    "sensitivity",
+                    "units = \"V\" needs the sensor's sensitivity in mV/g".into(),
+                ))
+            }
+            (_, Some(s)) if !(s.is_finite() && s > 0.0 && s < 1e6) => {
+                return Err(("sensitivity", format!("{s} is not a sensitivity in mV/g")))
+            }
+            (Some(Units::G | Units::MetresPerSecond2) | None, Some(_)) => {
+                return Err(("sensitivity", "only with units = \"V\"".into()))
+            }
+            _ => {}
+        }
+        if let Some(m) = &self.monitor {
+            check_zones(&m.iso_zones).map_err(|e| ("monitor", e))?;
         }
         if !(self.ring_seconds > 0.05 && self.ring_seconds <= 600.0) {
             return Err((

@@ -85,9 +85,12 @@ pub struct StreamInfo {
     /// The stream's machine state when this hello was sent, and since when (Unix s).
     pub machine: State,
     pub machine_since: f64,
+    /// What its samples measure ("g", "m/s2", "V at 100 mV/g"); null: the
+    /// source names no units and its frames carry no physical figures.
+    pub units: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct FrameMsg {
     /// Per stream, contiguous from 0.
     pub seq: u64,
@@ -112,9 +115,31 @@ pub struct FrameMsg {
     /// Band powers in dB over 0..Nyquist in equal bands, with `[http] spectrum`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spectrum_db: Option<Vec<f32>>,
+    /// Velocity RMS over 10-1000 Hz in mm/s (streams with `units`; null
+    /// for the first 1.4 s and after a gap).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub velocity_rms_mm_s: Option<Option<f32>>,
+    /// ISO 20816 zone of that velocity, "A" to "D".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iso_zone: Option<Option<char>>,
+    /// Crest factor and kurtosis of the frame (streams with `units`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crest: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kurtosis: Option<f32>,
 }
 
 impl FrameMsg {
+    /// The physical measures' fields (absent for a stream without units).
+    pub fn set_physical(&mut self, p: Option<crate::report::Physical>) {
+        if let Some(p) = p {
+            self.velocity_rms_mm_s = Some(p.velocity_rms_mm_s);
+            self.iso_zone = Some(p.iso_zone);
+            self.crest = Some(p.crest);
+            self.kurtosis = Some(p.kurtosis);
+        }
+    }
+
     /// The message for `frame` and its prediction; `time` in Unix seconds
     /// (or seconds into a file, offline).
     #[allow(clippy::too_many_arguments)]
@@ -144,6 +169,10 @@ impl FrameMsg {
             latency_ms,
             model: model.to_string(),
             spectrum_db: None,
+            velocity_rms_mm_s: None,
+            iso_zone: None,
+            crest: None,
+            kurtosis: None,
         }
     }
 }

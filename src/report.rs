@@ -72,4 +72,17 @@ pub struct Report {
     pub prediction: Prediction,
     /// Band powers in dB, when the spectrum analysis runs (for the page).
     pub spectrum: Option<Vec<f32>>,
+    /// Physical measures, for a stream whose source says its units.
+    pub physical: Option<Physical>,
+}
+
+/// What `analyses::physics` measures in a frame.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Physical {
+    /// Velocity RMS over 10-1000 Hz, mm/s; None until its window is full.
+    pub velocity_rms_mm_s: Option<f32>,
+    /// ISO 20816 zone of that velocity: A, B, C or D.
+    pub iso_zone: Option<char>,
+    pub crest: f32,
+    pub kurtosis: f32,
 }

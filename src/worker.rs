@@ -267,7 +267,7 @@ impl StreamWorker {
             stats.clipped_frames.fetch_add(1, Relaxed);
         }
         let a = &self.p.analyses;
-        let spectrum = report.spectrum;
+        let (spectrum, physical) = (report.spectrum, report.physical);
         let mut msg = FrameMsg::build(
             stats.name.clone(),
             self.seq,
@@ -279,6 +279,7 @@ impl StreamWorker {
             latency_ns as f64 / 1e6,
         );
         msg.spectrum_db = spectrum;
+        msg.set_physical(physical);
         msg
     }
 

@@ -576,18 +576,20 @@ fn drsnd_fleet_lists_every_node_and_stream_the_broker_knows() {
         std::thread::sleep(Duration::from_millis(200));
     }
     assert_eq!(states.len(), 2, "{states:?}");
-    let out = Command::new(env!("CARGO_BIN_EXE_drsnd"))
-        .args([
-            "fleet",
-            "--broker",
-            &format!("mqtt://127.0.0.1:{}", broker.port),
-            "--site",
-            "test",
-            "--once",
-        ])
-        .output()
-        .expect("drsnd fleet");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let fleet = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_drsnd"))
+            .args([
+                "fleet",
+                "--broker",
+                &format!("mqtt://127.0.0.1:{}", broker.port),
+            ])
+            .args(["--site", "test", "--once"])
+            .output()
+            .expect("drsnd fleet");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        (out, text)
+    };
+    let (out, text) = fleet();
     assert!(
         out.status.success(),
         "{text}{}",
@@ -606,18 +608,7 @@ fn drsnd_fleet_lists_every_node_and_stream_the_broker_knows() {
     for d in &mut daemons {
         d.stop();
     }
-    let out = Command::new(env!("CARGO_BIN_EXE_drsnd"))
-        .args([
-            "fleet",
-            "--broker",
-            &format!("mqtt://127.0.0.1:{}", broker.port),
-            "--site",
-            "test",
-            "--once",
-        ])
-        .output()
-        .expect("drsnd fleet");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let (_, text) = fleet();
     assert_eq!(
         text.lines().filter(|l| l.contains("offline")).count(),
         2,

@@ -6,8 +6,10 @@
 //! in [`Analyses::for_stream`], not a branch in the worker loop.
 
 pub mod classifier;
+pub mod physics;
 pub mod spectrum;
 
+use crate::config::{Config, SourceConfig};
 use crate::infer::Model;
 use crate::manifest::Manifest;
 use crate::report::{Frame, Report};
@@ -34,6 +36,36 @@ pub struct Shared {
     pub spectrum: bool,
 }
 
+/// What one stream's analyses depend on besides the models.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamSpec {
+    /// Sensor units to m/s² (None: no physical measures).
+    pub to_ms2: Option<f64>,
+    pub iso_zones: [f64; 3],
+}
+
+impl StreamSpec {
+    pub fn of(cfg: &Config, sc: &SourceConfig) -> Self {
+        let monitor = sc.monitor.as_ref().unwrap_or(&cfg.monitor);
+        Self {
+            to_ms2: sc.to_ms2(),
+            iso_zones: monitor.iso_zones,
+        }
+    }
+
+    /// Every stream's, in the order the daemon builds them (sources in
+    /// order, each one's named channels in order).
+    pub fn all(cfg: &Config) -> Vec<Self> {
+        cfg.sources
+            .iter()
+            .flat_map(|sc| {
+                let n = sc.streams.iter().filter(|s| !s.is_empty()).count();
+                std::iter::repeat_n(Self::of(cfg, sc), n)
+            })
+            .collect()
+    }
+}
+
 /// One stream's analyses, in order. A reload builds a new `Analyses` for
 /// every stream before any stream takes one: all swap, or none.
 pub struct Analyses {
@@ -47,7 +79,7 @@ pub struct Analyses {
 
 impl Analyses {
     /// The analyses of one stream, sharing the loaded models.
-    pub fn for_stream(shared: &Shared) -> Result<Self> {
+    pub fn for_stream(shared: &Shared, spec: &StreamSpec) -> Result<Self> {
         crate::fault::fail_a_fork()?;
         let mut stages: Vec<Box<dyn Analysis>> = vec![Box::new(classifier::Classifier::new(
             shared.classifier.fork()?,
@@ -55,6 +87,14 @@ impl Analyses {
         if shared.spectrum {
             let n = shared.classifier.manifest.frame_length;
             stages.push(Box::new(spectrum::Spectrum::new(n)));
+        }
+        if let Some(to_ms2) = spec.to_ms2 {
+            let rate = shared.classifier.manifest.sample_rate;
+            stages.push(Box::new(physics::Physics::new(
+                rate,
+                to_ms2,
+                spec.iso_zones,
+            )));
         }
         let manifest = shared.classifier.manifest.clone();
         Ok(Self {

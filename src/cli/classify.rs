@@ -33,6 +33,31 @@ pub struct ClassifyArgs {
     /// Worker threads (default: every core).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// What the samples measure: adds velocity RMS, ISO zone, crest and
+    /// kurtosis to every --json frame, as the daemon does for such a source.
+    #[arg(long, value_parser = ["g", "m/s2", "V"])]
+    pub units: Option<String>,
+    /// With --units V: the sensor's sensitivity in mV/g.
+    #[arg(long)]
+    pub sensitivity: Option<f64>,
+}
+
+impl ClassifyArgs {
+    /// Sensor units to m/s², or why the units cannot be used.
+    fn to_ms2(&self) -> Result<Option<f64>, String> {
+        use crate::config::STANDARD_G;
+        match (self.units.as_deref(), self.sensitivity) {
+            (None, None) => Ok(None),
+            (None, Some(_)) => Err("--sensitivity needs --units V".into()),
+            (Some("g"), None) => Ok(Some(STANDARD_G)),
+            (Some("m/s2"), None) => Ok(Some(1.0)),
+            (Some("V"), Some(s)) if s.is_finite() && s > 0.0 => Ok(Some(STANDARD_G * 1000.0 / s)),
+            (Some("V"), Some(s)) => Err(format!("--sensitivity {s}: not a sensitivity in mV/g")),
+            (Some("V"), None) => Err("--units V needs --sensitivity (mV/g)".into()),
+            (Some(u), Some(_)) => Err(format!("--sensitivity is for --units V, not {u}")),
+            (Some(u), None) => Err(format!("--units {u}: want g, m/s2 or V")),
+        }
+    }
 }
 
 /// Below this fraction of the model's rate a recording is refused: the
@@ -167,11 +192,17 @@ pub fn classify(a: &ClassifyArgs) -> ExitCode {
             return ExitCode::from(EX_CONFIG);
         }
     };
+    let to_ms2 = match a.to_ms2() {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("drsnd classify: {e}");
+            return ExitCode::from(EX_USAGE);
+        }
+    };
     let threads = a
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let classes = model.manifest.class_ids();
-    let rate = model.manifest.sample_rate as f64;
     if !a.json {
         println!(
             "{:<40} {:>7}  {:<8} {:>6}  counts",
@@ -201,7 +232,10 @@ pub fn classify(a: &ClassifyArgs) -> ExitCode {
         };
         classified += 1;
         if a.json {
-            print_json(path, &frames, preds, &model.manifest, rate);
+            if let Err(e) = print_json(path, &frames, preds, &model.manifest, to_ms2) {
+                eprintln!("drsnd classify: {}: {e:#}", path.display());
+                return ExitCode::FAILURE;
+            }
         } else {
             print_row(path, &preds, &classes);
         }
@@ -220,14 +254,27 @@ fn print_json(
     frames: &[Frame],
     preds: Vec<Prediction>,
     manifest: &crate::manifest::Manifest,
-    rate: f64,
-) {
+    to_ms2: Option<f64>,
+) -> Result<()> {
+    use crate::analyses::{physics::Physics, Analysis};
     use std::io::Write;
     let classes = manifest.class_ids();
+    let rate = manifest.sample_rate as f64;
+    // The daemon's default zones ([monitor] iso-zones).
+    let zones = crate::config::MonitorConfig::default().iso_zones;
+    let mut physics = to_ms2.map(|k| Physics::new(manifest.sample_rate, k, zones));
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut report = vec![crate::report::Report::default()];
     for (seq, (f, p)) in frames.iter().zip(preds).enumerate() {
         let time = (f.index + f.samples.len() as u64) as f64 / rate;
-        let msg = Message::Frame(FrameMsg::build(
+        let physical = match physics.as_mut() {
+            Some(ph) => {
+                ph.run(std::slice::from_ref(f), &mut report)?;
+                report[0].physical
+            }
+            None => None,
+        };
+        let mut frame = FrameMsg::build(
             path.display().to_string(),
             seq as u64,
             f,
@@ -236,9 +283,11 @@ fn print_json(
             &manifest.sha256,
             time,
             0.0,
-        ));
-        let _ = out.write_all(crate::sinks::to_line(&msg).as_bytes());
+        );
+        frame.set_physical(physical);
+        let _ = out.write_all(crate::sinks::to_line(&Message::Frame(frame)).as_bytes());
     }
+    Ok(())
 }
 
 fn print_row(path: &Path, preds: &[Prediction], classes: &[String]) {

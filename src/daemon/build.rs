@@ -3,7 +3,7 @@
 //! stream's analyses, monitor, snapshots and worker.
 
 use super::StreamHandle;
-use crate::analyses::{Analyses, Shared};
+use crate::analyses::{Analyses, Shared, StreamSpec};
 use crate::config::{Config, SourceConfig, SourceKind};
 use crate::frame::{Assembler, Conditioning};
 use crate::monitor::{self, Monitor, StateSaver};
@@ -84,6 +84,7 @@ pub fn source(
         built.streams.push(StreamHandle {
             stats,
             source: status.clone(),
+            units: sc.units_label(),
         });
         built.source.writers.push(Some(writer));
     }
@@ -127,7 +128,7 @@ impl Channel<'_> {
         let parts = Parts {
             reader,
             assembler,
-            analyses: Analyses::for_stream(shared)?,
+            analyses: Analyses::for_stream(shared, &StreamSpec::of(self.cfg, self.sc))?,
             monitor,
             snapshots: Snapshots::new(
                 self.cfg.snapshots.clone(),

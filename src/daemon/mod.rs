@@ -28,6 +28,8 @@ const PUBLISH_QUEUE: usize = 8192;
 pub struct StreamHandle {
     stats: Arc<StreamStats>,
     source: Arc<SourceStatus>,
+    /// As hello names them (None: no physical figures).
+    units: Option<String>,
 }
 
 /// The loaded models plus everything built from the config, not yet started.

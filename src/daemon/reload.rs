@@ -2,7 +2,7 @@
 //! and a new set of analyses is built for every stream. Only when every one
 //! was built does any stream get its new set: all streams swap, or none.
 
-use crate::analyses::{Analyses, Shared};
+use crate::analyses::{Analyses, Shared, StreamSpec};
 use crate::config::Config;
 use crate::infer::Model;
 use crate::manifest::{Manifest, ModelFiles};
@@ -51,8 +51,18 @@ pub fn prepare(
         classifier: model,
         spectrum: running.http.as_ref().is_some_and(|h| h.spectrum),
     };
-    let per_stream = (0..streams)
-        .map(|_| Analyses::for_stream(&shared))
+    // Sources (and their units) stay as started: the running config's.
+    let specs = StreamSpec::all(running);
+    if specs.len() != streams {
+        bail!(
+            "{} streams run but the config names {}",
+            streams,
+            specs.len()
+        );
+    }
+    let per_stream = specs
+        .iter()
+        .map(|spec| Analyses::for_stream(&shared, spec))
         .collect::<Result<Vec<_>>>()?;
     Ok(Ready {
         per_stream,

@@ -362,5 +362,6 @@ fn stream_info(s: &StreamHandle) -> StreamInfo {
         channel: s.stats.channel,
         source_rate: s.stats.source_rate,
         hop: s.stats.hop,
+        units: s.units.clone(),
     }
 }

@@ -471,7 +471,7 @@ mod tests {
             flags: Vec::new(),
             latency_ms: 0.0,
             model: "m".into(),
-            spectrum_db: None,
+            ..Default::default()
         })
     }
 
