@@ -10,6 +10,8 @@
 #   bench/run.sh --steps mqtt   the MQTT sink's cost: 16 streams with [mqtt]
 #                          off and on (summaries), alternating rounds, then
 #                          50 daemons publishing to one mosquitto (results/mqtt.md)
+#   bench/run.sh --steps physics   the physical measures' cost: 16 streams
+#                          without and with `units = "g"` (results/physics.md)
 #   bench/run.sh --compare REV [--quick]   only the side-by-side step: one
 #                          real-time stream of this tree's drsnd and of REV's,
 #                          in alternating rounds (bench/results/compare.md)
@@ -50,7 +52,7 @@ run() { echo "+ $*" >&2; "$@"; }
 # Side-by-side steps (http, mqtt, compare) write their own tables only.
 side_only=1
 for st in ${steps//,/ }; do
-  case $st in http|mqtt|compare) ;; *) side_only=0 ;; esac
+  case $st in http|mqtt|physics|compare) ;; *) side_only=0 ;; esac
 done
 if [ $side_only = 0 ]; then
   echo "$e2e_s $py_s $scale_s $quick $(git rev-parse --short HEAD)" > "$out/settings"
@@ -162,6 +164,18 @@ fleet_n=50; [ $quick = 1 ] && fleet_n=10
 run $py bench/fleet.py target/release/drsnd models/drsn-cw-cwru10.json "$data" "$out/mqtt-fleet.json" --daemons $fleet_n --seconds 40 > /dev/null
 $py bench/mqtt_cost.py "$out" > "$out/mqtt.md"
 cat "$out/mqtt.md"
+fi
+
+if want physics; then
+echo "== the physical measures: 16 streams without and with units = g" >&2
+rm -f "$out"/physics-*.json
+phys_rounds=3; [ $quick = 1 ] || phys_rounds=5
+for r in $(seq $phys_rounds); do
+  run $e2e --wav "$wav" --streams 16 --subscribers 1 --seconds $scale_s -- "${drsnd_cmd[@]}" > "$out/physics-$r-off.json"
+  run $e2e --wav "$wav" --streams 16 --subscribers 1 --units g --seconds $scale_s -- "${drsnd_cmd[@]}" > "$out/physics-$r-on.json"
+done
+$py bench/side_by_side.py "$out" physics "physical measures (velocity, zone, crest, kurtosis)" > "$out/physics.md"
+cat "$out/physics.md"
 fi
 
 if want compare; then

@@ -40,6 +40,8 @@ struct Opts {
     page_clients: usize,
     /// `[mqtt]` to this broker (summaries every second), if set.
     mqtt: Option<String>,
+    /// `units` of every source (turns the physical measures on), if set.
+    units: Option<String>,
 }
 
 fn parse_args() -> Result<Opts> {
@@ -54,6 +56,7 @@ fn parse_args() -> Result<Opts> {
         http_port: 0,
         page_clients: 0,
         mqtt: None,
+        units: None,
     };
     let mut http = false;
     let mut args = std::env::args().skip(1);
@@ -73,11 +76,12 @@ fn parse_args() -> Result<Opts> {
             "--http" => http = v == "on",
             "--page-clients" => o.page_clients = v.parse().context("--page-clients")?,
             "--mqtt" => o.mqtt = Some(v),
+            "--units" => o.units = Some(v),
             _ => bail!("unknown option {a}"),
         }
     }
     if o.command.is_empty() {
-        bail!("usage: e2e_bench [--streams N] [--subscribers M] [--http on|off] [--page-clients P] [--mqtt URL] [--seconds S] [--warmup S] [--wav F] -- COMMAND ({{dir}} is replaced)");
+        bail!("usage: e2e_bench [--streams N] [--subscribers M] [--http on|off] [--page-clients P] [--mqtt URL] [--units g] [--seconds S] [--warmup S] [--wav F] -- COMMAND ({{dir}} is replaced)");
     }
     if http || o.page_clients > 0 {
         o.http_port = std::net::TcpListener::bind("127.0.0.1:0")?
@@ -289,6 +293,9 @@ fn write_config(dir: &Path, o: &Opts) -> Result<()> {
             "[[source]]\nkind = \"raw\"\npath = \"{}/s{i}.fifo\"\nformat = \"f32le\"\nrate = {RATE}\nstreams = [\"s{i}\"]\n",
             dir.display()
         );
+        if let Some(u) = &o.units {
+            cfg += &format!("units = \"{u}\"\n");
+        }
     }
     std::fs::write(dir.join("drsnd.toml"), cfg)?;
     Ok(())
@@ -574,6 +581,7 @@ fn report(
         "http": o.http_port != 0,
         "page_clients": o.page_clients,
         "mqtt": o.mqtt.is_some(),
+        "units": o.units,
         "page_messages": page.0,
         "page_bytes": page.1,
         "seconds": o.seconds,
