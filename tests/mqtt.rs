@@ -508,6 +508,19 @@ fn bad_mqtt_settings_exit_78_naming_the_key() {
         assert!(err.contains(want), "{table}: wanted {want:?} in {err}");
         assert!(!err.contains("panicked"), "{err}");
     }
+    // `drsnd check` reads the same files.
+    let table = format!(
+        "broker = \"mqtts://h:8883\"\nca-file = \"/nonexistent/ca.pem\"\nspool-dir = \"{spool}\""
+    );
+    let cfg = config(dir.path(), &table, &wav, "");
+    let out = Command::new(env!("CARGO_BIN_EXE_drsnd"))
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .output()
+        .expect("drsnd check");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{err}");
+    assert!(err.contains("ca-file /nonexistent/ca.pem"), "{err}");
 }
 
 #[test]

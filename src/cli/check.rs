@@ -93,6 +93,14 @@ fn summary(cfg: &Config) -> Result<String> {
             s.streams
         ));
     }
+    if let Some(mq) = &cfg.mqtt {
+        // The files it names are read, as at start; the broker is not asked.
+        let st = crate::sinks::mqtt::Settings::read(mq)?;
+        lines.push(format!(
+            "mqtt      {} as {} under drsnd/v1/{}/{}/",
+            mq.broker, st.client_id, mq.site, st.node
+        ));
+    }
     lines.push("ok".into());
     Ok(lines.join("\n"))
 }
