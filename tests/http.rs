@@ -60,7 +60,11 @@ fn the_page_shows_every_stream_turns_to_fault_and_draws_the_thresholds() {
         dir.path(),
         port,
         "",
-        &[("pump", &pump_wav, ""), ("motor", &motor_wav, "")],
+        // The pump's source says its units: velocity and zone on the page too.
+        &[
+            ("pump", &pump_wav, "units = \"g\""),
+            ("motor", &motor_wav, ""),
+        ],
     );
     let d = start(&cfg);
     let mut c = d.connect();
@@ -124,6 +128,14 @@ fn the_page_shows_every_stream_turns_to_fault_and_draws_the_thresholds() {
     for u in &urls {
         assert!(u.starts_with(&url), "the page requested {u}");
     }
+    // The velocity trend and zone of the pump (its source has units).
+    let zone = browser.wait_for(
+        "return !document.getElementById('velpanel').hidden && \
+                /^[ABCD]$/.test(document.getElementById('zone').textContent) && \
+                document.querySelectorAll('#vel canvas').length > 0;",
+        Duration::from_secs(2),
+    );
+    assert!(zone.is_some(), "no velocity chart and zone for the pump");
     browser.screenshot(&artefacts().join("page-fault.png"));
     // The spectrum came with the frames, and the chart has data.
     let spectrum = browser.eval("return document.querySelectorAll('#spectrum canvas').length;");

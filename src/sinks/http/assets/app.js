@@ -18,7 +18,7 @@ function stream(name) {
   let s = streams.get(name);
   if (!s) {
     s = { name, state: "starting", since: 0, bands: [], events: [], t: [], probs: [], rms: [], peak: [],
-          taus: [], spectrum: null, label: "", confidence: 0, tile: null };
+          vel: [], zone: null, taus: [], spectrum: null, label: "", confidence: 0, tile: null };
     streams.set(name, s);
     const tile = document.createElement("div");
     tile.className = "tile";
@@ -55,12 +55,17 @@ function onHello(h) {
 function onFrame(f) {
   const s = stream(f.stream);
   s.t.push(f.time); s.probs.push(f.probs); s.rms.push(f.rms); s.peak.push(f.peak);
+  // Velocity and zone: streams whose source names its units (null while the window fills).
+  s.vel.push(f.velocity_rms_mm_s ?? null);
+  if (f.iso_zone) s.zone = f.iso_zone;
   if (f.thresholds) { s.taus.push(f.thresholds); if (s.taus.length > HEAT_COLS) s.taus.shift(); }
   if (f.spectrum_db) s.spectrum = f.spectrum_db;
   s.label = f.label; s.confidence = f.confidence;
   const cut = f.time - WINDOW_S;
-  while (s.t.length && s.t[0] < cut) { s.t.shift(); s.probs.shift(); s.rms.shift(); s.peak.shift(); }
-  s.tile.querySelector(".lb").textContent = f.label + " " + (100 * f.confidence).toFixed(0) + " %";
+  while (s.t.length && s.t[0] < cut) { s.t.shift(); s.probs.shift(); s.rms.shift(); s.peak.shift(); s.vel.shift(); }
+  const v = f.velocity_rms_mm_s;
+  s.tile.querySelector(".lb").textContent = f.label + " " + (100 * f.confidence).toFixed(0) + " %" +
+    (v != null ? " · " + v.toFixed(1) + " mm/s " + f.iso_zone : "");
   if (s.name === selected) dirty = true;
 }
 
@@ -87,8 +92,8 @@ function select(name) {
 
 // Charts (uPlot for time series, plain canvas for the band and the heatmap).
 const charts = {
-  probs: null, rms: null, spec: null,
-  reset() { for (const k of ["probs", "rms", "spec"]) { if (this[k]) this[k].destroy(); this[k] = null; } },
+  probs: null, rms: null, spec: null, vel: null,
+  reset() { for (const k of ["probs", "rms", "spec", "vel"]) { if (this[k]) this[k].destroy(); this[k] = null; } },
   width(id) { return Math.max(200, el(id).clientWidth || 600); },
   ensure(s) {
     const classes = hello ? hello.model.classes.map((c) => c.id) : [];
@@ -101,6 +106,13 @@ const charts = {
       this.rms = new uPlot({ width: this.width("rms"), height: 160,
         series: [{}, { label: "RMS", stroke: "#4e79a7" }, { label: "peak", stroke: "#f28e2b" }],
         axes: [{ stroke: "#8a96a3" }, { stroke: "#8a96a3" }] }, [[], [], []], el("rms"));
+    }
+    const hasVel = s.vel.some((v) => v != null);
+    el("velpanel").hidden = !hasVel;
+    if (!this.vel && hasVel) {
+      this.vel = new uPlot({ width: this.width("vel"), height: 140,
+        series: [{}, { label: "mm/s", stroke: "#edc948", width: 1.5 }],
+        axes: [{ stroke: "#8a96a3" }, { stroke: "#8a96a3" }] }, [[], []], el("vel"));
     }
     if (!this.spec && s.spectrum && hello) {
       const nyq = hello.model.sample_rate / 2, n = s.spectrum.length;
@@ -183,6 +195,8 @@ function draw() {
   const cols = s.probs.length ? s.probs[0].map((_, k) => s.probs.map((p) => p[k])) : [];
   charts.probs.setData([s.t.slice()].concat(cols.length ? cols : charts.probs.series.slice(1).map(() => [])));
   charts.rms.setData([s.t.slice(), s.rms.slice(), s.peak.slice()]);
+  if (charts.vel) charts.vel.setData([s.t.slice(), s.vel.slice()]);
+  el("zone").textContent = s.zone ? s.zone : "";
   if (charts.spec && s.spectrum) charts.spec.setData([charts.freqs, s.spectrum]);
   drawHeatmap(s);
   drawCounters(s);
