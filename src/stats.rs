@@ -1,7 +1,7 @@
 //! Per-stream counters, written by the inference thread and read by `status`.
 
 use crate::ring::RingCounters;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 /// A stream's worker as `status` reports it while its source says nothing.
@@ -50,6 +50,8 @@ pub struct StreamStats {
     pub events: [AtomicU64; 5],
     /// Time the analyses took per frame.
     pub analysis_time: Histogram,
+    /// The last velocity RMS in mm/s as f32 bits (NaN: none yet, or no units).
+    pub velocity_mm_s: AtomicU32,
 }
 
 /// Upper bounds (seconds) of the buckets of [`Histogram`].
@@ -121,6 +123,7 @@ impl StreamStats {
             machine: Mutex::new((crate::monitor::State::Starting, 0.0)),
             events: Default::default(),
             analysis_time: Histogram::default(),
+            velocity_mm_s: AtomicU32::new(f32::NAN.to_bits()),
         }
     }
 

@@ -279,6 +279,9 @@ impl StreamWorker {
             latency_ns as f64 / 1e6,
         );
         msg.spectrum_db = spectrum;
+        if let Some(v) = physical.and_then(|p| p.velocity_rms_mm_s) {
+            stats.velocity_mm_s.store(v.to_bits(), Relaxed);
+        }
         msg.set_physical(physical);
         msg
     }

@@ -158,7 +158,8 @@ fn metrics_pass_promtool_and_agree_with_status() {
     let wav = dir.path().join("pump.wav");
     write_wav_f32(&wav, 12_000, &x);
     let port = web::free_port();
-    let cfg = config(dir.path(), port, "", &[("pump", &wav, "pace = \"fast\"")]);
+    let source = "pace = \"fast\"\nunits = \"g\"";
+    let cfg = config(dir.path(), port, "", &[("pump", &wav, source)]);
     let mut d = start(&cfg);
     let mut c = d.connect();
     let want_frames = (x.len() as u64 - 2048) / 512 + 1;
@@ -250,6 +251,9 @@ fn metrics_pass_promtool_and_agree_with_status() {
         "events counted against events seen"
     );
     assert!(m("drsnd_events_total{stream=\"pump\",state=\"fault\"}") >= 1.0);
+    // The source has units: its velocity (m/s, base units) is a gauge.
+    let v = m("drsnd_velocity_rms_meters_per_second{stream=\"pump\"}");
+    assert!(v.is_finite() && v > 0.0 && v < 0.1, "velocity {v} m/s");
     let sha = status["model"]["sha256"].as_str().expect("sha");
     assert!(
         r.body.contains(&format!("sha256=\"{sha}\"}} 1")),

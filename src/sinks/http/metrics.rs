@@ -57,6 +57,37 @@ impl Out {
     }
 }
 
+/// The last velocity RMS of each stream that has one (a source with units).
+fn velocity(o: &mut Out, streams: &[Arc<StreamStats>]) {
+    let name = "drsnd_velocity_rms_meters_per_second";
+    let known: Vec<(&str, f32)> = streams
+        .iter()
+        .map(|s| {
+            (
+                s.name.as_str(),
+                f32::from_bits(s.velocity_mm_s.load(Relaxed)),
+            )
+        })
+        .filter(|(_, v)| v.is_finite())
+        .collect();
+    if known.is_empty() {
+        return;
+    }
+    o.head(
+        name,
+        "gauge",
+        "velocity RMS over 10-1000 Hz (ISO 20816) of the last frame",
+    );
+    for (stream, v) in known {
+        let _ = writeln!(
+            o.0,
+            "{name}{{stream=\"{}\"}} {}",
+            esc(stream),
+            v as f64 / 1000.0
+        );
+    }
+}
+
 fn render(sink: &HttpSink) -> String {
     let streams = &sink.bus.stream_stats;
     let mut o = Out(String::with_capacity(4096 + streams.len() * 2048));
@@ -105,6 +136,7 @@ fn render(sink: &HttpSink) -> String {
         "longest time from a frame's last sample to its message",
         |s| s.latency_max_us.load(Relaxed) as f64 / 1e6,
     );
+    velocity(&mut o, streams);
     analysis_histogram(&mut o, streams);
     machine_state(&mut o, streams);
     events(&mut o, streams);

@@ -103,6 +103,10 @@ pub struct FrameDigest {
     pub rms: f32,
     #[serde(default)]
     pub thresholds: Option<Vec<Vec<f32>>>,
+    #[serde(default)]
+    pub velocity_rms_mm_s: Option<f32>,
+    #[serde(default)]
+    pub iso_zone: Option<char>,
 }
 
 /// One stream's frames since the last summary.
@@ -114,6 +118,10 @@ pub struct Summary {
     label: String,
     confidence: f32,
     tau_sum: Vec<f64>,
+    /// Velocity: sum and count of the frames that had one, the last zone.
+    velocity_sum: f64,
+    velocity_n: u64,
+    zone: Option<char>,
 }
 
 impl Summary {
@@ -123,6 +131,11 @@ impl Summary {
         self.time = f.time;
         self.label.clone_from(&f.label);
         self.confidence = f.confidence;
+        if let Some(v) = f.velocity_rms_mm_s {
+            self.velocity_sum += v as f64;
+            self.velocity_n += 1;
+            self.zone = f.iso_zone;
+        }
         if let Some(t) = &f.thresholds {
             self.tau_sum.resize(t.len(), 0.0);
             for (sum, unit) in self.tau_sum.iter_mut().zip(t) {
@@ -151,6 +164,11 @@ impl Summary {
             "rms": self.rms_sum / n,
             "thresholds_mean": taus,
         });
+        let mut out = out;
+        if self.velocity_n > 0 {
+            out["velocity_rms_mm_s"] = json!(self.velocity_sum / self.velocity_n as f64);
+            out["iso_zone"] = json!(self.zone.map(String::from));
+        }
         *self = Self::default();
         Some(out.to_string())
     }
@@ -172,6 +190,8 @@ mod tests {
                 confidence: 0.9,
                 rms,
                 thresholds: Some(vec![tau.to_vec(), vec![2.0]]),
+                velocity_rms_mm_s: Some(rms * 2.0),
+                iso_zone: Some('C'),
             });
         }
         let v: serde_json::Value =
@@ -180,6 +200,8 @@ mod tests {
         assert_eq!(v["rms"], 2.0);
         assert_eq!(v["thresholds_mean"], json!([1.0, 2.0]));
         assert_eq!(v["label"], "IR_14");
+        assert_eq!(v["velocity_rms_mm_s"], 4.0);
+        assert_eq!(v["iso_zone"], "C");
         assert!(s.take("pump").is_none(), "a summary starts afresh");
     }
 
