@@ -116,9 +116,14 @@ fn render(m: &Message, machines: &HashMap<String, String>) -> String {
                 .map(|t| format!("{:.3}", t.iter().sum::<f32>() / t.len().max(1) as f32))
                 .collect();
             let flags = if f.flags.is_empty() { String::new() } else { format!("  [{}]", f.flags.join(",")) };
+            // Streams whose source names its units: velocity and zone.
+            let velocity = match (f.velocity_rms_mm_s.flatten(), f.iso_zone.flatten()) {
+                (Some(v), Some(z)) => format!("  {v:.2} mm/s {z}"),
+                _ => String::new(),
+            };
             let machine = machines.get(&f.stream).map_or("?", String::as_str);
             format!(
-                "{:<16} {:<12} {:>7}  {:<8} {:>5.1}%  {:>8.4} {:>8.4}  {}{}",
+                "{:<16} {:<12} {:>7}  {:<8} {:>5.1}%  {:>8.4} {:>8.4}  {}{}{}",
                 machine,
                 f.stream,
                 f.seq,
@@ -127,6 +132,7 @@ fn render(m: &Message, machines: &HashMap<String, String>) -> String {
                 f.rms,
                 f.peak,
                 taus.join(" "),
+                velocity,
                 flags
             )
         }
@@ -149,5 +155,26 @@ fn render(m: &Message, machines: &HashMap<String, String>) -> String {
         ),
         Message::Lagged(l) => format!("-- lagged: missed {} messages", l.missed),
         Message::Error(e) => format!("-- error: {}", e.message),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::FrameMsg;
+
+    #[test]
+    fn a_frame_with_units_shows_its_velocity_and_zone() {
+        let mut f = FrameMsg {
+            stream: "pump".into(),
+            label: "Normal".into(),
+            ..Default::default()
+        };
+        let plain = render(&Message::Frame(f.clone()), &HashMap::new());
+        assert!(!plain.contains("mm/s"), "{plain}");
+        f.velocity_rms_mm_s = Some(Some(2.71));
+        f.iso_zone = Some(Some('C'));
+        let line = render(&Message::Frame(f), &HashMap::new());
+        assert!(line.contains("2.71 mm/s C"), "{line}");
     }
 }
