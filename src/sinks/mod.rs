@@ -151,6 +151,26 @@ impl Bus {
         let _ = self.tx.send(out);
     }
 
+    /// What one `recv` of a bus reader brings, in order and new to it:
+    /// the message, or after a lag the recorded events it missed (frames
+    /// are gone). `last_id` is the reader's newest id; None: the bus closed.
+    pub fn catch_up(
+        &self,
+        m: Result<Arc<Outgoing>, broadcast::error::RecvError>,
+        last_id: &mut u64,
+    ) -> Option<Vec<Arc<Outgoing>>> {
+        let mut batch = match m {
+            Ok(m) => vec![m],
+            Err(broadcast::error::RecvError::Lagged(_)) => self.events_after(*last_id),
+            Err(broadcast::error::RecvError::Closed) => return None,
+        };
+        batch.retain(|m| m.id > *last_id);
+        if let Some(m) = batch.last() {
+            *last_id = m.id;
+        }
+        Some(batch)
+    }
+
     /// The id of the last message sent (0: none yet).
     pub fn last_id(&self) -> u64 {
         self.next_id.load(Relaxed).saturating_sub(1)

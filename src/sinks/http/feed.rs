@@ -98,18 +98,11 @@ impl Feed {
                 _ = shutdown.changed() => return,
                 m = rx.recv() => m,
             };
-            let batch = match m {
-                Ok(m) => vec![m],
-                // Frames lost here are thinned anyway; events never: the
-                // record has them.
-                Err(broadcast::error::RecvError::Lagged(_)) => bus.events_after(last_id),
-                Err(broadcast::error::RecvError::Closed) => return,
+            // Frames lost to a lag are thinned anyway; events never are.
+            let Some(batch) = bus.catch_up(m, &mut last_id) else {
+                return;
             };
             for m in batch {
-                if m.id <= last_id {
-                    continue;
-                }
-                last_id = m.id;
                 self.forward(&m, &mut last_frame);
             }
         }

@@ -242,16 +242,8 @@ impl Sink {
 
     /// Takes one bus message (and, after a lag, the events it missed).
     fn on_bus(&mut self, m: Result<Arc<Outgoing>, broadcast::error::RecvError>) -> Result<(), ()> {
-        let batch = match m {
-            Ok(m) => vec![m],
-            Err(broadcast::error::RecvError::Lagged(_)) => self.bus.events_after(self.last_id),
-            Err(broadcast::error::RecvError::Closed) => return Err(()),
-        };
+        let batch = self.bus.catch_up(m, &mut self.last_id).ok_or(())?;
         for m in batch {
-            if m.id <= self.last_id {
-                continue;
-            }
-            self.last_id = m.id;
             match m.kind {
                 Kind::Event => self.spool_event(&m.line),
                 Kind::Frame => self.take_frame(&m),

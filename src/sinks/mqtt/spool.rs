@@ -43,6 +43,9 @@ pub struct Spool {
     log: File,
     /// Waiting entries in id order (acknowledged ones until they reach the front).
     pending: VecDeque<Entry>,
+    /// Entries of `pending` not acknowledged (kept, not counted: a replay
+    /// of a full spool asks for it on every PUBACK).
+    unacked: usize,
     /// Every id up to this one has been acknowledged or dropped.
     watermark: u64,
     next_id: u64,
@@ -81,6 +84,7 @@ impl Spool {
             dir: dir.to_path_buf(),
             log,
             bytes: pending.iter().map(Entry::size).sum(),
+            unacked: pending.len(),
             pending,
             watermark,
             next_id,
@@ -122,6 +126,7 @@ impl Spool {
         self.log_bytes += line.len() as u64;
         self.bytes += e.size();
         self.pending.push_back(e);
+        self.unacked += 1;
         self.enforce_cap()?;
         Ok(id)
     }
@@ -139,7 +144,7 @@ impl Spool {
     }
 
     pub fn len(&self) -> usize {
-        self.pending.iter().filter(|e| !e.acked).count()
+        self.unacked
     }
 
     pub fn bytes(&self) -> u64 {
@@ -150,9 +155,10 @@ impl Spool {
     pub fn ack(&mut self, id: u64) -> Result<()> {
         let i = self.pending.partition_point(|e| e.id < id);
         match self.pending.get_mut(i) {
-            Some(e) if e.id == id => e.acked = true,
+            Some(e) if e.id == id && !e.acked => e.acked = true,
             _ => return Ok(()),
         }
+        self.unacked -= 1;
         let before = self.watermark;
         while self.pending.front().is_some_and(|e| e.acked) {
             if let Some(e) = self.pending.pop_front() {
@@ -246,6 +252,7 @@ impl Spool {
         self.pending.retain(|_| k.next().unwrap_or(true));
         self.bytes = bytes;
         self.dropped += lost;
+        self.unacked -= lost as usize;
         // Everything before the first entry kept is now done with.
         let first = self.pending.front().map_or(self.next_id, |e| e.id);
         self.watermark = self.watermark.max(first - 1);
