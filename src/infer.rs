@@ -17,6 +17,7 @@ pub struct Model {
     /// One reusable run state per plan; each thread has its own.
     states: Vec<TypedSimpleState>,
     probs_ix: usize,
+    embedding_ix: Option<usize>,
     tau_ix: Vec<usize>,
     /// Reused for every run: tract drops its reference when a run ends, so
     /// filling it needs no copy or allocation.
@@ -33,6 +34,11 @@ impl Model {
             .with_context(|| format!("{path}: not a loadable ONNX model"))?;
         let names = output_names(&proto);
         let probs_ix = find(&names, &m.probs_output, &path)?;
+        let embedding_ix = m
+            .embedding_output
+            .as_ref()
+            .map(|e| find(&names, &e.name, &path))
+            .transpose()?;
         let tau_ix = m
             .thresholds
             .iter()
@@ -58,6 +64,7 @@ impl Model {
             plans,
             states,
             probs_ix,
+            embedding_ix,
             tau_ix,
             input,
         };
@@ -92,6 +99,16 @@ impl Model {
                     self.manifest.classes.len()
                 );
             }
+            if let Some(e) = &self.manifest.embedding_output {
+                if p.embedding.len() != e.dims {
+                    bail!(
+                        "{path}: output `{}` has {} values but the manifest says {}",
+                        e.name,
+                        p.embedding.len(),
+                        e.dims
+                    );
+                }
+            }
             for (t, got) in self.manifest.thresholds.iter().zip(&p.thresholds) {
                 if got.len() != t.channels {
                     bail!(
@@ -118,6 +135,7 @@ impl Model {
             plans: self.plans.clone(),
             states,
             probs_ix: self.probs_ix,
+            embedding_ix: self.embedding_ix,
             tau_ix: self.tau_ix.clone(),
             input: Arc::new(Tensor::zero::<f32>(&[1, 1, self.manifest.frame_length])?),
         })
@@ -166,6 +184,11 @@ impl Model {
             .try_as_plain_ram()?
             .as_slice::<f32>()?;
         let classes = probs.len() / b;
+        let embedding = match self.embedding_ix {
+            Some(i) => outputs[i].try_as_plain_ram()?.as_slice::<f32>()?,
+            None => &[],
+        };
+        let dims = embedding.len() / b;
         let taus = self
             .tau_ix
             .iter()
@@ -174,6 +197,7 @@ impl Model {
         for k in 0..b {
             out.push(Prediction {
                 probs: probs[k * classes..(k + 1) * classes].to_vec(),
+                embedding: embedding[k * dims..(k + 1) * dims].to_vec(),
                 thresholds: taus
                     .iter()
                     .map(|t| {

@@ -22,6 +22,13 @@ pub struct ThresholdOutput {
     pub channels: usize,
 }
 
+/// The pooled features the classifier reads (what a baseline models).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EmbeddingOutput {
+    pub name: String,
+    pub dims: usize,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Manifest {
     pub name: String,
@@ -32,6 +39,9 @@ pub struct Manifest {
     pub frame_length: usize,
     #[serde(default = "default_probs")]
     pub probs_output: String,
+    /// Models exported before 1.2 have none.
+    #[serde(default)]
+    pub embedding_output: Option<EmbeddingOutput>,
     pub classes: Vec<Class>,
     pub thresholds: Vec<ThresholdOutput>,
     #[serde(default)]

@@ -48,6 +48,9 @@ pub struct Frame {
 pub struct Prediction {
     pub probs: Vec<f32>,
     pub thresholds: Vec<Vec<f32>>,
+    /// The pooled features before the classifier's last layer (empty for a
+    /// model without an embedding output).
+    pub embedding: Vec<f32>,
 }
 
 impl Prediction {

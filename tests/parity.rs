@@ -33,6 +33,9 @@ fn worst_diff(case: &Value, pred: &Prediction, files: &ModelFiles) -> f64 {
         }
     };
     cmp(&outs[&files.manifest.probs_output], &pred.probs, "probs");
+    if let Some(e) = &files.manifest.embedding_output {
+        cmp(&outs[&e.name], &pred.embedding, &e.name);
+    }
     for (t, got) in files.manifest.thresholds.iter().zip(&pred.thresholds) {
         cmp(&outs[&t.name], got, &t.name);
     }

@@ -10,6 +10,7 @@ import tempfile
 import torch
 
 from . import data, export, fit, table
+from .model import Net
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
@@ -101,7 +102,8 @@ def cmd_verify(args) -> None:
         sys.exit(f"{onnx_path}: sha256 does not match {args.manifest}")
     sess = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
     names = [o.name for o in sess.get_outputs()]
-    want = [m["probs_output"], *[t["name"] for t in m["thresholds"]]]
+    embedding = [m["embedding_output"]["name"]] if "embedding_output" in m else []
+    want = [m["probs_output"], *embedding, *[t["name"] for t in m["thresholds"]]]
     if names != want:
         sys.exit(f"{onnx_path}: outputs {names}, manifest says {want}")
     parity_path = onnx_path[: -len(".onnx")] + ".parity.json"
@@ -111,6 +113,29 @@ def cmd_verify(args) -> None:
     print(f"verify: {m['name']} {m['version']}: sha256 ok, {len(names)} outputs as the manifest says, "
           f"onnxruntime vs PyTorch parity max |diff| {worst:.2e} over {len(parity['cases'])} cases "
           f"(<= {parity['tolerance']})")
+
+
+def cmd_reexport(args) -> None:
+    """Exports a shipped model again from its weights (`<name>.pt` beside the
+    manifest), keeping its training record: for a change of the exported
+    outputs, not of the network."""
+    with open(args.manifest) as f:
+        old = json.load(f)
+    base = os.path.dirname(os.path.abspath(args.manifest))
+    net = Net(old["architecture"], len(old["classes"]))
+    net.load_state_dict(torch.load(os.path.join(base, f"{old['name']}.pt"), weights_only=True))
+    net.eval()
+    onnx_path = os.path.join(base, old["onnx"])
+    export.export_onnx(net, onnx_path)
+    parity = export.write_parity(net, os.path.join(base, f"{old['name']}.parity.json"))
+    worst = export.check_onnxruntime(onnx_path, parity)
+    metrics = dict(old["metrics"], parity_max_abs_diff_onnxruntime=worst)
+    doc = export.manifest(net, old["name"], args.version, old["onnx"], onnx_path,
+                          old["training"], metrics)
+    with open(args.manifest, "w") as f:
+        json.dump(doc, f, indent=2)
+        f.write("\n")
+    print(f"reexport: {old['name']} {args.version}: parity {worst:.2e}, sha256 {doc['sha256']}")
 
 
 def main(argv=None) -> None:
@@ -128,7 +153,7 @@ def main(argv=None) -> None:
     t.add_argument("--steps", type=int, default=20000)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--name", default="drsn-cw-cwru10")
-    t.add_argument("--version", default="1.1.0")
+    t.add_argument("--version", default="1.2.0")
     t.add_argument("--out", default=os.path.join(ROOT, "models"))
     t.set_defaults(func=cmd_train)
 
@@ -148,6 +173,11 @@ def main(argv=None) -> None:
     v = sub.add_parser("verify", help="check a shipped model against its manifest and parity vectors")
     v.add_argument("manifest")
     v.set_defaults(func=cmd_verify)
+
+    r = sub.add_parser("reexport", help="export a shipped model again from its .pt weights")
+    r.add_argument("manifest")
+    r.add_argument("--version", required=True)
+    r.set_defaults(func=cmd_reexport)
 
     args = p.parse_args(argv)
     args.func(args)

@@ -20,12 +20,17 @@ def threshold_names(net: Net) -> list[str]:
     return [f"tau_{i + 1}" for i in range(len(net.threshold_layout()))]
 
 
+def output_names(net: Net) -> list[str]:
+    """The ONNX outputs, in the order `Exported` returns them."""
+    return ["probs", "embedding", *threshold_names(net)]
+
+
 def export_onnx(net: Net, path: str) -> None:
     # The TorchScript exporter warns about its own deprecation and about
     # shape inference; neither concerns this static graph.
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=UserWarning)
-    names = ["probs", *threshold_names(net)]
+    names = output_names(net)
     dyn = {n: {0: "N"} for n in ["signal", *names]}
     torch.onnx.export(
         Exported(net).eval(),
@@ -67,7 +72,7 @@ def torch_outputs(net: Net, x: np.ndarray, names: list[str]) -> dict[str, np.nda
 def write_parity(net: Net, path: str) -> dict:
     inputs = parity_inputs()
     x = np.stack(list(inputs.values())).astype(np.float32)
-    names = ["probs", *threshold_names(net)]
+    names = output_names(net)
     outs = torch_outputs(net, x, names)
     cases = []
     for i, name in enumerate(inputs):
@@ -139,6 +144,7 @@ def manifest(net: Net, name: str, version: str, onnx_file: str, onnx_path: str,
                              f"{POWER_FLOOR:g} g^2)",
         },
         "probs_output": "probs",
+        "embedding_output": {"name": "embedding", "dims": net.fc.in_features},
         "classes": [{"id": c, "description": d} for c, d in CLASSES],
         "thresholds": [
             {"name": n, "unit": i + 1, "channels": c}

@@ -85,6 +85,12 @@ class Net(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """x [N, 1, L] raw g -> (logits [N, classes], taus per shrinkage unit)."""
+        logits, taus, _ = self.embed(x)
+        return logits, taus
+
+    def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
+        """As `forward`, plus the pooled features the classifier reads
+        (the embedding: what a per-machine baseline models)."""
         # Shift by the first sample before removing the mean: exact for a
         # DC offset (Sterbenz), so float32 keeps the small signal riding on
         # it and every runtime agrees to ~1e-6 instead of ~1e-4.
@@ -98,7 +104,7 @@ class Net(nn.Module):
             if tau is not None:
                 taus.append(tau)
         h = F.relu(self.head_bn(h)).mean(dim=-1)
-        return self.fc(h), taus
+        return self.fc(h), taus, h
 
     def threshold_layout(self) -> list[int]:
         """Channel count of each threshold output, in unit order."""
@@ -110,12 +116,13 @@ class Net(nn.Module):
 
 
 class Exported(nn.Module):
-    """What the ONNX holds: softmax probabilities and every unit's thresholds."""
+    """What the ONNX holds: softmax probabilities, the embedding and every
+    unit's thresholds."""
 
     def __init__(self, net: Net):
         super().__init__()
         self.net = net
 
     def forward(self, signal: torch.Tensor):
-        logits, taus = self.net(signal)
-        return (torch.softmax(logits, dim=-1), *taus)
+        logits, taus, embedding = self.net.embed(signal)
+        return (torch.softmax(logits, dim=-1), embedding, *taus)
