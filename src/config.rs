@@ -337,6 +337,43 @@ pub struct MonitorConfig {
     /// rigid foundation, by default); streams with `units` only.
     #[serde(default = "d_zones")]
     pub iso_zones: [f64; 3],
+    /// Seconds of signal to learn a baseline from when a stream has none.
+    #[serde(default)]
+    pub learn_s: Option<f64>,
+    /// Frames the anomaly score is judged over (24 = 1 s at hop 512): the
+    /// machine is anomalous when three quarters of them are above 1.0, so
+    /// a knock on the housing lasting a few frames is not.
+    #[serde(default = "d_anomaly_frames")]
+    pub anomaly_frames: usize,
+}
+
+fn d_anomaly_frames() -> usize {
+    24
+}
+
+/// Longest `learn-s`: a week.
+pub const MAX_LEARN_S: f64 = 7.0 * 86_400.0;
+
+impl MonitorConfig {
+    /// The checks of one `[monitor]` table: (key, what is wrong).
+    fn check(&self) -> Result<(), (&'static str, String)> {
+        check_zones(&self.iso_zones).map_err(|e| ("iso-zones", e))?;
+        if let Some(s) = self.learn_s {
+            if !(s.is_finite() && (10.0..=MAX_LEARN_S).contains(&s)) {
+                return Err((
+                    "learn-s",
+                    format!("{s} is out of range 10..={MAX_LEARN_S} seconds"),
+                ));
+            }
+        }
+        if !(1..=10_000).contains(&self.anomaly_frames) {
+            return Err((
+                "anomaly-frames",
+                format!("{} is out of range 1..=10000", self.anomaly_frames),
+            ));
+        }
+        Ok(())
+    }
 }
 
 fn d_zones() -> [f64; 3] {
@@ -458,8 +495,9 @@ impl Config {
             ConfigError(format!("{origin}{line}: key `{key}`: {msg}"))
         };
         use Step::Key;
-        check_zones(&self.monitor.iso_zones)
-            .map_err(|e| err(&[Key("monitor"), Key("iso-zones")], e))?;
+        self.monitor
+            .check()
+            .map_err(|(key, e)| err(&[Key("monitor"), Key(key)], e))?;
         if self.hop == 0 {
             return Err(err(&[Key("hop")], "must be at least 1".into()));
         }
@@ -647,7 +685,8 @@ impl SourceConfig {
             _ => {}
         }
         if let Some(m) = &self.monitor {
-            check_zones(&m.iso_zones).map_err(|e| ("monitor", e))?;
+            m.check()
+                .map_err(|(key, e)| ("monitor", format!("{key}: {e}")))?;
         }
         if !(self.ring_seconds > 0.05 && self.ring_seconds <= 600.0) {
             return Err((

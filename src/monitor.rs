@@ -9,7 +9,7 @@
 //! `no-signal`: a sensor problem is not a machine fault.
 
 pub use crate::config::MonitorConfig;
-use crate::report::{Frame, Prediction};
+use crate::report::{Frame, Prediction, Report};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -26,10 +26,28 @@ pub enum State {
     NoSignal {
         reason: String,
     },
+    /// The stream is learning its baseline (no fault named meanwhile).
+    Learning,
+    /// Outside its learned normal while the network names no fault.
+    Anomaly,
+    /// The network names a fault, but the machine is within its learned
+    /// normal: not an alarm, a disagreement worth a look.
+    Suspect {
+        class: String,
+    },
 }
 
 /// Every kind of state, in a fixed order (metrics label them by it).
-pub const STATE_KINDS: [&str; 5] = ["starting", "healthy", "fault", "uncertain", "no-signal"];
+pub const STATE_KINDS: [&str; 8] = [
+    "starting",
+    "healthy",
+    "fault",
+    "uncertain",
+    "no-signal",
+    "learning",
+    "anomaly",
+    "suspect",
+];
 
 impl State {
     /// The state's kind, without its detail (fault class, no-signal reason).
@@ -45,12 +63,23 @@ impl State {
             State::Fault { .. } => 2,
             State::Uncertain => 3,
             State::NoSignal { .. } => 4,
+            State::Learning => 5,
+            State::Anomaly => 6,
+            State::Suspect { .. } => 7,
         }
+    }
+
+    /// A state an alarm is raised for.
+    pub fn is_alarm(&self) -> bool {
+        matches!(self, State::Fault { .. } | State::Anomaly)
     }
 
     pub fn name(&self) -> String {
         match self {
             State::Fault { class } => format!("fault({class})"),
+            State::Suspect { class } => format!("suspect({class})"),
+            State::Learning => "learning".into(),
+            State::Anomaly => "anomaly".into(),
             State::NoSignal { .. } => "no-signal".into(),
             State::Starting => "starting".into(),
             State::Healthy => "healthy".into(),
@@ -66,6 +95,9 @@ pub struct Evidence {
     pub mean_probs: Vec<f32>,
     /// Mean τ per unit and channel over those frames.
     pub mean_thresholds: Vec<Vec<f32>>,
+    /// Mean anomaly score over those frames (streams with a baseline).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mean_anomaly: Option<f32>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -85,10 +117,16 @@ struct Tally {
     frames: u64,
     probs: Vec<f64>,
     taus: Vec<Vec<f64>>,
+    /// Sum of anomaly scores, and how many frames had one.
+    anomaly: (f64, u64),
 }
 
 impl Tally {
-    fn add(&mut self, p: &Prediction) {
+    fn add(&mut self, p: &Prediction, anomaly: Option<f32>) {
+        if let Some(a) = anomaly {
+            self.anomaly.0 += a as f64;
+            self.anomaly.1 += 1;
+        }
         if self.frames == 0 {
             self.probs = vec![0.0; p.probs.len()];
             self.taus = p.thresholds.iter().map(|t| vec![0.0; t.len()]).collect();
@@ -114,6 +152,8 @@ impl Tally {
                 .iter()
                 .map(|t| t.iter().map(|v| (v / n) as f32).collect())
                 .collect(),
+            mean_anomaly: (self.anomaly.1 > 0)
+                .then(|| (self.anomaly.0 / self.anomaly.1 as f64) as f32),
         }
     }
 }
@@ -125,6 +165,9 @@ pub struct Monitor {
     /// Stream time the current state began.
     state_since_s: f64,
     window: std::collections::VecDeque<Vec<f32>>,
+    /// The last `anomaly_frames` anomaly scores, and scratch to rank them.
+    anomaly_window: std::collections::VecDeque<f32>,
+    ranked: Vec<f32>,
     candidate: Option<(State, f64)>,
     tally: Tally,
     last_confidence: f32,
@@ -138,6 +181,8 @@ impl Monitor {
         let (state, since) = restored.unwrap_or((State::Starting, 0.0));
         Self {
             window: std::collections::VecDeque::with_capacity(cfg.smoothing_frames.max(1)),
+            anomaly_window: std::collections::VecDeque::with_capacity(cfg.anomaly_frames.max(1)),
+            ranked: Vec::with_capacity(cfg.anomaly_frames.max(1)),
             cfg,
             classes,
             state,
@@ -161,8 +206,36 @@ impl Monitor {
         self.classes = classes;
     }
 
-    /// What the current frame (after smoothing) argues for.
-    fn judge(&mut self, frame: &Frame, pred: &Prediction) -> (State, f32) {
+    /// What the current frame (after smoothing) argues for: the network's
+    /// verdict, weighed against the learned normal where there is one.
+    fn judge(&mut self, frame: &Frame, report: &Report) -> (State, f32) {
+        let (net, conf) = self.judge_network(frame, &report.prediction);
+        if matches!(net, State::NoSignal { .. }) {
+            self.anomaly_window.clear();
+        }
+        if matches!(net, State::NoSignal { .. } | State::Starting) {
+            return (net, conf);
+        }
+        let anomaly = report.anomaly.map(|a| self.smoothed_anomaly(a));
+        (combine(net, anomaly, report.learning.is_some()), conf)
+    }
+
+    /// The score three quarters of the last `anomaly_frames` frames reach:
+    /// a persistent change, not a knock lasting a few frames.
+    fn smoothed_anomaly(&mut self, a: f32) -> f32 {
+        if self.anomaly_window.len() >= self.cfg.anomaly_frames.max(1) {
+            self.anomaly_window.pop_front();
+        }
+        self.anomaly_window
+            .push_back(if a.is_nan() { f32::MAX } else { a });
+        self.ranked.clear();
+        self.ranked.extend(self.anomaly_window.iter().copied());
+        let k = self.ranked.len() / 4;
+        *self.ranked.select_nth_unstable_by(k, f32::total_cmp).1
+    }
+
+    /// What the network's smoothed probabilities argue for.
+    fn judge_network(&mut self, frame: &Frame, pred: &Prediction) -> (State, f32) {
         if frame.std < self.cfg.signal_floor {
             self.window.clear();
             let reason = if frame.peak >= self.cfg.signal_floor {
@@ -212,24 +285,23 @@ impl Monitor {
         match (&self.state, to) {
             (State::Starting, State::Starting) => f64::INFINITY,
             // A restored or first judgement of a healthy/uncertain machine needs no wait,
-            // but a fault is never raised without holding.
-            (State::Starting, State::Healthy | State::Uncertain) => 0.0,
-            (State::Fault { .. }, State::Healthy | State::Uncertain) => self.cfg.clear_after_s,
-            (_, State::Fault { .. }) => self.cfg.raise_after_s,
+            // but an alarm is never raised without holding.
+            (State::Starting, State::Healthy | State::Uncertain | State::Learning) => 0.0,
+            (from, to) if from.is_alarm() && !to.is_alarm() => self.cfg.clear_after_s,
             _ => self.cfg.raise_after_s,
         }
     }
 
     /// Feeds one frame; returns the transition it completes, if any.
     /// `t_s` is the stream time of the frame's last sample.
-    pub fn frame(&mut self, frame: &Frame, pred: &Prediction, t_s: f64) -> Option<Transition> {
-        let (judged, conf) = self.judge(frame, pred);
+    pub fn frame(&mut self, frame: &Frame, report: &Report, t_s: f64) -> Option<Transition> {
+        let (judged, conf) = self.judge(frame, report);
         self.last_confidence = conf;
         if judged == State::Starting && self.state != State::Starting {
             // Refilling the window (after a restart or no-signal): keep the state.
             return None;
         }
-        self.consider(judged, conf, t_s, Some(pred))
+        self.consider(judged, conf, t_s, Some((&report.prediction, report.anomaly)))
     }
 
     /// Called while no frames arrive: no samples for `idle_s` of wall clock.
@@ -274,7 +346,7 @@ impl Monitor {
         judged: State,
         conf: f32,
         t_s: f64,
-        pred: Option<&Prediction>,
+        pred: Option<(&Prediction, Option<f32>)>,
     ) -> Option<Transition> {
         if judged == self.state {
             self.candidate = None;
@@ -293,8 +365,8 @@ impl Monitor {
                 self.tally = Tally::default();
             }
         }
-        if let Some(p) = pred {
-            self.tally.add(p);
+        if let Some((p, anomaly)) = pred {
+            self.tally.add(p, anomaly);
         }
         let since = self.candidate.as_ref().map_or(t_s, |c| c.1);
         if t_s - since >= self.hold_for(&judged) {
@@ -318,6 +390,24 @@ impl Monitor {
             confidence,
             evidence,
         }
+    }
+}
+
+/// The network's verdict weighed against the learned normal (`anomaly`:
+/// the smoothed score, None without a baseline). A machine within its
+/// normal is healthy whatever the network says, and a fault the network
+/// names there is only `suspect`: no alarm on a healthy machine the
+/// network misjudges. Outside it, a named fault is `fault`, anything else
+/// `anomaly`.
+fn combine(net: State, anomaly: Option<f32>, learning: bool) -> State {
+    match (net, anomaly) {
+        (net @ State::Fault { .. }, None) => net,
+        (_, None) if learning => State::Learning,
+        (net, None) => net,
+        (State::Fault { class }, Some(a)) if a > 1.0 => State::Fault { class },
+        (State::Fault { class }, Some(_)) => State::Suspect { class },
+        (_, Some(a)) if a > 1.0 => State::Anomaly,
+        (_, Some(_)) => State::Healthy,
     }
 }
 

@@ -127,6 +127,13 @@ pub struct FrameMsg {
     pub crest: Option<f32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kurtosis: Option<f32>,
+    /// Distance from the stream's learned normal, 1.0 at its alarm limit;
+    /// null without a baseline.
+    #[serde(default)]
+    pub anomaly: Option<f32>,
+    /// While the stream learns its baseline: how far, 0..1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learning: Option<f32>,
 }
 
 impl FrameMsg {
@@ -173,6 +180,8 @@ impl FrameMsg {
             iso_zone: None,
             crest: None,
             kurtosis: None,
+            anomaly: None,
+            learning: None,
         }
     }
 }
@@ -247,6 +256,8 @@ pub struct StreamStatus {
     pub machine: State,
     /// Unix seconds.
     pub machine_since: f64,
+    /// The stream's learned normal.
+    pub baseline: crate::stats::BaselineStatus,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

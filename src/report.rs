@@ -77,6 +77,11 @@ pub struct Report {
     pub spectrum: Option<Vec<f32>>,
     /// Physical measures, for a stream whose source says its units.
     pub physical: Option<Physical>,
+    /// Distance from the stream's learned normal, 1.0 at its alarm limit
+    /// (None without a baseline).
+    pub anomaly: Option<f32>,
+    /// While a baseline is being learned: how far, 0..1.
+    pub learning: Option<f32>,
 }
 
 /// What `analyses::physics` measures in a frame.

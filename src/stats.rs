@@ -47,11 +47,73 @@ pub struct StreamStats {
     /// The machine state (monitor) and since when, Unix seconds.
     pub machine: Mutex<(crate::monitor::State, f64)>,
     /// State changes into each kind of state (monitor::STATE_KINDS order).
-    pub events: [AtomicU64; 5],
+    pub events: [AtomicU64; crate::monitor::STATE_KINDS.len()],
     /// Time the analyses took per frame.
     pub analysis_time: Histogram,
     /// The last velocity RMS in mm/s as f32 bits (NaN: none yet, or no units).
     pub velocity_mm_s: AtomicU32,
+    /// The stream's baseline: a client's request to learn, and its status.
+    pub baseline: Arc<BaselineCell>,
+}
+
+/// Between the baseline analysis (inference thread) and its readers (the
+/// socket's `learn` command, `status`).
+#[derive(Debug, Default)]
+pub struct BaselineCell {
+    /// Seconds a client asked to learn, as f64 bits (0: no request).
+    pub learn_request: AtomicU64,
+    pub status: Mutex<BaselineStatus>,
+}
+
+impl BaselineCell {
+    pub fn request_learning(&self, seconds: f64) {
+        self.learn_request.store(seconds.to_bits(), Relaxed);
+    }
+
+    /// A waiting request, taken.
+    pub fn take_request(&self) -> Option<f64> {
+        let bits = self.learn_request.swap(0, Relaxed);
+        (bits != 0).then(|| f64::from_bits(bits))
+    }
+
+    pub fn set(&self, s: BaselineStatus) {
+        if let Ok(mut g) = self.status.lock() {
+            *g = s;
+        }
+    }
+
+    pub fn get(&self) -> BaselineStatus {
+        self.status.lock().map(|g| g.clone()).unwrap_or_default()
+    }
+}
+
+/// A stream's baseline as `status` reports it.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "state", rename_all = "kebab-case")]
+pub enum BaselineStatus {
+    /// No baseline; `note` says why when there is more to say (a file
+    /// learned with another model).
+    #[default]
+    None,
+    Ignored {
+        note: String,
+    },
+    Learning {
+        /// 0..1 of the seconds of signal asked for.
+        progress: f32,
+        seconds: f64,
+    },
+    Learned {
+        frames: usize,
+        seconds: f64,
+        /// Unix seconds.
+        learned_at: f64,
+        /// Where it is kept (none: not kept, no state-dir).
+        file: Option<String>,
+    },
+    Failed {
+        reason: String,
+    },
 }
 
 /// Upper bounds (seconds) of the buckets of [`Histogram`].
@@ -124,6 +186,7 @@ impl StreamStats {
             events: Default::default(),
             analysis_time: Histogram::default(),
             velocity_mm_s: AtomicU32::new(f32::NAN.to_bits()),
+            baseline: Arc::default(),
         }
     }
 

@@ -248,7 +248,7 @@ impl StreamWorker {
             .get(pred.top().0)
             .map_or("", String::as_str);
         self.p.snapshots.frame(frame, pred, label);
-        if let Some(tr) = self.p.monitor.frame(frame, pred, t_s) {
+        if let Some(tr) = self.p.monitor.frame(frame, &report, t_s) {
             self.transition(tr, clock::wall_s_at(frame.end_ns));
         }
         let msg = self.message(frame, report);
@@ -268,6 +268,7 @@ impl StreamWorker {
         }
         let a = &self.p.analyses;
         let (spectrum, physical) = (report.spectrum, report.physical);
+        let (anomaly, learning) = (report.anomaly, report.learning);
         let mut msg = FrameMsg::build(
             stats.name.clone(),
             self.seq,
@@ -283,6 +284,7 @@ impl StreamWorker {
             stats.velocity_mm_s.store(v.to_bits(), Relaxed);
         }
         msg.set_physical(physical);
+        (msg.anomaly, msg.learning) = (anomaly, learning);
         msg
     }
 

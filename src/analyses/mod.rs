@@ -5,6 +5,8 @@
 //! and physical measures each become one more file here and one more entry
 //! in [`Analyses::for_stream`], not a branch in the worker loop.
 
+pub mod anomaly;
+pub mod baseline;
 pub mod classifier;
 pub mod physics;
 pub mod spectrum;
@@ -13,7 +15,9 @@ use crate::config::{Config, SourceConfig};
 use crate::infer::Model;
 use crate::manifest::Manifest;
 use crate::report::{Frame, Report};
+use crate::stats::BaselineCell;
 use anyhow::Result;
+use std::sync::Arc;
 
 /// One analysis of a stream's frames.
 pub trait Analysis: Send {
@@ -42,14 +46,23 @@ pub struct StreamSpec {
     /// Sensor units to m/s² (None: no physical measures).
     pub to_ms2: Option<f64>,
     pub iso_zones: [f64; 3],
+    pub baseline: anomaly::BaselineSpec,
 }
 
 impl StreamSpec {
-    pub fn of(cfg: &Config, sc: &SourceConfig) -> Self {
+    pub fn of(cfg: &Config, sc: &SourceConfig, stream: &str) -> Self {
         let monitor = sc.monitor.as_ref().unwrap_or(&cfg.monitor);
+        let state_dir = monitor.state_dir.as_ref().or(cfg.monitor.state_dir.as_ref());
         Self {
             to_ms2: sc.to_ms2(),
             iso_zones: monitor.iso_zones,
+            baseline: anomaly::BaselineSpec {
+                stream: stream.to_string(),
+                file: state_dir.map(|d| baseline::path_in(d, stream)),
+                learn_s: monitor.learn_s,
+                signal_floor: monitor.signal_floor,
+                hop: cfg.hop,
+            },
         }
     }
 
@@ -59,8 +72,10 @@ impl StreamSpec {
         cfg.sources
             .iter()
             .flat_map(|sc| {
-                let n = sc.streams.iter().filter(|s| !s.is_empty()).count();
-                std::iter::repeat_n(Self::of(cfg, sc), n)
+                sc.streams
+                    .iter()
+                    .filter(|s| !s.is_empty())
+                    .map(move |name| Self::of(cfg, sc, name))
             })
             .collect()
     }
@@ -78,8 +93,9 @@ pub struct Analyses {
 }
 
 impl Analyses {
-    /// The analyses of one stream, sharing the loaded models.
-    pub fn for_stream(shared: &Shared, spec: &StreamSpec) -> Result<Self> {
+    /// The analyses of one stream, sharing the loaded models. `cell`: the
+    /// stream's baseline requests and status.
+    pub fn for_stream(shared: &Shared, spec: &StreamSpec, cell: Arc<BaselineCell>) -> Result<Self> {
         crate::fault::fail_a_fork()?;
         let mut stages: Vec<Box<dyn Analysis>> = vec![Box::new(classifier::Classifier::new(
             shared.classifier.fork()?,
@@ -97,6 +113,12 @@ impl Analyses {
             )));
         }
         let manifest = shared.classifier.manifest.clone();
+        // Last: it reads the embedding the classifier filled.
+        stages.push(Box::new(anomaly::Anomaly::new(
+            &manifest,
+            &spec.baseline,
+            cell,
+        )?));
         Ok(Self {
             classes: manifest.class_ids(),
             manifest,

@@ -40,6 +40,9 @@ pub struct ClassifyArgs {
     /// With --units V: the sensor's sensitivity in mV/g.
     #[arg(long)]
     pub sensitivity: Option<f64>,
+    /// A baseline (`drsnd baseline learn`): adds `anomaly` to every --json frame.
+    #[arg(long)]
+    pub baseline: Option<PathBuf>,
 }
 
 impl ClassifyArgs {
@@ -67,13 +70,13 @@ const MIN_RATE_FRACTION: f64 = 0.5;
 /// Why a file gave no frames: it cannot be read (EX_DATAERR), or it can but
 /// holds nothing the model can use.
 #[derive(Debug)]
-enum Unusable {
+pub(super) enum Unusable {
     Unreadable(anyhow::Error),
     NoFrames(String),
 }
 
 /// Frames of one channel of a WAV file, exactly as the daemon would cut them.
-fn wav_frames(
+pub(super) fn wav_frames(
     path: &Path,
     channel: usize,
     model: &Model,
@@ -199,6 +202,14 @@ pub fn classify(a: &ClassifyArgs) -> ExitCode {
             return ExitCode::from(EX_USAGE);
         }
     };
+    let mut scorer = match a.baseline.as_deref().map(|p| Scorer::load(p, &model.manifest)) {
+        None => None,
+        Some(Ok(s)) => Some(s),
+        Some(Err(e)) => {
+            eprintln!("drsnd classify: {e}");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
     let threads = a
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -232,7 +243,8 @@ pub fn classify(a: &ClassifyArgs) -> ExitCode {
         };
         classified += 1;
         if a.json {
-            if let Err(e) = print_json(path, &frames, preds, &model.manifest, to_ms2) {
+            let printed = print_json(path, &frames, preds, &model.manifest, to_ms2, scorer.as_mut());
+            if let Err(e) = printed {
                 eprintln!("drsnd classify: {}: {e:#}", path.display());
                 return ExitCode::FAILURE;
             }
@@ -255,6 +267,7 @@ fn print_json(
     preds: Vec<Prediction>,
     manifest: &crate::manifest::Manifest,
     to_ms2: Option<f64>,
+    mut scorer: Option<&mut Scorer>,
 ) -> Result<()> {
     use crate::analyses::{physics::Physics, Analysis};
     use std::io::Write;
@@ -267,6 +280,10 @@ fn print_json(
     let mut report = vec![crate::report::Report::default()];
     for (seq, (f, p)) in frames.iter().zip(preds).enumerate() {
         let time = (f.index + f.samples.len() as u64) as f64 / rate;
+        let anomaly = match scorer.as_mut() {
+            Some(s) => Some(s.score(f, &p.embedding)?),
+            None => None,
+        };
         let physical = match physics.as_mut() {
             Some(ph) => {
                 ph.run(std::slice::from_ref(f), &mut report)?;
@@ -285,9 +302,38 @@ fn print_json(
             0.0,
         );
         frame.set_physical(physical);
+        frame.anomaly = anomaly;
         let _ = out.write_all(crate::sinks::to_line(&Message::Frame(frame)).as_bytes());
     }
     Ok(())
+}
+
+/// A baseline and its features, for `--baseline`.
+struct Scorer {
+    baseline: crate::analyses::baseline::Baseline,
+    features: crate::analyses::baseline::Features,
+    row: Vec<f64>,
+    z: Vec<f64>,
+}
+
+impl Scorer {
+    fn load(path: &Path, m: &crate::manifest::Manifest) -> Result<Self, String> {
+        use crate::analyses::baseline::{Baseline, Features};
+        let features = Features::new(m.frame_length, m.embedding_output.as_ref().map_or(0, |e| e.dims));
+        let baseline = Baseline::load(path, &m.sha256, &features).map_err(|e| e.to_string())?;
+        let d = features.len();
+        Ok(Self {
+            baseline,
+            features,
+            row: vec![0.0; d],
+            z: vec![0.0; d],
+        })
+    }
+
+    fn score(&mut self, f: &Frame, embedding: &[f32]) -> Result<f32> {
+        self.features.compute(&f.samples, embedding, &mut self.row)?;
+        Ok(self.baseline.score(&self.row, &mut self.z) as f32)
+    }
 }
 
 fn print_row(path: &Path, preds: &[Prediction], classes: &[String]) {

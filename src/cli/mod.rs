@@ -1,7 +1,8 @@
-//! The command line: `drsnd run | watch | classify | fleet | devices | check`. Each
+//! The command line: `drsnd run | watch | classify | baseline | fleet | devices | check`. Each
 //! command is a file here that owns its arguments; this file parses, sets up
 //! logging and turns results into exit codes (sysexits.h).
 
+mod baseline;
 mod check;
 mod classify;
 mod fleet;
@@ -42,6 +43,8 @@ enum Cmd {
     Watch(watch::WatchArgs),
     /// Classify WAV files offline, as fast as the machine allows.
     Classify(classify::ClassifyArgs),
+    /// Learn a machine's normal from recordings (`baseline learn`).
+    Baseline(baseline::BaselineArgs),
     /// Every node and stream an MQTT broker knows, then events live.
     Fleet(fleet::FleetArgs),
     /// List audio input devices and their supported configs.
@@ -73,6 +76,10 @@ pub fn main() -> ExitCode {
         Cmd::Classify(a) => {
             init_logging("warn");
             classify::classify(&a)
+        }
+        Cmd::Baseline(a) => {
+            init_logging("warn");
+            baseline::baseline(&a)
         }
         Cmd::Fleet(a) => {
             init_logging("warn");

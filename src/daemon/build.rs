@@ -128,7 +128,11 @@ impl Channel<'_> {
         let parts = Parts {
             reader,
             assembler,
-            analyses: Analyses::for_stream(shared, &StreamSpec::of(self.cfg, self.sc))?,
+            analyses: Analyses::for_stream(
+                shared,
+                &StreamSpec::of(self.cfg, self.sc, self.name),
+                stats.baseline.clone(),
+            )?,
             monitor,
             snapshots: Snapshots::new(
                 self.cfg.snapshots.clone(),

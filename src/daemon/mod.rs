@@ -153,6 +153,7 @@ fn stream_status(s: &StreamHandle) -> StreamStatus {
         resampler: st.resampler.map(|(from, to)| ResamplerState { from, to }),
         latency_ms_mean: mean,
         latency_ms_max: st.latency_max_us.load(Relaxed) as f64 / 1000.0,
+        baseline: st.baseline.get(),
     }
 }
 

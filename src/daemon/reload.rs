@@ -6,7 +6,9 @@ use crate::analyses::{Analyses, Shared, StreamSpec};
 use crate::config::Config;
 use crate::infer::Model;
 use crate::manifest::{Manifest, ModelFiles};
+use crate::stats::BaselineCell;
 use anyhow::{bail, Result};
+use std::sync::Arc;
 
 /// Re-reads the configuration for a reload.
 pub type ReloadFn = dyn Fn() -> Result<Config, String> + Send + Sync;
@@ -25,8 +27,9 @@ pub fn prepare(
     reload: &ReloadFn,
     running: &Config,
     current: &Manifest,
-    streams: usize,
+    cells: Vec<Arc<BaselineCell>>,
 ) -> Result<Ready> {
+    let streams = cells.len();
     let cfg = reload().map_err(anyhow::Error::msg)?;
     let files = ModelFiles::load(&cfg.model)?;
     let model = Model::load_checked(&files, running.max_batch)?;
@@ -62,7 +65,8 @@ pub fn prepare(
     }
     let per_stream = specs
         .iter()
-        .map(|spec| Analyses::for_stream(&shared, spec))
+        .zip(cells)
+        .map(|(spec, cell)| Analyses::for_stream(&shared, spec, cell))
         .collect::<Result<Vec<_>>>()?;
     Ok(Ready {
         per_stream,

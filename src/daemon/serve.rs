@@ -267,8 +267,13 @@ impl Serving {
             Some(f) => {
                 let running = self.p.cfg.clone();
                 let current = self.p.shared.classifier.manifest.clone();
-                let n = self.swaps.len();
-                let job = move || reload::prepare(&*f, &running, &current, n);
+                let cells = self
+                    .bus
+                    .stream_stats
+                    .iter()
+                    .map(|s| s.baseline.clone())
+                    .collect();
+                let job = move || reload::prepare(&*f, &running, &current, cells);
                 match tokio::task::spawn_blocking(job).await {
                     Ok(Ok(ready)) => Ok(self.hand_out(ready)),
                     Ok(Err(e)) => Err(format!(

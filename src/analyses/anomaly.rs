@@ -1,0 +1,233 @@
+//! The anomaly score: each frame's distance from the stream's learned
+//! normal ([`baseline`](super::baseline)), 1.0 at its alarm limit. Without
+//! a baseline the stream learns one when `learn-s` says so or a client asks
+//! (`{"cmd":"learn"}`), from frames of signal only (no silence, no clipped,
+//! non-finite or post-gap frames), then keeps it in `state-dir`.
+
+use super::baseline::{Baseline, Features, LoadError, Origin};
+use super::Analysis;
+use crate::report::{Frame, Report};
+use crate::stats::{BaselineCell, BaselineStatus};
+use anyhow::Result;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Most frames kept while learning; longer learning keeps every k-th
+/// frame (600 s at hop 512 is 14 000 frames).
+pub const MAX_LEARN_FRAMES: usize = 8192;
+
+/// What the stream's baseline depends on besides the model.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct BaselineSpec {
+    /// The stream's name, for the log.
+    pub stream: String,
+    /// Where the stream's baseline is kept (none: no state-dir).
+    pub file: Option<PathBuf>,
+    /// Learn this many seconds of signal when there is no usable baseline.
+    pub learn_s: Option<f64>,
+    /// Below this standard deviation a frame is no signal (not learned).
+    pub signal_floor: f32,
+    pub hop: usize,
+}
+
+enum Mode {
+    Off,
+    Learning(Learner),
+    Scoring(Box<Baseline>),
+}
+
+struct Learner {
+    rows: Vec<f32>,
+    /// Frames of signal to see, and seen so far.
+    target: usize,
+    seen: usize,
+    /// Every `stride`-th frame of signal is kept.
+    stride: usize,
+    seconds: f64,
+}
+
+pub struct Anomaly {
+    features: Features,
+    row: Vec<f64>,
+    z: Vec<f64>,
+    mode: Mode,
+    cell: Arc<BaselineCell>,
+    spec: BaselineSpec,
+    model_sha256: String,
+    model: String,
+    rate: u32,
+    frame_length: usize,
+}
+
+impl Anomaly {
+    /// Loads the stream's baseline if it has one. A baseline file that
+    /// cannot be read is an error (the daemon does not start, a reload
+    /// keeps the running analyses); one learned with another model is not
+    /// used, and the stream relearns if `learn-s` is set.
+    pub fn new(
+        manifest: &crate::manifest::Manifest,
+        spec: &BaselineSpec,
+        cell: Arc<BaselineCell>,
+    ) -> Result<Self> {
+        let dims = manifest.embedding_output.as_ref().map_or(0, |e| e.dims);
+        let features = Features::new(manifest.frame_length, dims);
+        let d = features.len();
+        let mut a = Self {
+            features,
+            row: vec![0.0; d],
+            z: vec![0.0; d],
+            mode: Mode::Off,
+            cell,
+            spec: spec.clone(),
+            model_sha256: manifest.sha256.clone(),
+            model: format!("{} {}", manifest.name, manifest.version),
+            rate: manifest.sample_rate,
+            frame_length: manifest.frame_length,
+        };
+        let loaded = match spec.file.as_deref().filter(|f| f.exists()) {
+            Some(path) => match Baseline::load(path, &a.model_sha256, &a.features) {
+                Ok(b) => Some(b),
+                Err(e @ LoadError::OtherModel { .. }) => {
+                    tracing::warn!("{e}");
+                    a.cell.set(BaselineStatus::Ignored {
+                        note: e.to_string(),
+                    });
+                    None
+                }
+                Err(LoadError::Bad(e)) => return Err(e),
+            },
+            None => None,
+        };
+        match (loaded, spec.learn_s) {
+            (Some(b), _) => a.score_with(b),
+            (None, Some(s)) => a.start_learning(s),
+            (None, None) => {}
+        }
+        Ok(a)
+    }
+
+    fn score_with(&mut self, b: Baseline) {
+        self.cell.set(BaselineStatus::Learned {
+            frames: b.frames,
+            seconds: b.seconds,
+            learned_at: b.learned_at,
+            file: self.spec.file.as_ref().map(|f| f.display().to_string()),
+        });
+        self.mode = Mode::Scoring(Box::new(b));
+    }
+
+    fn start_learning(&mut self, seconds: f64) {
+        let per_s = self.rate as f64 / self.spec.hop.max(1) as f64;
+        let target = ((seconds * per_s).ceil() as usize).max(1);
+        let stride = target.div_ceil(MAX_LEARN_FRAMES).max(1);
+        let kept = target.div_ceil(stride);
+        self.mode = Mode::Learning(Learner {
+            rows: Vec::with_capacity(kept * self.features.len()),
+            target,
+            seen: 0,
+            stride,
+            seconds,
+        });
+        self.cell.set(BaselineStatus::Learning {
+            progress: 0.0,
+            seconds,
+        });
+    }
+
+    /// A frame the baseline may learn from: signal, and nothing odd about it.
+    fn learnable(&self, f: &Frame) -> bool {
+        let fl = f.flags;
+        f.std >= self.spec.signal_floor && !(fl.nonfinite || fl.clipped || fl.after_gap)
+    }
+
+    fn finish_learning(&mut self, l: Learner) {
+        let origin = Origin {
+            model_sha256: self.model_sha256.clone(),
+            model: self.model.clone(),
+            sample_rate: self.rate,
+            frame_length: self.frame_length,
+            hop: self.spec.hop,
+            from: vec!["live".into()],
+        };
+        let learned = Baseline::learn(&l.rows, &self.features, l.seconds, origin);
+        let saved = learned.and_then(|b| match &self.spec.file {
+            Some(path) => b.save(path).map(|_| b),
+            None => Ok(b),
+        });
+        match saved {
+            Ok(b) => {
+                tracing::info!(
+                    stream = %self.spec.stream,
+                    frames = b.frames,
+                    "baseline learned from {:.0} s of signal",
+                    l.seconds
+                );
+                self.score_with(b);
+            }
+            Err(e) => {
+                tracing::warn!(stream = %self.spec.stream, "baseline learning failed: {e:#}");
+                self.cell.set(BaselineStatus::Failed {
+                    reason: format!("{e:#}"),
+                });
+                self.mode = Mode::Off;
+            }
+        }
+    }
+
+    fn frame(&mut self, f: &Frame, r: &mut Report) -> Result<()> {
+        let learnable = self.learnable(f);
+        match &mut self.mode {
+            Mode::Off => {}
+            Mode::Scoring(b) => {
+                self.features
+                    .compute(&f.samples, &r.prediction.embedding, &mut self.row)?;
+                r.anomaly = Some(b.score(&self.row, &mut self.z) as f32);
+            }
+            Mode::Learning(l) => {
+                if learnable {
+                    if l.seen % l.stride == 0 {
+                        self.features
+                            .compute(&f.samples, &r.prediction.embedding, &mut self.row)?;
+                        l.rows.extend(self.row.iter().map(|&v| v as f32));
+                    }
+                    l.seen += 1;
+                }
+                let progress = l.seen as f32 / l.target as f32;
+                r.learning = Some(progress.min(1.0));
+                // Progress for `status` about once a second, not per frame.
+                if l.seen % 25 == 0 {
+                    self.cell.set(BaselineStatus::Learning {
+                        progress,
+                        seconds: l.seconds,
+                    });
+                }
+                if l.seen >= l.target {
+                    if let Mode::Learning(l) = std::mem::replace(&mut self.mode, Mode::Off) {
+                        self.finish_learning(l);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Analysis for Anomaly {
+    fn name(&self) -> &'static str {
+        "anomaly"
+    }
+
+    fn run(&mut self, frames: &[Frame], reports: &mut [Report]) -> Result<()> {
+        if let Some(seconds) = self.cell.take_request() {
+            tracing::info!(
+                stream = %self.spec.stream,
+                "learning a new baseline from the next {seconds:.0} s of signal"
+            );
+            self.start_learning(seconds);
+        }
+        for (f, r) in frames.iter().zip(reports.iter_mut()) {
+            self.frame(f, r)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,158 @@
+//! `drsnd baseline learn`: a stream's learned normal from recordings,
+//! with the daemon's framing, resampling, model and features, so the file
+//! it writes is what the daemon would have learned live from the same
+//! signal. Put it in `state-dir` as `<stream>.baseline.json`.
+
+use super::classify::{load_model, predict_all, wav_frames, Unusable};
+use super::{EX_CONFIG, EX_DATAERR, EX_USAGE};
+use crate::analyses::baseline::{Baseline, Features, Origin};
+use crate::report::Frame;
+use anyhow::Result;
+use clap::{Args, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Args)]
+pub struct BaselineArgs {
+    #[command(subcommand)]
+    cmd: BaselineCmd,
+}
+
+#[derive(Subcommand)]
+enum BaselineCmd {
+    /// Learn a baseline from recordings of the machine running normally.
+    Learn(LearnArgs),
+}
+
+#[derive(Args)]
+pub struct LearnArgs {
+    /// WAV recordings of normal running, in time order.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// The baseline file to write.
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// The daemon's hop (its `hop`), samples at the model rate.
+    #[arg(long, default_value_t = 512)]
+    hop: usize,
+    #[arg(long, default_value_t = 0)]
+    channel: usize,
+    /// Frames below this standard deviation are no signal and not learned
+    /// (the daemon's `[monitor] signal-floor`).
+    #[arg(long, default_value_t = 1e-4)]
+    signal_floor: f32,
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+pub fn baseline(a: &BaselineArgs) -> ExitCode {
+    match &a.cmd {
+        BaselineCmd::Learn(l) => learn(l),
+    }
+}
+
+fn learn(a: &LearnArgs) -> ExitCode {
+    if a.hop == 0 {
+        eprintln!("drsnd baseline learn: --hop 0: the hop must be at least 1 sample");
+        return ExitCode::from(EX_USAGE);
+    }
+    let model = match load_model(a.model.as_deref(), 1) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("drsnd baseline learn: {e:#}");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    let threads = a
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let m = &model.manifest;
+    let mut features = Features::new(
+        m.frame_length,
+        m.embedding_output.as_ref().map_or(0, |e| e.dims),
+    );
+    let d = features.len();
+    let mut rows = Vec::new();
+    let mut row = vec![0.0; d];
+    let mut frames_in = 0usize;
+    for path in &a.files {
+        let frames = match wav_frames(path, a.channel, &model, a.hop) {
+            Ok(f) => f,
+            Err(Unusable::Unreadable(e)) => {
+                eprintln!("drsnd baseline learn: {e:#}");
+                return ExitCode::from(EX_DATAERR);
+            }
+            Err(Unusable::NoFrames(why)) => {
+                eprintln!("drsnd baseline learn: {why}");
+                return ExitCode::from(EX_DATAERR);
+            }
+        };
+        let added = learnable_rows(&model, &frames, threads, a.signal_floor, &mut features, &mut row, &mut rows);
+        match added {
+            Ok(n) => frames_in += n,
+            Err(e) => {
+                eprintln!("drsnd baseline learn: {}: {e:#}", path.display());
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let seconds = frames_in as f64 * a.hop as f64 / m.sample_rate as f64;
+    let origin = Origin {
+        model_sha256: m.sha256.clone(),
+        model: format!("{} {}", m.name, m.version),
+        sample_rate: m.sample_rate,
+        frame_length: m.frame_length,
+        hop: a.hop,
+        from: a.files.iter().map(|f| f.display().to_string()).collect(),
+    };
+    let written = Baseline::learn(&rows, &features, seconds, origin).and_then(|b| {
+        b.save(&a.out)?;
+        Ok(b)
+    });
+    match written {
+        Ok(b) => {
+            eprintln!(
+                "drsnd baseline learn: {}: {} frames ({:.0} s of signal), {} features, \
+                 shrinkage {}, limit {:.2}",
+                a.out.display(),
+                b.frames,
+                b.seconds,
+                d,
+                b.shrinkage,
+                b.limit
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("drsnd baseline learn: {e:#}");
+            ExitCode::from(EX_DATAERR)
+        }
+    }
+}
+
+/// Appends the features of `frames` the daemon would learn from (signal,
+/// no clipped, non-finite or post-gap frame); how many.
+fn learnable_rows(
+    model: &crate::infer::Model,
+    frames: &[Frame],
+    threads: usize,
+    floor: f32,
+    features: &mut Features,
+    row: &mut [f64],
+    rows: &mut Vec<f32>,
+) -> Result<usize> {
+    let preds = predict_all(model, frames, threads)?;
+    let mut n = 0;
+    for (f, p) in frames.iter().zip(&preds) {
+        let fl = f.flags;
+        if f.std < floor || fl.nonfinite || fl.clipped || fl.after_gap {
+            continue;
+        }
+        features.compute(&f.samples, &p.embedding, row)?;
+        rows.extend(row.iter().map(|&v| v as f32));
+        n += 1;
+    }
+    Ok(n)
+}
