@@ -617,4 +617,40 @@ mod tests {
         saver.save_now(2 * S);
         assert!(saver.waiting.is_none() && saver.last_ns.is_none());
     }
+
+    #[test]
+    fn the_learned_normal_overrules_the_network_both_ways() {
+        let fault = || State::Fault { class: "IR".into() };
+        assert_eq!(combine(fault(), None, false), fault(), "no baseline: the network");
+        assert_eq!(combine(fault(), None, true), fault(), "a fault shows while learning");
+        assert_eq!(combine(State::Healthy, None, true), State::Learning);
+        assert_eq!(combine(State::Uncertain, None, false), State::Uncertain);
+        assert_eq!(combine(fault(), Some(3.0), false), fault());
+        assert_eq!(
+            combine(fault(), Some(0.9), false),
+            State::Suspect { class: "IR".into() },
+            "within normal, a named fault is only suspect"
+        );
+        assert_eq!(combine(State::Healthy, Some(1.5), false), State::Anomaly);
+        assert_eq!(combine(State::Uncertain, Some(1.5), false), State::Anomaly);
+        assert_eq!(combine(State::Uncertain, Some(0.5), false), State::Healthy);
+        assert!(!State::Suspect { class: "IR".into() }.is_alarm());
+        assert!(State::Anomaly.is_alarm() && fault().is_alarm());
+    }
+
+    #[test]
+    fn a_few_loud_frames_do_not_lift_the_smoothed_anomaly() {
+        let mut m = Monitor::new(MonitorConfig::default(), vec!["Normal".into()], None);
+        let n = m.cfg.anomaly_frames;
+        let mut last = 0.0;
+        for i in 0..3 * n {
+            // A knock: 3 loud frames in every `n`.
+            last = m.smoothed_anomaly(if i % n < 3 { 50.0 } else { 0.4 });
+        }
+        assert_eq!(last, 0.4);
+        for _ in 0..n {
+            last = m.smoothed_anomaly(f32::NAN);
+        }
+        assert!(last > 1.0, "non-finite scores count as far out: {last}");
+    }
 }

@@ -18,6 +18,15 @@ pub enum Message {
     Lagged(Lagged),
     Error(ErrorMsg),
     Event(EventMsg),
+    Ack(AckMsg),
+}
+
+/// The answer to a client command that changes state (`learn`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AckMsg {
+    pub cmd: String,
+    pub stream: String,
+    pub seconds: f64,
 }
 
 /// A machine-state transition of one stream (see `monitor`).
@@ -299,6 +308,57 @@ pub struct Filter {
     /// Include thresholds in frames (default true).
     #[serde(default)]
     pub thresholds: Option<bool>,
+}
+
+/// A client line: a filter, or a command naming itself with `cmd`.
+#[derive(Debug, Clone)]
+pub enum Command {
+    Filter(Filter),
+    /// `{"cmd":"learn","stream":"pump","seconds":600}`: (re)learn the
+    /// stream's baseline from its next `seconds` of signal.
+    Learn { stream: String, seconds: f64 },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LearnLine {
+    #[allow(dead_code)]
+    cmd: String,
+    stream: String,
+    seconds: f64,
+}
+
+impl Command {
+    /// Parses one client line; the error says what was wrong with it.
+    pub fn parse(line: &str, streams: &[String]) -> Result<Command, String> {
+        let v: serde_json::Value =
+            serde_json::from_str(line).map_err(|e| format!("bad command: {e}"))?;
+        let Some(cmd) = v.get("cmd") else {
+            return Filter::parse(line, streams).map(Command::Filter);
+        };
+        if cmd != "learn" {
+            return Err(format!("bad command: unknown cmd {cmd} (expected \"learn\")"));
+        }
+        let l: LearnLine =
+            serde_json::from_value(v).map_err(|e| format!("bad command: learn: {e}"))?;
+        if !streams.contains(&l.stream) {
+            return Err(format!(
+                "bad command: learn: unknown stream {:?} (streams: {streams:?})",
+                l.stream
+            ));
+        }
+        let max = crate::config::MAX_LEARN_S;
+        if !(l.seconds.is_finite() && (10.0..=max).contains(&l.seconds)) {
+            return Err(format!(
+                "bad command: learn: seconds {} is out of range 10..={max}",
+                l.seconds
+            ));
+        }
+        Ok(Command::Learn {
+            stream: l.stream,
+            seconds: l.seconds,
+        })
+    }
 }
 
 pub const FILTERABLE_TYPES: [&str; 3] = ["frame", "status", "event"];

@@ -155,6 +155,7 @@ fn render(m: &Message, machines: &HashMap<String, String>) -> String {
         ),
         Message::Lagged(l) => format!("-- lagged: missed {} messages", l.missed),
         Message::Error(e) => format!("-- error: {}", e.message),
+        Message::Ack(a) => format!("-- {} {}: {} s", a.cmd, a.stream, a.seconds),
     }
 }
 

@@ -10,7 +10,7 @@
 
 use super::{to_line, Bus, Kind, Outgoing};
 use crate::config::SocketConfig;
-use crate::protocol::{ClientStatus, ErrorMsg, Filter, Lagged, Message};
+use crate::protocol::{AckMsg, ClientStatus, Command, ErrorMsg, Filter, Lagged, Message};
 use anyhow::{bail, Context, Result};
 use futures_util::StreamExt;
 use std::collections::HashMap;
@@ -298,6 +298,34 @@ impl Client {
         }
     }
 
+    /// Acts on one client line; the reply to send, if any.
+    fn command(&mut self, line: &str) -> Option<String> {
+        match Command::parse(line, &self.hub.stream_names) {
+            Ok(Command::Filter(f)) => {
+                self.set_filter(f);
+                None
+            }
+            Ok(Command::Learn { stream, seconds }) => Some(self.learn(stream, seconds)),
+            Err(msg) => Some(error_line(&msg)),
+        }
+    }
+
+    /// Asks the stream's worker to learn its baseline anew; the stream's
+    /// `status` shows the learning from its next frame.
+    fn learn(&self, stream: String, seconds: f64) -> String {
+        let i = self.hub.stream_names.iter().position(|s| *s == stream);
+        let Some(stats) = i.and_then(|i| self.hub.bus.stream_stats.get(i)) else {
+            return error_line(&format!("learn: stream {stream:?} has no worker"));
+        };
+        stats.baseline.request_learning(seconds);
+        tracing::info!(client = self.info.fd, %stream, seconds, "a client asked to learn the baseline");
+        to_line(&Message::Ack(AckMsg {
+            cmd: "learn".into(),
+            stream,
+            seconds,
+        }))
+    }
+
     fn set_filter(&mut self, f: Filter) {
         let lite = f.thresholds == Some(false);
         if lite != self.lite {
@@ -378,12 +406,8 @@ impl Client {
                         if l.trim().is_empty() {
                             continue;
                         }
-                        let reply = match Filter::parse(&l, &self.hub.stream_names) {
-                            Ok(f) => {
-                                self.set_filter(f);
-                                continue;
-                            }
-                            Err(msg) => error_line(&msg),
+                        let Some(reply) = self.command(&l) else {
+                            continue;
                         };
                         if let Err(e) = write(wr, reply.as_bytes(), timeout).await {
                             return e;
