@@ -113,15 +113,18 @@ fn learn(a: &LearnArgs) -> ExitCode {
     });
     match written {
         Ok(b) => {
+            let parts: Vec<String> = b
+                .parts
+                .iter()
+                .map(|p| format!("{} (shrinkage {}, limit {:.2})", p.name, p.shrinkage, p.limit))
+                .collect();
             eprintln!(
-                "drsnd baseline learn: {}: {} frames ({:.0} s of signal), {} features, \
-                 shrinkage {}, limit {:.2}",
+                "drsnd baseline learn: {}: {} frames ({:.0} s of signal), {} features; {}",
                 a.out.display(),
                 b.frames,
                 b.seconds,
                 d,
-                b.shrinkage,
-                b.limit
+                parts.join(", ")
             );
             ExitCode::SUCCESS
         }
