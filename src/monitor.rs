@@ -353,11 +353,17 @@ impl Monitor {
             self.tally = Tally::default();
             return None;
         }
-        match &self.candidate {
+        // With a baseline every alarm candidate is outside the normal, so
+        // from a calm state any alarm held for the delay raises the latest:
+        // a network torn between two fault classes must not postpone it.
+        // Without one, a class must hold on its own (flicker is noise).
+        let raising = !self.state.is_alarm() && pred.is_some_and(|p| p.1.is_some());
+        match &mut self.candidate {
+            Some((c, _)) if raising && c.is_alarm() && judged.is_alarm() => *c = judged.clone(),
             Some((c, _))
                 if *c == judged
                     || matches!(
-                        (c, &judged),
+                        (&*c, &judged),
                         (State::NoSignal { .. }, State::NoSignal { .. })
                     ) => {}
             _ => {
