@@ -301,7 +301,12 @@ impl Monitor {
             // Refilling the window (after a restart or no-signal): keep the state.
             return None;
         }
-        self.consider(judged, conf, t_s, Some((&report.prediction, report.anomaly)))
+        self.consider(
+            judged,
+            conf,
+            t_s,
+            Some((&report.prediction, report.anomaly)),
+        )
     }
 
     /// Called while no frames arrive: no samples for `idle_s` of wall clock.
@@ -627,8 +632,16 @@ mod tests {
     #[test]
     fn the_learned_normal_overrules_the_network_both_ways() {
         let fault = || State::Fault { class: "IR".into() };
-        assert_eq!(combine(fault(), None, false), fault(), "no baseline: the network");
-        assert_eq!(combine(fault(), None, true), fault(), "a fault shows while learning");
+        assert_eq!(
+            combine(fault(), None, false),
+            fault(),
+            "no baseline: the network"
+        );
+        assert_eq!(
+            combine(fault(), None, true),
+            fault(),
+            "a fault shows while learning"
+        );
         assert_eq!(combine(State::Healthy, None, true), State::Learning);
         assert_eq!(combine(State::Uncertain, None, false), State::Uncertain);
         assert_eq!(combine(fault(), Some(3.0), false), fault());

@@ -316,7 +316,10 @@ pub enum Command {
     Filter(Filter),
     /// `{"cmd":"learn","stream":"pump","seconds":600}`: (re)learn the
     /// stream's baseline from its next `seconds` of signal.
-    Learn { stream: String, seconds: f64 },
+    Learn {
+        stream: String,
+        seconds: f64,
+    },
 }
 
 #[derive(Deserialize)]
@@ -337,7 +340,9 @@ impl Command {
             return Filter::parse(line, streams).map(Command::Filter);
         };
         if cmd != "learn" {
-            return Err(format!("bad command: unknown cmd {cmd} (expected \"learn\")"));
+            return Err(format!(
+                "bad command: unknown cmd {cmd} (expected \"learn\")"
+            ));
         }
         let l: LearnLine =
             serde_json::from_value(v).map_err(|e| format!("bad command: learn: {e}"))?;

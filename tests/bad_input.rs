@@ -378,7 +378,9 @@ fn missing_corrupt_and_disagreeing_models_exit_78_with_the_reason() {
     cm["sha256"] = sha256_hex(&crash_bytes).into();
     cm["thresholds"] = serde_json::json!([{"name": "tau_1", "unit": 1, "channels": 10}]);
     // The fixture has no embedding output; the manifest must not promise one.
-    cm.as_object_mut().expect("object").remove("embedding_output");
+    cm.as_object_mut()
+        .expect("object")
+        .remove("embedding_output");
     std::fs::write(crash.join("crash.json"), cm.to_string()).expect("write");
     let (code, err) = run_with_model(&crash.join("crash.json"));
     assert_eq!(code, Some(78), "{err}");

@@ -184,7 +184,9 @@ fn crash_model(dir: &std::path::Path, like: &serde_json::Value) -> std::path::Pa
     m["sha256"] = sha256_hex(&bytes).into();
     m["thresholds"] = serde_json::json!([{"name": "tau_1", "unit": 1, "channels": 10}]);
     // The fixture has no embedding output; the manifest must not promise one.
-    m.as_object_mut().expect("object").remove("embedding_output");
+    m.as_object_mut()
+        .expect("object")
+        .remove("embedding_output");
     let path = dir.join("crash.json");
     std::fs::write(&path, m.to_string()).expect("crash.json");
     path

@@ -186,8 +186,11 @@ impl Anomaly {
             Mode::Learning(l) => {
                 if learnable {
                     if l.seen % l.stride == 0 {
-                        self.features
-                            .compute(&f.samples, &r.prediction.embedding, &mut self.row)?;
+                        self.features.compute(
+                            &f.samples,
+                            &r.prediction.embedding,
+                            &mut self.row,
+                        )?;
                         l.rows.extend(self.row.iter().map(|&v| v as f32));
                     }
                     l.seen += 1;

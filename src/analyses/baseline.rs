@@ -98,7 +98,11 @@ impl Features {
         if e == 0 {
             return vec![signal];
         }
-        let all = ("all", 0..e + 3 + BANDS, vec![0..e, e..e + 3, e + 3..e + 3 + BANDS]);
+        let all = (
+            "all",
+            0..e + 3 + BANDS,
+            vec![0..e, e..e + 3, e + 3..e + 3 + BANDS],
+        );
         vec![all, signal]
     }
 
@@ -162,7 +166,10 @@ fn band_edges(half: usize) -> Vec<usize> {
 
 /// Where a stream's baseline is kept in `state-dir`.
 pub fn path_in(state_dir: &Path, stream: &str) -> std::path::PathBuf {
-    state_dir.join(format!("{}.baseline.json", crate::monitor::file_safe(stream)))
+    state_dir.join(format!(
+        "{}.baseline.json",
+        crate::monitor::file_safe(stream)
+    ))
 }
 
 /// A learned normal, as stored in `<state-dir>/<stream>.baseline.json`.
@@ -227,7 +234,8 @@ impl Part {
         }
         let (_, lambda, mut distances) = best.context("no shrinkage tried")?;
         distances.sort_by(f64::total_cmp);
-        let q = distances[((distances.len() as f64 * 0.999).ceil() as usize).min(distances.len()) - 1];
+        let q =
+            distances[((distances.len() as f64 * 0.999).ceil() as usize).min(distances.len()) - 1];
         let g = Gaussian::fit(&sub, k, 0..n, lambda, groups)?;
         Ok(Self {
             name: name.into(),
@@ -254,7 +262,10 @@ impl Part {
             || self.scale.len() != d
             || self.cholesky.len() != d * (d + 1) / 2
         {
-            bail!("its part {name:?} does not cover the {d} features from {}", cols.start);
+            bail!(
+                "its part {name:?} does not cover the {d} features from {}",
+                cols.start
+            );
         }
         let finite = |v: &[f64]| v.iter().all(|x| x.is_finite());
         if !finite(&self.mean) || !finite(&self.cholesky) || !finite(&self.scale) {
@@ -284,7 +295,10 @@ pub struct Origin {
 #[derive(Debug)]
 pub enum LoadError {
     /// Made with another model: not an error of the file, just not ours.
-    OtherModel { path: String, sha256: String },
+    OtherModel {
+        path: String,
+        sha256: String,
+    },
     Bad(anyhow::Error),
 }
 
@@ -350,7 +364,8 @@ impl Baseline {
     pub fn save(&self, path: &Path) -> Result<()> {
         let shown = path.display();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).with_context(|| format!("{shown}: cannot make its folder"))?;
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("{shown}: cannot make its folder"))?;
         }
         let tmp = path.with_extension("json.tmp");
         let text = serde_json::to_string_pretty(self)?;
@@ -398,10 +413,7 @@ impl Baseline {
     /// The anomaly score of one frame's features: 1.0 at the limit.
     /// `z` is scratch of the same length.
     pub fn score(&self, x: &[f64], z: &mut [f64]) -> f64 {
-        self.parts
-            .iter()
-            .map(|p| p.score(x, z))
-            .fold(0.0, f64::max)
+        self.parts.iter().map(|p| p.score(x, z)).fold(0.0, f64::max)
     }
 }
 
@@ -573,7 +585,9 @@ mod tests {
     fn rows(f: &mut Features, frames: usize, hz: f32, level: f32, seed: u64) -> Vec<f32> {
         let mut state = seed;
         let mut noise = || {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((state >> 33) as f32 / (1u64 << 31) as f32) - 0.5
         };
         let mut out = Vec::new();
@@ -607,15 +621,22 @@ mod tests {
         let above = same.chunks(d).filter(|r| score(r, &mut z) > 1.0).count();
         assert!(above <= 2, "{above} of 200 healthy frames above the limit");
         let louder = rows(&mut f, 50, 500.0, 4.0, 3);
-        assert!(louder.chunks(d).all(|r| score(r, &mut z) > 1.0), "4x the level");
+        assert!(
+            louder.chunks(d).all(|r| score(r, &mut z) > 1.0),
+            "4x the level"
+        );
         let other = rows(&mut f, 50, 2000.0, 1.0, 4);
-        assert!(other.chunks(d).all(|r| score(r, &mut z) > 1.0), "another tone");
+        assert!(
+            other.chunks(d).all(|r| score(r, &mut z) > 1.0),
+            "another tone"
+        );
     }
 
     #[test]
     fn a_file_round_trips_and_bad_files_say_why() {
         let mut f = Features::new(256, 4);
-        let b = Baseline::learn(&rows(&mut f, 200, 300.0, 1.0, 5), &f, 5.0, origin()).expect("learns");
+        let b =
+            Baseline::learn(&rows(&mut f, 200, 300.0, 1.0, 5), &f, 5.0, origin()).expect("learns");
         let dir = tempfile::tempdir().expect("tmp");
         let path = dir.path().join("s.baseline.json");
         b.save(&path).expect("saves");

@@ -52,7 +52,10 @@ pub struct StreamSpec {
 impl StreamSpec {
     pub fn of(cfg: &Config, sc: &SourceConfig, stream: &str) -> Self {
         let monitor = sc.monitor.as_ref().unwrap_or(&cfg.monitor);
-        let state_dir = monitor.state_dir.as_ref().or(cfg.monitor.state_dir.as_ref());
+        let state_dir = monitor
+            .state_dir
+            .as_ref()
+            .or(cfg.monitor.state_dir.as_ref());
         Self {
             to_ms2: sc.to_ms2(),
             iso_zones: monitor.iso_zones,

@@ -89,7 +89,15 @@ fn learn(a: &LearnArgs) -> ExitCode {
                 return ExitCode::from(EX_DATAERR);
             }
         };
-        let added = learnable_rows(&model, &frames, threads, a.signal_floor, &mut features, &mut row, &mut rows);
+        let added = learnable_rows(
+            &model,
+            &frames,
+            threads,
+            a.signal_floor,
+            &mut features,
+            &mut row,
+            &mut rows,
+        );
         match added {
             Ok(n) => frames_in += n,
             Err(e) => {
@@ -116,7 +124,12 @@ fn learn(a: &LearnArgs) -> ExitCode {
             let parts: Vec<String> = b
                 .parts
                 .iter()
-                .map(|p| format!("{} (shrinkage {}, limit {:.2})", p.name, p.shrinkage, p.limit))
+                .map(|p| {
+                    format!(
+                        "{} (shrinkage {}, limit {:.2})",
+                        p.name, p.shrinkage, p.limit
+                    )
+                })
                 .collect();
             eprintln!(
                 "drsnd baseline learn: {}: {} frames ({:.0} s of signal), {} features; {}",

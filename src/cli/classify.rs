@@ -202,7 +202,11 @@ pub fn classify(a: &ClassifyArgs) -> ExitCode {
             return ExitCode::from(EX_USAGE);
         }
     };
-    let mut scorer = match a.baseline.as_deref().map(|p| Scorer::load(p, &model.manifest)) {
+    let mut scorer = match a
+        .baseline
+        .as_deref()
+        .map(|p| Scorer::load(p, &model.manifest))
+    {
         None => None,
         Some(Ok(s)) => Some(s),
         Some(Err(e)) => {
@@ -243,7 +247,14 @@ pub fn classify(a: &ClassifyArgs) -> ExitCode {
         };
         classified += 1;
         if a.json {
-            let printed = print_json(path, &frames, preds, &model.manifest, to_ms2, scorer.as_mut());
+            let printed = print_json(
+                path,
+                &frames,
+                preds,
+                &model.manifest,
+                to_ms2,
+                scorer.as_mut(),
+            );
             if let Err(e) = printed {
                 eprintln!("drsnd classify: {}: {e:#}", path.display());
                 return ExitCode::FAILURE;
@@ -319,7 +330,10 @@ struct Scorer {
 impl Scorer {
     fn load(path: &Path, m: &crate::manifest::Manifest) -> Result<Self, String> {
         use crate::analyses::baseline::{Baseline, Features};
-        let features = Features::new(m.frame_length, m.embedding_output.as_ref().map_or(0, |e| e.dims));
+        let features = Features::new(
+            m.frame_length,
+            m.embedding_output.as_ref().map_or(0, |e| e.dims),
+        );
         let baseline = Baseline::load(path, &m.sha256, &features).map_err(|e| e.to_string())?;
         let d = features.len();
         Ok(Self {
@@ -331,7 +345,8 @@ impl Scorer {
     }
 
     fn score(&mut self, f: &Frame, embedding: &[f32]) -> Result<f32> {
-        self.features.compute(&f.samples, embedding, &mut self.row)?;
+        self.features
+            .compute(&f.samples, embedding, &mut self.row)?;
         Ok(self.baseline.score(&self.row, &mut self.z) as f32)
     }
 }

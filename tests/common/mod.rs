@@ -95,7 +95,9 @@ fn validators() -> &'static HashMap<String, jsonschema::Validator> {
     static V: OnceLock<HashMap<String, jsonschema::Validator>> = OnceLock::new();
     V.get_or_init(|| {
         let mut m = HashMap::new();
-        for t in ["hello", "frame", "status", "lagged", "error", "event", "ack"] {
+        for t in [
+            "hello", "frame", "status", "lagged", "error", "event", "ack",
+        ] {
             let path = root().join("docs").join("schema").join(format!("{t}.json"));
             let text = std::fs::read_to_string(&path).expect("schema file");
             let schema: Value = serde_json::from_str(&text).expect("schema json");
