@@ -12,6 +12,9 @@
 #                          50 daemons publishing to one mosquitto (results/mqtt.md)
 #   bench/run.sh --steps physics   the physical measures' cost: 16 streams
 #                          without and with `units = "g"` (results/physics.md)
+#   bench/run.sh --steps anomaly   one real-time stream: the classifier alone,
+#                          and with a baseline and the physical measures
+#                          (results/anomaly.md; acceptance: <= 3 % of a core, <= 60 MB)
 #   bench/run.sh --compare REV [--quick]   only the side-by-side step: one
 #                          real-time stream of this tree's drsnd and of REV's,
 #                          in alternating rounds (bench/results/compare.md)
@@ -52,7 +55,7 @@ run() { echo "+ $*" >&2; "$@"; }
 # Side-by-side steps (http, mqtt, compare) write their own tables only.
 side_only=1
 for st in ${steps//,/ }; do
-  case $st in http|mqtt|physics|compare) ;; *) side_only=0 ;; esac
+  case $st in http|mqtt|physics|anomaly|compare) ;; *) side_only=0 ;; esac
 done
 if [ $side_only = 0 ]; then
   echo "$e2e_s $py_s $scale_s $quick $(git rev-parse --short HEAD)" > "$out/settings"
@@ -176,6 +179,23 @@ for r in $(seq $phys_rounds); do
 done
 $py bench/side_by_side.py "$out" physics "physical measures (velocity, zone, crest, kurtosis)" > "$out/physics.md"
 cat "$out/physics.md"
+fi
+
+if want anomaly; then
+echo "== the baseline and physics: one real-time stream, classifier alone vs all on" >&2
+rm -f "$out"/anomaly-*.json
+base_file=$(mktemp --suffix .baseline.json)
+# Learned from the first half of the healthy recording; the bench feeds a
+# fault, so every frame is scored far outside it (the costly path is the same).
+run ./target/release/drsnd baseline learn --out "$base_file" "$data/1797_Normal_48k.wav" 2> /dev/null
+an_rounds=3; [ $quick = 1 ] || an_rounds=5
+for r in $(seq $an_rounds); do
+  run $e2e --wav "$wav" --streams 1 --subscribers 1 --seconds $scale_s -- "${drsnd_cmd[@]}" > "$out/anomaly-$r-off.json"
+  run $e2e --wav "$wav" --streams 1 --subscribers 1 --units g --baseline "$base_file" --seconds $scale_s -- "${drsnd_cmd[@]}" > "$out/anomaly-$r-on.json"
+done
+rm -f "$base_file"
+$py bench/side_by_side.py "$out" anomaly "baseline, anomaly score and physical measures" > "$out/anomaly.md"
+cat "$out/anomaly.md"
 fi
 
 if want compare; then

@@ -42,6 +42,8 @@ struct Opts {
     mqtt: Option<String>,
     /// `units` of every source (turns the physical measures on), if set.
     units: Option<String>,
+    /// A baseline file every stream scores by (copied into a state-dir), if set.
+    baseline: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Opts> {
@@ -57,6 +59,7 @@ fn parse_args() -> Result<Opts> {
         page_clients: 0,
         mqtt: None,
         units: None,
+        baseline: None,
     };
     let mut http = false;
     let mut args = std::env::args().skip(1);
@@ -77,11 +80,12 @@ fn parse_args() -> Result<Opts> {
             "--page-clients" => o.page_clients = v.parse().context("--page-clients")?,
             "--mqtt" => o.mqtt = Some(v),
             "--units" => o.units = Some(v),
+            "--baseline" => o.baseline = Some(v.into()),
             _ => bail!("unknown option {a}"),
         }
     }
     if o.command.is_empty() {
-        bail!("usage: e2e_bench [--streams N] [--subscribers M] [--http on|off] [--page-clients P] [--mqtt URL] [--units g] [--seconds S] [--warmup S] [--wav F] -- COMMAND ({{dir}} is replaced)");
+        bail!("usage: e2e_bench [--streams N] [--subscribers M] [--http on|off] [--page-clients P] [--mqtt URL] [--units g] [--baseline FILE] [--seconds S] [--warmup S] [--wav F] -- COMMAND ({{dir}} is replaced)");
     }
     if http || o.page_clients > 0 {
         o.http_port = std::net::TcpListener::bind("127.0.0.1:0")?
@@ -287,6 +291,15 @@ fn write_config(dir: &Path, o: &Opts) -> Result<()> {
             std::process::id(),
             dir.display()
         );
+    }
+    if let Some(b) = &o.baseline {
+        let state = dir.join("state");
+        std::fs::create_dir_all(&state)?;
+        for i in 0..o.streams {
+            std::fs::copy(b, state.join(format!("s{i}.baseline.json")))
+                .with_context(|| format!("{}", b.display()))?;
+        }
+        cfg += &format!("[monitor]\nstate-dir = \"{}\"\n", state.display());
     }
     for i in 0..o.streams {
         cfg += &format!(
@@ -582,6 +595,7 @@ fn report(
         "page_clients": o.page_clients,
         "mqtt": o.mqtt.is_some(),
         "units": o.units,
+        "baseline": o.baseline.as_ref().map(|b| b.display().to_string()),
         "page_messages": page.0,
         "page_bytes": page.1,
         "seconds": o.seconds,

@@ -12,6 +12,8 @@ pub use crate::config::MonitorConfig;
 use crate::report::{Frame, Prediction, Report};
 use serde::{Deserialize, Serialize};
 
+pub mod zone;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "kebab-case")]
 pub enum State {
@@ -35,10 +37,15 @@ pub enum State {
     Suspect {
         class: String,
     },
+    /// Not a machine state: the ISO 20816 zone in a zone event (see
+    /// [`zone`]); None before the first zone was known.
+    IsoZone {
+        zone: Option<String>,
+    },
 }
 
 /// Every kind of state, in a fixed order (metrics label them by it).
-pub const STATE_KINDS: [&str; 8] = [
+pub const STATE_KINDS: [&str; 9] = [
     "starting",
     "healthy",
     "fault",
@@ -47,6 +54,7 @@ pub const STATE_KINDS: [&str; 8] = [
     "learning",
     "anomaly",
     "suspect",
+    "iso-zone",
 ];
 
 impl State {
@@ -66,6 +74,7 @@ impl State {
             State::Learning => 5,
             State::Anomaly => 6,
             State::Suspect { .. } => 7,
+            State::IsoZone { .. } => 8,
         }
     }
 
@@ -84,6 +93,7 @@ impl State {
             State::Starting => "starting".into(),
             State::Healthy => "healthy".into(),
             State::Uncertain => "uncertain".into(),
+            State::IsoZone { zone } => format!("iso-zone({})", zone.as_deref().unwrap_or("?")),
         }
     }
 }
@@ -98,6 +108,9 @@ pub struct Evidence {
     /// Mean anomaly score over those frames (streams with a baseline).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mean_anomaly: Option<f32>,
+    /// Mean velocity RMS over those frames (zone events).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mean_velocity_mm_s: Option<f32>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -119,9 +132,16 @@ struct Tally {
     taus: Vec<Vec<f64>>,
     /// Sum of anomaly scores, and how many frames had one.
     anomaly: (f64, u64),
+    /// The same for velocity RMS.
+    velocity: (f64, u64),
 }
 
 impl Tally {
+    fn add_velocity(&mut self, v: f32) {
+        self.velocity.0 += v as f64;
+        self.velocity.1 += 1;
+    }
+
     fn add(&mut self, p: &Prediction, anomaly: Option<f32>) {
         if let Some(a) = anomaly {
             self.anomaly.0 += a as f64;
@@ -154,6 +174,8 @@ impl Tally {
                 .collect(),
             mean_anomaly: (self.anomaly.1 > 0)
                 .then(|| (self.anomaly.0 / self.anomaly.1 as f64) as f32),
+            mean_velocity_mm_s: (self.velocity.1 > 0)
+                .then(|| (self.velocity.0 / self.velocity.1 as f64) as f32),
         }
     }
 }
@@ -173,6 +195,7 @@ pub struct Monitor {
     last_confidence: f32,
     /// In no-signal for want of samples, and the source has not yet said why.
     awaiting_reason: bool,
+    zone: zone::ZoneWatch,
 }
 
 impl Monitor {
@@ -191,6 +214,7 @@ impl Monitor {
             tally: Tally::default(),
             last_confidence: 0.0,
             awaiting_reason: false,
+            zone: zone::ZoneWatch::default(),
         }
     }
 
@@ -307,6 +331,12 @@ impl Monitor {
             t_s,
             Some((&report.prediction, report.anomaly)),
         )
+    }
+
+    /// The frame's ISO zone, for zone events (streams with units only).
+    pub fn zone_frame(&mut self, report: &Report, t_s: f64) -> Option<Transition> {
+        let (raise, clear) = (self.cfg.raise_after_s, self.cfg.clear_after_s);
+        self.zone.frame(report, t_s, raise, clear)
     }
 
     /// Called while no frames arrive: no samples for `idle_s` of wall clock.

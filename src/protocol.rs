@@ -43,7 +43,7 @@ pub struct EventMsg {
     pub stream_time_s: f64,
     pub confidence: f32,
     pub evidence: Evidence,
-    /// Into `fault`: the evidence WAV (and .json sidecar) being written; it
+    /// Into an alarm (`fault`, `anomaly`): the evidence WAV (and .json sidecar) being written; it
     /// appears once `post-s` seconds after the change have been captured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<String>,

@@ -136,7 +136,10 @@ impl Snapshots {
         let path = dir.join(format!(
             "{safe}-{:.0}-{}.wav",
             unix_time * 1000.0,
-            event["to"]["class"].as_str().unwrap_or("fault")
+            event["to"]["class"]
+                .as_str()
+                .or(event["to"]["state"].as_str())
+                .unwrap_or("alarm")
         ));
         self.pending.push(Pending {
             path: path.clone(),

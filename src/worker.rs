@@ -251,6 +251,9 @@ impl StreamWorker {
         if let Some(tr) = self.p.monitor.frame(frame, &report, t_s) {
             self.transition(tr, clock::wall_s_at(frame.end_ns));
         }
+        if let Some(tr) = self.p.monitor.zone_frame(&report, t_s) {
+            self.zone_event(tr, clock::wall_s_at(frame.end_ns));
+        }
         let msg = self.message(frame, report);
         self.seq += 1;
         self.publish(msg);
@@ -363,7 +366,8 @@ impl StreamWorker {
             since,
         };
         self.p.state.change(saved, now);
-        let into_fault = matches!(tr.to, monitor::State::Fault { .. });
+        // Every alarm (fault or anomaly) gets its evidence snapshot.
+        let into_alarm = tr.to.is_alarm();
         let since_s = tr.since_s;
         let mut event = EventMsg {
             stream: name,
@@ -376,7 +380,7 @@ impl StreamWorker {
             evidence: tr.evidence,
             snapshot: None,
         };
-        if into_fault {
+        if into_alarm {
             let value = serde_json::to_value(&event).unwrap_or_default();
             event.snapshot = self
                 .p
@@ -386,6 +390,25 @@ impl StreamWorker {
         }
         // Events are rare and must not be lost: wait for room if need be.
         // This fails only once the publisher is gone (shutdown).
+        self.tx.send(Message::Event(event));
+    }
+
+    /// Publishes a change of ISO zone level. Not a machine state: status,
+    /// hello and the state file keep the machine's.
+    fn zone_event(&mut self, tr: monitor::Transition, time: f64) {
+        let name = self.p.stats.name.clone();
+        tracing::info!(stream = %name, "vibration {} -> {}", tr.from.name(), tr.to.name());
+        let event = EventMsg {
+            stream: name,
+            since: time - (tr.at_s - tr.since_s),
+            from: tr.from,
+            to: tr.to,
+            time,
+            stream_time_s: tr.at_s,
+            confidence: tr.confidence,
+            evidence: tr.evidence,
+            snapshot: None,
+        };
         self.tx.send(Message::Event(event));
     }
 

@@ -144,3 +144,83 @@ fn classify_with_units_prints_the_same_measures_offline() {
         );
     }
 }
+
+/// Zone C and D are events of their own (whatever the network says), debounced like the
+/// machine state; moving back to B clears them; the machine's own state is untouched.
+#[test]
+fn zones_c_and_d_raise_zone_events_and_clear() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let fifo = dir.path().join("sensor.fifo");
+    let c_path = std::ffi::CString::new(fifo.to_str().expect("utf8")).expect("cstr");
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0, "mkfifo");
+    let cfg = dir.path().join("drsnd.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "model = \"{}\"\n[[source]]\nkind = \"raw\"\npath = \"{}\"\nformat = \"f32le\"\n\
+             rate = 12000\nstreams = [\"fan\"]\nunits = \"g\"\n",
+            model().display(),
+            fifo.display()
+        ),
+    )
+    .expect("config");
+    let d = Daemon::start(&["--config", cfg.to_str().expect("utf-8")]);
+    let mut c = d.connect();
+    c.send("{\"types\":[\"event\",\"status\"]}\n");
+    let steps = [(2.0, "B"), (3.6, "C"), (8.0, "D"), (2.0, "B")];
+    let x: Vec<f32> = steps.iter().flat_map(|s| sine_g(80.0, s.0, 4.0)).collect();
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&fifo)
+            .expect("fifo");
+        let bytes: Vec<u8> = x.iter().flat_map(|v| v.to_le_bytes()).collect();
+        f.write_all(&bytes).expect("feed");
+    });
+    let mut zone_events = Vec::new();
+    let t0 = std::time::Instant::now();
+    let mut status = serde_json::Value::Null;
+    while zone_events.len() < 3 && t0.elapsed() < Duration::from_secs(60) {
+        let m = c.next().expect("daemon talking");
+        if m["type"] == "status" {
+            status = m;
+        } else if m["to"]["state"] == "iso-zone" {
+            zone_events.push(m);
+        } else {
+            assert_ne!(m["from"]["state"], "iso-zone", "a machine event: {m}");
+        }
+    }
+    writer.join().expect("fed");
+    let got: Vec<(String, String, f64)> = zone_events
+        .iter()
+        .map(|e| {
+            (
+                e["from"]["zone"].as_str().unwrap_or("-").to_string(),
+                e["to"]["zone"].as_str().unwrap_or("-").to_string(),
+                e["stream_time_s"].as_f64().unwrap_or(0.0),
+            )
+        })
+        .collect();
+    eprintln!("zone events: {got:?}");
+    let pairs: Vec<(&str, &str)> = got.iter().map(|g| (g.0.as_str(), g.1.as_str())).collect();
+    assert_eq!(
+        pairs,
+        [("B", "C"), ("C", "D"), ("D", "B")],
+        "{zone_events:#?}"
+    );
+    for (i, (_, _, t)) in got.iter().enumerate() {
+        let start = 4.0 * (i + 1) as f64;
+        assert!(
+            (start..start + 2.5).contains(t),
+            "zone event {i} at {t:.2} s for a step at {start} s"
+        );
+        let v = zone_events[i]["evidence"]["mean_velocity_mm_s"]
+            .as_f64()
+            .expect("velocity");
+        assert!(v > 0.5, "{v}");
+    }
+    if let Some(m) = status["streams"][0]["machine"]["state"].as_str() {
+        assert_ne!(m, "iso-zone");
+    }
+}

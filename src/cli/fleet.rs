@@ -148,10 +148,12 @@ fn take(nodes: &mut BTreeMap<(String, String), Node>, topic: &str, text: &str) -
 
 fn describe(state: &Value) -> String {
     let kind = state["state"].as_str().unwrap_or("?");
-    match (state["class"].as_str(), state["reason"].as_str()) {
-        (Some(c), _) => format!("{kind} ({c})"),
-        (_, Some(r)) => format!("{kind} ({r})"),
-        _ => kind.to_string(),
+    let detail = ["class", "reason", "zone"]
+        .iter()
+        .find_map(|k| state[*k].as_str());
+    match detail {
+        Some(d) => format!("{kind} ({d})"),
+        None => kind.to_string(),
     }
 }
 

@@ -78,7 +78,7 @@ fn track(machines: &mut HashMap<String, String>, m: &Message) {
                 machines.insert(s.name.clone(), s.machine.name().to_uppercase());
             }
         }
-        Message::Event(e) => {
+        Message::Event(e) if !matches!(e.to, crate::monitor::State::IsoZone { .. }) => {
             machines.insert(e.stream.clone(), e.to.name().to_uppercase());
         }
         Message::Status(st) => {

@@ -7,6 +7,7 @@ use super::spool::Spool;
 use super::topics::{self, FrameDigest, Summary};
 use super::{MqttStats, Settings};
 use crate::config::FramesMode;
+use crate::monitor::State;
 use crate::protocol::{EventMsg, Message};
 use crate::sinks::{Bus, Kind, Outgoing};
 use rumqttc::{
@@ -260,17 +261,17 @@ impl Sink {
         };
         let node = self.s.node.clone();
         let ev: &EventMsg = &e;
+        // A zone event must not overwrite the machine's retained state.
+        let retained = match ev.to {
+            State::IsoZone { .. } => self.s.topics.zone(&ev.stream),
+            _ => self.s.topics.state(&ev.stream),
+        };
         let r = self
             .spool
             .push(self.s.topics.event(&ev.stream), false, |id| {
                 topics::event(id, &node, ev)
             })
-            .and_then(|_| {
-                self.spool
-                    .push(self.s.topics.state(&ev.stream), true, |id| {
-                        topics::state(id, ev)
-                    })
-            });
+            .and_then(|_| self.spool.push(retained, true, |id| topics::state(id, ev)));
         if let Err(e) = r {
             tracing::error!("{e:#}");
             self.stats.set_error(Some(format!("{e:#}")));

@@ -29,6 +29,10 @@ impl Topics {
     pub fn state(&self, stream: &str) -> String {
         format!("{}/{stream}/state", self.base)
     }
+    /// Retained: the ISO zone a zone event moved the stream to.
+    pub fn zone(&self, stream: &str) -> String {
+        format!("{}/{stream}/zone", self.base)
+    }
     pub fn event(&self, stream: &str) -> String {
         format!("{}/{stream}/event", self.base)
     }
@@ -80,7 +84,8 @@ pub fn event(id: u64, node: &str, e: &EventMsg) -> String {
     v.to_string()
 }
 
-/// `<stream>/state` (retained): the state an event moved the stream to.
+/// `<stream>/state` (retained): the state an event moved the stream to;
+/// `<stream>/zone` (retained) the same for zone events.
 pub fn state(id: u64, e: &EventMsg) -> String {
     json!({
         "v": VERSION,

@@ -6,7 +6,7 @@
 "use strict";
 const WINDOW_S = 600;            // state band and trends: the last 10 minutes
 const HEAT_COLS = 300;           // heatmap: the last 300 frames shown
-const COLORS = { healthy: "#2e9e5b", fault: "#d6453d", uncertain: "#d9a323", "no-signal": "#6b7785", starting: "#3d5a80" };
+const COLORS = { healthy: "#2e9e5b", fault: "#d6453d", anomaly: "#c2410c", suspect: "#b08900", uncertain: "#d9a323", "no-signal": "#6b7785", starting: "#3d5a80", learning: "#5a6fb0" };
 const SERIES = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac", "#86bcb6", "#d37295"];
 
 const streams = new Map();       // name -> stream state
@@ -34,7 +34,7 @@ function stream(name) {
 }
 
 function kind(state) { return state && state.state ? state.state : "starting"; }
-function describe(state) { return state.state === "fault" ? "fault (" + state.class + ")" : kind(state); }
+function describe(state) { return state.class ? state.state + " (" + state.class + ")" : kind(state); }
 
 function setState(s, state, since) {
   const k = kind(state);
@@ -72,7 +72,8 @@ function onFrame(f) {
 function onEvent(e) {
   const s = stream(e.stream);
   s.events.push(e);
-  setState(s, e.to, e.since);
+  // A zone event is not the machine's state; the tile shows the zone from frames.
+  if (e.to.state !== "iso-zone") setState(s, e.to, e.since);
 }
 
 function onStatus(st) {
