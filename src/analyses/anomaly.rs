@@ -71,7 +71,7 @@ impl Anomaly {
     ) -> Result<Self> {
         let dims = manifest.embedding_output.as_ref().map_or(0, |e| e.dims);
         let features = Features::new(manifest.frame_length, dims);
-        let d = features.len();
+        let d = features.dims();
         let mut a = Self {
             features,
             row: vec![0.0; d],
@@ -122,7 +122,7 @@ impl Anomaly {
         let stride = target.div_ceil(MAX_LEARN_FRAMES).max(1);
         let kept = target.div_ceil(stride);
         self.mode = Mode::Learning(Learner {
-            rows: Vec::with_capacity(kept * self.features.len()),
+            rows: Vec::with_capacity(kept * self.features.dims()),
             target,
             seen: 0,
             stride,

@@ -51,6 +51,9 @@ const FOLDS: usize = 5;
 /// better (see docs/monitoring.md).
 pub const MIN_FRAMES: usize = 40;
 
+/// A part's name, the features it covers, and their groups.
+type PartSpec = (&'static str, Range<usize>, Vec<Range<usize>>);
+
 /// The per-frame features, with the FFT and buffers made once.
 pub struct Features {
     embedding_dims: usize,
@@ -81,7 +84,7 @@ impl Features {
         }
     }
 
-    pub fn len(&self) -> usize {
+    pub fn dims(&self) -> usize {
         self.embedding_dims + 3 + BANDS
     }
 
@@ -97,7 +100,7 @@ impl Features {
     /// The parts of the baseline: (name, the features it covers, their
     /// groups relative to its first feature). Each group's scale floor is
     /// set from its own features.
-    fn parts(&self) -> Vec<(&'static str, Range<usize>, Vec<Range<usize>>)> {
+    fn parts(&self) -> Vec<PartSpec> {
         let e = self.embedding_dims;
         let signal = ("signal", e..e + 3 + BANDS, vec![0..3, 3..3 + BANDS]);
         if e == 0 {
@@ -114,7 +117,7 @@ impl Features {
     /// Fills `out` (len() long) from a frame's samples and embedding.
     pub fn compute(&mut self, samples: &[f32], embedding: &[f32], out: &mut [f64]) -> Result<()> {
         let e = self.embedding_dims;
-        if embedding.len() != e || out.len() != self.len() {
+        if embedding.len() != e || out.len() != self.dims() {
             bail!(
                 "the baseline wants {e} embedding values, the model gave {}",
                 embedding.len()
@@ -347,7 +350,7 @@ impl Baseline {
     }
 
     fn check(&self, features: &Features) -> Result<()> {
-        let d = features.len();
+        let d = features.dims();
         if self.features != features.names() {
             bail!(
                 "its {} features are not the {d} this drsnd computes",
@@ -384,9 +387,9 @@ impl Baseline {
         std::fs::rename(&tmp, path).with_context(|| format!("{shown}: cannot write"))
     }
 
-    /// Learns from `rows` (features.len() values per frame, frame order).
+    /// Learns from `rows` (features.dims() values per frame, frame order).
     pub fn learn(rows: &[f32], features: &Features, seconds: f64, origin: Origin) -> Result<Self> {
-        let d = features.len();
+        let d = features.dims();
         let n = rows.len() / d;
         if n < MIN_FRAMES {
             bail!("{n} frames of signal to learn from; a baseline needs at least {MIN_FRAMES}");
@@ -537,7 +540,7 @@ fn cholesky(a: &[f64], d: usize) -> Result<Vec<f64>> {
                 s -= l[at(i, k)] * l[at(j, k)];
             }
             if i == j {
-                if !(s > 0.0) {
+                if s.is_nan() || s <= 0.0 {
                     bail!("not positive definite at {i}");
                 }
                 l[at(i, i)] = s.sqrt();
@@ -596,7 +599,7 @@ mod tests {
             ((state >> 33) as f32 / (1u64 << 31) as f32) - 0.5
         };
         let mut out = Vec::new();
-        let mut x = vec![0.0f64; f.len()];
+        let mut x = vec![0.0f64; f.dims()];
         for k in 0..frames {
             let s: Vec<f32> = (0..256)
                 .map(|i| {
@@ -616,7 +619,7 @@ mod tests {
         let mut f = Features::new(256, 4);
         let learn = rows(&mut f, 400, 500.0, 1.0, 1);
         let b = Baseline::learn(&learn, &f, 10.0, origin()).expect("learns");
-        let d = f.len();
+        let d = f.dims();
         let mut z = vec![0.0; d];
         let score = |r: &[f32], z: &mut [f64]| {
             let x: Vec<f64> = r.iter().map(|&v| v as f64).collect();

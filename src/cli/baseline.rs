@@ -73,7 +73,7 @@ fn learn(a: &LearnArgs) -> ExitCode {
         m.frame_length,
         m.embedding_output.as_ref().map_or(0, |e| e.dims),
     );
-    let d = features.len();
+    let d = features.dims();
     let mut rows = Vec::new();
     let mut row = vec![0.0; d];
     let mut frames_in = 0usize;

@@ -335,7 +335,7 @@ impl Scorer {
             m.embedding_output.as_ref().map_or(0, |e| e.dims),
         );
         let baseline = Baseline::load(path, &m.sha256, &features).map_err(|e| e.to_string())?;
-        let d = features.len();
+        let d = features.dims();
         Ok(Self {
             baseline,
             features,
