@@ -147,10 +147,7 @@ fn an_offline_baseline_passes_normal_frames_and_flags_fault_frames_at_every_spee
     }
 }
 
-fn mkfifo(path: &Path) {
-    let c = std::ffi::CString::new(path.to_str().expect("utf8")).expect("cstr");
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
-}
+use common::mkfifo;
 
 /// A daemon reading one 20 kHz stream "bearing" from a FIFO, its state in
 /// `<dir>/state`; `monitor` adds lines to `[monitor]`.

@@ -32,10 +32,7 @@ fn config_with(dir: &Path, body: &str) -> PathBuf {
     path
 }
 
-fn mkfifo(path: &Path) {
-    let c = std::ffi::CString::new(path.to_str().expect("utf8")).expect("cstr");
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
-}
+use common::mkfifo;
 
 /// Reads until `want[i].1` frames of stream `want[i].0` have arrived.
 fn collect_frames(client: &mut common::Client, want: &[(&str, usize)]) -> (Vec<Value>, Value) {

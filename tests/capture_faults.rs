@@ -425,10 +425,7 @@ fn plug_in(conf: &Path, card: Option<(&str, &Path)>) {
     std::fs::rename(&tmp, conf).expect("alsa config in place");
 }
 
-fn mkfifo(path: &Path) {
-    let c = std::ffi::CString::new(path.to_str().expect("utf-8")).expect("cstr");
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
-}
+use common::mkfifo;
 
 #[test]
 fn an_unplugged_alsa_card_is_found_again_by_name_under_another_id() {

@@ -12,10 +12,7 @@ use std::time::{Duration, Instant};
 
 const RATE: f64 = 12000.0;
 
-fn mkfifo(path: &Path) {
-    let c = std::ffi::CString::new(path.to_str().expect("utf8")).expect("cstr");
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
-}
+use common::mkfifo;
 
 fn config(dir: &Path, fifo: &Path, state_dir: Option<&Path>) -> std::path::PathBuf {
     config_with(dir, fifo, state_dir, "")

@@ -151,8 +151,7 @@ fn classify_with_units_prints_the_same_measures_offline() {
 fn zones_c_and_d_raise_zone_events_and_clear() {
     let dir = tempfile::tempdir().expect("tmp");
     let fifo = dir.path().join("sensor.fifo");
-    let c_path = std::ffi::CString::new(fifo.to_str().expect("utf8")).expect("cstr");
-    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0, "mkfifo");
+    mkfifo(&fifo);
     let cfg = dir.path().join("drsnd.toml");
     std::fs::write(
         &cfg,

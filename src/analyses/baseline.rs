@@ -69,10 +69,7 @@ pub struct Features {
 impl Features {
     pub fn new(frame_len: usize, embedding_dims: usize) -> Self {
         let fft = RealFftPlanner::<f32>::new().plan_fft_forward(frame_len);
-        let n = frame_len as f32;
-        let window = (0..frame_len)
-            .map(|i| 0.5 - 0.5 * (2.0 * std::f32::consts::PI * i as f32 / n).cos())
-            .collect();
+        let window = super::spectrum::hann(frame_len);
         Self {
             embedding_dims,
             input: fft.make_input_vec(),

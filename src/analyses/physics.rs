@@ -43,10 +43,7 @@ pub struct Physics {
 impl Physics {
     pub fn new(rate: u32, to_ms2: f64, zones: [f64; 3]) -> Self {
         let fft = RealFftPlanner::<f32>::new().plan_fft_forward(WINDOW);
-        let n = WINDOW as f32;
-        let window = (0..WINDOW)
-            .map(|i| 0.5 - 0.5 * (2.0 * std::f32::consts::PI * i as f32 / n).cos())
-            .collect();
+        let window = super::spectrum::hann(WINDOW);
         Self {
             to_ms2,
             zones,

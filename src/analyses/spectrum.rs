@@ -21,14 +21,18 @@ pub struct Spectrum {
     scratch: Vec<realfft::num_complex::Complex<f32>>,
 }
 
+/// The periodic Hann window of `n` samples (every analysis's FFT uses it).
+pub fn hann(n: usize) -> Vec<f32> {
+    let len = n as f32;
+    (0..n)
+        .map(|i| 0.5 - 0.5 * (2.0 * std::f32::consts::PI * i as f32 / len).cos())
+        .collect()
+}
+
 impl Spectrum {
     pub fn new(frame_len: usize) -> Self {
         let fft = RealFftPlanner::<f32>::new().plan_fft_forward(frame_len);
-        let n = frame_len as f32;
-        // Periodic Hann, scaled so a sine of RMS r reads r^2 in its band.
-        let window: Vec<f32> = (0..frame_len)
-            .map(|i| 0.5 - 0.5 * (2.0 * std::f32::consts::PI * i as f32 / n).cos())
-            .collect();
+        let window = hann(frame_len);
         Self {
             input: fft.make_input_vec(),
             output: fft.make_output_vec(),

@@ -42,6 +42,12 @@ pub fn cwru(file: &str) -> PathBuf {
     p
 }
 
+/// A named pipe at `path`, for the raw source.
+pub fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.to_str().expect("utf-8")).expect("cstr");
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+}
+
 pub fn read_wav_f32(path: &Path) -> (u32, Vec<f32>) {
     let mut r = hound::WavReader::open(path).expect("wav opens");
     let rate = r.spec().sample_rate;
