@@ -573,6 +573,12 @@ fn bad_baseline_files_are_named_and_never_used() {
         ]);
         assert_eq!(code, Some(78), "{what}: {err}");
         assert!(err.contains("bearing.baseline.json"), "{what}: {err}");
+        let (code, err) = run_fails(&["check", "--config", cfg.to_str().expect("utf8")]);
+        assert_eq!(code, Some(78), "check, {what}: {err}");
+        assert!(
+            err.contains("bearing.baseline.json"),
+            "check, {what}: {err}"
+        );
     }
 
     // Another model's: classify refuses it, the daemon sets it aside.

@@ -1,5 +1,6 @@
 //! `drsnd check`: the config parses, the model loads and agrees with its
-//! manifest, one frame runs, every source opens.
+//! manifest, one frame runs, every source opens, every stream's baseline
+//! reads.
 
 use super::run::{build_config, Overrides};
 use super::{init_logging, EX_CONFIG};
@@ -83,6 +84,7 @@ fn summary(cfg: &Config) -> Result<String> {
         ),
         format!("hop       {} samples, max batch {}", cfg.hop, cfg.max_batch),
     ];
+    lines.extend(baselines(cfg, &m)?);
     for s in &cfg.sources {
         let src = crate::source::open(s)?;
         lines.push(format!(
@@ -103,4 +105,34 @@ fn summary(cfg: &Config) -> Result<String> {
     }
     lines.push("ok".into());
     Ok(lines.join("\n"))
+}
+
+/// Each stream's baseline as the daemon would find it: a file that cannot
+/// be used is an error, as at start; one of another model is set aside.
+fn baselines(cfg: &Config, m: &crate::manifest::Manifest) -> Result<Vec<String>> {
+    use crate::analyses::baseline::{Baseline, Features, LoadError};
+    let dims = m.embedding_output.as_ref().map_or(0, |e| e.dims);
+    let features = Features::new(m.frame_length, dims);
+    let mut lines = Vec::new();
+    for spec in crate::analyses::StreamSpec::all(cfg) {
+        let b = &spec.baseline;
+        let learns = b.learn_s.map_or("none".to_string(), |s| {
+            format!("none yet; learns from the first {s:.0} s")
+        });
+        let line = match b.file.as_deref().filter(|f| f.exists()) {
+            None => learns,
+            Some(path) => match Baseline::load(path, &m.sha256, &features) {
+                Ok(base) => format!(
+                    "{} ({} frames, {:.0} s)",
+                    path.display(),
+                    base.frames,
+                    base.seconds
+                ),
+                Err(e @ LoadError::OtherModel { .. }) => format!("{e}; {learns}"),
+                Err(LoadError::Bad(e)) => return Err(e),
+            },
+        };
+        lines.push(format!("baseline  {}: {line}", b.stream));
+    }
+    Ok(lines)
 }
