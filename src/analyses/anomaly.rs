@@ -33,6 +33,9 @@ pub struct BaselineSpec {
 enum Mode {
     Off,
     Learning(Learner),
+    /// The fit runs on a thread of its own (seconds for thousands of
+    /// frames): the stream goes on meanwhile, still `learning`.
+    Fitting(std::sync::mpsc::Receiver<Result<Baseline>>),
     Scoring(Box<Baseline>),
 }
 
@@ -140,6 +143,7 @@ impl Anomaly {
         f.std >= self.spec.signal_floor && !(fl.nonfinite || fl.clipped || fl.after_gap)
     }
 
+    /// Hands the learned frames to a fitting thread; `frame` takes up its result.
     fn finish_learning(&mut self, l: Learner) {
         let origin = Origin {
             model_sha256: self.model_sha256.clone(),
@@ -149,18 +153,37 @@ impl Anomaly {
             hop: self.spec.hop,
             from: vec!["live".into()],
         };
-        let learned = Baseline::learn(&l.rows, &self.features, l.seconds, origin);
-        let saved = learned.and_then(|b| match &self.spec.file {
-            Some(path) => b.save(path).map(|_| b),
-            None => Ok(b),
-        });
-        match saved {
+        let features = Features::new(self.frame_length, self.features.embedding_dims());
+        let file = self.spec.file.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stream = self.spec.stream.clone();
+        let fit = move || {
+            let t = std::time::Instant::now();
+            let learned = Baseline::learn(&l.rows, &features, l.seconds, origin);
+            tracing::debug!(%stream, "baseline fitted in {:.0} ms", t.elapsed().as_secs_f64() * 1e3);
+            let saved = learned.and_then(|b| match &file {
+                Some(path) => b.save(path).map(|_| b),
+                None => Ok(b),
+            });
+            let _ = tx.send(saved);
+        };
+        let spawned = std::thread::Builder::new()
+            .name("baseline-fit".into())
+            .spawn(fit);
+        match spawned {
+            Ok(_) => self.mode = Mode::Fitting(rx),
+            Err(e) => self.fitted(Err(anyhow::Error::new(e).context("cannot start the fit"))),
+        }
+    }
+
+    fn fitted(&mut self, result: Result<Baseline>) {
+        match result {
             Ok(b) => {
                 tracing::info!(
                     stream = %self.spec.stream,
                     frames = b.frames,
                     "baseline learned from {:.0} s of signal",
-                    l.seconds
+                    b.seconds
                 );
                 self.score_with(b);
             }
@@ -178,6 +201,16 @@ impl Anomaly {
         let learnable = self.learnable(f);
         match &mut self.mode {
             Mode::Off => {}
+            Mode::Fitting(rx) => {
+                r.learning = Some(1.0);
+                match rx.try_recv() {
+                    Ok(result) => self.fitted(result),
+                    Err(std::sync::mpsc::TryRecvError::Empty) => {}
+                    Err(std::sync::mpsc::TryRecvError::Disconnected) => self.fitted(Err(
+                        anyhow::anyhow!("the fitting thread ended without a result"),
+                    )),
+                }
+            }
             Mode::Scoring(b) => {
                 self.features
                     .compute(&f.samples, &r.prediction.embedding, &mut self.row)?;

@@ -81,6 +81,10 @@ impl Features {
         }
     }
 
+    pub fn embedding_dims(&self) -> usize {
+        self.embedding_dims
+    }
+
     pub fn dims(&self) -> usize {
         self.embedding_dims + 3 + BANDS
     }
