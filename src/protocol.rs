@@ -3,7 +3,7 @@
 //! each message type; tests validate every line the daemon sends.
 
 use crate::manifest::{Class, Manifest, ThresholdOutput};
-use crate::monitor::{Evidence, State};
+use crate::monitor::{Evidence, State, Transition};
 use crate::report::{Frame, Prediction};
 use serde::{Deserialize, Serialize};
 
@@ -47,6 +47,23 @@ pub struct EventMsg {
     /// appears once `post-s` seconds after the change have been captured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<String>,
+}
+
+impl EventMsg {
+    /// The event of a transition confirmed at wall-clock `time`.
+    pub fn new(stream: String, tr: Transition, time: f64) -> Self {
+        Self {
+            stream,
+            since: time - (tr.at_s - tr.since_s),
+            from: tr.from,
+            to: tr.to,
+            time,
+            stream_time_s: tr.at_s,
+            confidence: tr.confidence,
+            evidence: tr.evidence,
+            snapshot: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -352,40 +352,28 @@ impl StreamWorker {
     /// Publishes a state change, records it for status and hello, saves it.
     /// `time`: the wall-clock time of the change, Unix seconds.
     fn transition(&mut self, tr: monitor::Transition, time: f64) {
-        let since = time - (tr.at_s - tr.since_s);
         let now = mono_ns();
         self.log_left_out(now);
         let name = self.p.stats.name.clone();
         if self.change_log.admit() {
             tracing::info!(stream = %name, "machine {} -> {}", tr.from.name(), tr.to.name());
         }
-        self.p.stats.record_change(tr.to.clone(), since);
+        let since_s = tr.since_s;
+        let mut event = EventMsg::new(name.clone(), tr, time);
+        self.p.stats.record_change(event.to.clone(), event.since);
         let saved = monitor::Saved {
-            stream: name.clone(),
-            machine: tr.to.clone(),
-            since,
+            stream: name,
+            machine: event.to.clone(),
+            since: event.since,
         };
         self.p.state.change(saved, now);
         // Every alarm (fault or anomaly) gets its evidence snapshot.
-        let into_alarm = tr.to.is_alarm();
-        let since_s = tr.since_s;
-        let mut event = EventMsg {
-            stream: name,
-            from: tr.from,
-            to: tr.to,
-            time,
-            since,
-            stream_time_s: tr.at_s,
-            confidence: tr.confidence,
-            evidence: tr.evidence,
-            snapshot: None,
-        };
-        if into_alarm {
+        if event.to.is_alarm() {
             let value = serde_json::to_value(&event).unwrap_or_default();
             event.snapshot = self
                 .p
                 .snapshots
-                .plan(since_s, since, value)
+                .plan(since_s, event.since, value)
                 .map(|p| p.display().to_string());
         }
         // Events are rare and must not be lost: wait for room if need be.
@@ -398,18 +386,7 @@ impl StreamWorker {
     fn zone_event(&mut self, tr: monitor::Transition, time: f64) {
         let name = self.p.stats.name.clone();
         tracing::info!(stream = %name, "vibration {} -> {}", tr.from.name(), tr.to.name());
-        let event = EventMsg {
-            stream: name,
-            since: time - (tr.at_s - tr.since_s),
-            from: tr.from,
-            to: tr.to,
-            time,
-            stream_time_s: tr.at_s,
-            confidence: tr.confidence,
-            evidence: tr.evidence,
-            snapshot: None,
-        };
-        self.tx.send(Message::Event(event));
+        self.tx.send(Message::Event(EventMsg::new(name, tr, time)));
     }
 
     fn log_left_out(&mut self, now_ns: u64) {

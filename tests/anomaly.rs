@@ -8,7 +8,6 @@ mod common;
 
 use common::{Daemon, BIN};
 use serde_json::Value;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -52,34 +51,32 @@ fn first_seconds(x: &[f32], s: f64) -> Vec<f32> {
     x[..((s * UESTC_RATE as f64) as usize).min(x.len())].to_vec()
 }
 
-fn learn(out: &Path, files: &[PathBuf]) {
+/// `drsnd CMD --model <the model> --FLAG path FILES…`, which must succeed; its stdout.
+fn drsnd_ok(cmd: &[&str], flag: &str, path: &Path, files: &[PathBuf]) -> String {
     let o = Command::new(BIN)
-        .args(["baseline", "learn", "--model"])
+        .args(cmd)
+        .arg("--model")
         .arg(common::model())
-        .arg("--out")
-        .arg(out)
+        .arg(flag)
+        .arg(path)
         .args(files)
         .output()
         .expect("drsnd runs");
     assert!(
         o.status.success(),
-        "baseline learn: {}",
+        "{cmd:?}: {}",
         String::from_utf8_lossy(&o.stderr)
     );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn learn(out: &Path, files: &[PathBuf]) {
+    drsnd_ok(&["baseline", "learn"], "--out", out, files);
 }
 
 /// The anomaly score of every frame of `wavs`.
 fn scores(baseline: &Path, wavs: &[PathBuf]) -> Vec<f64> {
-    let o = Command::new(BIN)
-        .args(["classify", "--json", "--model"])
-        .arg(common::model())
-        .arg("--baseline")
-        .arg(baseline)
-        .args(wavs)
-        .output()
-        .expect("drsnd runs");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8_lossy(&o.stdout)
+    drsnd_ok(&["classify", "--json"], "--baseline", baseline, wavs)
         .lines()
         .map(|l| {
             let v: Value = serde_json::from_str(l).expect("json line");
@@ -177,15 +174,7 @@ fn fifo_daemon_at(dir: &Path, monitor: &str, rate: u32) -> (PathBuf, Daemon) {
 }
 
 fn feed(fifo: &Path, x: Vec<f32>) -> std::thread::JoinHandle<()> {
-    let fifo = fifo.to_path_buf();
-    std::thread::spawn(move || {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .open(&fifo)
-            .expect("open fifo");
-        let bytes: Vec<u8> = x.iter().flat_map(|v| v.to_le_bytes()).collect();
-        f.write_all(&bytes).expect("feed");
-    })
+    common::feed_fifo(fifo, x, false)
 }
 
 /// What a subscriber saw of one fed stream: frames as (stream time of the

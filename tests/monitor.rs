@@ -49,21 +49,7 @@ fn feed(fifo: &Path, x: Vec<f32>) -> std::thread::JoinHandle<()> {
 
 /// As `feed`; `realtime` paces it like a sensor (100 ms blocks).
 fn feed_at(fifo: &Path, x: Vec<f32>, realtime: bool) -> std::thread::JoinHandle<()> {
-    let fifo = fifo.to_path_buf();
-    std::thread::spawn(move || {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .open(&fifo)
-            .expect("open fifo");
-        let block = if realtime { 1200 } else { x.len().max(1) };
-        for chunk in x.chunks(block) {
-            let bytes: Vec<u8> = chunk.iter().flat_map(|v| v.to_le_bytes()).collect();
-            f.write_all(&bytes).expect("feed");
-            if realtime {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
-    })
+    common::feed_fifo(fifo, x, realtime)
 }
 
 /// Collects events until `done` says stop (or 60 s pass).

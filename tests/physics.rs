@@ -168,15 +168,7 @@ fn zones_c_and_d_raise_zone_events_and_clear() {
     c.send("{\"types\":[\"event\",\"status\"]}\n");
     let steps = [(2.0, "B"), (3.6, "C"), (8.0, "D"), (2.0, "B")];
     let x: Vec<f32> = steps.iter().flat_map(|s| sine_g(80.0, s.0, 4.0)).collect();
-    let writer = std::thread::spawn(move || {
-        use std::io::Write;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .open(&fifo)
-            .expect("fifo");
-        let bytes: Vec<u8> = x.iter().flat_map(|v| v.to_le_bytes()).collect();
-        f.write_all(&bytes).expect("feed");
-    });
+    let writer = feed_fifo(&fifo, x, false);
     let mut zone_events = Vec::new();
     let t0 = std::time::Instant::now();
     let mut status = serde_json::Value::Null;

@@ -4,7 +4,7 @@
 //! (`{"cmd":"learn"}`), from frames of signal only (no silence, no clipped,
 //! non-finite or post-gap frames), then keeps it in `state-dir`.
 
-use super::baseline::{Baseline, Features, LoadError, Origin};
+use super::baseline::{learnable, Baseline, Features, LoadError, Origin};
 use super::Analysis;
 use crate::report::{Frame, Report};
 use crate::stats::{BaselineCell, BaselineStatus};
@@ -56,10 +56,8 @@ pub struct Anomaly {
     mode: Mode,
     cell: Arc<BaselineCell>,
     spec: BaselineSpec,
-    model_sha256: String,
-    model: String,
-    rate: u32,
-    frame_length: usize,
+    /// What a live-learned baseline records of its model and framing.
+    origin: Origin,
 }
 
 impl Anomaly {
@@ -72,8 +70,7 @@ impl Anomaly {
         spec: &BaselineSpec,
         cell: Arc<BaselineCell>,
     ) -> Result<Self> {
-        let dims = manifest.embedding_output.as_ref().map_or(0, |e| e.dims);
-        let features = Features::new(manifest.frame_length, dims);
+        let features = Features::for_model(manifest);
         let d = features.dims();
         let mut a = Self {
             features,
@@ -82,13 +79,10 @@ impl Anomaly {
             mode: Mode::Off,
             cell,
             spec: spec.clone(),
-            model_sha256: manifest.sha256.clone(),
-            model: format!("{} {}", manifest.name, manifest.version),
-            rate: manifest.sample_rate,
-            frame_length: manifest.frame_length,
+            origin: Origin::of(manifest, spec.hop, vec!["live".into()]),
         };
         let loaded = match spec.file.as_deref().filter(|f| f.exists()) {
-            Some(path) => match Baseline::load(path, &a.model_sha256, &a.features) {
+            Some(path) => match Baseline::load(path, &a.origin.model_sha256, &a.features) {
                 Ok(b) => Some(b),
                 Err(e @ LoadError::OtherModel { .. }) => {
                     tracing::warn!("{e}");
@@ -120,7 +114,7 @@ impl Anomaly {
     }
 
     fn start_learning(&mut self, seconds: f64) {
-        let per_s = self.rate as f64 / self.spec.hop.max(1) as f64;
+        let per_s = self.origin.sample_rate as f64 / self.spec.hop.max(1) as f64;
         let target = ((seconds * per_s).ceil() as usize).max(1);
         let stride = target.div_ceil(MAX_LEARN_FRAMES).max(1);
         let kept = target.div_ceil(stride);
@@ -137,23 +131,11 @@ impl Anomaly {
         });
     }
 
-    /// A frame the baseline may learn from: signal, and nothing odd about it.
-    fn learnable(&self, f: &Frame) -> bool {
-        let fl = f.flags;
-        f.std >= self.spec.signal_floor && !(fl.nonfinite || fl.clipped || fl.after_gap)
-    }
-
     /// Hands the learned frames to a fitting thread; `frame` takes up its result.
     fn finish_learning(&mut self, l: Learner) {
-        let origin = Origin {
-            model_sha256: self.model_sha256.clone(),
-            model: self.model.clone(),
-            sample_rate: self.rate,
-            frame_length: self.frame_length,
-            hop: self.spec.hop,
-            from: vec!["live".into()],
-        };
-        let features = Features::new(self.frame_length, self.features.embedding_dims());
+        let origin = self.origin.clone();
+        // The fitting thread's own: only its names and length are read.
+        let features = self.features.like();
         let file = self.spec.file.clone();
         let (tx, rx) = std::sync::mpsc::channel();
         let stream = self.spec.stream.clone();
@@ -198,7 +180,7 @@ impl Anomaly {
     }
 
     fn frame(&mut self, f: &Frame, r: &mut Report) -> Result<()> {
-        let learnable = self.learnable(f);
+        let learnable = learnable(f, self.spec.signal_floor);
         match &mut self.mode {
             Mode::Off => {}
             Mode::Fitting(rx) => {

@@ -26,6 +26,8 @@
 //! model is then fitted to every frame.
 
 use super::physics::crest_and_kurtosis;
+use crate::manifest::Manifest;
+use crate::report::Frame;
 use anyhow::{bail, Context, Result};
 use realfft::num_complex::Complex;
 use realfft::{RealFftPlanner, RealToComplex};
@@ -81,8 +83,17 @@ impl Features {
         }
     }
 
-    pub fn embedding_dims(&self) -> usize {
-        self.embedding_dims
+    /// Another set of the same features (with buffers of its own).
+    pub fn like(&self) -> Self {
+        Self::new(self.window.len(), self.embedding_dims)
+    }
+
+    /// The features for `m`: its frame, and its embedding if it has one.
+    pub fn for_model(m: &Manifest) -> Self {
+        Self::new(
+            m.frame_length,
+            m.embedding_output.as_ref().map_or(0, |e| e.dims),
+        )
     }
 
     pub fn dims(&self) -> usize {
@@ -290,7 +301,15 @@ impl Part {
     }
 }
 
+/// A frame the baseline may learn from: signal, and nothing odd about it
+/// (the daemon and `drsnd baseline learn` use this one rule).
+pub fn learnable(f: &Frame, signal_floor: f32) -> bool {
+    let fl = f.flags;
+    f.std >= signal_floor && !(fl.nonfinite || fl.clipped || fl.after_gap)
+}
+
 /// Where a baseline came from, for its file.
+#[derive(Debug, Clone)]
 pub struct Origin {
     pub model_sha256: String,
     pub model: String,
@@ -298,6 +317,19 @@ pub struct Origin {
     pub frame_length: usize,
     pub hop: usize,
     pub from: Vec<String>,
+}
+
+impl Origin {
+    pub fn of(m: &Manifest, hop: usize, from: Vec<String>) -> Self {
+        Self {
+            model_sha256: m.sha256.clone(),
+            model: format!("{} {}", m.name, m.version),
+            sample_rate: m.sample_rate,
+            frame_length: m.frame_length,
+            hop,
+            from,
+        }
+    }
 }
 
 /// Why a stored baseline cannot be used.

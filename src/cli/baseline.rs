@@ -5,7 +5,7 @@
 
 use super::classify::{load_model, predict_all, wav_frames, Unusable};
 use super::{EX_CONFIG, EX_DATAERR, EX_USAGE};
-use crate::analyses::baseline::{Baseline, Features, Origin};
+use crate::analyses::baseline::{learnable, Baseline, Features, Origin};
 use crate::report::Frame;
 use anyhow::Result;
 use clap::{Args, Subcommand};
@@ -69,10 +69,7 @@ fn learn(a: &LearnArgs) -> ExitCode {
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let m = &model.manifest;
-    let mut features = Features::new(
-        m.frame_length,
-        m.embedding_output.as_ref().map_or(0, |e| e.dims),
-    );
+    let mut features = Features::for_model(m);
     let d = features.dims();
     let mut rows = Vec::new();
     let mut row = vec![0.0; d];
@@ -107,14 +104,8 @@ fn learn(a: &LearnArgs) -> ExitCode {
         }
     }
     let seconds = frames_in as f64 * a.hop as f64 / m.sample_rate as f64;
-    let origin = Origin {
-        model_sha256: m.sha256.clone(),
-        model: format!("{} {}", m.name, m.version),
-        sample_rate: m.sample_rate,
-        frame_length: m.frame_length,
-        hop: a.hop,
-        from: a.files.iter().map(|f| f.display().to_string()).collect(),
-    };
+    let from = a.files.iter().map(|f| f.display().to_string()).collect();
+    let origin = Origin::of(m, a.hop, from);
     let written = Baseline::learn(&rows, &features, seconds, origin).and_then(|b| {
         b.save(&a.out)?;
         Ok(b)
@@ -162,8 +153,7 @@ fn learnable_rows(
     let preds = predict_all(model, frames, threads)?;
     let mut n = 0;
     for (f, p) in frames.iter().zip(&preds) {
-        let fl = f.flags;
-        if f.std < floor || fl.nonfinite || fl.clipped || fl.after_gap {
+        if !learnable(f, floor) {
             continue;
         }
         features.compute(&f.samples, &p.embedding, row)?;

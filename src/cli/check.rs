@@ -111,8 +111,7 @@ fn summary(cfg: &Config) -> Result<String> {
 /// be used is an error, as at start; one of another model is set aside.
 fn baselines(cfg: &Config, m: &crate::manifest::Manifest) -> Result<Vec<String>> {
     use crate::analyses::baseline::{Baseline, Features, LoadError};
-    let dims = m.embedding_output.as_ref().map_or(0, |e| e.dims);
-    let features = Features::new(m.frame_length, dims);
+    let features = Features::for_model(m);
     let mut lines = Vec::new();
     for spec in crate::analyses::StreamSpec::all(cfg) {
         let b = &spec.baseline;

@@ -330,10 +330,7 @@ struct Scorer {
 impl Scorer {
     fn load(path: &Path, m: &crate::manifest::Manifest) -> Result<Self, String> {
         use crate::analyses::baseline::{Baseline, Features};
-        let features = Features::new(
-            m.frame_length,
-            m.embedding_output.as_ref().map_or(0, |e| e.dims),
-        );
+        let features = Features::for_model(m);
         let baseline = Baseline::load(path, &m.sha256, &features).map_err(|e| e.to_string())?;
         let d = features.dims();
         Ok(Self {

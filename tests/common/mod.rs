@@ -48,6 +48,26 @@ pub fn mkfifo(path: &Path) {
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
 }
 
+/// Writes `x` as f32le into the FIFO from a thread, then closes it;
+/// `realtime` paces it like a sensor (100 ms blocks at 12 kHz).
+pub fn feed_fifo(fifo: &Path, x: Vec<f32>, realtime: bool) -> std::thread::JoinHandle<()> {
+    let fifo = fifo.to_path_buf();
+    std::thread::spawn(move || {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&fifo)
+            .expect("open fifo");
+        let block = if realtime { 1200 } else { x.len().max(1) };
+        for chunk in x.chunks(block) {
+            let bytes: Vec<u8> = chunk.iter().flat_map(|v| v.to_le_bytes()).collect();
+            f.write_all(&bytes).expect("feed");
+            if realtime {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    })
+}
+
 pub fn read_wav_f32(path: &Path) -> (u32, Vec<f32>) {
     let mut r = hound::WavReader::open(path).expect("wav opens");
     let rate = r.spec().sample_rate;
