@@ -169,6 +169,75 @@ pub struct SourceConfig {
     pub units: Option<Units>,
     /// With `units = "V"`: the sensor's sensitivity in mV per g.
     pub sensitivity: Option<f64>,
+    /// Shaft speed of the machine, rev/min; with `bearing`, the envelope
+    /// spectrum's evidence per bearing defect (docs/monitoring.md).
+    pub rpm: Option<f64>,
+    /// The bearing's defect frequencies as multiples of shaft speed.
+    pub bearing: Option<Bearing>,
+    /// Band around the bearing resonance to demodulate, Hz (default: the
+    /// band with the clearest defect lines, chosen per window).
+    pub envelope_band: Option<[f64; 2]>,
+}
+
+/// Defect orders of a rolling bearing (from its maker's data or geometry):
+/// outer race, inner race, ball spin (impacts at twice it) and cage.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bearing {
+    pub bpfo: f64,
+    pub bpfi: f64,
+    pub bsf: f64,
+    pub ftf: Option<f64>,
+}
+
+/// Shaft speeds the envelope analysis can resolve, rev/min.
+pub const RPM_RANGE: std::ops::RangeInclusive<f64> = 10.0..=60_000.0;
+/// Defect orders a real bearing can have.
+pub const ORDER_RANGE: std::ops::RangeInclusive<f64> = 0.1..=50.0;
+
+impl Bearing {
+    /// What is wrong with the orders, naming the one.
+    pub fn check(&self) -> Result<(), String> {
+        for (key, v) in [("bpfo", self.bpfo), ("bpfi", self.bpfi), ("bsf", self.bsf)] {
+            if !(v.is_finite() && ORDER_RANGE.contains(&v)) {
+                return Err(format!(
+                    "{key} = {v} is not a defect order (multiples of shaft speed, {}..={})",
+                    ORDER_RANGE.start(),
+                    ORDER_RANGE.end()
+                ));
+            }
+        }
+        match self.ftf {
+            Some(v) if !(v.is_finite() && v > 0.0 && v < 1.0) => Err(format!(
+                "ftf = {v}: the cage turns slower than the shaft (0 < ftf < 1)"
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// What is wrong with a shaft speed.
+pub fn check_rpm(rpm: f64) -> Result<(), String> {
+    if rpm.is_finite() && RPM_RANGE.contains(&rpm) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{rpm} is not a shaft speed this analysis resolves ({}..={} rev/min)",
+            RPM_RANGE.start(),
+            RPM_RANGE.end()
+        ))
+    }
+}
+
+/// What is wrong with an envelope band, Hz.
+pub fn check_band(b: &[f64; 2]) -> Result<(), String> {
+    if b.iter().all(|v| v.is_finite() && *v > 0.0) && b[1] - b[0] >= 100.0 {
+        Ok(())
+    } else {
+        Err(format!(
+            "{b:?}: want [low, high] in Hz, at least 100 Hz apart, like [2000, 5000]"
+        ))
+    }
 }
 
 /// The unit of a source's samples.
@@ -662,6 +731,31 @@ impl HttpConfig {
 }
 
 impl SourceConfig {
+    /// `rpm`, `bearing` and `envelope-band` come together, with units.
+    fn check_envelope(&self) -> Result<(), (&'static str, String)> {
+        if let Some(rpm) = self.rpm {
+            check_rpm(rpm).map_err(|e| ("rpm", e))?;
+        }
+        if let Some(b) = &self.bearing {
+            b.check().map_err(|e| ("bearing", e))?;
+        }
+        if let Some(b) = &self.envelope_band {
+            check_band(b).map_err(|e| ("envelope-band", e))?;
+        }
+        match (self.rpm, &self.bearing) {
+            (Some(_), None) => Err(("rpm", "needs `bearing`, the defect orders".into())),
+            (None, Some(_)) => Err(("bearing", "needs `rpm`, the shaft speed".into())),
+            (Some(_), Some(_)) if self.units.is_none() => Err((
+                "bearing",
+                "needs `units`: the envelope evidence is one of the physical measures".into(),
+            )),
+            (None, None) if self.envelope_band.is_some() => {
+                Err(("envelope-band", "needs `rpm` and `bearing`".into()))
+            }
+            _ => Ok(()),
+        }
+    }
+
     fn validate(&self) -> Result<(), (&'static str, String)> {
         if self.streams.iter().all(|s| s.is_empty()) {
             return Err(("streams", "name at least one stream".into()));
@@ -688,6 +782,7 @@ impl SourceConfig {
             m.check()
                 .map_err(|(key, e)| ("monitor", format!("{key}: {e}")))?;
         }
+        self.check_envelope()?;
         if !(self.ring_seconds > 0.05 && self.ring_seconds <= 600.0) {
             return Err((
                 "ring-seconds",

@@ -114,6 +114,20 @@ pub struct StreamInfo {
     /// What its samples measure ("g", "m/s2", "V at 100 mV/g"); null: the
     /// source names no units and its frames carry no physical figures.
     pub units: Option<String>,
+    /// Shaft speed and bearing orders of the envelope evidence; null: the
+    /// source names no `rpm` and `bearing`, and frames carry no `envelope`.
+    #[serde(default)]
+    pub bearing: Option<BearingInfo>,
+}
+
+/// `rpm` and `bearing` as the config gives them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BearingInfo {
+    pub rpm: f64,
+    pub bpfo: f64,
+    pub bpfi: f64,
+    pub bsf: f64,
+    pub ftf: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -153,6 +167,10 @@ pub struct FrameMsg {
     pub crest: Option<f32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kurtosis: Option<f32>,
+    /// Envelope spectrum evidence per bearing defect (streams with `rpm`
+    /// and `bearing`; null until its window is full).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub envelope: Option<Option<EnvelopeMsg>>,
     /// Distance from the stream's learned normal, 1.0 at its alarm limit;
     /// null without a baseline.
     #[serde(default)]
@@ -160,6 +178,32 @@ pub struct FrameMsg {
     /// While the stream learns its baseline: how far, 0..1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub learning: Option<f32>,
+}
+
+/// A frame's `envelope`: each defect's line prominence in dB and the
+/// family the envelope names ("none" when no line stands out).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnvelopeMsg {
+    pub bpfo: f32,
+    pub bpfi: f32,
+    pub bsf: f32,
+    pub family: String,
+    /// The band demodulated, Hz.
+    pub band_hz: [f32; 2],
+}
+
+impl From<crate::report::Evidence> for EnvelopeMsg {
+    fn from(e: crate::report::Evidence) -> Self {
+        // NaN (no harmonic fits the band) is not JSON: 0 dB, no line.
+        let db = |v: f32| if v.is_finite() { v } else { 0.0 };
+        Self {
+            bpfo: db(e.prominence_db[0]),
+            bpfi: db(e.prominence_db[1]),
+            bsf: db(e.prominence_db[2]),
+            family: e.family.map_or("none", |f| f.as_str()).to_string(),
+            band_hz: e.band_hz,
+        }
+    }
 }
 
 impl FrameMsg {
@@ -170,6 +214,7 @@ impl FrameMsg {
             self.iso_zone = Some(p.iso_zone);
             self.crest = Some(p.crest);
             self.kurtosis = Some(p.kurtosis);
+            self.envelope = p.envelope.map(|e| e.map(EnvelopeMsg::from));
         }
     }
 
@@ -206,6 +251,7 @@ impl FrameMsg {
             iso_zone: None,
             crest: None,
             kurtosis: None,
+            envelope: None,
             anomaly: None,
             learning: None,
         }

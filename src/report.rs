@@ -93,4 +93,41 @@ pub struct Physical {
     pub iso_zone: Option<char>,
     pub crest: f32,
     pub kurtosis: f32,
+    /// Envelope evidence, for a stream with `rpm` and `bearing`; the inner
+    /// None until its window is full.
+    pub envelope: Option<Option<Evidence>>,
+}
+
+/// The bearing defect family the envelope spectrum names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    Outer,
+    Inner,
+    Ball,
+}
+
+impl Family {
+    pub const ALL: [Family; 3] = [Family::Outer, Family::Inner, Family::Ball];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Family::Outer => "outer",
+            Family::Inner => "inner",
+            Family::Ball => "ball",
+        }
+    }
+}
+
+/// One window's envelope evidence (`analyses::envelope`), in the band
+/// where a defect stood out most.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Evidence {
+    /// Prominence of each defect's lines over the local floor, dB:
+    /// BPFO, BPFI and 2xBSF (the order of `Family::ALL`).
+    pub prominence_db: [f32; 3],
+    /// Each one's z over the band's null lines.
+    pub z: [f32; 3],
+    /// The family named, if a line stands out by more than `MIN_Z`.
+    pub family: Option<Family>,
+    pub band_hz: [f32; 2],
 }

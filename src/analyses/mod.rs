@@ -8,6 +8,7 @@
 pub mod anomaly;
 pub mod baseline;
 pub mod classifier;
+pub mod envelope;
 pub mod physics;
 pub mod spectrum;
 
@@ -46,6 +47,8 @@ pub struct StreamSpec {
     /// Sensor units to m/s² (None: no physical measures).
     pub to_ms2: Option<f64>,
     pub iso_zones: [f64; 3],
+    /// Shaft speed and bearing orders (None: no envelope evidence).
+    pub envelope: Option<envelope::EnvelopeSpec>,
     pub baseline: anomaly::BaselineSpec,
 }
 
@@ -59,6 +62,14 @@ impl StreamSpec {
         Self {
             to_ms2: sc.to_ms2(),
             iso_zones: monitor.iso_zones,
+            envelope: sc
+                .rpm
+                .zip(sc.bearing)
+                .map(|(rpm, bearing)| envelope::EnvelopeSpec {
+                    rpm,
+                    bearing,
+                    band: sc.envelope_band,
+                }),
             baseline: anomaly::BaselineSpec {
                 stream: stream.to_string(),
                 file: state_dir.map(|d| baseline::path_in(d, stream)),
@@ -113,7 +124,8 @@ impl Analyses {
                 rate,
                 to_ms2,
                 spec.iso_zones,
-            )));
+                spec.envelope.as_ref(),
+            )?));
         }
         let manifest = shared.classifier.manifest.clone();
         // Last: it reads the embedding the classifier filled.

@@ -1,7 +1,9 @@
 //! The measures a vibration engineer checks before believing any network:
 //! velocity RMS over 10-1000 Hz with its ISO 20816 zone, and the crest
 //! factor and kurtosis of the acceleration (classic bearing indicators).
-//! Only for a stream whose source says its units (`units`, `sensitivity`).
+//! Only for a stream whose source says its units (`units`, `sensitivity`);
+//! with `rpm` and `bearing` too, the envelope spectrum's evidence of a
+//! bearing defect on the same window (`envelope`).
 //!
 //! Velocity is integrated in the frequency domain (V = A / 2πf) over the
 //! last `WINDOW` samples (1.37 s at 12 kHz, 0.73 Hz bins), not over one
@@ -10,6 +12,7 @@
 //! per cent high. All buffers are made at start; nothing is allocated per
 //! frame.
 
+use super::envelope::{Envelope, EnvelopeSpec};
 use super::Analysis;
 use crate::report::{Frame, Physical, Report};
 use anyhow::{Context, Result};
@@ -38,13 +41,23 @@ pub struct Physics {
     input: Vec<f32>,
     output: Vec<Complex<f32>>,
     scratch: Vec<Complex<f32>>,
+    envelope: Option<Envelope>,
 }
 
 impl Physics {
-    pub fn new(rate: u32, to_ms2: f64, zones: [f64; 3]) -> Self {
+    /// An error names the envelope setting that cannot work at `rate`.
+    pub fn new(
+        rate: u32,
+        to_ms2: f64,
+        zones: [f64; 3],
+        envelope: Option<&EnvelopeSpec>,
+    ) -> Result<Self> {
         let fft = RealFftPlanner::<f32>::new().plan_fft_forward(WINDOW);
         let window = super::spectrum::hann(WINDOW);
-        Self {
+        let envelope = envelope
+            .map(|e| Envelope::new(e, rate, WINDOW))
+            .transpose()?;
+        Ok(Self {
             to_ms2,
             zones,
             rate: rate as f64,
@@ -56,12 +69,14 @@ impl Physics {
             scratch: fft.make_scratch_vec(),
             fft,
             window,
-        }
+            envelope,
+        })
     }
 
     /// Takes in the frame's samples not seen yet (frames overlap by the
     /// frame length minus the hop); a gap starts the window afresh.
-    fn take(&mut self, f: &Frame) {
+    /// Returns how many were new.
+    fn take(&mut self, f: &Frame) -> usize {
         let end = f.index + f.samples.len() as u64;
         let new = match self.next_index {
             Some(next) if next >= f.index && next <= end => &f.samples[(next - f.index) as usize..],
@@ -76,6 +91,7 @@ impl Physics {
         self.history.copy_within(k.., 0);
         self.history[WINDOW - k..].copy_from_slice(new);
         self.filled = (self.filled + k).min(WINDOW);
+        k
     }
 
     /// Velocity RMS in mm/s over `BAND`, once the window is full.
@@ -140,14 +156,19 @@ impl Analysis for Physics {
 
     fn run(&mut self, frames: &[Frame], reports: &mut [Report]) -> Result<()> {
         for (f, r) in frames.iter().zip(reports.iter_mut()) {
-            self.take(f);
+            let fresh = self.take(f);
             let velocity = self.velocity()?;
             let (crest, kurtosis) = crest_and_kurtosis(&f.samples);
+            let envelope = match self.envelope.as_mut() {
+                Some(e) => Some(e.update(&self.history, self.filled, fresh)?),
+                None => None,
+            };
             r.physical = Some(Physical {
                 velocity_rms_mm_s: velocity.map(|v| v as f32),
                 iso_zone: velocity.map(|v| self.zone(v)),
                 crest,
                 kurtosis,
+                envelope,
             });
         }
         Ok(())
@@ -172,7 +193,7 @@ mod tests {
 
     /// Runs the analysis over `x` in frames of 2048 at hop 512; the last report.
     fn last(x: &[f32]) -> Physical {
-        let mut p = Physics::new(12_000, G, [1.4, 2.8, 4.5]);
+        let mut p = Physics::new(12_000, G, [1.4, 2.8, 4.5], None).expect("plans");
         let mut out = None;
         for start in (0..x.len() - 2048).step_by(512) {
             let f = Frame {

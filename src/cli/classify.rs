@@ -3,6 +3,7 @@
 //! daemon's labels for the same frames.
 
 use super::{EX_CONFIG, EX_DATAERR, EX_USAGE};
+use crate::analyses::envelope::EnvelopeSpec;
 use crate::config::{Config, DEFAULT_MODEL_NAME};
 use crate::frame::{Assembler, Conditioning, Frame};
 use crate::infer::{Model, Prediction};
@@ -40,6 +41,16 @@ pub struct ClassifyArgs {
     /// With --units V: the sensor's sensitivity in mV/g.
     #[arg(long)]
     pub sensitivity: Option<f64>,
+    /// Shaft speed, rev/min: with --bearing-orders and --units, adds the
+    /// envelope evidence to every --json frame.
+    #[arg(long)]
+    pub rpm: Option<f64>,
+    /// The bearing's defect orders BPFO,BPFI,BSF[,FTF] (multiples of shaft speed).
+    #[arg(long, value_delimiter = ',')]
+    pub bearing_orders: Option<Vec<f64>>,
+    /// A fixed band to demodulate, LOW,HIGH in Hz (default: chosen per window).
+    #[arg(long, value_delimiter = ',')]
+    pub envelope_band: Option<Vec<f64>>,
     /// A baseline (`drsnd baseline learn`): adds `anomaly` to every --json frame.
     #[arg(long)]
     pub baseline: Option<PathBuf>,
@@ -60,6 +71,45 @@ impl ClassifyArgs {
             (Some(u), Some(_)) => Err(format!("--sensitivity is for --units V, not {u}")),
             (Some(u), None) => Err(format!("--units {u}: want g, m/s2 or V")),
         }
+    }
+}
+
+impl ClassifyArgs {
+    /// The envelope settings, checked as the config checks them.
+    fn envelope(&self) -> Result<Option<EnvelopeSpec>, String> {
+        use crate::config::{check_band, check_rpm, Bearing};
+        let (rpm, orders) = match (self.rpm, self.bearing_orders.as_deref()) {
+            (None, None) if self.envelope_band.is_some() => {
+                return Err("--envelope-band needs --rpm and --bearing-orders".into())
+            }
+            (None, None) => return Ok(None),
+            (Some(_), None) => return Err("--rpm needs --bearing-orders".into()),
+            (None, Some(_)) => return Err("--bearing-orders needs --rpm".into()),
+            (Some(r), Some(o)) => (r, o),
+        };
+        if self.units.is_none() {
+            return Err("--rpm and --bearing-orders need --units".into());
+        }
+        check_rpm(rpm).map_err(|e| format!("--rpm {e}"))?;
+        let bearing = match *orders {
+            [bpfo, bpfi, bsf] => Bearing { bpfo, bpfi, bsf, ftf: None },
+            [bpfo, bpfi, bsf, ftf] => Bearing { bpfo, bpfi, bsf, ftf: Some(ftf) },
+            _ => return Err(format!(
+                "--bearing-orders {orders:?}: want BPFO,BPFI,BSF[,FTF], like 3.5848,5.4152,2.357,0.3983"
+            )),
+        };
+        bearing
+            .check()
+            .map_err(|e| format!("--bearing-orders: {e}"))?;
+        let band = match self.envelope_band.as_deref() {
+            None => None,
+            Some(&[lo, hi]) => {
+                check_band(&[lo, hi]).map_err(|e| format!("--envelope-band {e}"))?;
+                Some([lo, hi])
+            }
+            Some(b) => return Err(format!("--envelope-band {b:?}: want LOW,HIGH in Hz")),
+        };
+        Ok(Some(EnvelopeSpec { rpm, bearing, band }))
     }
 }
 
@@ -195,7 +245,7 @@ pub fn classify(a: &ClassifyArgs) -> ExitCode {
             return ExitCode::from(EX_CONFIG);
         }
     };
-    let to_ms2 = match a.to_ms2() {
+    let (to_ms2, envelope) = match a.to_ms2().and_then(|u| Ok((u, a.envelope()?))) {
         Ok(v) => v,
         Err(e) => {
             eprintln!("drsnd classify: {e}");
@@ -247,12 +297,16 @@ pub fn classify(a: &ClassifyArgs) -> ExitCode {
         };
         classified += 1;
         if a.json {
+            let physics = Measures {
+                to_ms2,
+                envelope: envelope.as_ref(),
+            };
             let printed = print_json(
                 path,
                 &frames,
                 preds,
                 &model.manifest,
-                to_ms2,
+                physics,
                 scorer.as_mut(),
             );
             if let Err(e) = printed {
@@ -272,12 +326,19 @@ pub fn classify(a: &ClassifyArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// The physical measures asked for: none without units.
+#[derive(Clone, Copy)]
+struct Measures<'a> {
+    to_ms2: Option<f64>,
+    envelope: Option<&'a EnvelopeSpec>,
+}
+
 fn print_json(
     path: &Path,
     frames: &[Frame],
     preds: Vec<Prediction>,
     manifest: &crate::manifest::Manifest,
-    to_ms2: Option<f64>,
+    measures: Measures,
     mut scorer: Option<&mut Scorer>,
 ) -> Result<()> {
     use crate::analyses::{physics::Physics, Analysis};
@@ -286,7 +347,10 @@ fn print_json(
     let rate = manifest.sample_rate as f64;
     // The daemon's default zones ([monitor] iso-zones).
     let zones = crate::config::MonitorConfig::default().iso_zones;
-    let mut physics = to_ms2.map(|k| Physics::new(manifest.sample_rate, k, zones));
+    let mut physics = measures
+        .to_ms2
+        .map(|k| Physics::new(manifest.sample_rate, k, zones, measures.envelope))
+        .transpose()?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut report = vec![crate::report::Report::default()];
     for (seq, (f, p)) in frames.iter().zip(preds).enumerate() {

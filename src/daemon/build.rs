@@ -85,10 +85,23 @@ pub fn source(
             stats,
             source: status.clone(),
             units: sc.units_label(),
+            bearing: bearing_info(sc),
         });
         built.source.writers.push(Some(writer));
     }
     Ok(built)
+}
+
+/// `rpm` and `bearing` as hello names them.
+fn bearing_info(sc: &SourceConfig) -> Option<crate::protocol::BearingInfo> {
+    let (rpm, b) = sc.rpm.zip(sc.bearing)?;
+    Some(crate::protocol::BearingInfo {
+        rpm,
+        bpfo: b.bpfo,
+        bpfi: b.bpfi,
+        bsf: b.bsf,
+        ftf: b.ftf,
+    })
 }
 
 /// One named channel of a source: one stream.

@@ -30,6 +30,7 @@ pub struct StreamHandle {
     source: Arc<SourceStatus>,
     /// As hello names them (None: no physical figures).
     units: Option<String>,
+    bearing: Option<crate::protocol::BearingInfo>,
 }
 
 /// The loaded models plus everything built from the config, not yet started.

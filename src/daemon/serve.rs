@@ -368,5 +368,6 @@ fn stream_info(s: &StreamHandle) -> StreamInfo {
         source_rate: s.stats.source_rate,
         hop: s.stats.hop,
         units: s.units.clone(),
+        bearing: s.bearing.clone(),
     }
 }

@@ -106,6 +106,7 @@ mod tests {
                 iso_zone: Some(zone),
                 crest: 1.4,
                 kurtosis: 1.5,
+                envelope: None,
             }),
             ..Report::default()
         }
