@@ -12,6 +12,8 @@
 #                          50 daemons publishing to one mosquitto (results/mqtt.md)
 #   bench/run.sh --steps physics   the physical measures' cost: 16 streams
 #                          without and with `units = "g"` (results/physics.md)
+#   bench/run.sh --steps envelope  the envelope evidence's cost: 16 streams with
+#                          units, without and with `rpm` and `bearing` (results/envelope.md)
 #   bench/run.sh --steps anomaly   one real-time stream: the classifier alone,
 #                          and with a baseline and the physical measures
 #                          (results/anomaly.md; acceptance: <= 3 % of a core, <= 60 MB)
@@ -55,7 +57,7 @@ run() { echo "+ $*" >&2; "$@"; }
 # Side-by-side steps (http, mqtt, compare) write their own tables only.
 side_only=1
 for st in ${steps//,/ }; do
-  case $st in http|mqtt|physics|anomaly|compare) ;; *) side_only=0 ;; esac
+  case $st in http|mqtt|physics|envelope|anomaly|compare) ;; *) side_only=0 ;; esac
 done
 if [ $side_only = 0 ]; then
   echo "$e2e_s $py_s $scale_s $quick $(git rev-parse --short HEAD)" > "$out/settings"
@@ -179,6 +181,18 @@ for r in $(seq $phys_rounds); do
 done
 $py bench/side_by_side.py "$out" physics "physical measures (velocity, zone, crest, kurtosis)" > "$out/physics.md"
 cat "$out/physics.md"
+fi
+
+if want envelope; then
+echo "== the envelope evidence: 16 streams with units = g, without and with rpm and bearing" >&2
+rm -f "$out"/envelope-*.json
+env_rounds=3; [ $quick = 1 ] || env_rounds=5
+for r in $(seq $env_rounds); do
+  run $e2e --wav "$wav" --streams 16 --subscribers 1 --units g --seconds $scale_s -- "${drsnd_cmd[@]}" > "$out/envelope-$r-off.json"
+  run $e2e --wav "$wav" --streams 16 --subscribers 1 --units g --rpm 1797 --seconds $scale_s -- "${drsnd_cmd[@]}" > "$out/envelope-$r-on.json"
+done
+$py bench/side_by_side.py "$out" envelope "envelope evidence (rpm and bearing, beside units = g)" > "$out/envelope.md"
+cat "$out/envelope.md"
 fi
 
 if want anomaly; then

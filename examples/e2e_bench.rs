@@ -42,6 +42,9 @@ struct Opts {
     mqtt: Option<String>,
     /// `units` of every source (turns the physical measures on), if set.
     units: Option<String>,
+    /// `rpm` of every source, with the CWRU bearing's orders (turns the
+    /// envelope evidence on; needs `units`), if set.
+    rpm: Option<f64>,
     /// A baseline file every stream scores by (copied into a state-dir), if set.
     baseline: Option<PathBuf>,
 }
@@ -59,6 +62,7 @@ fn parse_args() -> Result<Opts> {
         page_clients: 0,
         mqtt: None,
         units: None,
+        rpm: None,
         baseline: None,
     };
     let mut http = false;
@@ -80,12 +84,13 @@ fn parse_args() -> Result<Opts> {
             "--page-clients" => o.page_clients = v.parse().context("--page-clients")?,
             "--mqtt" => o.mqtt = Some(v),
             "--units" => o.units = Some(v),
+            "--rpm" => o.rpm = Some(v.parse().context("--rpm")?),
             "--baseline" => o.baseline = Some(v.into()),
             _ => bail!("unknown option {a}"),
         }
     }
     if o.command.is_empty() {
-        bail!("usage: e2e_bench [--streams N] [--subscribers M] [--http on|off] [--page-clients P] [--mqtt URL] [--units g] [--baseline FILE] [--seconds S] [--warmup S] [--wav F] -- COMMAND ({{dir}} is replaced)");
+        bail!("usage: e2e_bench [--streams N] [--subscribers M] [--http on|off] [--page-clients P] [--mqtt URL] [--units g] [--rpm R] [--baseline FILE] [--seconds S] [--warmup S] [--wav F] -- COMMAND ({{dir}} is replaced)");
     }
     if http || o.page_clients > 0 {
         o.http_port = std::net::TcpListener::bind("127.0.0.1:0")?
@@ -308,6 +313,11 @@ fn write_config(dir: &Path, o: &Opts) -> Result<()> {
         );
         if let Some(u) = &o.units {
             cfg += &format!("units = \"{u}\"\n");
+        }
+        if let Some(rpm) = o.rpm {
+            cfg += &format!(
+                "rpm = {rpm}\nbearing = {{ bpfo = 3.5848, bpfi = 5.4152, bsf = 2.357, ftf = 0.39828 }}\n"
+            );
         }
     }
     std::fs::write(dir.join("drsnd.toml"), cfg)?;
@@ -595,6 +605,7 @@ fn report(
         "page_clients": o.page_clients,
         "mqtt": o.mqtt.is_some(),
         "units": o.units,
+        "rpm": o.rpm,
         "baseline": o.baseline.as_ref().map(|b| b.display().to_string()),
         "page_messages": page.0,
         "page_bytes": page.1,
