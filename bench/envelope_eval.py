@@ -7,7 +7,7 @@ spectrum evidence").
 For every recording (IR, OR6 and B at 7, 14 and 21 mils; 0, 1 and 2 hp),
 clean and with Gaussian noise at 0 dB SNR (noise power = the recording's
 power, a fixed seed per file): the share of envelope windows (one every
-4096 samples once 16384 are in) whose `envelope.family` is the recording's
+8192 samples once 16384 are in) whose `envelope.family` is the recording's
 family, and the share of the network's frames over the same span whose
 class is of that family. The healthy recording shows how often each names
 a fault where there is none. The 28-mil and OR@3/OR@12 recordings, faults

@@ -70,7 +70,7 @@ fn classify_names_inner_on_an_inner_race_fault_and_outer_on_an_outer_race_fault(
         assert!(frames[28..].iter().all(|f| f["envelope"].is_object()));
         let fams = families(&frames);
         eprintln!("{file}: {fams:?}");
-        assert!(fams.len() >= 20, "{file}: {} windows", fams.len());
+        assert!(fams.len() >= 10, "{file}: {} windows", fams.len());
         assert!(share(&fams, want) >= 0.9, "{file}: {fams:?}");
     }
     // Without them, no envelope field at all.
@@ -192,9 +192,9 @@ fn the_daemon_publishes_envelope_evidence_and_a_bad_reload_keeps_it() {
         }
         frames
     };
-    let frames = take(&mut c, 120);
+    let frames = take(&mut c, 150);
     let fams = families(&frames);
-    assert!(fams.len() >= 8, "{} windows", fams.len());
+    assert!(fams.len() >= 4, "{} windows", fams.len());
     assert!(share(&fams, "inner") >= 0.9, "{fams:?}");
 
     // A reload with rpm = 0 fails naming it; the stream goes on as it was.
@@ -214,7 +214,7 @@ fn the_daemon_publishes_envelope_evidence_and_a_bad_reload_keeps_it() {
         msg.contains("rpm") && msg.contains("drsnd.toml"),
         "{status}"
     );
-    let after = take(&mut c, 60);
+    let after = take(&mut c, 90);
     assert!(share(&families(&after), "inner") >= 0.9, "{after:?}");
     assert_eq!(d.stop().code(), Some(0));
 }
