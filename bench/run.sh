@@ -15,8 +15,12 @@
 #   bench/run.sh --steps envelope  the envelope evidence's cost: 16 streams with
 #                          units, without and with `rpm` and `bearing` (results/envelope.md)
 #   bench/run.sh --steps anomaly   one real-time stream: the classifier alone,
-#                          and with a baseline and the physical measures
+#                          and with a baseline, the physical measures and the
+#                          envelope evidence
 #                          (results/anomaly.md; acceptance: <= 3 % of a core, <= 60 MB)
+#   bench/run.sh --steps denoise   one real-time stream without and with the
+#                          DRSN denoiser (a reader on its socket), alternating
+#                          rounds (results/denoise.md; target: <= 2 % of a core more)
 #   bench/run.sh --compare REV [--quick]   only the side-by-side step: one
 #                          real-time stream of this tree's drsnd and of REV's,
 #                          in alternating rounds (bench/results/compare.md)
@@ -57,7 +61,7 @@ run() { echo "+ $*" >&2; "$@"; }
 # Side-by-side steps (http, mqtt, compare) write their own tables only.
 side_only=1
 for st in ${steps//,/ }; do
-  case $st in http|mqtt|physics|envelope|anomaly|compare) ;; *) side_only=0 ;; esac
+  case $st in http|mqtt|physics|envelope|anomaly|denoise|compare) ;; *) side_only=0 ;; esac
 done
 if [ $side_only = 0 ]; then
   echo "$e2e_s $py_s $scale_s $quick $(git rev-parse --short HEAD)" > "$out/settings"
@@ -205,11 +209,23 @@ run ./target/release/drsnd baseline learn --out "$base_file" "$data/1797_Normal_
 an_rounds=3; [ $quick = 1 ] || an_rounds=5
 for r in $(seq $an_rounds); do
   run $e2e --wav "$wav" --streams 1 --subscribers 1 --seconds $scale_s -- "${drsnd_cmd[@]}" > "$out/anomaly-$r-off.json"
-  run $e2e --wav "$wav" --streams 1 --subscribers 1 --units g --baseline "$base_file" --seconds $scale_s -- "${drsnd_cmd[@]}" > "$out/anomaly-$r-on.json"
+  run $e2e --wav "$wav" --streams 1 --subscribers 1 --units g --rpm 1797 --baseline "$base_file" --seconds $scale_s -- "${drsnd_cmd[@]}" > "$out/anomaly-$r-on.json"
 done
 rm -f "$base_file"
-$py bench/side_by_side.py "$out" anomaly "baseline, anomaly score and physical measures" > "$out/anomaly.md"
+$py bench/side_by_side.py "$out" anomaly "baseline, anomaly score, physical measures and envelope evidence" > "$out/anomaly.md"
 cat "$out/anomaly.md"
+fi
+
+if want denoise; then
+echo "== the denoiser: one real-time stream without and with [denoise]" >&2
+rm -f "$out"/denoise-*.json
+dn_rounds=3; [ $quick = 1 ] || dn_rounds=5
+for r in $(seq $dn_rounds); do
+  run $e2e --wav "$wav" --streams 1 --subscribers 1 --seconds $scale_s -- "${drsnd_cmd[@]}" > "$out/denoise-$r-off.json"
+  run $e2e --wav "$wav" --streams 1 --subscribers 1 --denoise models/drsn-denoise.json --seconds $scale_s -- "${drsnd_cmd[@]}" > "$out/denoise-$r-on.json"
+done
+$py bench/side_by_side.py "$out" denoise "DRSN denoiser (overlap-add, socket with one reader)" > "$out/denoise.md"
+cat "$out/denoise.md"
 fi
 
 if want compare; then

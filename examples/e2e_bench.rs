@@ -47,6 +47,8 @@ struct Opts {
     rpm: Option<f64>,
     /// A baseline file every stream scores by (copied into a state-dir), if set.
     baseline: Option<PathBuf>,
+    /// `[denoise] model` (with a socket-dir and one reader per stream), if set.
+    denoise: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Opts> {
@@ -64,6 +66,7 @@ fn parse_args() -> Result<Opts> {
         units: None,
         rpm: None,
         baseline: None,
+        denoise: None,
     };
     let mut http = false;
     let mut args = std::env::args().skip(1);
@@ -86,11 +89,12 @@ fn parse_args() -> Result<Opts> {
             "--units" => o.units = Some(v),
             "--rpm" => o.rpm = Some(v.parse().context("--rpm")?),
             "--baseline" => o.baseline = Some(v.into()),
+            "--denoise" => o.denoise = Some(v.into()),
             _ => bail!("unknown option {a}"),
         }
     }
     if o.command.is_empty() {
-        bail!("usage: e2e_bench [--streams N] [--subscribers M] [--http on|off] [--page-clients P] [--mqtt URL] [--units g] [--rpm R] [--baseline FILE] [--seconds S] [--warmup S] [--wav F] -- COMMAND ({{dir}} is replaced)");
+        bail!("usage: e2e_bench [--streams N] [--subscribers M] [--http on|off] [--page-clients P] [--mqtt URL] [--units g] [--rpm R] [--baseline FILE] [--denoise MODEL] [--seconds S] [--warmup S] [--wav F] -- COMMAND ({{dir}} is replaced)");
     }
     if http || o.page_clients > 0 {
         o.http_port = std::net::TcpListener::bind("127.0.0.1:0")?
@@ -157,6 +161,13 @@ fn main() -> Result<()> {
             subscribe(s, n, &times, start, warm_ns, &stop)
         }));
     }
+    // A reader on each stream's denoised socket, as a user's recorder would be.
+    let readers: Vec<_> = match &o.denoise {
+        Some(_) => (0..o.streams)
+            .map(|i| denoised_reader(&dir.path().join(format!("denoised/s{i}.f32")), stop.clone()))
+            .collect::<Result<_>>()?,
+        None => Vec::new(),
+    };
     let pages: Vec<_> = (0..o.page_clients)
         .map(|_| page_client(o.http_port, stop.clone()))
         .collect::<Result<_>>()?;
@@ -191,6 +202,7 @@ fn main() -> Result<()> {
         );
     }
     let _ = child.wait();
+    let denoised_bytes: u64 = readers.into_iter().map(|r| r.join().unwrap_or(0)).sum();
     let page = pages
         .into_iter()
         .map(|p| p.join().unwrap_or((0, 0)))
@@ -207,6 +219,7 @@ fn main() -> Result<()> {
         audio_s,
         mem,
         threads,
+        denoised_samples: denoised_bytes / 4,
     };
     report(&o, &results, feed_stats, run, page)
 }
@@ -297,6 +310,13 @@ fn write_config(dir: &Path, o: &Opts) -> Result<()> {
             dir.display()
         );
     }
+    if let Some(m) = &o.denoise {
+        cfg += &format!(
+            "[denoise]\nmodel = \"{}\"\nsocket-dir = \"{}/denoised\"\n",
+            std::fs::canonicalize(m)?.display(),
+            dir.display()
+        );
+    }
     if let Some(b) = &o.baseline {
         let state = dir.join("state");
         std::fs::create_dir_all(&state)?;
@@ -322,6 +342,24 @@ fn write_config(dir: &Path, o: &Opts) -> Result<()> {
     }
     std::fs::write(dir.join("drsnd.toml"), cfg)?;
     Ok(())
+}
+
+/// Reads a denoised socket until `stop`; returns the bytes read.
+fn denoised_reader(path: &Path, stop: Arc<AtomicBool>) -> Result<std::thread::JoinHandle<u64>> {
+    let mut s = UnixStream::connect(path).with_context(|| format!("{}", path.display()))?;
+    s.set_read_timeout(Some(Duration::from_millis(200)))?;
+    Ok(std::thread::spawn(move || {
+        let mut buf = vec![0u8; 1 << 16];
+        let mut total = 0u64;
+        while !stop.load(Ordering::Acquire) {
+            match std::io::Read::read(&mut s, &mut buf) {
+                Ok(0) => break,
+                Ok(n) => total += n as u64,
+                Err(_) => continue,
+            }
+        }
+        total
+    }))
 }
 
 fn spawn(command: &[String], dir: &Path) -> Result<Child> {
@@ -536,6 +574,8 @@ fn thread_cpu(pid: u32) -> serde_json::Map<String, serde_json::Value> {
 }
 
 struct Run {
+    /// Denoised samples the socket readers got.
+    denoised_samples: u64,
     cpu_s: f64,
     wall_s: f64,
     audio_s: f64,
@@ -578,6 +618,7 @@ fn report(
         audio_s,
         mem,
         threads,
+        denoised_samples,
     } = run;
     let fed_frames = (feed.samples_per_stream - FRAME) / HOP + 1;
     let mut lat: Vec<f64> = results
@@ -607,6 +648,8 @@ fn report(
         "units": o.units,
         "rpm": o.rpm,
         "baseline": o.baseline.as_ref().map(|b| b.display().to_string()),
+        "denoise": o.denoise.as_ref().map(|b| b.display().to_string()),
+        "denoised_samples_read": denoised_samples,
         "page_messages": page.0,
         "page_bytes": page.1,
         "seconds": o.seconds,

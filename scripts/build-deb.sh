@@ -22,7 +22,8 @@ install -Dm644 systemd/drsnd.service "$stage/usr/lib/systemd/system/drsnd.servic
 install -Dm644 systemd/drsnd.toml "$stage/etc/drsn/drsnd.toml"
 install -Dm644 systemd/drsnd.sysusers "$stage/usr/lib/sysusers.d/drsnd.conf"
 install -Dm644 systemd/drsnd.tmpfiles "$stage/usr/lib/tmpfiles.d/drsnd.conf"
-for f in models/drsn-cw-cwru10.onnx models/drsn-cw-cwru10.json models/drsn-cw-cwru10.parity.json; do
+for f in models/drsn-cw-cwru10.onnx models/drsn-cw-cwru10.json models/drsn-cw-cwru10.parity.json \
+  models/drsn-denoise.onnx models/drsn-denoise.json models/drsn-denoise.parity.json; do
   install -Dm644 "$f" "$stage/usr/share/drsn/models/$(basename "$f")"
 done
 for f in README.md docs/protocol.md docs/service.md models/README.md; do

@@ -16,6 +16,7 @@ python3 scripts/check-modules.py
 
 echo "== model pipeline: shipped model in onnxruntime, then a smoke train + export"
 (cd models/train && ../.venv/bin/python -m drsn_train verify ../drsn-cw-cwru10.json \
+  && ../.venv/bin/python -m drsn_train verify ../drsn-denoise.json \
   && ../.venv/bin/python -m drsn_train smoke)
 
 echo "== cargo test"

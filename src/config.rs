@@ -8,6 +8,7 @@ mod mqtt;
 pub use mqtt::{BrokerUrl, FramesMode, MqttConfig};
 
 pub const DEFAULT_MODEL_NAME: &str = "drsn-cw-cwru10.json";
+pub const DEFAULT_DENOISER_NAME: &str = "drsn-denoise.json";
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -37,6 +38,9 @@ pub struct Config {
     /// The fleet: an MQTT broker with store-and-forward (off when absent).
     #[serde(default)]
     pub mqtt: Option<MqttConfig>,
+    /// The DRSN denoiser on every stream (off when absent).
+    #[serde(default)]
+    pub denoise: Option<DenoiseConfig>,
     #[serde(default, rename = "source")]
     pub sources: Vec<SourceConfig>,
 }
@@ -63,6 +67,16 @@ pub struct HttpConfig {
     /// Each frame carries its spectrum for the page (`spectrum_db`).
     #[serde(default = "default_true")]
     pub spectrum: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DenoiseConfig {
+    /// The denoiser's manifest (.json) or ONNX file with its manifest beside it.
+    pub model: PathBuf,
+    /// Where each stream's denoised signal is served, as raw f32le at the
+    /// model rate, on the Unix socket `<socket-dir>/<stream>.f32`.
+    pub socket_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]

@@ -1,14 +1,16 @@
 //! Inference with tract: the ONNX DRSN optimised once per batch size, with
 //! concrete shapes, and checked against its manifest by a warm-up run.
 
-use crate::manifest::{Manifest, ModelFiles};
+use crate::manifest::{Manifest, ModelFiles, ModelKind};
 pub use crate::report::Prediction;
 use anyhow::{bail, Context, Result};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use tract_onnx::prelude::*;
 
-type Plan = Arc<TypedRunnableModel>;
+pub mod denoiser;
+
+pub(crate) type Plan = Arc<TypedRunnableModel>;
 
 pub struct Model {
     pub manifest: Manifest,
@@ -29,6 +31,7 @@ impl Model {
     pub fn load(files: &ModelFiles, max_batch: usize) -> Result<Self> {
         let path = files.onnx_path.display().to_string();
         let m = &files.manifest;
+        m.expect(ModelKind::Classifier, &files.manifest_path)?;
         let proto = onnx()
             .model_for_read(&mut files.onnx_bytes.as_slice())
             .with_context(|| format!("{path}: not a loadable ONNX model"))?;
@@ -216,7 +219,7 @@ impl Model {
 /// Pad, for one), and a panic aborts the daemon (`panic = "abort"`): a bad
 /// model on SIGHUP would kill a running monitor, and at start systemd would
 /// restart it in a loop. In a child, it is only a clear error.
-fn trial_load(path: &Path, max_batch: usize) -> Result<()> {
+pub(crate) fn trial_load(path: &Path, max_batch: usize) -> Result<()> {
     let exe = std::env::current_exe().context("cannot find the drsnd executable")?;
     let out = Command::new(&exe)
         .arg("check-model")
@@ -275,7 +278,7 @@ fn tail(s: &str, n: usize) -> &str {
     &s[start..]
 }
 
-fn output_names(model: &InferenceModel) -> Vec<String> {
+pub(crate) fn output_names(model: &InferenceModel) -> Vec<String> {
     let outlets = model
         .output_outlets()
         .map(|o| o.to_vec())
@@ -291,13 +294,13 @@ fn output_names(model: &InferenceModel) -> Vec<String> {
         .collect()
 }
 
-fn find(names: &[String], want: &str, path: &str) -> Result<usize> {
+pub(crate) fn find(names: &[String], want: &str, path: &str) -> Result<usize> {
     names.iter().position(|n| n == want).with_context(|| {
         format!("{path}: the manifest names output `{want}`, but the model's outputs are {names:?}")
     })
 }
 
-fn optimise(proto: &InferenceModel, batch: usize, frame: usize) -> Result<Plan> {
+pub(crate) fn optimise(proto: &InferenceModel, batch: usize, frame: usize) -> Result<Plan> {
     let model = proto
         .clone()
         .with_input_fact(0, f32::fact([batch, 1, frame]).into())?

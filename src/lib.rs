@@ -28,4 +28,5 @@ pub mod sinks;
 pub mod snapshot;
 pub mod source;
 pub mod stats;
+pub mod tap;
 pub mod worker;

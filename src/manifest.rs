@@ -29,8 +29,29 @@ pub struct EmbeddingOutput {
     pub dims: usize,
 }
 
+/// What a model does: classify frames (`model =`) or denoise them
+/// (`[denoise] model =`). Manifests without the key are classifiers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelKind {
+    #[default]
+    Classifier,
+    Denoiser,
+}
+
+impl ModelKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Classifier => "classifier",
+            Self::Denoiser => "denoiser",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Manifest {
+    #[serde(default)]
+    pub kind: ModelKind,
     pub name: String,
     pub version: String,
     pub onnx: String,
@@ -42,6 +63,11 @@ pub struct Manifest {
     /// Models exported before 1.2 have none.
     #[serde(default)]
     pub embedding_output: Option<EmbeddingOutput>,
+    /// A denoiser's output: the cleaned frame, as long as the input.
+    #[serde(default)]
+    pub denoised_output: Option<String>,
+    /// A classifier's classes (a denoiser has none).
+    #[serde(default)]
     pub classes: Vec<Class>,
     pub thresholds: Vec<ThresholdOutput>,
     #[serde(default)]
@@ -118,13 +144,32 @@ impl Manifest {
                 self.frame_length
             );
         }
-        if self.classes.is_empty() {
-            bail!("{p}: key `classes` is empty");
+        match self.kind {
+            ModelKind::Classifier if self.classes.is_empty() => {
+                bail!("{p}: key `classes` is empty")
+            }
+            ModelKind::Denoiser if self.denoised_output.is_none() => {
+                bail!("{p}: a denoiser manifest needs key `denoised_output`")
+            }
+            _ => {}
         }
         for t in &self.thresholds {
             if t.channels == 0 {
                 bail!("{p}: threshold output `{}` has 0 channels", t.name);
             }
+        }
+        Ok(())
+    }
+
+    /// Refuses a model of the other kind, naming the file and the kind.
+    pub fn expect(&self, kind: ModelKind, path: &Path) -> Result<()> {
+        if self.kind != kind {
+            bail!(
+                "{}: is a {} model (key `kind`), but a {} is wanted here",
+                path.display(),
+                self.kind.name(),
+                kind.name()
+            );
         }
         Ok(())
     }

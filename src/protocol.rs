@@ -178,6 +178,27 @@ pub struct FrameMsg {
     /// While the stream learns its baseline: how far, 0..1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub learning: Option<f32>,
+    /// The denoiser's view of the frame (with `[denoise]`; null until the
+    /// stream's first denoised frame and after a gap).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub denoise: Option<Option<DenoiseMsg>>,
+}
+
+/// A frame's `denoise`: the input SNR estimated from what the denoiser
+/// removed, and each of its shrinkage units' mean threshold.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DenoiseMsg {
+    pub snr_db: Option<f32>,
+    pub thresholds: Vec<f32>,
+}
+
+impl From<crate::report::DenoiseInfo> for DenoiseMsg {
+    fn from(d: crate::report::DenoiseInfo) -> Self {
+        Self {
+            snr_db: d.snr_db,
+            thresholds: d.thresholds,
+        }
+    }
 }
 
 /// A frame's `envelope`: each defect's line prominence in dB and the
@@ -254,6 +275,7 @@ impl FrameMsg {
             envelope: None,
             anomaly: None,
             learning: None,
+            denoise: None,
         }
     }
 }
@@ -330,6 +352,21 @@ pub struct StreamStatus {
     pub machine_since: f64,
     /// The stream's learned normal.
     pub baseline: crate::stats::BaselineStatus,
+    /// The denoised signal's hand-over to its socket (with `[denoise]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub denoised: Option<DenoisedStatus>,
+}
+
+/// Counters of a stream's denoised signal: samples handed to its socket's
+/// thread (with `socket-dir`) and dropped because that thread fell 4 s
+/// behind, readers now, dropped for not reading, and turned away.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DenoisedStatus {
+    pub samples: u64,
+    pub dropped_samples: u64,
+    pub readers: u64,
+    pub readers_dropped: u64,
+    pub readers_refused: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

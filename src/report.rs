@@ -82,6 +82,18 @@ pub struct Report {
     pub anomaly: Option<f32>,
     /// While a baseline is being learned: how far, 0..1.
     pub learning: Option<f32>,
+    /// The denoiser's view of the frame, with `[denoise]` (None until it
+    /// has run in this run of frames).
+    pub denoise: Option<DenoiseInfo>,
+}
+
+/// What `analyses::denoise` says of the latest frame it denoised.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DenoiseInfo {
+    /// The input's SNR estimated from what the denoiser removed, dB.
+    pub snr_db: Option<f32>,
+    /// Each shrinkage unit's mean threshold.
+    pub thresholds: Vec<f32>,
 }
 
 /// What `analyses::physics` measures in a frame.

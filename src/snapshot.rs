@@ -7,9 +7,11 @@
 
 pub use crate::config::SnapshotConfig;
 use crate::report::{Frame, Prediction};
+use crate::tap::DenoisedTap;
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// One frame as the sidecar lists it.
 #[derive(Debug, Clone, Serialize)]
@@ -43,6 +45,9 @@ pub struct Snapshots {
     pending: Vec<Pending>,
     /// Samples of history kept.
     keep: usize,
+    /// The stream's denoised signal, with `[denoise]`: written beside the
+    /// raw one as `<name>.denoised.wav` at the model rate.
+    denoised: Option<Arc<DenoisedTap>>,
 }
 
 impl Snapshots {
@@ -64,7 +69,18 @@ impl Snapshots {
             history_end: 0,
             frames: VecDeque::new(),
             pending: Vec::new(),
+            denoised: None,
         }
+    }
+
+    /// Snapshots carry the denoised signal from `tap` too.
+    pub fn with_denoised(mut self, tap: Arc<DenoisedTap>) -> Self {
+        if self.enabled() {
+            let keep = self.keep as f64 * self.model_rate as f64 / self.rate as f64;
+            tap.keep_recent(keep as usize);
+            self.denoised = Some(tap);
+        }
+        self
     }
 
     fn enabled(&self) -> bool {
@@ -110,6 +126,8 @@ impl Snapshots {
             probs: p.probs.clone(),
             thresholds: p.thresholds.clone(),
         });
+        // The denoised signal may have been what a snapshot waited for.
+        self.flush();
         let horizon = self.cfg.pre_s + self.cfg.post_s + 1.0;
         while self
             .frames
@@ -151,13 +169,30 @@ impl Snapshots {
         Some(path)
     }
 
+    /// Whether a snapshot ending at `end` can be written: its raw end is
+    /// captured and, with a denoiser, denoised too (or 2 s later than
+    /// that, should the denoiser be held up: the rest is left out).
+    fn ready(&self, end: u64) -> bool {
+        if end > self.history_end {
+            return false;
+        }
+        let Some(tap) = &self.denoised else {
+            return true;
+        };
+        let want = end as f64 * self.model_rate as f64 / self.rate as f64;
+        let denoised = tap.next_index.load(std::sync::atomic::Ordering::Relaxed);
+        denoised as f64 >= want || self.history_end >= end + 2 * self.rate as u64
+    }
+
     /// Writes every planned snapshot whose end has been captured.
     fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
         let ready: Vec<Pending> = {
-            let end = self.history_end;
             let (done, wait): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
                 .into_iter()
-                .partition(|p| p.end <= end);
+                .partition(|p| self.ready(p.end));
             self.pending = wait;
             done
         };
@@ -194,6 +229,7 @@ impl Snapshots {
         std::fs::rename(&tmp, &p.path)?;
         let t0 = start as f64 / self.rate as f64;
         let t1 = p.end as f64 / self.rate as f64;
+        let denoised = self.write_denoised(&p.path, t0, t1)?;
         let frames: Vec<&FrameRecord> = self
             .frames
             .iter()
@@ -206,6 +242,7 @@ impl Snapshots {
             "start_stream_time_s": t0,
             "end_stream_time_s": t1,
             "event": p.event,
+            "denoised": denoised,
             "frames": frames,
         });
         std::fs::write(
@@ -221,6 +258,50 @@ impl Snapshots {
             (b - a) as f64 / self.rate as f64
         );
         Ok(())
+    }
+}
+
+impl Snapshots {
+    /// The denoised signal over stream times [t0, t1) as far as it has been
+    /// denoised (it lags the raw signal by up to a frame and a hop): its
+    /// file name and span for the sidecar, or null without a denoiser.
+    fn write_denoised(&self, raw: &Path, t0: f64, t1: f64) -> anyhow::Result<serde_json::Value> {
+        let Some(tap) = &self.denoised else {
+            return Ok(serde_json::Value::Null);
+        };
+        let mr = self.model_rate as f64;
+        let path = raw.with_extension("denoised.wav");
+        let (start, span) = {
+            let Some(r) = tap.recent() else {
+                return Ok(serde_json::Value::Null);
+            };
+            let first = r.end - r.samples.len() as u64;
+            let a = ((t0 * mr) as u64).max(first);
+            let b = ((t1 * mr) as u64).min(r.end);
+            if b <= a {
+                return Ok(serde_json::Value::Null);
+            }
+            let spec = hound::WavSpec {
+                channels: 1,
+                sample_rate: self.model_rate,
+                bits_per_sample: 32,
+                sample_format: hound::SampleFormat::Float,
+            };
+            let tmp = path.with_extension("wav.tmp");
+            let mut w = hound::WavWriter::create(&tmp, spec)?;
+            for &v in r.samples.range((a - first) as usize..(b - first) as usize) {
+                w.write_sample(v)?;
+            }
+            w.finalize()?;
+            std::fs::rename(&tmp, &path)?;
+            (a, b - a)
+        };
+        Ok(serde_json::json!({
+            "wav": path.file_name().map(|n| n.to_string_lossy().into_owned()),
+            "sample_rate": self.model_rate,
+            "start_stream_time_s": start as f64 / mr,
+            "end_stream_time_s": (start + span) as f64 / mr,
+        }))
     }
 }
 

@@ -54,6 +54,25 @@ pub struct StreamStats {
     pub velocity_mm_s: AtomicU32,
     /// The stream's baseline: a client's request to learn, and its status.
     pub baseline: Arc<BaselineCell>,
+    /// The denoised signal, from the denoiser to the stream's socket.
+    pub denoised: Arc<crate::tap::DenoisedTap>,
+}
+
+/// What a stream's analyses share with the rest of the daemon; kept
+/// across reloads, which build new analyses.
+#[derive(Clone)]
+pub struct Links {
+    pub baseline: Arc<BaselineCell>,
+    pub denoised: Arc<crate::tap::DenoisedTap>,
+}
+
+impl StreamStats {
+    pub fn links(&self) -> Links {
+        Links {
+            baseline: self.baseline.clone(),
+            denoised: self.denoised.clone(),
+        }
+    }
 }
 
 /// Between the baseline analysis (inference thread) and its readers (the
@@ -164,6 +183,7 @@ impl StreamStats {
         source_rate: u32,
         channel: usize,
         hop: usize,
+        model_rate: u32,
         ring: Arc<RingCounters>,
     ) -> Self {
         Self {
@@ -187,6 +207,7 @@ impl StreamStats {
             analysis_time: Histogram::default(),
             velocity_mm_s: AtomicU32::new(f32::NAN.to_bits()),
             baseline: Arc::default(),
+            denoised: Arc::new(crate::tap::DenoisedTap::new(model_rate)),
         }
     }
 

@@ -272,6 +272,7 @@ impl StreamWorker {
         let a = &self.p.analyses;
         let (spectrum, physical) = (report.spectrum, report.physical);
         let (anomaly, learning) = (report.anomaly, report.learning);
+        let denoise = a.denoising.then(|| report.denoise.map(Into::into));
         let mut msg = FrameMsg::build(
             stats.name.clone(),
             self.seq,
@@ -288,6 +289,7 @@ impl StreamWorker {
         }
         msg.set_physical(physical);
         (msg.anomaly, msg.learning) = (anomaly, learning);
+        msg.denoise = denoise;
         msg
     }
 

@@ -10,7 +10,7 @@ use common::{root, BIN};
 use std::path::Path;
 use std::process::Command;
 
-const FILES: [&str; 13] = [
+const FILES: [&str; 16] = [
     "./etc/drsn/drsnd.toml",
     "./usr/bin/drsnd",
     "./usr/lib/systemd/system/drsnd.service",
@@ -23,6 +23,9 @@ const FILES: [&str; 13] = [
     "./usr/share/drsn/models/drsn-cw-cwru10.json",
     "./usr/share/drsn/models/drsn-cw-cwru10.onnx",
     "./usr/share/drsn/models/drsn-cw-cwru10.parity.json",
+    "./usr/share/drsn/models/drsn-denoise.json",
+    "./usr/share/drsn/models/drsn-denoise.onnx",
+    "./usr/share/drsn/models/drsn-denoise.parity.json",
     "./usr/share/drsn/models/",
 ];
 
@@ -112,15 +115,20 @@ fn package_installs_into_a_throwaway_root_and_checks_out() {
         + 1];
     let config = std::fs::read_to_string(r.join(config_path.trim_start_matches('/')))
         .expect("config installed");
-    let model = config
+    // The classifier's `model` and the denoiser's.
+    let models: Vec<&str> = config
         .lines()
-        .find_map(|l| l.strip_prefix("model = "))
-        .expect("model key")
-        .trim_matches('"');
-    assert!(
-        r.join(model.trim_start_matches('/')).is_file(),
-        "{model} missing"
-    );
+        .filter_map(|l| l.strip_prefix("model = "))
+        .map(|m| m.trim_matches('"'))
+        .collect();
+    assert_eq!(models.len(), 2, "{models:?}");
+    let (model, denoiser) = (models[0], models[1]);
+    for model in models {
+        assert!(
+            r.join(model.trim_start_matches('/')).is_file(),
+            "{model} missing"
+        );
+    }
     assert!(
         Path::new(&r.join("var/lib/drsn")).is_dir(),
         "StateDirectory base not created"
@@ -175,11 +183,14 @@ fn package_installs_into_a_throwaway_root_and_checks_out() {
         // Not chrooted: the config's absolute model path, inside the root.
         .arg("--model")
         .arg(r.join(model.trim_start_matches('/')))
+        .arg("--denoise-model")
+        .arg(r.join(denoiser.trim_start_matches('/')))
         .env(
             "ALSA_CONFIG_PATH",
             format!("/usr/share/alsa/alsa.conf:{}", asound.display()),
         ));
     assert!(check.lines().last() == Some("ok"), "{check}");
+    assert!(check.contains("denoiser  drsn-denoise"), "{check}");
     assert!(
         check.contains("sha256") && check.contains("(matches)"),
         "{check}"

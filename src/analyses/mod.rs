@@ -8,17 +8,18 @@
 pub mod anomaly;
 pub mod baseline;
 pub mod classifier;
+pub mod denoise;
 pub mod envelope;
 pub mod physics;
 pub mod spectrum;
 
 use crate::config::{Config, SourceConfig};
+use crate::infer::denoiser::Denoiser;
 use crate::infer::Model;
 use crate::manifest::Manifest;
 use crate::report::{Frame, Report};
-use crate::stats::BaselineCell;
+use crate::stats::Links;
 use anyhow::Result;
-use std::sync::Arc;
 
 /// One analysis of a stream's frames.
 pub trait Analysis: Send {
@@ -37,6 +38,8 @@ pub trait Analysis: Send {
 /// built at start and again, whole, on reload.
 pub struct Shared {
     pub classifier: Model,
+    /// The denoiser, with `[denoise] model`.
+    pub denoiser: Option<Denoiser>,
     /// Whether frames carry their spectrum (the web page wants it).
     pub spectrum: bool,
 }
@@ -103,17 +106,22 @@ pub struct Analyses {
     pub manifest: Manifest,
     /// The manifest's class ids, made once (every frame message names one).
     pub classes: Vec<String>,
+    /// Whether frames carry `denoise` (the denoiser runs).
+    pub denoising: bool,
     stages: Vec<Box<dyn Analysis>>,
 }
 
 impl Analyses {
-    /// The analyses of one stream, sharing the loaded models. `cell`: the
-    /// stream's baseline requests and status.
-    pub fn for_stream(shared: &Shared, spec: &StreamSpec, cell: Arc<BaselineCell>) -> Result<Self> {
+    /// The analyses of one stream, sharing the loaded models. `links`: the
+    /// stream's baseline requests and status, and its denoised signal.
+    pub fn for_stream(shared: &Shared, spec: &StreamSpec, links: Links) -> Result<Self> {
         crate::fault::fail_a_fork()?;
         let mut stages: Vec<Box<dyn Analysis>> = vec![Box::new(classifier::Classifier::new(
             shared.classifier.fork()?,
         ))];
+        if let Some(d) = &shared.denoiser {
+            stages.push(Box::new(denoise::Denoise::new(d.fork()?, links.denoised)));
+        }
         if shared.spectrum {
             let n = shared.classifier.manifest.frame_length;
             stages.push(Box::new(spectrum::Spectrum::new(n)));
@@ -132,9 +140,10 @@ impl Analyses {
         stages.push(Box::new(anomaly::Anomaly::new(
             &manifest,
             &spec.baseline,
-            cell,
+            links.baseline,
         )?));
         Ok(Self {
+            denoising: shared.denoiser.is_some(),
             classes: manifest.class_ids(),
             manifest,
             stages,

@@ -84,6 +84,9 @@ fn summary(cfg: &Config) -> Result<String> {
         ),
         format!("hop       {} samples, max batch {}", cfg.hop, cfg.max_batch),
     ];
+    if let Some(d) = &cfg.denoise {
+        lines.push(denoiser(d, &m, cfg.hop)?);
+    }
     lines.extend(baselines(cfg, &m)?);
     for s in &cfg.sources {
         let src = crate::source::open(s)?;
@@ -105,6 +108,35 @@ fn summary(cfg: &Config) -> Result<String> {
     }
     lines.push("ok".into());
     Ok(lines.join("\n"))
+}
+
+/// `[denoise]`: the denoiser loads for these frames and runs one.
+fn denoiser(
+    d: &crate::config::DenoiseConfig,
+    m: &crate::manifest::Manifest,
+    hop: usize,
+) -> Result<String> {
+    let mut den = crate::analyses::denoise::load(d, m, hop)?;
+    let n = den.manifest.frame_length;
+    let frame: Vec<f32> = (0..n).map(|i| (i as f32 * 0.3).sin()).collect();
+    let (mut y, mut taus) = (vec![0.0; n], Vec::new());
+    let t = std::time::Instant::now();
+    den.run(&frame, &mut y, &mut taus)?;
+    let ms = t.elapsed().as_secs_f64() * 1e3;
+    let dm = &den.manifest;
+    let socket = d
+        .socket_dir
+        .as_ref()
+        .map_or("no socket-dir".to_string(), |s| {
+            format!("sockets {}/<stream>.f32", s.display())
+        });
+    Ok(format!(
+        "denoiser  {} {} (sha256 {}, matches), {} units, one frame {ms:.3} ms, {socket}",
+        dm.name,
+        dm.version,
+        &dm.sha256[..12.min(dm.sha256.len())],
+        taus.len()
+    ))
 }
 
 /// Each stream's baseline as the daemon would find it: a file that cannot

@@ -5,6 +5,7 @@
 mod baseline;
 mod check;
 mod classify;
+mod denoise;
 mod fleet;
 mod run;
 mod watch;
@@ -43,6 +44,8 @@ enum Cmd {
     Watch(watch::WatchArgs),
     /// Classify WAV files offline, as fast as the machine allows.
     Classify(classify::ClassifyArgs),
+    /// Denoise a WAV recording offline (the daemon's denoiser and overlap-add).
+    Denoise(denoise::DenoiseArgs),
     /// Learn a machine's normal from recordings (`baseline learn`).
     Baseline(baseline::BaselineArgs),
     /// Every node and stream an MQTT broker knows, then events live.
@@ -77,6 +80,10 @@ pub fn main() -> ExitCode {
             init_logging("warn");
             classify::classify(&a)
         }
+        Cmd::Denoise(a) => {
+            init_logging("warn");
+            denoise::denoise(&a)
+        }
         Cmd::Baseline(a) => {
             init_logging("warn");
             baseline::baseline(&a)
@@ -95,8 +102,15 @@ pub fn main() -> ExitCode {
         }
         Cmd::Check(a) => check::check(a),
         Cmd::CheckModel(a) => {
-            let loaded = crate::manifest::ModelFiles::load(&a.model)
-                .and_then(|f| crate::infer::Model::load(&f, a.max_batch));
+            let loaded =
+                crate::manifest::ModelFiles::load(&a.model).and_then(|f| match f.manifest.kind {
+                    crate::manifest::ModelKind::Denoiser => {
+                        crate::infer::denoiser::Denoiser::load(&f).map(drop)
+                    }
+                    crate::manifest::ModelKind::Classifier => {
+                        crate::infer::Model::load(&f, a.max_batch).map(drop)
+                    }
+                });
             match loaded {
                 Ok(_) => ExitCode::SUCCESS,
                 Err(e) => {

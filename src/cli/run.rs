@@ -16,6 +16,10 @@ pub struct Overrides {
     /// Model manifest (.json) or ONNX file with its manifest beside it.
     #[arg(long)]
     model: Option<PathBuf>,
+    /// The denoiser's manifest: turns the denoiser on (or replaces the
+    /// configured one); its socket-dir, if any, stays as configured.
+    #[arg(long)]
+    denoise_model: Option<PathBuf>,
     /// Unix socket path.
     #[arg(long)]
     socket: Option<PathBuf>,
@@ -67,6 +71,13 @@ pub fn build_config(o: &Overrides) -> Result<Config, String> {
         Some(p) => Config::load(p).map_err(|e| e.to_string())?,
         None => Config::default(),
     };
+    if let Some(m) = &o.denoise_model {
+        let socket_dir = cfg.denoise.take().and_then(|d| d.socket_dir);
+        cfg.denoise = Some(crate::config::DenoiseConfig {
+            model: m.clone(),
+            socket_dir,
+        });
+    }
     if let Some(m) = &o.model {
         cfg.model = m.clone();
     }

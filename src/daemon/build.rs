@@ -86,6 +86,7 @@ pub fn source(
             source: status.clone(),
             units: sc.units_label(),
             bearing: bearing_info(sc),
+            denoising: cfg.denoise.is_some(),
         });
         built.source.writers.push(Some(writer));
     }
@@ -133,6 +134,7 @@ impl Channel<'_> {
             self.rate,
             self.index,
             self.cfg.hop,
+            m.sample_rate,
             writer.counters().clone(),
         );
         stats.resampler = assembler.resampling();
@@ -144,16 +146,10 @@ impl Channel<'_> {
             analyses: Analyses::for_stream(
                 shared,
                 &StreamSpec::of(self.cfg, self.sc, self.name),
-                stats.baseline.clone(),
+                stats.links(),
             )?,
             monitor,
-            snapshots: Snapshots::new(
-                self.cfg.snapshots.clone(),
-                self.name,
-                self.rate,
-                m.sample_rate,
-                self.sc.ring_seconds as f64,
-            ),
+            snapshots: self.snapshots(&stats, m.sample_rate),
             state,
             stats,
             source: status.clone(),
@@ -161,6 +157,20 @@ impl Channel<'_> {
                 .then_some((self.rate as f32 * self.sc.max_lag_s) as usize),
         };
         Ok((writer, parts))
+    }
+
+    fn snapshots(&self, stats: &StreamStats, model_rate: u32) -> Snapshots {
+        let s = Snapshots::new(
+            self.cfg.snapshots.clone(),
+            self.name,
+            self.rate,
+            model_rate,
+            self.sc.ring_seconds as f64,
+        );
+        match self.cfg.denoise {
+            Some(_) => s.with_denoised(stats.denoised.clone()),
+            None => s,
+        }
     }
 
     /// The stream's monitor, starting from the machine state saved before a

@@ -13,7 +13,7 @@ use crate::analyses::Shared;
 use crate::config::Config;
 use crate::infer::Model;
 use crate::manifest::ModelFiles;
-use crate::protocol::{ModelRef, ResamplerState, StreamStatus};
+use crate::protocol::{DenoisedStatus, ModelRef, ResamplerState, StreamStatus};
 use crate::sinks::{self, Publisher, PublisherQueue};
 use crate::source::SourceStatus;
 use crate::stats::StreamStats;
@@ -31,6 +31,8 @@ pub struct StreamHandle {
     /// As hello names them (None: no physical figures).
     units: Option<String>,
     bearing: Option<crate::protocol::BearingInfo>,
+    /// Whether the denoiser runs on it.
+    denoising: bool,
 }
 
 /// The loaded models plus everything built from the config, not yet started.
@@ -106,7 +108,13 @@ fn load_models(cfg: &Config) -> Result<Shared> {
         m.frame_length,
         m.thresholds.len()
     );
+    let denoiser = cfg
+        .denoise
+        .as_ref()
+        .map(|d| crate::analyses::denoise::load(d, m, cfg.hop))
+        .transpose()?;
     Ok(Shared {
+        denoiser,
         classifier: model,
         spectrum: cfg.http.as_ref().is_some_and(|h| h.spectrum),
     })
@@ -155,6 +163,16 @@ fn stream_status(s: &StreamHandle) -> StreamStatus {
         latency_ms_mean: mean,
         latency_ms_max: st.latency_max_us.load(Relaxed) as f64 / 1000.0,
         baseline: st.baseline.get(),
+        denoised: s.denoising.then(|| {
+            let t = &st.denoised;
+            DenoisedStatus {
+                samples: t.written.load(Relaxed),
+                dropped_samples: t.dropped.load(Relaxed),
+                readers: t.readers.load(Relaxed),
+                readers_dropped: t.readers_dropped.load(Relaxed),
+                readers_refused: t.readers_refused.load(Relaxed),
+            }
+        }),
     }
 }
 

@@ -6,9 +6,8 @@ use crate::analyses::{Analyses, Shared, StreamSpec};
 use crate::config::Config;
 use crate::infer::Model;
 use crate::manifest::{Manifest, ModelFiles};
-use crate::stats::BaselineCell;
+use crate::stats::Links;
 use anyhow::{bail, Result};
-use std::sync::Arc;
 
 /// Re-reads the configuration for a reload.
 pub type ReloadFn = dyn Fn() -> Result<Config, String> + Send + Sync;
@@ -27,7 +26,7 @@ pub fn prepare(
     reload: &ReloadFn,
     running: &Config,
     current: &Manifest,
-    cells: Vec<Arc<BaselineCell>>,
+    cells: Vec<Links>,
 ) -> Result<Ready> {
     let streams = cells.len();
     let cfg = reload().map_err(anyhow::Error::msg)?;
@@ -48,9 +47,21 @@ pub fn prepare(
         // Applied at a restart, but checked now: a restart must not fail on it.
         crate::sinks::mqtt::Settings::read(mq)?;
     }
+    // A new denoiser replaces the running one; adding or removing
+    // [denoise] (its sockets) waits for a restart.
+    let denoise = running.denoise.as_ref().map(|r| {
+        cfg.denoise
+            .as_ref()
+            .filter(|d| d.socket_dir == r.socket_dir)
+            .unwrap_or(r)
+    });
+    let denoiser = denoise
+        .map(|d| crate::analyses::denoise::load(d, m, running.hop))
+        .transpose()?;
     let manifest = m.clone();
     // What runs on each frame stays as started (a restart applies [http]).
     let shared = Shared {
+        denoiser,
         classifier: model,
         spectrum: running.http.as_ref().is_some_and(|h| h.spectrum),
     };
@@ -82,6 +93,12 @@ fn restart_notes(cfg: &Config, running: &Config) -> Vec<String> {
         ("socket", cfg.socket != running.socket),
         ("http", cfg.http != running.http),
         ("mqtt", cfg.mqtt != running.mqtt),
+        (
+            "denoise",
+            cfg.denoise.is_some() != running.denoise.is_some()
+                || cfg.denoise.as_ref().map(|d| &d.socket_dir)
+                    != running.denoise.as_ref().map(|d| &d.socket_dir),
+        ),
         ("hop", cfg.hop != running.hop),
         ("max-batch", cfg.max_batch != running.max_batch),
     ]

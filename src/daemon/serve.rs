@@ -80,6 +80,16 @@ pub async fn serve(p: Prepared) -> Result<()> {
         }
         None => None,
     };
+    // Bound before the workers start, so a reader sees the first sample.
+    let denoised = match s.p.cfg.denoise.as_ref().and_then(|d| d.socket_dir.clone()) {
+        Some(dir) => sinks::denoised::start(
+            &dir,
+            parse_mode(&s.p.cfg.socket.mode).unwrap_or(0o660),
+            &s.bus.stream_stats,
+            s.p.stop.clone(),
+        )?,
+        None => Vec::new(),
+    };
     let threads = start_workers(&mut s.p)?;
     let running = start_sources(&mut s.p, &s.streams, &threads)?;
     let server = tokio::spawn(socket::serve(
@@ -117,6 +127,10 @@ pub async fn serve(p: Prepared) -> Result<()> {
         while !f.is_finished() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+    for t in denoised {
+        t.thread().unpark();
+        let _ = t.join();
     }
     socket::remove_socket(&socket_path);
     tracing::info!("stopped");
@@ -267,12 +281,7 @@ impl Serving {
             Some(f) => {
                 let running = self.p.cfg.clone();
                 let current = self.p.shared.classifier.manifest.clone();
-                let cells = self
-                    .bus
-                    .stream_stats
-                    .iter()
-                    .map(|s| s.baseline.clone())
-                    .collect();
+                let cells = self.bus.stream_stats.iter().map(|s| s.links()).collect();
                 let job = move || reload::prepare(&*f, &running, &current, cells);
                 match tokio::task::spawn_blocking(job).await {
                     Ok(Ok(ready)) => Ok(self.hand_out(ready)),

@@ -6,6 +6,7 @@
 //! workers or another sink. The sinks: the Unix socket ([`socket`]) and
 //! the web page with SSE and Prometheus metrics ([`http`]).
 
+pub mod denoised;
 pub mod http;
 pub mod mqtt;
 pub mod socket;

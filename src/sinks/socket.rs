@@ -104,9 +104,17 @@ impl SocketSink {
     }
 }
 
-/// Binds the socket: removes a stale socket file only if it is a socket and
-/// nobody answers on it, then sets the configured mode.
+/// Binds the socket (see `bind_std`) for the runtime.
 pub fn bind(path: &Path, mode: u32) -> Result<UnixListener> {
+    let l = bind_std(path, mode)?;
+    l.set_nonblocking(true)
+        .and_then(|()| UnixListener::from_std(l))
+        .with_context(|| format!("{}: cannot listen", path.display()))
+}
+
+/// Binds a socket: removes a stale socket file only if it is a socket and
+/// nobody answers on it, then sets the configured mode.
+pub fn bind_std(path: &Path, mode: u32) -> Result<std::os::unix::net::UnixListener> {
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if !meta.file_type().is_socket() {
             bail!(
@@ -130,7 +138,7 @@ pub fn bind(path: &Path, mode: u32) -> Result<UnixListener> {
                 .with_context(|| format!("{}: cannot create socket directory", dir.display()))?;
         }
     }
-    let listener = UnixListener::bind(path)
+    let listener = std::os::unix::net::UnixListener::bind(path)
         .with_context(|| format!("{}: cannot bind socket", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .with_context(|| format!("{}: cannot set mode {mode:o}", path.display()))?;

@@ -7,9 +7,10 @@ import os
 import sys
 import tempfile
 
+import numpy as np
 import torch
 
-from . import data, export, fit, table
+from . import data, denoise_table, export, fit, table
 from .model import Net
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -88,6 +89,84 @@ def cmd_smoke(args) -> None:
             sys.exit(f"smoke: unexpected threshold layout {layout}")
     print(f"smoke: {args.steps} steps, clean accuracy on 64 frames {acc:.3f}, "
           f"onnxruntime vs PyTorch max |diff| {worst:.2e} (<= {export.PARITY_TOLERANCE})")
+    # The denoiser's recipe too: a few steps, exported and checked.
+    from . import denoise_export, denoise_fit
+
+    parts = [[r.train for r in recs]]
+    den, _ = denoise_fit.train("drsn", parts, seed=0, steps=args.steps, channels=8, units=2, batch=8)
+    with tempfile.TemporaryDirectory() as d:
+        onnx_path = os.path.join(d, "smoke-denoise.onnx")
+        denoise_export.export_onnx(den, onnx_path)
+        parity = denoise_export.write_parity(den, os.path.join(d, "smoke-denoise.parity.json"))
+        worst = denoise_export.check_onnxruntime(onnx_path, parity)
+    y = denoise_fit.denoise_signal(den, recs[0].test[:5000])
+    if y.shape != (5000,) or not np.isfinite(y).all():
+        sys.exit(f"smoke: the denoiser's overlap-add gave {y.shape}, finite {np.isfinite(y).all()}")
+    print(f"smoke: denoiser {args.steps} steps, onnxruntime vs PyTorch max relative diff {worst:.2e}")
+
+
+def cmd_denoise_train(args) -> None:
+    """The shipped denoiser: train on both rigs, export, check, measure."""
+    from . import denoise_export, denoise_fit, wavelet
+
+    torch.set_num_threads(args.threads)
+    shared = os.path.abspath(os.path.join(args.data, ".."))
+    rigs = denoise_table.rigs_from(shared)
+    if args.weights:
+        # Weights this recipe saved before (models/work/<name>.pt): export
+        # and measure again without the half hour of training.
+        from .denoiser import Denoiser
+
+        net = Denoiser(args.arch, args.channels, args.units)
+        net.load_state_dict(torch.load(args.weights, weights_only=True))
+        net.eval()
+        seconds = float(args.train_seconds)
+    else:
+        print(f"training the {args.arch} denoiser, {args.channels} channels, {args.units} units, "
+              f"{args.steps} steps", flush=True)
+        net, seconds = denoise_fit.train(args.arch, denoise_table._train_parts(rigs), args.seed,
+                                         args.steps, args.channels, args.units, log_every=250)
+    metrics = {"test_set": "last 20 % of every recording of ../shared/cwru and ../shared/uestc"}
+    for r in denoise_table.RIGS:
+        tests = denoise_table._tests(rigs[r])
+        net_res = denoise_fit.evaluate(lambda x: denoise_fit.denoise_signal(net, x), tests)
+        best = {k: {s: max(denoise_fit.evaluate(lambda x, rule=rule: wavelet.shrink(x, rule), tests)
+                               ["improvement"][k][s] for rule in wavelet.RULES)
+                    for s in denoise_fit.EVAL_SNRS} for k in ("gaussian",)}
+        metrics[r] = {"snr_improvement_db": net_res["improvement"],
+                      "transparency_db": net_res["transparency_db"],
+                      "best_wavelet_gaussian_db": best["gaussian"]}
+        print(f"  {r}: {json.dumps(net_res['improvement'])}; transparency "
+              f"{net_res['transparency_db']:.1f} dB; best wavelet, Gaussian: {best['gaussian']}", flush=True)
+    name = args.name
+    onnx_file = f"{name}.onnx"
+    onnx_path = os.path.join(args.out, onnx_file)
+    denoise_export.export_onnx(net, onnx_path)
+    parity = denoise_export.write_parity(net, os.path.join(args.out, f"{name}.parity.json"))
+    worst = denoise_export.check_onnxruntime(onnx_path, parity)
+    ms = export.time_onnxruntime(onnx_path)
+    metrics.update({"parity_max_rel_diff_onnxruntime": worst,
+                    "onnxruntime_ms_per_frame_batch_1": round(ms, 4)})
+    training = {
+        "data": "every recording of ../shared/cwru (12 kHz) and ../shared/uestc (20 kHz, "
+                "resampled to 12 kHz), first 80 % of each",
+        "recipe": f"python -m drsn_train denoise-train --arch {args.arch} --channels {args.channels} "
+                  f"--units {args.units} --steps {args.steps} --seed {args.seed}",
+        "noise": f"per frame: clean (p=0.1 of the draws) or Gaussian/Laplacian/pink at SNR "
+                 f"U{denoise_fit.TRAIN_SNR} dB; target: the recording",
+        "loss": "-SNR of the output against the recording, capped at 30 dB",
+        "steps": args.steps, "batch": 32, "seed": args.seed, "seconds": round(seconds, 1),
+        "threads": args.threads,
+    }
+    doc = denoise_export.manifest(net, name, args.version, onnx_file, onnx_path, training, metrics)
+    with open(os.path.join(args.out, f"{name}.json"), "w") as f:
+        json.dump(doc, f, indent=2)
+        f.write("\n")
+    work = os.path.join(args.out, "work")
+    os.makedirs(work, exist_ok=True)
+    torch.save(net.state_dict(), os.path.join(work, f"{name}.pt"))
+    print(f"wrote {onnx_path}, its manifest and parity vectors; parity {worst:.2e}, "
+          f"onnxruntime {ms:.3f} ms/frame", flush=True)
 
 
 def cmd_verify(args) -> None:
@@ -103,6 +182,19 @@ def cmd_verify(args) -> None:
     sess = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
     names = [o.name for o in sess.get_outputs()]
     embedding = [m["embedding_output"]["name"]] if "embedding_output" in m else []
+    if m.get("kind") == "denoiser":
+        from . import denoise_export
+
+        want = [m["denoised_output"], *[t["name"] for t in m["thresholds"]]]
+        if names != want:
+            sys.exit(f"{onnx_path}: outputs {names}, manifest says {want}")
+        with open(onnx_path[: -len(".onnx")] + ".parity.json") as f:
+            parity = json.load(f)
+        worst = denoise_export.check_onnxruntime(onnx_path, parity)
+        print(f"verify: {m['name']} {m['version']}: sha256 ok, {len(names)} outputs as the manifest "
+              f"says, onnxruntime vs PyTorch parity max relative diff {worst:.2e} over "
+              f"{len(parity['cases'])} cases (<= {parity['tolerance']})")
+        return
     want = [m["probs_output"], *embedding, *[t["name"] for t in m["thresholds"]]]
     if names != want:
         sys.exit(f"{onnx_path}: outputs {names}, manifest says {want}")
@@ -169,6 +261,30 @@ def main(argv=None) -> None:
     common(s)
     s.add_argument("--steps", type=int, default=20)
     s.set_defaults(func=cmd_smoke)
+
+    dt = sub.add_parser("denoise-train", help="train and export the DRSN denoiser (both rigs)")
+    common(dt)
+    dt.add_argument("--arch", default="drsn", choices=["drsn", "relu"])
+    dt.add_argument("--channels", type=int, default=32)
+    dt.add_argument("--units", type=int, default=4)
+    dt.add_argument("--steps", type=int, default=3000)
+    dt.add_argument("--seed", type=int, default=0)
+    dt.add_argument("--name", default="drsn-denoise")
+    dt.add_argument("--version", default="1.0.0")
+    dt.add_argument("--out", default=os.path.join(ROOT, "models"))
+    dt.add_argument("--weights", help="export these weights (saved by an earlier run) instead of training")
+    dt.add_argument("--train-seconds", default=0, help="with --weights: how long their training took")
+    dt.set_defaults(func=cmd_denoise_train)
+
+    dtb = sub.add_parser("denoise-table", help="DRSN vs ReLU vs wavelet; writes models/RESULTS-denoise.md")
+    common(dtb)
+    dtb.add_argument("--channels", type=int, default=32)
+    dtb.add_argument("--units", type=int, default=4)
+    dtb.add_argument("--steps", type=int, default=3000)
+    dtb.add_argument("--seeds", type=int, default=3)
+    dtb.add_argument("--workers", type=int, default=2)
+    dtb.add_argument("--out", default=os.path.join(ROOT, "models"))
+    dtb.set_defaults(func=denoise_table.cmd_table)
 
     v = sub.add_parser("verify", help="check a shipped model against its manifest and parity vectors")
     v.add_argument("manifest")

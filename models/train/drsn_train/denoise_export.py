@@ -1,0 +1,107 @@
+"""The denoiser's ONNX export, manifest and parity vectors (as export.py
+does for the classifier)."""
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import torch
+
+from .data import FRAME, RATE
+from .denoiser import Denoiser, ExportedDenoiser, KERNEL, STRIDE
+from .export import OPSET, parity_inputs, sha256
+from .model import POWER_FLOOR
+
+PARITY_TOLERANCE = 1e-4
+
+
+def output_names(net: Denoiser) -> list[str]:
+    return ["denoised", *[f"tau_{i + 1}" for i in range(len(net.threshold_layout()))]]
+
+
+def export_onnx(net: Denoiser, path: str) -> None:
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=UserWarning)
+    names = output_names(net)
+    torch.onnx.export(
+        ExportedDenoiser(net).eval(),
+        (torch.zeros(1, 1, FRAME),),
+        path,
+        input_names=["signal"],
+        output_names=names,
+        dynamic_axes={n: {0: "N"} for n in ["signal", *names]},
+        opset_version=OPSET,
+        do_constant_folding=True,
+        dynamo=False,
+    )
+
+
+@torch.no_grad()
+def write_parity(net: Denoiser, path: str) -> dict:
+    """The classifier's synthetic frames (no excerpt of any recording) and
+    PyTorch's outputs for them."""
+    inputs = parity_inputs()
+    x = np.stack(list(inputs.values())).astype(np.float32)
+    names = output_names(net)
+    outs = ExportedDenoiser(net).eval()(torch.from_numpy(x).unsqueeze(1))
+    outs = {n: o.numpy().reshape(len(x), -1) for n, o in zip(names, outs)}
+    cases = [
+        {"name": name, "signal": [float(v) for v in x[i]],
+         "outputs": {n: [float(v) for v in outs[n][i]] for n in names}}
+        for i, name in enumerate(inputs)
+    ]
+    # Relative to each case's scale: the 50 g frame's output is ~50 g.
+    doc = {"tolerance": PARITY_TOLERANCE, "relative": True, "frame_length": FRAME, "cases": cases}
+    with open(path, "w") as f:
+        json.dump(doc, f, separators=(",", ":"))
+    return doc
+
+
+def check_onnxruntime(onnx_path: str, parity: dict) -> float:
+    """Largest |onnxruntime - PyTorch| / max(1, max|PyTorch|) over every output."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
+    x = np.array([c["signal"] for c in parity["cases"]], dtype=np.float32)[:, None, :]
+    got = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {"signal": x})))
+    worst = 0.0
+    for i, case in enumerate(parity["cases"]):
+        for name, want in case["outputs"].items():
+            want = np.array(want)
+            scale = max(1.0, float(np.abs(want).max()))
+            worst = max(worst, float(np.abs(got[name][i].ravel() - want).max()) / scale)
+    if not worst <= parity["tolerance"]:
+        raise SystemExit(f"{onnx_path}: onnxruntime differs from PyTorch by {worst:.3g} > {parity['tolerance']}")
+    return worst
+
+
+def manifest(net: Denoiser, name: str, version: str, onnx_file: str, onnx_path: str,
+             training: dict, metrics: dict) -> dict:
+    return {
+        "kind": "denoiser",
+        "name": name,
+        "version": version,
+        "onnx": onnx_file,
+        "sha256": sha256(onnx_path),
+        "architecture": f"{net.arch}-denoiser",
+        "sample_rate": RATE,
+        "frame_length": FRAME,
+        "input": {
+            "name": "signal",
+            "shape": ["N", 1, FRAME],
+            "units": "any (the output is in the input's units)",
+            "preprocessing": "in-graph: subtract the frame mean, divide by sqrt(mean square + "
+                             f"{POWER_FLOOR:g}); undone on the output",
+        },
+        "denoised_output": "denoised",
+        "layers": {"channels": net.channels, "units": net.n_units,
+                   "transform": f"Conv1d kernel {KERNEL} stride {STRIDE} / ConvTranspose1d"},
+        "overlap_add": {"hop": FRAME // 2, "window": "periodic Hann (weight 1 where no frame overlaps)"},
+        "thresholds": [
+            {"name": f"tau_{i + 1}", "unit": i + 1, "channels": c}
+            for i, c in enumerate(net.threshold_layout())
+        ],
+        "training": training,
+        "metrics": metrics,
+    }

@@ -1,0 +1,171 @@
+"""Denoiser data, training, overlap-add and the SNR evaluation.
+
+The target is the recording itself and the input the recording plus noise,
+so every real recording of both rigs is training data: all of
+../shared/cwru (12 kHz) and all of ../shared/uestc (20 kHz, resampled to
+12 kHz). Each file is split by time as for the classifier: the first 80 %
+trains, the last 20 % tests.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import torch
+
+from . import noise
+from .data import FRAME, RATE, TRAIN_FRACTION, EQ_KNOTS, eq_knots, random_eq, read_wav, to_model_rate
+from .denoiser import Denoiser
+
+HOP = FRAME // 2  # periodic Hann at 50 % overlap: the window sums to exactly 1
+TRAIN_SNR = (-8.0, 10.0)
+EVAL_SNRS = (-4, 0, 4)
+# Training loss: -10 log10(signal / (error + CAP * signal)), i.e. SNR capped
+# at 30 dB, so clean frames teach "pass through" without dominating.
+SNR_CAP = 1e-3
+
+
+def load_rig(root: str) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(name, train part, test part) for every WAV under root, at 12 kHz."""
+    out = []
+    for fname in sorted(os.listdir(root)):
+        if not fname.endswith(".wav"):
+            continue
+        path = os.path.join(root, fname)
+        rate, x = read_wav(path)
+        x = to_model_rate(rate, x, path)
+        cut = int(len(x) * TRAIN_FRACTION)
+        out.append((fname, x[:cut], x[cut:]))
+    if not out:
+        raise SystemExit(f"{root}: no .wav recordings")
+    return out
+
+
+class CleanSampler:
+    """Random crops: a rig drawn uniformly, then a recording, then an offset,
+    each crop through a random smooth spectral tilt (data.random_eq) so the
+    network learns signals, not these rigs' resonances."""
+
+    def __init__(self, rigs: list[list[np.ndarray]], seed: int, eq_db: float = 4.0):
+        self.rigs = rigs
+        self.rng = np.random.default_rng(seed)
+        self.eq_db = eq_db
+        self.knots = eq_knots(FRAME // 2 + 1)
+
+    def batch(self, n: int) -> np.ndarray:
+        rng = self.rng
+        out = np.empty((n, FRAME), dtype=np.float32)
+        for i in range(n):
+            segs = self.rigs[rng.integers(0, len(self.rigs))]
+            seg = segs[rng.integers(0, len(segs))]
+            start = rng.integers(0, len(seg) - FRAME)
+            out[i] = seg[start : start + FRAME]
+        return random_eq(out, rng, self.eq_db, self.knots) if self.eq_db > 0 else out
+
+
+def snr_loss(clean: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    sig = (clean * clean).sum(dim=-1)
+    err = ((clean - out) ** 2).sum(dim=-1)
+    return (10.0 * torch.log10((err + SNR_CAP * sig + 1e-12) / (sig + 1e-12))).mean()
+
+
+def train(arch: str, rigs: list[list[np.ndarray]], seed: int, steps: int, channels: int = 32,
+          units: int = 4, batch: int = 32, lr: float = 3e-3, log_every: int = 0) -> tuple[Denoiser, float]:
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed + 2000)
+    sampler = CleanSampler(rigs, seed)
+    net = Denoiser(arch, channels, units)
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
+    t0 = time.time()
+    net.train()
+    for step in range(steps):
+        clean = sampler.batch(batch)
+        noisy = noise.augment(clean, rng, TRAIN_SNR[0], TRAIN_SNR[1], p_clean=0.1)
+        out, _ = net(torch.from_numpy(noisy).unsqueeze(1))
+        loss = snr_loss(torch.from_numpy(clean), out.squeeze(1))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+        opt.step()
+        sched.step()
+        if log_every and (step % log_every == 0 or step == steps - 1):
+            print(f"  denoiser {arch} C{channels} seed {seed} step {step}/{steps} "
+                  f"loss {loss.item():.2f} dB", flush=True)
+    net.eval()
+    return net, time.time() - t0
+
+
+def hann(n: int = FRAME) -> np.ndarray:
+    """Periodic Hann: at hop n/2 the shifted windows sum to exactly 1."""
+    return (0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n) / n)).astype(np.float32)
+
+
+def ola_weights(k: int, frames: int) -> np.ndarray:
+    """Frame k's overlap-add weights: Hann, except the first frame's first
+    half and the last frame's second half are 1, where no other frame
+    overlaps. The daemon (src/analyses/denoise.rs) uses the same rule."""
+    w = hann().copy()
+    if k == 0:
+        w[:HOP] = 1.0
+    if k == frames - 1:
+        w[HOP:] = 1.0
+    return w
+
+
+@torch.no_grad()
+def denoise_signal(net, x: np.ndarray, batch: int = 256) -> np.ndarray:
+    """The whole signal through `net` frame by frame (hop FRAME/2), overlap-
+    added; same length as x. The end is padded with zeros to a whole hop.
+    `net` maps [N, 1, FRAME] -> ([N, 1, FRAME], ...) (torch) or is a callable
+    on numpy [N, FRAME]."""
+    n = len(x)
+    frames = max(1, -(-(max(n, FRAME) - FRAME) // HOP) + 1)
+    padded = np.zeros((frames - 1) * HOP + FRAME, dtype=np.float32)
+    padded[:n] = x
+    idx = np.arange(frames)[:, None] * HOP + np.arange(FRAME)[None, :]
+    chunks = padded[idx]
+    outs = []
+    for i in range(0, frames, batch):
+        part = chunks[i : i + batch]
+        if isinstance(net, torch.nn.Module):
+            y, _ = net(torch.from_numpy(part).unsqueeze(1))
+            outs.append(y.squeeze(1).numpy())
+        else:
+            outs.append(net(part))
+    ys = np.concatenate(outs)
+    out = np.zeros_like(padded)
+    for k in range(frames):
+        out[k * HOP : k * HOP + FRAME] += ola_weights(k, frames) * ys[k]
+    return out[:n]
+
+
+def snr_db(clean: np.ndarray, est: np.ndarray) -> float:
+    c = clean.astype(np.float64)
+    e = est.astype(np.float64) - c
+    return float(10.0 * np.log10((c * c).sum() / max((e * e).sum(), 1e-30)))
+
+
+def noisy_copy(x: np.ndarray, kind: str, snr: float, seed: tuple) -> np.ndarray:
+    """x plus `kind` noise at `snr` dB over the whole segment, fixed seed."""
+    rng = np.random.default_rng(list(seed))
+    return noise.add_noise(x[None, :], kind, float(snr), rng)[0]
+
+
+def evaluate(method, tests: list[tuple[str, np.ndarray]]) -> dict:
+    """Mean SNR improvement (dB) over the test segments, per noise kind and
+    SNR, plus the transparency on clean input (output vs input SNR).
+    method(x: np.ndarray) -> np.ndarray of the same length."""
+    res: dict = {"improvement": {}, "worst_recording": {}}
+    for k, kind in enumerate(noise.KINDS):
+        res["improvement"][kind], res["worst_recording"][kind] = {}, {}
+        for snr in EVAL_SNRS:
+            gains = []
+            for i, (_, clean) in enumerate(tests):
+                noisy = noisy_copy(clean, kind, snr, (7, k, snr + 100, i))
+                gains.append(snr_db(clean, method(noisy)) - snr_db(clean, noisy))
+            res["improvement"][kind][snr] = float(np.mean(gains))
+            res["worst_recording"][kind][snr] = float(np.min(gains))
+    res["transparency_db"] = float(np.mean([snr_db(c, method(c)) for _, c in tests]))
+    return res
