@@ -250,6 +250,59 @@ mod tests {
         }
     }
 
+    fn frame(index: u64, after_gap: bool) -> Frame {
+        Frame {
+            index,
+            end_ns: 0,
+            samples: (0..2048)
+                .map(|i| ((index + i) as f32 * 0.21).sin() * 0.1)
+                .collect(),
+            rms: 0.07,
+            peak: 0.1,
+            std: 0.07,
+            flags: crate::report::Flags {
+                after_gap,
+                ..Default::default()
+            },
+        }
+    }
+
+    /// The shipped denoiser on every other frame at hop 512; a gap ends
+    /// the run (its last half goes out) and the next frame starts one.
+    #[test]
+    fn every_other_frame_is_denoised_and_a_gap_starts_a_new_run() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/drsn-denoise.json");
+        let files = ModelFiles::load(&path).expect("shipped denoiser");
+        let tap = Arc::new(DenoisedTap::new(12000));
+        let mut d = Denoise::new(Denoiser::load(&files).expect("loads"), tap.clone());
+        let frames: Vec<Frame> = (0..6).map(|k| frame(k * 512, false)).collect();
+        let mut reports = vec![Report::default(); frames.len()];
+        d.run(&frames, &mut reports).expect("runs");
+        assert!(reports.iter().all(|r| r.denoise.is_some()));
+        // Frames 0, 1024 and 2048 denoised: 3 hops out.
+        assert_eq!(
+            tap.next_index.load(std::sync::atomic::Ordering::Relaxed),
+            3072
+        );
+        // A gap: the run's last half is written, then a new run at 10000.
+        let after = [
+            frame(10_000, true),
+            frame(10_512, false),
+            frame(11_024, false),
+        ];
+        let mut reports = vec![Report::default(); after.len()];
+        d.run(&after, &mut reports).expect("runs");
+        assert!(reports.iter().all(|r| r.denoise.is_some()));
+        assert_eq!(
+            tap.next_index.load(std::sync::atomic::Ordering::Relaxed),
+            11_024 + 1024
+        );
+        let t = &reports[0].denoise.as_ref().expect("info").thresholds;
+        assert_eq!(t.len(), 4);
+        assert!(t.iter().all(|v| *v > 0.0 && v.is_finite()), "{t:?}");
+    }
+
     #[test]
     fn snr_estimate_is_kept_over_removed() {
         let x = [2.0, 0.0, -2.0, 0.0];

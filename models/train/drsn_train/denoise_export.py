@@ -2,7 +2,6 @@
 does for the classifier)."""
 from __future__ import annotations
 
-import json
 import warnings
 
 import numpy as np
@@ -10,10 +9,8 @@ import torch
 
 from .data import FRAME, RATE
 from .denoiser import Denoiser, ExportedDenoiser, KERNEL, STRIDE
-from .export import OPSET, parity_inputs, sha256
+from .export import OPSET, check_onnxruntime, parity_inputs, save_parity, sha256  # noqa: F401
 from .model import POWER_FLOOR
-
-PARITY_TOLERANCE = 1e-4
 
 
 def output_names(net: Denoiser) -> list[str]:
@@ -40,40 +37,14 @@ def export_onnx(net: Denoiser, path: str) -> None:
 @torch.no_grad()
 def write_parity(net: Denoiser, path: str) -> dict:
     """The classifier's synthetic frames (no excerpt of any recording) and
-    PyTorch's outputs for them."""
+    PyTorch's outputs for them, judged relative to each frame's scale (the
+    50 g frame's output is ~50 g)."""
     inputs = parity_inputs()
     x = np.stack(list(inputs.values())).astype(np.float32)
     names = output_names(net)
     outs = ExportedDenoiser(net).eval()(torch.from_numpy(x).unsqueeze(1))
     outs = {n: o.numpy().reshape(len(x), -1) for n, o in zip(names, outs)}
-    cases = [
-        {"name": name, "signal": [float(v) for v in x[i]],
-         "outputs": {n: [float(v) for v in outs[n][i]] for n in names}}
-        for i, name in enumerate(inputs)
-    ]
-    # Relative to each case's scale: the 50 g frame's output is ~50 g.
-    doc = {"tolerance": PARITY_TOLERANCE, "relative": True, "frame_length": FRAME, "cases": cases}
-    with open(path, "w") as f:
-        json.dump(doc, f, separators=(",", ":"))
-    return doc
-
-
-def check_onnxruntime(onnx_path: str, parity: dict) -> float:
-    """Largest |onnxruntime - PyTorch| / max(1, max|PyTorch|) over every output."""
-    import onnxruntime as ort
-
-    sess = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
-    x = np.array([c["signal"] for c in parity["cases"]], dtype=np.float32)[:, None, :]
-    got = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {"signal": x})))
-    worst = 0.0
-    for i, case in enumerate(parity["cases"]):
-        for name, want in case["outputs"].items():
-            want = np.array(want)
-            scale = max(1.0, float(np.abs(want).max()))
-            worst = max(worst, float(np.abs(got[name][i].ravel() - want).max()) / scale)
-    if not worst <= parity["tolerance"]:
-        raise SystemExit(f"{onnx_path}: onnxruntime differs from PyTorch by {worst:.3g} > {parity['tolerance']}")
-    return worst
+    return save_parity(path, list(inputs), x, outs, relative=True)
 
 
 def manifest(net: Denoiser, name: str, version: str, onnx_file: str, onnx_path: str,

@@ -73,22 +73,28 @@ def write_parity(net: Net, path: str) -> dict:
     inputs = parity_inputs()
     x = np.stack(list(inputs.values())).astype(np.float32)
     names = output_names(net)
-    outs = torch_outputs(net, x, names)
-    cases = []
-    for i, name in enumerate(inputs):
-        cases.append({
-            "name": name,
-            "signal": [float(v) for v in x[i]],
-            "outputs": {n: [float(v) for v in outs[n][i]] for n in names},
-        })
+    return save_parity(path, list(inputs), x, torch_outputs(net, x, names), relative=False)
+
+
+def save_parity(path: str, case_names: list[str], x: np.ndarray, outs: dict, relative: bool) -> dict:
+    """The parity file: each case's input and every output, per case.
+    `relative`: differences are judged against max(1, the output's scale)."""
+    cases = [
+        {"name": name, "signal": [float(v) for v in x[i]],
+         "outputs": {n: [float(v) for v in np.ravel(o[i])] for n, o in outs.items()}}
+        for i, name in enumerate(case_names)
+    ]
     doc = {"tolerance": PARITY_TOLERANCE, "frame_length": FRAME, "cases": cases}
+    if relative:
+        doc["relative"] = True
     with open(path, "w") as f:
         json.dump(doc, f, separators=(",", ":"))
     return doc
 
 
 def check_onnxruntime(onnx_path: str, parity: dict) -> float:
-    """Largest |onnxruntime - PyTorch| over every output of every parity case."""
+    """Largest |onnxruntime - PyTorch| over every output of every parity case
+    (divided by max(1, max|PyTorch|) for a relative parity file)."""
     import onnxruntime as ort
 
     sess = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
@@ -97,7 +103,9 @@ def check_onnxruntime(onnx_path: str, parity: dict) -> float:
     worst = 0.0
     for i, case in enumerate(parity["cases"]):
         for name, want in case["outputs"].items():
-            worst = max(worst, float(np.abs(got[name][i] - np.array(want)).max()))
+            want = np.array(want)
+            scale = max(1.0, float(np.abs(want).max())) if parity.get("relative") else 1.0
+            worst = max(worst, float(np.abs(np.ravel(got[name][i]) - want).max()) / scale)
     if not worst <= parity["tolerance"]:
         raise SystemExit(f"{onnx_path}: onnxruntime differs from PyTorch by {worst:.3g} > {parity['tolerance']}")
     return worst
