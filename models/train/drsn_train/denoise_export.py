@@ -2,14 +2,12 @@
 does for the classifier)."""
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import torch
 
 from .data import FRAME, RATE
 from .denoiser import Denoiser, ExportedDenoiser, KERNEL, STRIDE
-from .export import OPSET, check_onnxruntime, parity_inputs, save_parity, sha256  # noqa: F401
+from .export import check_onnxruntime, export_module, parity_inputs, save_parity, sha256  # noqa: F401
 from .model import POWER_FLOOR
 
 
@@ -18,20 +16,7 @@ def output_names(net: Denoiser) -> list[str]:
 
 
 def export_onnx(net: Denoiser, path: str) -> None:
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    warnings.filterwarnings("ignore", category=UserWarning)
-    names = output_names(net)
-    torch.onnx.export(
-        ExportedDenoiser(net).eval(),
-        (torch.zeros(1, 1, FRAME),),
-        path,
-        input_names=["signal"],
-        output_names=names,
-        dynamic_axes={n: {0: "N"} for n in ["signal", *names]},
-        opset_version=OPSET,
-        do_constant_folding=True,
-        dynamo=False,
-    )
+    export_module(ExportedDenoiser(net), output_names(net), path)
 
 
 @torch.no_grad()

@@ -26,14 +26,19 @@ def output_names(net: Net) -> list[str]:
 
 
 def export_onnx(net: Net, path: str) -> None:
+    export_module(Exported(net), output_names(net), path)
+
+
+def export_module(module: torch.nn.Module, names: list[str], path: str) -> None:
+    """`module` (input `signal` [N, 1, FRAME]) to ONNX with outputs `names`,
+    the batch dimension dynamic. Shared by the classifier and the denoiser."""
     # The TorchScript exporter warns about its own deprecation and about
     # shape inference; neither concerns this static graph.
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=UserWarning)
-    names = output_names(net)
     dyn = {n: {0: "N"} for n in ["signal", *names]}
     torch.onnx.export(
-        Exported(net).eval(),
+        module.eval(),
         (torch.zeros(1, 1, FRAME),),
         path,
         input_names=["signal"],
