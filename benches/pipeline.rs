@@ -103,19 +103,14 @@ fn frame_message() -> Message {
     let mut f = Framer::new(2048, 512);
     let mut frames = Vec::new();
     f.push(&x, |fr| frames.push(fr));
-    let classes: Vec<String> = files
-        .manifest
-        .classes
-        .iter()
-        .map(|c| c.id.clone())
-        .collect();
+    let labels = files.manifest.labels();
     let pred = out.pop().expect("one prediction");
     Message::Frame(FrameMsg::build(
         "main".into(),
         7,
         &frames[0],
         pred,
-        &classes,
+        &labels,
         &files.manifest.sha256,
         1.7e9,
         0.2,

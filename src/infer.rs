@@ -19,6 +19,7 @@ pub struct Model {
     /// One reusable run state per plan; each thread has its own.
     states: Vec<TypedSimpleState>,
     probs_ix: usize,
+    family_ix: Option<usize>,
     embedding_ix: Option<usize>,
     tau_ix: Vec<usize>,
     /// Reused for every run: tract drops its reference when a run ends, so
@@ -37,6 +38,11 @@ impl Model {
             .with_context(|| format!("{path}: not a loadable ONNX model"))?;
         let names = output_names(&proto);
         let probs_ix = find(&names, &m.probs_output, &path)?;
+        let family_ix = m
+            .family_output
+            .as_ref()
+            .map(|f| find(&names, f, &path))
+            .transpose()?;
         let embedding_ix = m
             .embedding_output
             .as_ref()
@@ -67,6 +73,7 @@ impl Model {
             plans,
             states,
             probs_ix,
+            family_ix,
             embedding_ix,
             tau_ix,
             input,
@@ -101,6 +108,15 @@ impl Model {
                     p.probs.len(),
                     self.manifest.classes.len()
                 );
+            }
+            if let Some(f) = &self.manifest.family_output {
+                if p.family_probs.len() != self.manifest.families.len() {
+                    bail!(
+                        "{path}: output `{f}` has {} values but the manifest lists {} families",
+                        p.family_probs.len(),
+                        self.manifest.families.len()
+                    );
+                }
             }
             if let Some(e) = &self.manifest.embedding_output {
                 if p.embedding.len() != e.dims {
@@ -138,6 +154,7 @@ impl Model {
             plans: self.plans.clone(),
             states,
             probs_ix: self.probs_ix,
+            family_ix: self.family_ix,
             embedding_ix: self.embedding_ix,
             tau_ix: self.tau_ix.clone(),
             input: Arc::new(Tensor::zero::<f32>(&[1, 1, self.manifest.frame_length])?),
@@ -187,10 +204,15 @@ impl Model {
             .try_as_plain_ram()?
             .as_slice::<f32>()?;
         let classes = probs.len() / b;
-        let embedding = match self.embedding_ix {
-            Some(i) => outputs[i].try_as_plain_ram()?.as_slice::<f32>()?,
-            None => &[],
+        let optional = |ix: Option<usize>| -> TractResult<&[f32]> {
+            match ix {
+                Some(i) => outputs[i].try_as_plain_ram()?.as_slice::<f32>(),
+                None => Ok(&[]),
+            }
         };
+        let family = optional(self.family_ix)?;
+        let families = family.len() / b;
+        let embedding = optional(self.embedding_ix)?;
         let dims = embedding.len() / b;
         let taus = self
             .tau_ix
@@ -200,6 +222,7 @@ impl Model {
         for k in 0..b {
             out.push(Prediction {
                 probs: probs[k * classes..(k + 1) * classes].to_vec(),
+                family_probs: family[k * families..(k + 1) * families].to_vec(),
                 embedding: embedding[k * dims..(k + 1) * dims].to_vec(),
                 thresholds: taus
                     .iter()

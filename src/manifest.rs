@@ -13,7 +13,35 @@ use std::path::{Path, PathBuf};
 pub struct Class {
     pub id: String,
     pub description: String,
+    /// The fault family the class belongs to (one of the manifest's
+    /// `families`); models without a family head have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family: Option<String>,
 }
+
+/// What a classifier's outputs name: the fine classes, the families of a
+/// model with a family head (empty without), and each class's family.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Labels {
+    pub classes: Vec<String>,
+    pub families: Vec<String>,
+    /// Index into `families` per class.
+    pub class_family: Vec<Option<usize>>,
+}
+
+impl Labels {
+    /// Classes only (a model without a family head).
+    pub fn classes(classes: Vec<String>) -> Self {
+        Self {
+            class_family: vec![None; classes.len()],
+            classes,
+            families: Vec::new(),
+        }
+    }
+}
+
+/// The family that means "no fault": the state `healthy` needs it.
+pub const NORMAL_FAMILY: &str = "normal";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ThresholdOutput {
@@ -60,6 +88,12 @@ pub struct Manifest {
     pub frame_length: usize,
     #[serde(default = "default_probs")]
     pub probs_output: String,
+    /// The family head's output (models from 2.0 on): probabilities over
+    /// `families`.
+    #[serde(default)]
+    pub family_output: Option<String>,
+    #[serde(default)]
+    pub families: Vec<String>,
     /// Models exported before 1.2 have none.
     #[serde(default)]
     pub embedding_output: Option<EmbeddingOutput>,
@@ -153,6 +187,7 @@ impl Manifest {
             }
             _ => {}
         }
+        self.validate_families(path)?;
         for t in &self.thresholds {
             if t.channels == 0 {
                 bail!("{p}: threshold output `{}` has 0 channels", t.name);
@@ -174,8 +209,58 @@ impl Manifest {
         Ok(())
     }
 
+    /// A family head needs its families, `normal` among them, and every
+    /// class's family must be one of them.
+    fn validate_families(&self, path: &Path) -> Result<()> {
+        let p = path.display();
+        if self.family_output.is_none() {
+            return Ok(());
+        }
+        if !self.families.iter().any(|f| f == NORMAL_FAMILY) {
+            bail!(
+                "{p}: key `families` is {:?}; a family head needs `{NORMAL_FAMILY}` among them",
+                self.families
+            );
+        }
+        for c in &self.classes {
+            if let Some(f) = &c.family {
+                if !self.families.contains(f) {
+                    bail!(
+                        "{p}: class `{}` has family `{f}`, which is not in key `families` {:?}",
+                        c.id,
+                        self.families
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub fn class_ids(&self) -> Vec<String> {
         self.classes.iter().map(|c| c.id.clone()).collect()
+    }
+
+    /// What the outputs name, for frames and the monitor.
+    pub fn labels(&self) -> Labels {
+        let families = if self.family_output.is_some() {
+            self.families.clone()
+        } else {
+            Vec::new()
+        };
+        let class_family = self
+            .classes
+            .iter()
+            .map(|c| {
+                c.family
+                    .as_ref()
+                    .and_then(|f| families.iter().position(|x| x == f))
+            })
+            .collect();
+        Labels {
+            classes: self.class_ids(),
+            families,
+            class_family,
+        }
     }
 }
 

@@ -7,9 +7,16 @@
 //! time before it becomes the state, so a replay at any speed behaves alike.
 //! A quiet or flat-lined sensor, or one that stops delivering, is
 //! `no-signal`: a sensor problem is not a machine fault.
+//!
+//! With a model that has a family head, the state follows the smoothed
+//! *family*: `fault(inner)` names what holds on any bearing, and the fine
+//! class (IR_14 or IR_21) is only the event's detail, so a network torn
+//! between two sizes of one fault neither flaps nor goes `uncertain`, and
+//! `healthy` needs the normal family itself to be confident.
 
 pub use crate::config::MonitorConfig;
-use crate::report::{Frame, Prediction, Report};
+use crate::manifest::{Labels, NORMAL_FAMILY};
+use crate::report::{argmax, Frame, Prediction, Report};
 use serde::{Deserialize, Serialize};
 
 pub mod zone;
@@ -21,6 +28,8 @@ pub enum State {
     Starting,
     Healthy,
     Fault {
+        /// The fault family (`inner`, `outer`, `ball`) for a model with a
+        /// family head, else the fine class.
         class: String,
     },
     /// No class is confident enough.
@@ -103,6 +112,13 @@ impl State {
 pub struct Evidence {
     pub frames: u64,
     pub mean_probs: Vec<f32>,
+    /// Mean family probabilities (models with a family head).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mean_family_probs: Vec<f32>,
+    /// Into a fault: the fine class, when those frames name one of the
+    /// fault's family with confidence (models with a family head).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<String>,
     /// Mean τ per unit and channel over those frames.
     pub mean_thresholds: Vec<Vec<f32>>,
     /// Mean anomaly score over those frames (streams with a baseline).
@@ -129,6 +145,7 @@ pub struct Transition {
 struct Tally {
     frames: u64,
     probs: Vec<f64>,
+    family_probs: Vec<f64>,
     taus: Vec<Vec<f64>>,
     /// Sum of anomaly scores, and how many frames had one.
     anomaly: (f64, u64),
@@ -149,10 +166,14 @@ impl Tally {
         }
         if self.frames == 0 {
             self.probs = vec![0.0; p.probs.len()];
+            self.family_probs = vec![0.0; p.family_probs.len()];
             self.taus = p.thresholds.iter().map(|t| vec![0.0; t.len()]).collect();
         }
         self.frames += 1;
         for (s, v) in self.probs.iter_mut().zip(&p.probs) {
+            *s += *v as f64;
+        }
+        for (s, v) in self.family_probs.iter_mut().zip(&p.family_probs) {
             *s += *v as f64;
         }
         for (s, t) in self.taus.iter_mut().zip(&p.thresholds) {
@@ -167,6 +188,8 @@ impl Tally {
         Evidence {
             frames: self.frames,
             mean_probs: self.probs.iter().map(|v| (v / n) as f32).collect(),
+            mean_family_probs: self.family_probs.iter().map(|v| (v / n) as f32).collect(),
+            class: None,
             mean_thresholds: self
                 .taus
                 .iter()
@@ -182,7 +205,7 @@ impl Tally {
 
 pub struct Monitor {
     cfg: MonitorConfig,
-    classes: Vec<String>,
+    labels: Labels,
     state: State,
     /// Stream time the current state began.
     state_since_s: f64,
@@ -200,14 +223,14 @@ pub struct Monitor {
 
 impl Monitor {
     /// `restored`: the state (and since when) saved before a restart.
-    pub fn new(cfg: MonitorConfig, classes: Vec<String>, restored: Option<(State, f64)>) -> Self {
+    pub fn new(cfg: MonitorConfig, labels: Labels, restored: Option<(State, f64)>) -> Self {
         let (state, since) = restored.unwrap_or((State::Starting, 0.0));
         Self {
             window: std::collections::VecDeque::with_capacity(cfg.smoothing_frames.max(1)),
             anomaly_window: std::collections::VecDeque::with_capacity(cfg.anomaly_frames.max(1)),
             ranked: Vec::with_capacity(cfg.anomaly_frames.max(1)),
             cfg,
-            classes,
+            labels,
             state,
             state_since_s: since,
             candidate: None,
@@ -226,8 +249,13 @@ impl Monitor {
         self.state_since_s
     }
 
-    pub fn set_classes(&mut self, classes: Vec<String>) {
-        self.classes = classes;
+    /// A reloaded model's labels. The smoothing window restarts: the old
+    /// model's probabilities may not even have the new one's length.
+    pub fn set_labels(&mut self, labels: Labels) {
+        if labels != self.labels {
+            self.window.clear();
+        }
+        self.labels = labels;
     }
 
     /// What the current frame (after smoothing) argues for: the network's
@@ -274,34 +302,59 @@ impl Monitor {
                 0.0,
             );
         }
+        // The family head where there is one: the verdict that holds on
+        // other bearings. Else the fine classes.
+        let probs = if self.labels.families.is_empty() {
+            &pred.probs
+        } else {
+            &pred.family_probs
+        };
         if self.window.len() == self.cfg.smoothing_frames.max(1) {
             self.window.pop_front();
         }
-        self.window.push_back(pred.probs.clone());
+        self.window.push_back(probs.clone());
         if self.window.len() < self.cfg.smoothing_frames.max(1) {
             return (State::Starting, 0.0);
         }
         let n = self.window.len() as f32;
-        let mut mean = vec![0f32; pred.probs.len()];
+        let mut mean = vec![0f32; probs.len()];
         for p in &self.window {
             for (m, v) in mean.iter_mut().zip(p) {
                 *m += v / n;
             }
         }
-        let (top, conf) = mean
-            .iter()
-            .copied()
-            .enumerate()
-            .fold((0, f32::MIN), |b, (i, p)| if p > b.1 { (i, p) } else { b });
-        let class = self.classes.get(top).cloned().unwrap_or_default();
+        let (top, conf) = argmax(&mean);
+        let (name, healthy) = if self.labels.families.is_empty() {
+            (
+                self.labels.classes.get(top),
+                self.cfg.healthy_class.as_str(),
+            )
+        } else {
+            (self.labels.families.get(top), NORMAL_FAMILY)
+        };
+        let name = name.cloned().unwrap_or_default();
         let state = if conf < self.cfg.min_confidence {
             State::Uncertain
-        } else if class == self.cfg.healthy_class {
+        } else if name == healthy {
             State::Healthy
         } else {
-            State::Fault { class }
+            State::Fault { class: name }
         };
         (state, conf)
+    }
+
+    /// Into a fault named by family: the fine class those frames agree on,
+    /// if it is confident and of that family (IR_21 for `inner`).
+    fn fine_detail(&self, to: &State, ev: &Evidence) -> Option<String> {
+        let State::Fault { class: family } = to else {
+            return None;
+        };
+        let fam = self.labels.families.iter().position(|f| f == family)?;
+        let (top, conf) = argmax(&ev.mean_probs);
+        let of_family = self.labels.class_family.get(top).copied().flatten() == Some(fam);
+        (conf >= self.cfg.min_confidence && of_family)
+            .then(|| self.labels.classes.get(top).cloned())
+            .flatten()
     }
 
     /// How long `to` must hold before it replaces the current state.
@@ -421,7 +474,8 @@ impl Monitor {
         self.awaiting_reason = false;
         let from = std::mem::replace(&mut self.state, to.clone());
         self.state_since_s = since_s;
-        let evidence = std::mem::take(&mut self.tally).evidence();
+        let mut evidence = std::mem::take(&mut self.tally).evidence();
+        evidence.class = self.fine_detail(&to, &evidence);
         self.candidate = None;
         Transition {
             from,
@@ -630,7 +684,11 @@ mod tests {
     /// or a new wording would have fooled).
     #[test]
     fn a_late_reason_for_no_samples_is_announced_once() {
-        let mut m = Monitor::new(MonitorConfig::default(), vec!["Normal".into()], None);
+        let mut m = Monitor::new(
+            MonitorConfig::default(),
+            Labels::classes(vec!["Normal".into()]),
+            None,
+        );
         assert!(m.explain("device lost", 0.0).is_none(), "not in no-signal");
         let tr = m.idle(2.0, 1.0, None).expect("no-signal");
         assert!(matches!(tr.to, State::NoSignal { .. }));
@@ -642,7 +700,11 @@ mod tests {
         };
         assert!(reason.ends_with(": device lost (x: y)"), "{reason}");
         assert!(m.explain("retrying every 2 s", 2.0).is_none(), "only once");
-        let mut m = Monitor::new(MonitorConfig::default(), vec!["Normal".into()], None);
+        let mut m = Monitor::new(
+            MonitorConfig::default(),
+            Labels::classes(vec!["Normal".into()]),
+            None,
+        );
         m.idle(2.0, 1.0, Some("device lost".into()))
             .expect("no-signal");
         assert!(
@@ -689,7 +751,11 @@ mod tests {
 
     #[test]
     fn a_few_loud_frames_do_not_lift_the_smoothed_anomaly() {
-        let mut m = Monitor::new(MonitorConfig::default(), vec!["Normal".into()], None);
+        let mut m = Monitor::new(
+            MonitorConfig::default(),
+            Labels::classes(vec!["Normal".into()]),
+            None,
+        );
         let n = m.cfg.anomaly_frames;
         let mut last = 0.0;
         for i in 0..3 * n {
@@ -701,5 +767,119 @@ mod tests {
             last = m.smoothed_anomaly(f32::NAN);
         }
         assert!(last > 1.0, "non-finite scores count as far out: {last}");
+    }
+
+    fn family_labels() -> Labels {
+        Labels {
+            classes: ["Normal", "B_7", "IR_7", "IR_14"]
+                .map(String::from)
+                .to_vec(),
+            families: ["normal", "ball", "inner", "outer"]
+                .map(String::from)
+                .to_vec(),
+            class_family: vec![Some(0), Some(1), Some(2), Some(2)],
+        }
+    }
+
+    /// Feeds `n` frames (hop 512 at 12 kHz) from `t0`, each `pred(i)`;
+    /// returns every transition.
+    fn feed(
+        m: &mut Monitor,
+        t0: f64,
+        n: usize,
+        pred: impl Fn(usize) -> Prediction,
+    ) -> Vec<Transition> {
+        let frame = Frame {
+            index: 0,
+            end_ns: 0,
+            samples: Vec::new(),
+            rms: 1.0,
+            peak: 1.0,
+            std: 1.0,
+            flags: Default::default(),
+        };
+        (0..n)
+            .filter_map(|i| {
+                let report = Report {
+                    prediction: pred(i),
+                    ..Report::default()
+                };
+                m.frame(&frame, &report, t0 + i as f64 * 512.0 / 12_000.0)
+            })
+            .collect()
+    }
+
+    fn pred(probs: [f32; 4], family: [f32; 4]) -> Prediction {
+        Prediction {
+            probs: probs.to_vec(),
+            family_probs: family.to_vec(),
+            thresholds: vec![vec![0.1]],
+            ..Prediction::default()
+        }
+    }
+
+    #[test]
+    fn fine_classes_of_one_family_that_disagree_neither_flap_nor_go_uncertain() {
+        let mut m = Monitor::new(MonitorConfig::default(), family_labels(), None);
+        // Healthy first: the normal family is confident.
+        let tr = feed(&mut m, 0.0, 40, |_| {
+            pred([0.9, 0.05, 0.03, 0.02], [0.95, 0.02, 0.02, 0.01])
+        });
+        assert_eq!(tr.last().map(|t| t.to.name()), Some("healthy".into()));
+        // An inner-race fault whose size flips every frame: IR_7, IR_14, ...
+        let tr = feed(&mut m, 2.0, 200, |i| {
+            let (a, b) = if i % 2 == 0 { (0.7, 0.2) } else { (0.2, 0.7) };
+            pred([0.05, 0.05, a, b], [0.03, 0.02, 0.9, 0.05])
+        });
+        let names: Vec<String> = tr.iter().map(|t| t.to.name()).collect();
+        assert_eq!(names, ["fault(inner)"], "one transition, no flapping");
+        assert_eq!(tr[0].evidence.class, None, "no fine class is confident");
+        assert_eq!(tr[0].evidence.mean_family_probs.len(), 4);
+        assert!(tr[0].at_s - 2.0 <= 1.0, "raised within a second");
+    }
+
+    #[test]
+    fn a_confident_fine_class_is_the_detail_of_its_family_only() {
+        let mut m = Monitor::new(MonitorConfig::default(), family_labels(), None);
+        feed(&mut m, 0.0, 40, |_| {
+            pred([0.9, 0.05, 0.03, 0.02], [0.95, 0.02, 0.02, 0.01])
+        });
+        let tr = feed(&mut m, 2.0, 60, |_| {
+            pred([0.05, 0.05, 0.1, 0.8], [0.03, 0.02, 0.9, 0.05])
+        });
+        assert_eq!(tr.len(), 1);
+        assert_eq!(
+            tr[0].to,
+            State::Fault {
+                class: "inner".into()
+            }
+        );
+        assert_eq!(tr[0].evidence.class.as_deref(), Some("IR_14"));
+        // A confident fine class of another family is no detail of `ball`.
+        let mut m = Monitor::new(MonitorConfig::default(), family_labels(), None);
+        let tr = feed(&mut m, 0.0, 60, |_| {
+            pred([0.05, 0.05, 0.1, 0.8], [0.03, 0.9, 0.05, 0.02])
+        });
+        assert_eq!(tr.last().map(|t| t.to.name()), Some("fault(ball)".into()));
+        assert_eq!(tr.last().and_then(|t| t.evidence.class.clone()), None);
+    }
+
+    #[test]
+    fn healthy_needs_the_normal_family_not_the_fine_class() {
+        let mut m = Monitor::new(MonitorConfig::default(), family_labels(), None);
+        // The fine head says Normal with confidence, but the family head
+        // is split: no `healthy` on the fine class's word.
+        let tr = feed(&mut m, 0.0, 60, |_| {
+            pred([0.9, 0.05, 0.03, 0.02], [0.5, 0.0, 0.3, 0.2])
+        });
+        let names: Vec<String> = tr.iter().map(|t| t.to.name()).collect();
+        assert_eq!(names, ["uncertain"]);
+        // A model without a family head keeps following the fine classes.
+        let labels = Labels::classes(family_labels().classes);
+        let mut m = Monitor::new(MonitorConfig::default(), labels, None);
+        let tr = feed(&mut m, 0.0, 60, |_| {
+            pred([0.9, 0.05, 0.03, 0.02], [0.5, 0.0, 0.3, 0.2])
+        });
+        assert_eq!(tr.last().map(|t| t.to.name()), Some("healthy".into()));
     }
 }

@@ -2,7 +2,7 @@
 //! `docs/protocol.md` documents it and `docs/schema/` holds a JSON Schema for
 //! each message type; tests validate every line the daemon sends.
 
-use crate::manifest::{Class, Manifest, ThresholdOutput};
+use crate::manifest::{Class, Labels, Manifest, ThresholdOutput};
 use crate::monitor::{Evidence, State, Transition};
 use crate::report::{Frame, Prediction};
 use serde::{Deserialize, Serialize};
@@ -83,6 +83,10 @@ pub struct ModelInfo {
     pub sample_rate: u32,
     pub frame_length: usize,
     pub classes: Vec<Class>,
+    /// The family head's families, in the order of a frame's
+    /// `family_probs` (empty: the model has no family head).
+    #[serde(default)]
+    pub families: Vec<String>,
     pub thresholds: Vec<ThresholdOutput>,
 }
 
@@ -96,6 +100,7 @@ impl From<&Manifest> for ModelInfo {
             sample_rate: m.sample_rate,
             frame_length: m.frame_length,
             classes: m.classes.clone(),
+            families: m.labels().families,
             thresholds: m.thresholds.clone(),
         }
     }
@@ -139,9 +144,19 @@ pub struct FrameMsg {
     pub sample_index: u64,
     /// Wall-clock time of the frame's last sample, seconds since the Unix epoch.
     pub time: f64,
+    /// The fine class, its probability and every class's.
     pub label: String,
     pub confidence: f32,
     pub probs: Vec<f32>,
+    /// The fault family (normal, ball, inner, outer), its probability and
+    /// every family's in `hello`'s order; null for a model without a
+    /// family head.
+    #[serde(default)]
+    pub family: Option<String>,
+    #[serde(default)]
+    pub family_confidence: Option<f32>,
+    #[serde(default)]
+    pub family_probs: Option<Vec<f32>>,
     /// One array per shrinkage unit, τ per channel; absent when filtered out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thresholds: Option<Vec<Vec<f32>>>,
@@ -247,20 +262,27 @@ impl FrameMsg {
         seq: u64,
         frame: &Frame,
         pred: Prediction,
-        classes: &[String],
+        labels: &Labels,
         model: &str,
         time: f64,
         latency_ms: f64,
     ) -> Self {
         let (top, confidence) = pred.top();
+        let family = pred
+            .top_family()
+            .and_then(|(i, p)| Some((labels.families.get(i)?.clone(), p)));
+        let has_family = family.is_some();
         Self {
             seq,
             stream,
             sample_index: frame.index,
             time,
-            label: classes.get(top).cloned().unwrap_or_default(),
+            label: labels.classes.get(top).cloned().unwrap_or_default(),
             confidence,
             probs: pred.probs,
+            family_confidence: family.as_ref().map(|f| f.1),
+            family: family.map(|f| f.0),
+            family_probs: has_family.then_some(pred.family_probs),
             thresholds: Some(pred.thresholds),
             rms: frame.rms,
             peak: frame.peak,

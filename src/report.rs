@@ -43,10 +43,13 @@ pub struct Frame {
     pub flags: Flags,
 }
 
-/// One frame's outputs: class probabilities and every unit's thresholds.
+/// One frame's outputs: class (and family) probabilities and every unit's
+/// thresholds.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Prediction {
     pub probs: Vec<f32>,
+    /// Over the manifest's `families` (empty for a model without a family head).
+    pub family_probs: Vec<f32>,
     pub thresholds: Vec<Vec<f32>>,
     /// The pooled features before the classifier's last layer (empty for a
     /// model without an embedding output).
@@ -56,15 +59,22 @@ pub struct Prediction {
 impl Prediction {
     /// Index and probability of the most likely class.
     pub fn top(&self) -> (usize, f32) {
-        self.probs
-            .iter()
-            .copied()
-            .enumerate()
-            .fold(
-                (0, f32::MIN),
-                |best, (i, p)| if p > best.1 { (i, p) } else { best },
-            )
+        argmax(&self.probs)
     }
+
+    /// Index and probability of the most likely family, if the model has a
+    /// family head.
+    pub fn top_family(&self) -> Option<(usize, f32)> {
+        (!self.family_probs.is_empty()).then(|| argmax(&self.family_probs))
+    }
+}
+
+/// Index and value of the largest entry (0 and f32::MIN when empty).
+pub fn argmax(v: &[f32]) -> (usize, f32) {
+    v.iter().copied().enumerate().fold(
+        (0, f32::MIN),
+        |best, (i, p)| if p > best.1 { (i, p) } else { best },
+    )
 }
 
 /// Everything the analyses found in one frame; the monitor, snapshots and

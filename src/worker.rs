@@ -176,7 +176,7 @@ impl StreamWorker {
         // Two quick reloads may both wait: the latest wins.
         if let Some(analyses) = self.swap.try_iter().last() {
             self.p.analyses = analyses;
-            self.p.monitor.set_classes(self.p.analyses.classes.clone());
+            self.p.monitor.set_labels(self.p.analyses.labels.clone());
         }
     }
 
@@ -244,6 +244,7 @@ impl StreamWorker {
         let label = self
             .p
             .analyses
+            .labels
             .classes
             .get(pred.top().0)
             .map_or("", String::as_str);
@@ -278,7 +279,7 @@ impl StreamWorker {
             self.seq,
             f,
             report.prediction,
-            &a.classes,
+            &a.labels,
             &a.manifest.sha256,
             clock::wall_s_at(f.end_ns),
             latency_ns as f64 / 1e6,

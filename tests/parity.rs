@@ -1,5 +1,7 @@
 //! Acceptance 3: tract computes what PyTorch computed, to 1e-4, for every
-//! output (probabilities and every unit's thresholds), at batch 1 and in a batch.
+//! output (probabilities, family probabilities, embedding and every unit's
+//! thresholds), at batch 1 and in a batch: for the shipped model and for
+//! an untrained model with a family head (tests/fixtures/family_head_model.py).
 
 mod common;
 
@@ -7,10 +9,15 @@ use drsnd::infer::{Model, Prediction};
 use drsnd::manifest::ModelFiles;
 use serde_json::Value;
 
-fn parity_cases() -> (f64, Vec<Value>) {
-    let path = common::root()
-        .join("models")
-        .join("drsn-cw-cwru10.parity.json");
+fn family_fixture() -> std::path::PathBuf {
+    common::root()
+        .join("tests")
+        .join("fixtures")
+        .join("family-head.json")
+}
+
+fn parity_cases(manifest: &std::path::Path) -> (f64, Vec<Value>) {
+    let path = manifest.with_extension("parity.json");
     let text = std::fs::read_to_string(&path).expect("parity vectors exist");
     let doc: Value = serde_json::from_str(&text).expect("parity json");
     (
@@ -33,6 +40,9 @@ fn worst_diff(case: &Value, pred: &Prediction, files: &ModelFiles) -> f64 {
         }
     };
     cmp(&outs[&files.manifest.probs_output], &pred.probs, "probs");
+    if let Some(f) = &files.manifest.family_output {
+        cmp(&outs[f], &pred.family_probs, f);
+    }
     if let Some(e) = &files.manifest.embedding_output {
         cmp(&outs[&e.name], &pred.embedding, &e.name);
     }
@@ -44,9 +54,18 @@ fn worst_diff(case: &Value, pred: &Prediction, files: &ModelFiles) -> f64 {
 
 #[test]
 fn tract_matches_pytorch_on_every_output() {
-    let files = ModelFiles::load(&common::model()).expect("model loads");
+    check_parity(&common::model());
+}
+
+#[test]
+fn tract_matches_pytorch_on_a_family_head_too() {
+    check_parity(&family_fixture());
+}
+
+fn check_parity(manifest: &std::path::Path) {
+    let files = ModelFiles::load(manifest).expect("model loads");
     let mut model = Model::load(&files, 8).expect("model optimises");
-    let (tol, cases) = parity_cases();
+    let (tol, cases) = parity_cases(&files.manifest_path);
     assert!(cases.len() >= 5, "need a handful of parity cases");
     let signals: Vec<Vec<f32>> = cases
         .iter()
@@ -103,6 +122,88 @@ fn thresholds_are_positive_and_bounded_by_mean_magnitude_in_layout() {
             got.iter().all(|v| v.is_finite() && *v >= 0.0),
             "{}: {got:?}",
             t.name
+        );
+    }
+}
+
+/// `drsnd classify --json` with a family head: every frame names a family
+/// of the manifest's, with its probability and all four, and the lines
+/// still match the frame schema.
+#[test]
+fn frames_of_a_family_head_carry_family_fields() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let wav = dir.path().join("tone.wav");
+    let x: Vec<f32> = (0..24_000)
+        .map(|i| 0.3 * (i as f32 * 0.07).sin() + 0.05 * ((i * 7919 % 1000) as f32 / 500.0 - 1.0))
+        .collect();
+    common::write_wav_f32(&wav, 12_000, &x);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_drsnd"))
+        .args(["classify", "--json", "--model"])
+        .arg(family_fixture())
+        .arg(&wav)
+        .output()
+        .expect("classify runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let files = ModelFiles::load(&family_fixture()).expect("fixture loads");
+    let families = &files.manifest.families;
+    assert_eq!(families, &["normal", "ball", "inner", "outer"]);
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(common::validate)
+        .collect();
+    assert!(lines.len() >= 10, "{} frames", lines.len());
+    for f in &lines {
+        let probs: Vec<f64> = f["family_probs"]
+            .as_array()
+            .expect("family_probs")
+            .iter()
+            .map(|v| v.as_f64().expect("number"))
+            .collect();
+        assert_eq!(probs.len(), 4);
+        assert!((probs.iter().sum::<f64>() - 1.0).abs() < 1e-4);
+        let (top, p) =
+            probs
+                .iter()
+                .enumerate()
+                .fold((0, f64::MIN), |b, (i, &p)| if p > b.1 { (i, p) } else { b });
+        assert_eq!(f["family"], families[top].as_str());
+        assert!((f["family_confidence"].as_f64().expect("confidence") - p).abs() < 1e-6);
+    }
+    // The shipped model (no family head before 2.0): the fields are null.
+    let old = common::classify_json(&[wav], 512);
+    assert!(old
+        .iter()
+        .all(|f| f["family"].is_null() && f["family_probs"].is_null()));
+}
+
+#[test]
+fn a_family_head_without_normal_or_with_a_stray_class_family_is_refused() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let src = family_fixture();
+    let text = std::fs::read_to_string(&src).expect("manifest");
+    let onnx = src.with_extension("onnx");
+    std::fs::copy(&onnx, dir.path().join("family-head.onnx")).expect("copy onnx");
+    for (bad, want) in [
+        (
+            text.replacen("\"normal\",\n    \"ball\"", "\"healthy\",\n    \"ball\"", 1),
+            "key `families`",
+        ),
+        (
+            text.replacen("\"family\": \"inner\"", "\"family\": \"cage\"", 1),
+            "family `cage`",
+        ),
+    ] {
+        assert_ne!(bad, text, "the test's edit must apply");
+        let path = dir.path().join("family-head.json");
+        std::fs::write(&path, bad).expect("write");
+        let err = ModelFiles::load(&path).err().expect("refused").to_string();
+        assert!(
+            err.contains(want) && err.contains("family-head.json"),
+            "{err}"
         );
     }
 }

@@ -16,7 +16,7 @@ pub mod spectrum;
 use crate::config::{Config, SourceConfig};
 use crate::infer::denoiser::Denoiser;
 use crate::infer::Model;
-use crate::manifest::Manifest;
+use crate::manifest::{Labels, Manifest};
 use crate::report::{Frame, Report};
 use crate::stats::Links;
 use anyhow::Result;
@@ -104,8 +104,9 @@ pub struct Analyses {
     /// The classifier's manifest: class names and the model's sha256 for
     /// every frame message, and the monitor's classes.
     pub manifest: Manifest,
-    /// The manifest's class ids, made once (every frame message names one).
-    pub classes: Vec<String>,
+    /// The manifest's class and family ids, made once (every frame message
+    /// names them).
+    pub labels: Labels,
     /// Whether frames carry `denoise` (the denoiser runs).
     pub denoising: bool,
     stages: Vec<Box<dyn Analysis>>,
@@ -144,7 +145,7 @@ impl Analyses {
         )?));
         Ok(Self {
             denoising: shared.denoiser.is_some(),
-            classes: manifest.class_ids(),
+            labels: manifest.labels(),
             manifest,
             stages,
         })

@@ -7,7 +7,7 @@ use crate::analyses::envelope::EnvelopeSpec;
 use crate::config::{Config, DEFAULT_MODEL_NAME};
 use crate::frame::{Assembler, Conditioning, Frame};
 use crate::infer::{Model, Prediction};
-use crate::manifest::ModelFiles;
+use crate::manifest::{Labels, ModelFiles};
 use crate::protocol::{FrameMsg, Message};
 use crate::source::wav;
 use anyhow::{Context, Result};
@@ -267,11 +267,11 @@ pub fn classify(a: &ClassifyArgs) -> ExitCode {
     let threads = a
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let classes = model.manifest.class_ids();
+    let labels = model.manifest.labels();
     if !a.json {
         println!(
-            "{:<40} {:>7}  {:<8} {:>6}  counts",
-            "file", "frames", "label", "share"
+            "{:<40} {:>7}  {:<8} {:>6}  {:<8} {:>6}  counts",
+            "file", "frames", "label", "share", "family", "share"
         );
     }
     let (mut classified, mut unreadable) = (0, 0);
@@ -314,7 +314,7 @@ pub fn classify(a: &ClassifyArgs) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         } else {
-            print_row(path, &preds, &classes);
+            print_row(path, &preds, &labels);
         }
     }
     if unreadable > 0 || classified == 0 {
@@ -343,7 +343,7 @@ fn print_json(
 ) -> Result<()> {
     use crate::analyses::{physics::Physics, Analysis};
     use std::io::Write;
-    let classes = manifest.class_ids();
+    let labels = manifest.labels();
     let rate = manifest.sample_rate as f64;
     // The daemon's default zones ([monitor] iso-zones).
     let zones = crate::config::MonitorConfig::default().iso_zones;
@@ -371,7 +371,7 @@ fn print_json(
             seq as u64,
             f,
             p,
-            &classes,
+            &labels,
             &manifest.sha256,
             time,
             0.0,
@@ -412,10 +412,18 @@ impl Scorer {
     }
 }
 
-fn print_row(path: &Path, preds: &[Prediction], classes: &[String]) {
-    let mut counts = vec![0usize; classes.len()];
+/// The most frequent top entry of `top` over `preds` out of `names`:
+/// (name, share in %, "name:count" for every entry seen).
+fn tally(
+    preds: &[Prediction],
+    names: &[String],
+    top: impl Fn(&Prediction) -> usize,
+) -> (String, f64, Vec<String>) {
+    let mut counts = vec![0usize; names.len()];
     for p in preds {
-        counts[p.top().0] += 1;
+        if let Some(c) = counts.get_mut(top(p)) {
+            *c += 1;
+        }
     }
     let (best, n) = counts
         .iter()
@@ -423,28 +431,38 @@ fn print_row(path: &Path, preds: &[Prediction], classes: &[String]) {
         .max_by_key(|(_, n)| **n)
         .map(|(i, n)| (i, *n))
         .unwrap_or((0, 0));
-    let share = if preds.is_empty() {
-        0.0
-    } else {
-        100.0 * n as f64 / preds.len() as f64
-    };
-    let detail: Vec<String> = counts
+    let share = 100.0 * n as f64 / preds.len().max(1) as f64;
+    let detail = counts
         .iter()
         .enumerate()
         .filter(|(_, n)| **n > 0)
-        .map(|(i, n)| format!("{}:{n}", classes[i]))
+        .map(|(i, n)| format!("{}:{n}", names[i]))
         .collect();
-    let label = if preds.is_empty() {
-        "-"
+    let name = match names.get(best) {
+        Some(n) if !preds.is_empty() => n.clone(),
+        _ => "-".into(),
+    };
+    (name, share, detail)
+}
+
+fn print_row(path: &Path, preds: &[Prediction], labels: &Labels) {
+    let (label, share, detail) = tally(preds, &labels.classes, |p| p.top().0);
+    let (family, fshare, fdetail) = if labels.families.is_empty() {
+        ("-".into(), 0.0, Vec::new())
     } else {
-        classes[best].as_str()
+        tally(preds, &labels.families, |p| {
+            p.top_family().map_or(0, |t| t.0)
+        })
     };
     println!(
-        "{:<40} {:>7}  {:<8} {:>5.1}%  {}",
+        "{:<40} {:>7}  {:<8} {:>5.1}%  {:<8} {:>5.1}%  {} {}",
         path.display(),
         preds.len(),
         label,
         share,
-        detail.join(" ")
+        family,
+        fshare,
+        detail.join(" "),
+        fdetail.join(" ")
     );
 }

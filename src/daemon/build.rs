@@ -6,6 +6,7 @@ use super::StreamHandle;
 use crate::analyses::{Analyses, Shared, StreamSpec};
 use crate::config::{Config, SourceConfig, SourceKind};
 use crate::frame::{Assembler, Conditioning};
+use crate::manifest::Labels;
 use crate::monitor::{self, Monitor, StateSaver};
 use crate::ring::{ring, RingWriter};
 use crate::sinks::Publisher;
@@ -139,7 +140,7 @@ impl Channel<'_> {
         );
         stats.resampler = assembler.resampling();
         let stats = Arc::new(stats);
-        let (monitor, state) = self.monitor(&stats, m.class_ids());
+        let (monitor, state) = self.monitor(&stats, m.labels());
         let parts = Parts {
             reader,
             assembler,
@@ -175,7 +176,7 @@ impl Channel<'_> {
 
     /// The stream's monitor, starting from the machine state saved before a
     /// restart, if any (a fault already known is not raised again).
-    fn monitor(&self, stats: &StreamStats, classes: Vec<String>) -> (Monitor, StateSaver) {
+    fn monitor(&self, stats: &StreamStats, labels: Labels) -> (Monitor, StateSaver) {
         let mut mcfg = self
             .sc
             .monitor
@@ -202,7 +203,7 @@ impl Channel<'_> {
                 (s.machine, 0.0)
             });
         (
-            Monitor::new(mcfg, classes, restored),
+            Monitor::new(mcfg, labels, restored),
             StateSaver::new(state_file),
         )
     }

@@ -99,7 +99,7 @@ mod tests {
             prediction: Prediction {
                 probs: vec![1.0, 0.0],
                 thresholds: vec![vec![0.1]],
-                embedding: Vec::new(),
+                ..Prediction::default()
             },
             physical: Some(Physical {
                 velocity_rms_mm_s: Some(v),

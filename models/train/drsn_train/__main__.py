@@ -16,23 +16,43 @@ from .model import Net
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
 DEFAULT_DATA = os.path.join(ROOT, "..", "shared", "cwru")
+DEFAULT_UESTC = os.path.join(ROOT, "..", "shared", "uestc")
 
 
 def load(args) -> list[data.Recording]:
+    """Every recording of both rigs (or the user's folders)."""
     if args.folders:
         return data.load_folders(args.folders)
-    return data.load_cwru(args.data)
+    return data.load_cwru(args.data, everything=True) + data.load_uestc(args.uestc)
+
+
+def family_metrics(m: dict) -> dict:
+    """Family accuracy and fault frames called normal, clean and at -4 / 0 dB."""
+    fam = m["family"]
+    out = {"clean": {k: fam["clean"][k] for k in ("family", "called_normal")}}
+    for kind, by_snr in fam["noisy"].items():
+        out[kind] = {str(s): {k: v[k] for k in ("family", "called_normal")} for s, v in by_snr.items()}
+    return out
 
 
 def cmd_train(args) -> None:
     torch.set_num_threads(args.threads)
     recs = load(args)
-    x_test, y_test = data.test_frames(recs)
-    print(f"{len(recs)} recordings, {len(y_test)} test frames; training {args.arch} "
+    ten = [r for r in recs if r.label != data.NO_CLASS]
+    x_test, y_test, f_test = data.test_frames(ten, families=True)
+    uestc = [r for r in recs if r.rig == "uestc"]
+    print(f"{len(recs)} recordings, {len(y_test)} CWRU 10-class test frames; training {args.arch} "
           f"for {args.steps} steps", flush=True)
-    net, seconds = fit.train(args.arch, recs, args.seed, args.steps, log_every=200)
-    metrics = fit.evaluate(net, x_test, y_test)
+    net, seconds = fit.train(args.arch, recs, args.seed, args.steps, log_every=500)
+    metrics = fit.evaluate(net, x_test, y_test, f_test)
     print(table.summary_line(metrics), flush=True)
+    held = {}
+    for name, part in [("cwru_all", [r for r in recs if r.rig == "cwru"]), ("uestc", uestc)]:
+        if part:
+            x, y, f = data.test_frames(part, hop=512, families=True)
+            held[name] = family_metrics(fit.evaluate(net, x, y, f, snrs=(-4, 0)))
+            print(f"  {name}: family clean {held[name]['clean']['family'] * 100:.2f} %, called "
+                  f"normal {held[name]['clean']['called_normal'] * 100:.2f} %", flush=True)
     os.makedirs(args.out, exist_ok=True)
     work = os.path.join(args.out, "work")
     os.makedirs(work, exist_ok=True)
@@ -46,22 +66,29 @@ def cmd_train(args) -> None:
     print(f"onnxruntime parity max |diff| {worst:.2e}; {ort_ms[1]:.3f} ms/frame batch 1, "
           f"{ort_ms[16]:.3f} ms/frame batch 16 (1 thread)", flush=True)
     training = {
-        "data": "CWRU drive-end 12 kHz, loads 0-2 hp (1797/1772/1750 rpm) + 48 kHz healthy "
-                "baseline decimated to 12 kHz; first 80 % of every recording"
+        "data": "every recording of ../shared/cwru (drive end, 12 kHz, loads 0-2 hp, 10 fine classes "
+                "plus the 28-mil, OR@3 and OR@12 recordings for the family head; 48 kHz healthy "
+                "baseline decimated to 12 kHz) and of ../shared/uestc (20 kHz resampled to 12 kHz, "
+                "4 speeds, family only); first 80 % of every recording"
                 if not args.folders else f"folders under {args.folders}; first 80 % of every file",
         "recipe": f"python -m drsn_train train --arch {args.arch} --steps {args.steps} --seed {args.seed}",
         "noise": f"per frame: clean (p=0.36) or Gaussian/Laplacian/pink at SNR U{fit.TRAIN_SNR} dB",
-        "augmentation": "class-balanced random crops, time stretch U(0.96, 1.04), "
+        "loss": f"cross-entropy of the family + {fit.FINE_WEIGHT} x cross-entropy of the fine class "
+                "(frames of the 10 classes only)",
+        "augmentation": "random crops balanced over (rig, family), time stretch U(0.96, 1.04), "
                         f"random smooth spectral tilt N(0, {data.TrainSampler.EQ_DB} dB) at "
                         f"{data.EQ_KNOTS} knots from 0 Hz to Nyquist",
         "steps": args.steps, "batch": 64, "seed": args.seed,
         "seconds": round(seconds, 1), "threads": args.threads,
     }
     metrics_doc = {
-        "test_set": "last 20 % of every recording, frames at hop 256",
+        "test_set": "last 20 % of every recording, frames at hop 256 (CWRU 10 classes) or 512 "
+                    "(family rows)",
         "test_frames": int(len(y_test)),
         "accuracy_clean": metrics["clean"],
         "accuracy_noisy": metrics["noisy"],
+        "family_cwru10": family_metrics(metrics),
+        "family_held_out": held,
         "onnxruntime_ms_per_frame": {"batch_1": round(ort_ms[1], 4), "batch_16": round(ort_ms[16], 4)},
         "parity_max_abs_diff_onnxruntime": worst,
     }
@@ -76,9 +103,10 @@ def cmd_smoke(args) -> None:
     """A tiny model on a slice of the data, exported and checked: for CI."""
     torch.set_num_threads(args.threads)
     recs = [r for r in data.load_cwru(args.data) if r.load == 0]
+    recs += [r for r in data.load_uestc(args.uestc) if r.rpm == 800 and r.name.endswith("_1.wav")]
     net, _ = fit.train("drsn-cw", recs, seed=0, steps=args.steps, batch=16)
-    x, y = data.test_frames(recs, hop=2048)
-    acc = fit.evaluate(net, x[:64], y[:64])["clean"]
+    x, y, f = data.test_frames([r for r in recs if r.rig == "cwru"], hop=2048, families=True)
+    acc = fit.evaluate(net, x[:64], y[:64], f[:64], snrs=(0,))["clean"]
     with tempfile.TemporaryDirectory() as d:
         onnx_path = os.path.join(d, "smoke.onnx")
         export.export_onnx(net, onnx_path)
@@ -92,7 +120,7 @@ def cmd_smoke(args) -> None:
     # The denoiser's recipe too: a few steps, exported and checked.
     from . import denoise_export, denoise_fit
 
-    parts = [[r.train for r in recs]]
+    parts = [[r.train for r in recs if r.rig == "cwru"]]
     den, _ = denoise_fit.train("drsn", parts, seed=0, steps=args.steps, channels=8, units=2, batch=8)
     with tempfile.TemporaryDirectory() as d:
         onnx_path = os.path.join(d, "smoke-denoise.onnx")
@@ -195,7 +223,8 @@ def cmd_verify(args) -> None:
               f"says, onnxruntime vs PyTorch parity max relative diff {worst:.2e} over "
               f"{len(parity['cases'])} cases (<= {parity['tolerance']})")
         return
-    want = [m["probs_output"], *embedding, *[t["name"] for t in m["thresholds"]]]
+    family = [m["family_output"]] if "family_output" in m else []
+    want = [m["probs_output"], *family, *embedding, *[t["name"] for t in m["thresholds"]]]
     if names != want:
         sys.exit(f"{onnx_path}: outputs {names}, manifest says {want}")
     parity_path = onnx_path[: -len(".onnx")] + ".parity.json"
@@ -214,7 +243,7 @@ def cmd_reexport(args) -> None:
     with open(args.manifest) as f:
         old = json.load(f)
     base = os.path.dirname(os.path.abspath(args.manifest))
-    net = Net(old["architecture"], len(old["classes"]))
+    net = Net(old["architecture"], len(old["classes"]), len(old.get("families", [])))
     net.load_state_dict(torch.load(os.path.join(base, f"{old['name']}.pt"), weights_only=True))
     net.eval()
     onnx_path = os.path.join(base, old["onnx"])
@@ -236,6 +265,7 @@ def main(argv=None) -> None:
 
     def common(sp):
         sp.add_argument("--data", default=DEFAULT_DATA, help="CWRU folder (default ../shared/cwru)")
+        sp.add_argument("--uestc", default=DEFAULT_UESTC, help="UESTC folder (default ../shared/uestc)")
         sp.add_argument("--threads", type=int, default=2)
 
     t = sub.add_parser("train", help="train and export one model")
@@ -245,13 +275,13 @@ def main(argv=None) -> None:
     t.add_argument("--steps", type=int, default=20000)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--name", default="drsn-cw-cwru10")
-    t.add_argument("--version", default="1.2.0")
+    t.add_argument("--version", default="2.0.0")
     t.add_argument("--out", default=os.path.join(ROOT, "models"))
     t.set_defaults(func=cmd_train)
 
     tb = sub.add_parser("table", help="the full comparison; writes models/RESULTS.md")
     common(tb)
-    tb.add_argument("--steps", type=int, default=2000)
+    tb.add_argument("--steps", type=int, default=1500)
     tb.add_argument("--seeds", type=int, default=3)
     tb.add_argument("--workers", type=int, default=2)
     tb.add_argument("--out", default=os.path.join(ROOT, "models"))

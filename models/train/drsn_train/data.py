@@ -33,15 +33,26 @@ CLASSES = [
 ]
 CLASS_IDS = [c for c, _ in CLASSES]
 LOADS = {1797: 0, 1772: 1, 1750: 2}  # rpm -> motor load in hp
+# The family head's output order: what a bearing fault is, on any bearing.
+FAMILIES = ["normal", "ball", "inner", "outer"]
+NO_CLASS = -1  # a recording outside the fine classes (28 mil, OR@3, OR@12, UESTC)
 
 
 @dataclass
 class Recording:
     name: str
-    label: int
-    load: int | None  # hp, or None when unknown (user data)
+    label: int  # fine class index, or NO_CLASS
+    load: int | None  # hp, or None when unknown (user data, UESTC)
     train: np.ndarray  # first 80 %, float32 at RATE
     test: np.ndarray  # last 20 %
+    family: int = 0  # index in FAMILIES
+    rig: str = "cwru"
+    rpm: int | None = None
+    fault: str = ""  # the file's fault tag: Normal, IR_28, OR3_21, B, ...
+
+    @property
+    def whole(self) -> np.ndarray:
+        return np.concatenate([self.train, self.test])
 
 
 def read_wav(path: str) -> tuple[int, np.ndarray]:
@@ -65,16 +76,29 @@ def to_model_rate(rate: int, x: np.ndarray, path: str) -> np.ndarray:
     return resample_poly(x, 1, rate // RATE).astype(np.float32)
 
 
-def split(name: str, label: int, load: int | None, x: np.ndarray) -> Recording:
+def split(name: str, label: int, load: int | None, x: np.ndarray, **kw) -> Recording:
     cut = int(len(x) * TRAIN_FRACTION)
-    return Recording(name, label, load, x[:cut], x[cut:])
+    if label != NO_CLASS and "family" not in kw:
+        kw["family"] = family_of(CLASS_IDS[label])
+    return Recording(name, label, load, x[:cut], x[cut:], **kw)
+
+
+def family_of(fault: str) -> int:
+    """CWRU tags (Normal, B_7, IR_28, OR3_21) and UESTC ones (N, B, I, O)."""
+    head = fault.split("_")[0]
+    for fam, tags in enumerate((("Normal", "N"), ("B",), ("IR", "I"), ("OR3", "OR6", "OR12", "O"))):
+        if head in tags:
+            return fam
+    raise SystemExit(f"unknown fault tag {fault!r}")
 
 
 _CWRU = re.compile(r"^(\d{4})_(.+)\.wav$")
 
 
-def load_cwru(root: str) -> list[Recording]:
-    """The 10-class task from ../shared/cwru (12 kHz drive end, 3 loads)."""
+def load_cwru(root: str, everything: bool = False) -> list[Recording]:
+    """The 10-class task from ../shared/cwru (12 kHz drive end, 3 loads);
+    with `everything`, also the 28-mil, OR@3 and OR@12 recordings (family
+    only: no fine class)."""
     recs = []
     for fname in sorted(os.listdir(root)):
         m = _CWRU.match(fname)
@@ -82,14 +106,38 @@ def load_cwru(root: str) -> list[Recording]:
             continue
         rpm, fault = int(m.group(1)), m.group(2)
         fault = "Normal" if fault == "Normal_48k" else fault
-        if fault not in CLASS_IDS or rpm not in LOADS:
+        if rpm not in LOADS or (fault not in CLASS_IDS and not everything):
+            continue
+        label = CLASS_IDS.index(fault) if fault in CLASS_IDS else NO_CLASS
+        path = os.path.join(root, fname)
+        rate, x = read_wav(path)
+        recs.append(split(fname, label, LOADS[rpm], to_model_rate(rate, x, path),
+                          family=family_of(fault), rpm=rpm, fault=fault))
+    missing = set(CLASS_IDS) - {CLASS_IDS[r.label] for r in recs if r.label != NO_CLASS}
+    if missing:
+        raise SystemExit(f"{root}: no recordings for classes {sorted(missing)}")
+    return recs
+
+
+_UESTC = re.compile(r"^([NBIO])_(\d+)_(\d)\.wav$")
+
+
+def load_uestc(root: str) -> list[Recording]:
+    """../shared/uestc: normal/ball/inner/outer at 4 speeds, 20 kHz in volts,
+    resampled to 12 kHz (units do not matter: frames are standardised in
+    the graph). Each file is split by time like every other recording."""
+    recs = []
+    for fname in sorted(os.listdir(root)):
+        m = _UESTC.match(fname)
+        if not m:
             continue
         path = os.path.join(root, fname)
         rate, x = read_wav(path)
-        recs.append(split(fname, CLASS_IDS.index(fault), LOADS[rpm], to_model_rate(rate, x, path)))
-    missing = set(CLASS_IDS) - {CLASS_IDS[r.label] for r in recs}
-    if missing:
-        raise SystemExit(f"{root}: no recordings for classes {sorted(missing)}")
+        recs.append(split(fname, NO_CLASS, None, to_model_rate(rate, x, path),
+                          family=family_of(m.group(1)), rig="uestc", rpm=int(m.group(2)),
+                          fault=m.group(1)))
+    if {r.family for r in recs} != set(range(len(FAMILIES))):
+        raise SystemExit(f"{root}: expected normal, ball, inner and outer recordings (N_/B_/I_/O_*.wav)")
     return recs
 
 
@@ -108,15 +156,22 @@ def load_folders(root: str) -> list[Recording]:
     return recs
 
 
-def test_frames(recs: list[Recording], hop: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """Every frame of every test segment at `hop`: deterministic, no straddling."""
-    xs, ys = [], []
+def test_frames(recs: list[Recording], hop: int = 256, whole: bool = False,
+                families: bool = False):
+    """Every frame of every test segment (or, with `whole`, of the whole
+    recording: for recordings a protocol never trained on) at `hop`:
+    deterministic, no straddling. Returns (x, fine labels) or, with
+    `families`, (x, fine labels, family labels)."""
+    xs, ys, fs = [], [], []
     for r in recs:
-        n = (len(r.test) - FRAME) // hop + 1
+        seg = r.whole if whole else r.test
+        n = (len(seg) - FRAME) // hop + 1
         for i in range(max(n, 0)):
-            xs.append(r.test[i * hop : i * hop + FRAME])
+            xs.append(seg[i * hop : i * hop + FRAME])
             ys.append(r.label)
-    return np.stack(xs).astype(np.float32), np.array(ys, dtype=np.int64)
+            fs.append(r.family)
+    x, y = np.stack(xs).astype(np.float32), np.array(ys, dtype=np.int64)
+    return (x, y, np.array(fs, dtype=np.int64)) if families else (x, y)
 
 
 EQ_KNOTS = 9
@@ -145,12 +200,13 @@ def random_eq(x: np.ndarray, rng: np.random.Generator, db: float,
 
 
 class TrainSampler:
-    """Class-balanced random crops from the training segments.
+    """Balanced random crops from the training segments.
 
-    A class is drawn uniformly, then one of its recordings, then an offset, so
-    the short healthy recording weighs as much as each fault. A random speed
-    factor (time stretch) stands in for shaft speeds the loads did not cover,
-    and a random smooth spectral tilt (`eq_db` dB per knot) for the path from
+    A group is drawn uniformly (one per rig and family, so both rigs are in
+    every batch and the short healthy recordings weigh as much as a fault),
+    then one of its recordings, then an offset. A random speed factor (time
+    stretch) stands in for shaft speeds the recordings did not cover, and a
+    random smooth spectral tilt (`eq_db` dB per knot) for the path from
     bearing to sensor, which changes with load and mounting. The tilt is
     what lets a model recognise a fault at a load it never saw (leave one
     load out, DRSN-CW at 2000 steps: 93.6 -> 99.5 % clean at 0 hp; see
@@ -161,24 +217,30 @@ class TrainSampler:
 
     def __init__(self, recs: list[Recording], seed: int, stretch: float = 0.04,
                  eq_db: float = EQ_DB):
-        self.by_class = [[r.train for r in recs if r.label == c] for c in range(len(CLASSES))]
+        groups: dict = {}
+        for r in recs:
+            groups.setdefault((r.rig, r.family), []).append(r)
+        self.groups = [groups[k] for k in sorted(groups)]
         self.rng = np.random.default_rng(seed)
         self.stretch = stretch
         self.eq_db = eq_db
         self.eq_knots = eq_knots(FRAME // 2 + 1)
 
-    def batch(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+    def batch(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Frames [n, FRAME], fine labels (NO_CLASS outside them), families."""
         rng = self.rng
-        y = rng.integers(0, len(CLASSES), n)
         out = np.empty((n, FRAME), dtype=np.float32)
+        fine = np.empty(n, dtype=np.int64)
+        fam = np.empty(n, dtype=np.int64)
         grid = np.arange(FRAME, dtype=np.float64)
-        for i, c in enumerate(y):
-            segs = self.by_class[c]
-            seg = segs[rng.integers(0, len(segs))]
+        for i, g in enumerate(rng.integers(0, len(self.groups), n)):
+            rec = self.groups[g][rng.integers(0, len(self.groups[g]))]
+            seg = rec.train
             speed = 1.0 + rng.uniform(-self.stretch, self.stretch)
             span = int(np.ceil(FRAME * speed)) + 1
             start = rng.integers(0, len(seg) - span)
             out[i] = np.interp(grid * speed, np.arange(span), seg[start : start + span])
+            fine[i], fam[i] = rec.label, rec.family
         if self.eq_db > 0:
             out = random_eq(out, rng, self.eq_db, self.eq_knots)
-        return out, y.astype(np.int64)
+        return out, fine, fam

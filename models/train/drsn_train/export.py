@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import torch
 
-from .data import CLASSES, FRAME, RATE
+from .data import CLASSES, FAMILIES, FRAME, RATE, family_of
 from .model import Exported, Net, POWER_FLOOR
 
 OPSET = 17
@@ -22,7 +22,8 @@ def threshold_names(net: Net) -> list[str]:
 
 def output_names(net: Net) -> list[str]:
     """The ONNX outputs, in the order `Exported` returns them."""
-    return ["probs", "embedding", *threshold_names(net)]
+    family = ["family_probs"] if net.fc_family is not None else []
+    return ["probs", *family, "embedding", *threshold_names(net)]
 
 
 def export_onnx(net: Net, path: str) -> None:
@@ -157,8 +158,10 @@ def manifest(net: Net, name: str, version: str, onnx_file: str, onnx_path: str,
                              f"{POWER_FLOOR:g} g^2)",
         },
         "probs_output": "probs",
+        **({"family_output": "family_probs", "families": FAMILIES} if net.fc_family is not None else {}),
         "embedding_output": {"name": "embedding", "dims": net.fc.in_features},
-        "classes": [{"id": c, "description": d} for c, d in CLASSES],
+        "classes": [{"id": c, "description": d, "family": FAMILIES[family_of(c)]}
+                    for c, d in CLASSES],
         "thresholds": [
             {"name": n, "unit": i + 1, "channels": c}
             for i, (n, c) in enumerate(zip(threshold_names(net), layout))

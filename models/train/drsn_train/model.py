@@ -67,7 +67,7 @@ class Unit(nn.Module):
 
 
 class Net(nn.Module):
-    def __init__(self, arch: str, classes: int = 10):
+    def __init__(self, arch: str, classes: int = 10, families: int = 4):
         super().__init__()
         if arch not in ARCHS:
             raise ValueError(f"unknown arch {arch!r} (expected one of {ARCHS})")
@@ -82,15 +82,20 @@ class Net(nn.Module):
         self.units = nn.ModuleList(units)
         self.head_bn = nn.BatchNorm1d(cin)
         self.fc = nn.Linear(cin, classes)
+        # Both heads read the same pooled features: the family is what holds
+        # across bearings and rigs, the fine class is CWRU's detail. Models
+        # before 2.0 have no family head (families=0).
+        self.fc_family = nn.Linear(cin, families) if families else None
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """x [N, 1, L] raw g -> (logits [N, classes], taus per shrinkage unit)."""
-        logits, taus, _ = self.embed(x)
-        return logits, taus
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """x [N, 1, L] raw g -> (class logits [N, classes], family logits
+        [N, families], taus per shrinkage unit)."""
+        logits, family, taus, _ = self.embed(x)
+        return logits, family, taus
 
-    def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
-        """As `forward`, plus the pooled features the classifier reads
-        (the embedding: what a per-machine baseline models)."""
+    def embed(self, x: torch.Tensor):
+        """As `forward`, plus the pooled features both heads read (the
+        embedding: what a per-machine baseline models)."""
         # Shift by the first sample before removing the mean: exact for a
         # DC offset (Sterbenz), so float32 keeps the small signal riding on
         # it and every runtime agrees to ~1e-6 instead of ~1e-4.
@@ -104,7 +109,8 @@ class Net(nn.Module):
             if tau is not None:
                 taus.append(tau)
         h = F.relu(self.head_bn(h)).mean(dim=-1)
-        return self.fc(h), taus, h
+        family = self.fc_family(h) if self.fc_family is not None else None
+        return self.fc(h), family, taus, h
 
     def threshold_layout(self) -> list[int]:
         """Channel count of each threshold output, in unit order."""
@@ -116,13 +122,16 @@ class Net(nn.Module):
 
 
 class Exported(nn.Module):
-    """What the ONNX holds: softmax probabilities, the embedding and every
-    unit's thresholds."""
+    """What the ONNX holds: class and family probabilities (softmax), the
+    embedding and every unit's thresholds."""
 
     def __init__(self, net: Net):
         super().__init__()
         self.net = net
 
     def forward(self, signal: torch.Tensor):
-        logits, taus, embedding = self.net.embed(signal)
-        return (torch.softmax(logits, dim=-1), embedding, *taus)
+        logits, family, taus, embedding = self.net.embed(signal)
+        probs = torch.softmax(logits, dim=-1)
+        if family is None:
+            return (probs, embedding, *taus)
+        return (probs, torch.softmax(family, dim=-1), embedding, *taus)

@@ -112,6 +112,10 @@ pub struct FrameDigest {
     pub velocity_rms_mm_s: Option<f32>,
     #[serde(default)]
     pub iso_zone: Option<char>,
+    #[serde(default)]
+    pub family: Option<String>,
+    #[serde(default)]
+    pub anomaly: Option<f32>,
 }
 
 /// One stream's frames since the last summary.
@@ -122,6 +126,9 @@ pub struct Summary {
     time: f64,
     label: String,
     confidence: f32,
+    /// The last frame's family and anomaly score (null without them).
+    family: Option<String>,
+    anomaly: Option<f32>,
     tau_sum: Vec<f64>,
     /// Velocity: sum and count of the frames that had one, the last zone.
     velocity_sum: f64,
@@ -136,6 +143,8 @@ impl Summary {
         self.time = f.time;
         self.label.clone_from(&f.label);
         self.confidence = f.confidence;
+        self.family.clone_from(&f.family);
+        self.anomaly = f.anomaly;
         if let Some(v) = f.velocity_rms_mm_s {
             self.velocity_sum += v as f64;
             self.velocity_n += 1;
@@ -163,9 +172,8 @@ impl Summary {
             "frames": self.frames,
             "label": self.label,
             "confidence": self.confidence,
-            // The family head and the anomaly score come with later models.
-            "family": null,
-            "anomaly": null,
+            "family": self.family,
+            "anomaly": self.anomaly,
             "rms": self.rms_sum / n,
             "thresholds_mean": taus,
         });
@@ -197,6 +205,8 @@ mod tests {
                 thresholds: Some(vec![tau.to_vec(), vec![2.0]]),
                 velocity_rms_mm_s: Some(rms * 2.0),
                 iso_zone: Some('C'),
+                family: Some("inner".into()),
+                anomaly: Some(rms),
             });
         }
         let v: serde_json::Value =
@@ -205,6 +215,8 @@ mod tests {
         assert_eq!(v["rms"], 2.0);
         assert_eq!(v["thresholds_mean"], json!([1.0, 2.0]));
         assert_eq!(v["label"], "IR_14");
+        assert_eq!(v["family"], "inner", "the last frame's family");
+        assert_eq!(v["anomaly"], 3.0, "and its anomaly score");
         assert_eq!(v["velocity_rms_mm_s"], 4.0);
         assert_eq!(v["iso_zone"], "C");
         assert!(s.take("pump").is_none(), "a summary starts afresh");
