@@ -240,13 +240,17 @@ impl Manifest {
         self.classes.iter().map(|c| c.id.clone()).collect()
     }
 
+    /// The family head's families (none without a family head).
+    pub fn head_families(&self) -> Vec<String> {
+        match self.family_output {
+            Some(_) => self.families.clone(),
+            None => Vec::new(),
+        }
+    }
+
     /// What the outputs name, for frames and the monitor.
     pub fn labels(&self) -> Labels {
-        let families = if self.family_output.is_some() {
-            self.families.clone()
-        } else {
-            Vec::new()
-        };
+        let families = self.head_families();
         let class_family = self
             .classes
             .iter()

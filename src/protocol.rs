@@ -100,7 +100,7 @@ impl From<&Manifest> for ModelInfo {
             sample_rate: m.sample_rate,
             frame_length: m.frame_length,
             classes: m.classes.clone(),
-            families: m.labels().families,
+            families: m.head_families(),
             thresholds: m.thresholds.clone(),
         }
     }

@@ -62,10 +62,6 @@ def predict_both(net: Net, x: np.ndarray, batch: int = 512) -> tuple[np.ndarray,
     return np.concatenate(fine), np.concatenate(fam)
 
 
-def predict(net: Net, x: np.ndarray, batch: int = 512) -> np.ndarray:
-    return predict_both(net, x, batch)[0]
-
-
 def scores(fine_pred, fam_pred, y, fam) -> dict:
     """Fine accuracy (frames with a fine class), family accuracy, and the
     share of fault frames called normal (family 0)."""
