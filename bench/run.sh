@@ -21,6 +21,13 @@
 #   bench/run.sh --steps denoise   one real-time stream without and with the
 #                          DRSN denoiser (a reader on its socket), alternating
 #                          rounds (results/denoise.md; target: <= 2 % of a core more)
+#   bench/run.sh --steps model-swap   the shipped classifier against the one
+#                          it replaced (DRSN_OLD_MODEL_REV, default 6b5d6e8):
+#                          instructions per frame (callgrind), paced tract
+#                          calls taking turns, and one real-time stream of
+#                          the daemon with each, alternating rounds
+#                          (results/model-swap.md; target: <= 1.2x per frame,
+#                          <= 2 % of a core per stream)
 #   bench/run.sh --compare REV [--quick]   only the side-by-side step: one
 #                          real-time stream of this tree's drsnd and of REV's,
 #                          in alternating rounds (bench/results/compare.md)
@@ -61,7 +68,7 @@ run() { echo "+ $*" >&2; "$@"; }
 # Side-by-side steps (http, mqtt, compare) write their own tables only.
 side_only=1
 for st in ${steps//,/ }; do
-  case $st in http|mqtt|physics|envelope|anomaly|denoise|compare) ;; *) side_only=0 ;; esac
+  case $st in http|mqtt|physics|envelope|anomaly|denoise|model-swap|compare) ;; *) side_only=0 ;; esac
 done
 if [ $side_only = 0 ]; then
   echo "$e2e_s $py_s $scale_s $quick $(git rev-parse --short HEAD)" > "$out/settings"
@@ -226,6 +233,48 @@ for r in $(seq $dn_rounds); do
 done
 $py bench/side_by_side.py "$out" denoise "DRSN denoiser (overlap-add, socket with one reader)" > "$out/denoise.md"
 cat "$out/denoise.md"
+fi
+
+if want model-swap; then
+echo "== the shipped model against the one it replaced, side by side" >&2
+old_rev=${DRSN_OLD_MODEL_REV:-6b5d6e8}
+old=$(mktemp -d)
+for f in json onnx; do git show "$old_rev:models/drsn-cw-cwru10.$f" > "$old/drsn-cw-cwru10.$f"; done
+new=models/drsn-cw-cwru10
+rm -f "$out"/model-swap-*
+{
+  echo "# The shipped classifier against the one it replaced ($old_rev)"
+  echo
+  echo "off = $(grep -m1 '\"version\"' "$old/drsn-cw-cwru10.json" | tr -d ' ,'), on = $(grep -m1 '\"version\"' "$new.json" | tr -d ' ,')"
+  echo
+  echo "## Instructions per frame (callgrind, 300 minus 100 frames, over 200)"
+  echo
+  echo "| model | instructions per frame |"
+  echo "|---|---:|"
+  for m in "$old/drsn-cw-cwru10" "$new"; do
+    for n in 100 300; do
+      valgrind --tool=callgrind --callgrind-out-file="$out/model-swap.cg.$n" \
+        ./target/release/examples/infer_speed "$m.json" $n > /dev/null 2> /dev/null
+      eval "i$n=$(grep -E '^(summary|totals):' "$out/model-swap.cg.$n" | head -1 | awk '{print $2}')"
+      rm -f "$out/model-swap.cg.$n"
+    done
+    echo "| $m | $(( (i300 - i100) / 200 )) |"
+  done
+  echo
+  echo "## tract at real-time pace, one call every 42.7 ms, the two models taking turns"
+  echo
+  ./target/release/examples/paced_infer --seconds $depth_s "$old/drsn-cw-cwru10.onnx" "$new.onnx"
+} > "$out/model-swap-head.md"
+ms_rounds=3; [ $quick = 1 ] || ms_rounds=5
+for r in $(seq $ms_rounds); do
+  run $e2e --wav "$wav" --streams 1 --subscribers 1 --model "$old/drsn-cw-cwru10.json" --seconds $scale_s -- "${drsnd_cmd[@]}" > "$out/model-swap-$r-off.json"
+  run $e2e --wav "$wav" --streams 1 --subscribers 1 --model "$new.json" --seconds $scale_s -- "${drsnd_cmd[@]}" > "$out/model-swap-$r-on.json"
+done
+rm -rf "$old"
+{ cat "$out/model-swap-head.md"; echo
+  $py bench/side_by_side.py "$out" model-swap "shipped model (on) instead of the old one (off)"; } > "$out/model-swap.md"
+rm -f "$out/model-swap-head.md"
+cat "$out/model-swap.md"
 fi
 
 if want compare; then

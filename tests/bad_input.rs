@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{cwru, read_wav_f32, Daemon, BIN};
+use common::{crash_model, cwru, read_wav_f32, sha256_hex, Daemon, BIN};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -301,14 +301,6 @@ fn copy_model(dir: &Path) -> (PathBuf, PathBuf, Value) {
     (dir.join("m.json"), dst_onnx, manifest)
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 fn run_with_model(model: &Path) -> (Option<i32>, String) {
     let dir = tempfile::tempdir().expect("tmp");
     let sock = dir.path().join("s.sock");
@@ -367,26 +359,14 @@ fn missing_corrupt_and_disagreeing_models_exit_78_with_the_reason() {
     // with exit 78 and a reason, not an abort that systemd would restart.
     let crash = dir.path().join("crash");
     std::fs::create_dir_all(&crash).expect("dir");
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tract-crash.onnx");
-    let crash_bytes = std::fs::read(&fixture).expect("fixture");
-    std::fs::write(crash.join("crash.onnx"), &crash_bytes).expect("write");
-    let mut cm = manifest.clone();
-    cm["onnx"] = "crash.onnx".into();
-    cm["sha256"] = sha256_hex(&crash_bytes).into();
-    cm["thresholds"] = serde_json::json!([{"name": "tau_1", "unit": 1, "channels": 10}]);
-    // The fixture has no embedding output; the manifest must not promise one.
-    cm.as_object_mut()
-        .expect("object")
-        .remove("embedding_output");
-    std::fs::write(crash.join("crash.json"), cm.to_string()).expect("write");
-    let (code, err) = run_with_model(&crash.join("crash.json"));
+    let crash_json = crash_model(&crash, &manifest);
+    let (code, err) = run_with_model(&crash_json);
     assert_eq!(code, Some(78), "{err}");
     assert!(
         err.contains("crash.json") && err.contains("crashed while loading"),
         "{err}"
     );
     // The offline commands refuse it the same way instead of aborting.
-    let crash_json = crash.join("crash.json");
     let crash_arg = crash_json.to_str().expect("utf8");
     let (code, err) = run_fails(&["check", "--model", crash_arg]);
     assert_eq!(code, Some(78), "{err}");

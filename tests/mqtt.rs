@@ -614,7 +614,7 @@ fn drsnd_fleet_lists_every_node_and_stream_the_broker_knows() {
             .find(|l| l.contains(node) && l.contains("pump"))
             .unwrap_or_else(|| panic!("no {node}/pump in\n{text}"));
         assert!(
-            line.contains("fault") && line.contains("IR_14") && line.contains("online"),
+            line.contains("fault (inner)") && line.contains("online"),
             "{line}"
         );
     }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{cwru, BIN};
+use common::{crash_model, cwru, sha256_hex, BIN};
 use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -146,14 +146,6 @@ fn until(
     }
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// Reads on (frames contiguous) to the `status` of a failed reload whose
 /// message mentions `needle`.
 fn failed_reload(
@@ -169,27 +161,6 @@ fn failed_reload(
     });
     assert_eq!(st["reload"]["ok"], false, "{st}");
     st
-}
-
-/// A manifest for tests/fixtures/tract-crash.onnx (a valid ONNX model that
-/// tract panics on), copied into `dir`.
-fn crash_model(dir: &std::path::Path, like: &serde_json::Value) -> std::path::PathBuf {
-    let fixture =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tract-crash.onnx");
-    let bytes = std::fs::read(&fixture).expect("tests/fixtures/tract-crash.onnx");
-    std::fs::write(dir.join("crash.onnx"), &bytes).expect("crash.onnx");
-    let mut m = like.clone();
-    m["version"] = "crash".into();
-    m["onnx"] = "crash.onnx".into();
-    m["sha256"] = sha256_hex(&bytes).into();
-    m["thresholds"] = serde_json::json!([{"name": "tau_1", "unit": 1, "channels": 10}]);
-    // The fixture has no embedding output; the manifest must not promise one.
-    m.as_object_mut()
-        .expect("object")
-        .remove("embedding_output");
-    let path = dir.join("crash.json");
-    std::fs::write(&path, m.to_string()).expect("crash.json");
-    path
 }
 
 #[test]

@@ -413,3 +413,33 @@ pub fn two_faults_in_turn(times: usize, seconds: f64) -> Vec<f32> {
         .flat_map(|_| a.iter().chain(&b).copied())
         .collect()
 }
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A manifest for tests/fixtures/tract-crash.onnx (a valid ONNX model that
+/// tract panics on), copied into `dir`.
+pub fn crash_model(dir: &std::path::Path, like: &serde_json::Value) -> std::path::PathBuf {
+    let fixture =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tract-crash.onnx");
+    let bytes = std::fs::read(&fixture).expect("tests/fixtures/tract-crash.onnx");
+    std::fs::write(dir.join("crash.onnx"), &bytes).expect("crash.onnx");
+    let mut m = like.clone();
+    m["version"] = "crash".into();
+    m["onnx"] = "crash.onnx".into();
+    m["sha256"] = sha256_hex(&bytes).into();
+    m["thresholds"] = serde_json::json!([{"name": "tau_1", "unit": 1, "channels": 10}]);
+    // The fixture has neither an embedding nor a family head; the manifest
+    // must not promise them.
+    for key in ["embedding_output", "family_output"] {
+        m.as_object_mut().expect("object").remove(key);
+    }
+    let path = dir.join("crash.json");
+    std::fs::write(&path, m.to_string()).expect("crash.json");
+    path
+}
