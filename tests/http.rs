@@ -101,6 +101,13 @@ fn the_page_shows_every_stream_turns_to_fault_and_draws_the_thresholds() {
         "the state band did not turn to fault within 2 s of the event {event}"
     );
     eprintln!("band turned {:?} after the event", seen.elapsed());
+    // The tile names the family (what the state follows) before the fine class.
+    let lb = "return document.querySelector('.tile[data-stream=pump] .lb').textContent.startsWith('inner ');";
+    assert!(
+        browser.wait_for(lb, Duration::from_secs(2)).is_some(),
+        "the pump tile does not name the fault family: {}",
+        browser.eval("return document.querySelector('.tile[data-stream=pump] .lb').textContent;")
+    );
     std::thread::sleep(Duration::from_millis(1500));
     // The heatmap has drawn: painted pixels, and more than one colour.
     let painted = browser.eval(

@@ -93,7 +93,7 @@ fn track(machines: &mut HashMap<String, String>, m: &Message) {
 fn render(m: &Message, machines: &HashMap<String, String>) -> String {
     match m {
         Message::Hello(h) => format!(
-            "connected: {} model {} {} ({} Hz, frames of {}), streams: {}\n{:<16} {:<12} {:>7}  {:<8} {:>6}  {:>8} {:>8}  mean tau per unit",
+            "connected: {} model {} {} ({} Hz, frames of {}), streams: {}\n{:<16} {:<12} {:>7}  {:<14} {:>6}  {:>8} {:>8}  mean tau per unit",
             h.daemon,
             h.model.name,
             h.model.version,
@@ -122,13 +122,18 @@ fn render(m: &Message, machines: &HashMap<String, String>) -> String {
                 _ => String::new(),
             };
             let machine = machines.get(&f.stream).map_or("?", String::as_str);
+            // A family head's verdict first: it is what the machine state follows.
+            let label = match &f.family {
+                Some(family) => format!("{family}/{}", f.label),
+                None => f.label.clone(),
+            };
             format!(
-                "{:<16} {:<12} {:>7}  {:<8} {:>5.1}%  {:>8.4} {:>8.4}  {}{}{}",
+                "{:<16} {:<12} {:>7}  {:<14} {:>5.1}%  {:>8.4} {:>8.4}  {}{}{}",
                 machine,
                 f.stream,
                 f.seq,
-                f.label,
-                f.confidence * 100.0,
+                label,
+                f.family_confidence.unwrap_or(f.confidence) * 100.0,
                 f.rms,
                 f.peak,
                 taus.join(" "),
@@ -177,5 +182,22 @@ mod tests {
         f.iso_zone = Some(Some('C'));
         let line = render(&Message::Frame(f), &HashMap::new());
         assert!(line.contains("2.71 mm/s C"), "{line}");
+    }
+
+    #[test]
+    fn a_family_head_frame_shows_family_and_fine_class_with_the_family_confidence() {
+        let f = FrameMsg {
+            stream: "pump".into(),
+            label: "IR_21".into(),
+            confidence: 0.41,
+            family: Some("inner".into()),
+            family_confidence: Some(0.97),
+            ..Default::default()
+        };
+        let line = render(&Message::Frame(f), &HashMap::new());
+        assert!(
+            line.contains("inner/IR_21") && line.contains("97.0%"),
+            "{line}"
+        );
     }
 }

@@ -64,7 +64,9 @@ function onFrame(f) {
   const cut = f.time - WINDOW_S;
   while (s.t.length && s.t[0] < cut) { s.t.shift(); s.probs.shift(); s.rms.shift(); s.peak.shift(); s.vel.shift(); }
   const v = f.velocity_rms_mm_s;
-  s.tile.querySelector(".lb").textContent = f.label + " " + (100 * f.confidence).toFixed(0) + " %" +
+  // A family head's verdict first (the machine state follows it), the fine class after.
+  const fam = f.family ? f.family + " " + (100 * f.family_confidence).toFixed(0) + " % · " : "";
+  s.tile.querySelector(".lb").textContent = fam + f.label + " " + (100 * f.confidence).toFixed(0) + " %" +
     (v != null ? " · " + v.toFixed(1) + " mm/s " + f.iso_zone : "");
   if (s.name === selected) dirty = true;
 }
