@@ -137,24 +137,10 @@ fn frames_of_a_family_head_carry_family_fields() {
         .map(|i| 0.3 * (i as f32 * 0.07).sin() + 0.05 * ((i * 7919 % 1000) as f32 / 500.0 - 1.0))
         .collect();
     common::write_wav_f32(&wav, 12_000, &x);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_drsnd"))
-        .args(["classify", "--json", "--model"])
-        .arg(family_fixture())
-        .arg(&wav)
-        .output()
-        .expect("classify runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let lines = common::classify_json_with(&family_fixture(), std::slice::from_ref(&wav), 512);
     let files = ModelFiles::load(&family_fixture()).expect("fixture loads");
     let families = &files.manifest.families;
     assert_eq!(families, &["normal", "ball", "inner", "outer"]);
-    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(common::validate)
-        .collect();
     assert!(lines.len() >= 10, "{} frames", lines.len());
     for f in &lines {
         let probs: Vec<f64> = f["family_probs"]
@@ -186,23 +172,9 @@ fn frames_of_a_family_head_carry_family_fields() {
     std::fs::copy(src.with_file_name(&onnx), dir.path().join(&onnx)).expect("copy onnx");
     let old = dir.path().join("no-family.json");
     std::fs::write(&old, m.to_string()).expect("manifest");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_drsnd"))
-        .args(["classify", "--json", "--model"])
-        .arg(&old)
-        .arg(&wav)
-        .output()
-        .expect("classify runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let frames: Vec<_> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(common::validate)
-        .collect();
-    assert!(!frames.is_empty());
-    assert!(frames
+    let lines = common::classify_json_with(&old, std::slice::from_ref(&wav), 512);
+    assert!(!lines.is_empty());
+    assert!(lines
         .iter()
         .all(|f| f["family"].is_null() && f["family_probs"].is_null()));
 }

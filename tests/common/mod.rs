@@ -359,11 +359,16 @@ impl Client {
 
 /// Runs `drsnd classify --json` on files; returns frame messages.
 pub fn classify_json(files: &[PathBuf], hop: usize) -> Vec<Value> {
+    classify_json_with(&model(), files, hop)
+}
+
+/// As `classify_json`, with another model's manifest.
+pub fn classify_json_with(model: &Path, files: &[PathBuf], hop: usize) -> Vec<Value> {
     let out = Command::new(BIN)
         .arg("classify")
         .arg("--json")
         .arg("--model")
-        .arg(model())
+        .arg(model)
         .arg("--hop")
         .arg(hop.to_string())
         .args(files)
