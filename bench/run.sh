@@ -238,14 +238,16 @@ fi
 if want model-swap; then
 echo "== the shipped model against the one it replaced, side by side" >&2
 old_rev=${DRSN_OLD_MODEL_REV:-6b5d6e8}
-old=$(mktemp -d)
+old=$(mktemp -d)/$old_rev
+mkdir -p "$old"
 for f in json onnx; do git show "$old_rev:models/drsn-cw-cwru10.$f" > "$old/drsn-cw-cwru10.$f"; done
 new=models/drsn-cw-cwru10
 rm -f "$out"/model-swap-*
 {
   echo "# The shipped classifier against the one it replaced ($old_rev)"
   echo
-  echo "off = $(grep -m1 '\"version\"' "$old/drsn-cw-cwru10.json" | tr -d ' ,'), on = $(grep -m1 '\"version\"' "$new.json" | tr -d ' ,')"
+  ver() { sed -n 's/.*"version": *"\([^"]*\)".*/\1/p' "$1" | head -1; }
+  echo "off = model $(ver "$old/drsn-cw-cwru10.json") (from $old_rev), on = model $(ver "$new.json") (this tree)"
   echo
   echo "## Instructions per frame (callgrind, 300 minus 100 frames, over 200)"
   echo
@@ -270,7 +272,7 @@ for r in $(seq $ms_rounds); do
   run $e2e --wav "$wav" --streams 1 --subscribers 1 --model "$old/drsn-cw-cwru10.json" --seconds $scale_s -- "${drsnd_cmd[@]}" > "$out/model-swap-$r-off.json"
   run $e2e --wav "$wav" --streams 1 --subscribers 1 --model "$new.json" --seconds $scale_s -- "${drsnd_cmd[@]}" > "$out/model-swap-$r-on.json"
 done
-rm -rf "$old"
+rm -rf "$(dirname "$old")"
 { cat "$out/model-swap-head.md"; echo
   $py bench/side_by_side.py "$out" model-swap "shipped model (on) instead of the old one (off)"; } > "$out/model-swap.md"
 rm -f "$out/model-swap-head.md"
