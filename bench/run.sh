@@ -64,6 +64,15 @@ cargo build --release --locked --quiet --bin drsnd --example infer_speed --examp
 if [ "$steps" = model,e2e,python,scale,classify,criterion ]; then rm -rf "$out"; fi
 mkdir -p "$out"
 run() { echo "+ $*" >&2; "$@"; }
+# Instructions tract runs for N frames of MODEL.json under callgrind. Only the
+# total is kept; the profiles themselves are megabytes.
+callgrind_total() {
+  local cg="$out/callgrind.$$.$2"
+  run valgrind --tool=callgrind --callgrind-out-file="$cg" \
+    ./target/release/examples/infer_speed "$1" "$2" > /dev/null 2> "$cg.log"
+  grep -E '^(summary|totals):' "$cg" | head -1 | awk '{print $2}'
+  rm -f "$cg" "$cg.log"
+}
 # BENCHMARKS.md's settings; a side-by-side-only run leaves them alone.
 # Side-by-side steps (http, mqtt, compare) write their own tables only.
 side_only=1
@@ -95,11 +104,7 @@ rm -rf "$out/depth"
 # Instructions per frame, repeatable whatever else the machine does: the
 # difference between 100 and 300 frames, so loading the model cancels out.
 for n in 100 300; do
-  run valgrind --tool=callgrind --callgrind-out-file="$out/callgrind.$n" \
-    ./target/release/examples/infer_speed models/drsn-cw-cwru10.json $n > /dev/null 2> "$out/callgrind.$n.log"
-  # Only the total is kept; the profiles themselves are megabytes.
-  echo "$n $(grep -E '^(summary|totals):' "$out/callgrind.$n" | head -1 | awk '{print $2}')" >> "$out/callgrind.txt"
-  rm -f "$out/callgrind.$n" "$out/callgrind.$n.log"
+  echo "$n $(callgrind_total models/drsn-cw-cwru10.json $n)" >> "$out/callgrind.txt"
 done
 fi
 
@@ -254,13 +259,7 @@ rm -f "$out"/model-swap-*
   echo "| model | instructions per frame |"
   echo "|---|---:|"
   for m in "$old/drsn-cw-cwru10" "$new"; do
-    for n in 100 300; do
-      valgrind --tool=callgrind --callgrind-out-file="$out/model-swap.cg.$n" \
-        ./target/release/examples/infer_speed "$m.json" $n > /dev/null 2> /dev/null
-      eval "i$n=$(grep -E '^(summary|totals):' "$out/model-swap.cg.$n" | head -1 | awk '{print $2}')"
-      rm -f "$out/model-swap.cg.$n"
-    done
-    echo "| $m | $(( (i300 - i100) / 200 )) |"
+    echo "| $m | $(( ($(callgrind_total "$m.json" 300) - $(callgrind_total "$m.json" 100)) / 200 )) |"
   done
   echo
   echo "## tract at real-time pace, one call every 42.7 ms, the two models taking turns"

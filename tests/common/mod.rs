@@ -429,9 +429,8 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 /// A manifest for tests/fixtures/tract-crash.onnx (a valid ONNX model that
 /// tract panics on), copied into `dir`.
-pub fn crash_model(dir: &std::path::Path, like: &serde_json::Value) -> std::path::PathBuf {
-    let fixture =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tract-crash.onnx");
+pub fn crash_model(dir: &Path, like: &Value) -> PathBuf {
+    let fixture = root().join("tests/fixtures/tract-crash.onnx");
     let bytes = std::fs::read(&fixture).expect("tests/fixtures/tract-crash.onnx");
     std::fs::write(dir.join("crash.onnx"), &bytes).expect("crash.onnx");
     let mut m = like.clone();
