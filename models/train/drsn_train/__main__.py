@@ -1,4 +1,4 @@
-"""Command line: train | table | smoke. Run with `python -m drsn_train CMD --help`."""
+"""Command line: train | table | smoke | orders | ... Run with `python -m drsn_train CMD --help`."""
 from __future__ import annotations
 
 import argparse
@@ -10,7 +10,7 @@ import tempfile
 import numpy as np
 import torch
 
-from . import data, denoise_table, export, fit, table
+from . import data, denoise_table, export, fit, orders, table
 from .model import Net
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -315,6 +315,16 @@ def main(argv=None) -> None:
     dtb.add_argument("--workers", type=int, default=2)
     dtb.add_argument("--out", default=os.path.join(ROOT, "models"))
     dtb.set_defaults(func=denoise_table.cmd_table)
+
+    o = sub.add_parser("orders", help="experiment: train and test in the order domain (issue 14)")
+    common(o)
+    o.add_argument("--samples-per-rev", type=int, default=400)
+    o.add_argument("--envelope", action="store_true", help="demodulate above 1 kHz first")
+    o.add_argument("--protocols", default="cwru-only,loso-28,uestc-only,loss-1400")
+    o.add_argument("--seeds", default="0,1,2")
+    o.add_argument("--steps", type=int, default=1500)
+    o.add_argument("--workers", type=int, default=2)
+    o.set_defaults(func=orders.cmd_orders)
 
     v = sub.add_parser("verify", help="check a shipped model against its manifest and parity vectors")
     v.add_argument("manifest")
