@@ -39,19 +39,25 @@ def net_family(label):
     return FAMILY.get(label.split("_")[0], "none")
 
 
-def run(exe, path, rpm):
-    out = subprocess.run([exe, "classify", "--json", "--units", "g", "--rpm", str(rpm),
-                          "--bearing-orders", ORDERS, path],
-                         check=True, capture_output=True, text=True).stdout
-    frames = [json.loads(l) for l in out.splitlines()]
+def envelope_families(frames):
+    """The family of each distinct envelope evaluation in `drsnd classify
+    --json` frames (an evaluation repeats on the frames until the next)."""
     windows, last = [], None
     for f in frames:
         e = f.get("envelope")
         if e is not None and e != last:
             windows.append(e["family"])
             last = e
+    return windows
+
+
+def run(exe, path, rpm):
+    out = subprocess.run([exe, "classify", "--json", "--units", "g", "--rpm", str(rpm),
+                          "--bearing-orders", ORDERS, path],
+                         check=True, capture_output=True, text=True).stdout
+    frames = [json.loads(l) for l in out.splitlines()]
     span = [net_family(f["label"]) for f in frames if f.get("envelope") is not None]
-    return windows, span
+    return envelope_families(frames), span
 
 
 def noisy(x, snr_db, seed):

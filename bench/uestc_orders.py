@@ -17,10 +17,14 @@ import collections
 import json
 import os
 import subprocess
+import sys
 
 import numpy as np
 from scipy.io import wavfile
 from scipy.signal import butter, hilbert, sosfiltfilt
+
+sys.path.insert(0, os.path.dirname(__file__))
+from envelope_eval import envelope_families  # noqa: E402
 
 UESTC = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "uestc")
 SPEEDS = (800, 1000, 1200, 1400)
@@ -50,13 +54,7 @@ def envelope_windows(exe, path, rpm, orders):
     out = subprocess.run([exe, "classify", "--json", "--units", "V", "--sensitivity",
                           f"{SENSITIVITY:.1f}", "--rpm", str(rpm), "--bearing-orders", orders, path],
                          check=True, capture_output=True, text=True).stdout
-    families, last = collections.Counter(), None
-    for line in out.splitlines():
-        e = json.loads(line).get("envelope")
-        if e is not None and e != last:
-            families[e["family"]] += 1
-            last = e
-    return families
+    return collections.Counter(envelope_families(json.loads(line) for line in out.splitlines()))
 
 
 def main():
