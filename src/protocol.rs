@@ -71,7 +71,43 @@ pub struct Hello {
     pub protocol: u32,
     pub daemon: String,
     pub model: ModelInfo,
+    /// The denoiser every stream runs (`[denoise]`); null: none.
+    #[serde(default)]
+    pub denoiser: Option<DenoiserInfo>,
     pub streams: Vec<StreamInfo>,
+}
+
+/// The denoiser, as a subscriber needs it to read a frame's `denoise`
+/// object and the denoised signal's sockets.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DenoiserInfo {
+    pub name: String,
+    pub version: String,
+    pub sha256: String,
+    pub architecture: String,
+    /// The denoised signal's rate (Hz): the model rate.
+    pub sample_rate: u32,
+    /// Frames are denoised this many samples apart and overlap-added.
+    pub hop: usize,
+    /// Its shrinkage units, in the order of `denoise.thresholds`.
+    pub thresholds: Vec<ThresholdOutput>,
+    /// Where each stream's `<stream>.f32` socket is; null: no sockets.
+    pub socket_dir: Option<String>,
+}
+
+impl DenoiserInfo {
+    pub fn new(m: &Manifest, socket_dir: Option<&std::path::Path>) -> Self {
+        Self {
+            name: m.name.clone(),
+            version: m.version.clone(),
+            sha256: m.sha256.clone(),
+            architecture: m.architecture.clone(),
+            sample_rate: m.sample_rate,
+            hop: m.frame_length / 2,
+            thresholds: m.thresholds.clone(),
+            socket_dir: socket_dir.map(|d| d.display().to_string()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

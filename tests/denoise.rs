@@ -265,6 +265,19 @@ fn the_stream_socket_gives_the_offline_samples_and_drops_a_reader_that_stops() {
     let dn = &f["denoise"];
     assert!(dn["snr_db"].as_f64().is_some(), "{f}");
     assert_eq!(dn["thresholds"].as_array().map(Vec::len), Some(4), "{f}");
+    // hello names the denoiser: what it is, and where its sockets are.
+    let shipped: Value =
+        serde_json::from_slice(&std::fs::read(denoiser()).expect("manifest")).expect("json");
+    let hd = &hello["denoiser"];
+    assert_eq!(hd["sha256"], shipped["sha256"], "{hello}");
+    assert_eq!(hd["hop"], 1024, "{hello}");
+    assert_eq!(
+        hd["thresholds"].as_array().map(Vec::len),
+        Some(4),
+        "{hello}"
+    );
+    let sockets = dir.path().join("denoised");
+    assert_eq!(hd["socket_dir"].as_str(), Some(s(&sockets)), "{hello}");
 
     // The idle reader's socket buffer fills within seconds: it is dropped,
     // and the other reader goes on getting samples.
@@ -343,8 +356,14 @@ fn a_reload_swaps_the_denoiser_and_a_broken_one_keeps_the_old_and_snapshots_carr
         "still denoising: {f}"
     );
     std::fs::copy(denoiser().with_extension("onnx"), models.join("d.onnx")).expect("mend");
+    // A new version number, for hello to show that it follows the reload.
+    let text = text.replacen("\"version\": \"", "\"version\": \"9.9.9-", 1);
+    std::fs::write(&manifest, &text).expect("manifest");
     let r = reload(&mut c, &d);
     assert_eq!(r["ok"], true, "{r}");
+    let hello = d.connect().until("hello");
+    let version = hello["denoiser"]["version"].as_str().unwrap_or("");
+    assert!(version.starts_with("9.9.9-"), "{hello}");
     // The swap happens between two frames. The new denoiser starts on the
     // old one's grid, so at most one frame at the swap has `denoise` null
     // (the one before the new denoiser's first), and every frame after has it.

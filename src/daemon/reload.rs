@@ -16,6 +16,8 @@ pub type ReloadFn = dyn Fn() -> Result<Config, String> + Send + Sync;
 pub struct Ready {
     pub per_stream: Vec<Analyses>,
     pub manifest: Manifest,
+    /// The denoiser's manifest, with `[denoise]`.
+    pub denoiser: Option<Manifest>,
     /// What changed that only a restart applies.
     pub notes: Vec<String>,
 }
@@ -59,6 +61,7 @@ pub fn prepare(
         .map(|d| crate::analyses::denoise::load(d, m, running.hop))
         .transpose()?;
     let manifest = m.clone();
+    let denoiser_manifest = denoiser.as_ref().map(|d| d.manifest.clone());
     // What runs on each frame stays as started (a restart applies [http]).
     let shared = Shared {
         denoiser,
@@ -82,6 +85,7 @@ pub fn prepare(
     Ok(Ready {
         per_stream,
         manifest,
+        denoiser: denoiser_manifest,
         notes: restart_notes(&cfg, running),
     })
 }

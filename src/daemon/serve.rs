@@ -7,7 +7,7 @@ use crate::analyses::Analyses;
 use crate::config::parse_mode;
 use crate::notify::notify;
 use crate::protocol::{
-    Hello, Message, ModelInfo, ModelRef, ReloadStatus, StreamInfo, PROTOCOL_VERSION,
+    DenoiserInfo, Hello, Message, ModelInfo, ModelRef, ReloadStatus, StreamInfo, PROTOCOL_VERSION,
 };
 use crate::sinks::http::HttpSink;
 use crate::sinks::socket::{self, SocketSink};
@@ -183,6 +183,7 @@ impl Serving {
             protocol: PROTOCOL_VERSION,
             daemon: format!("drsnd {}", env!("CARGO_PKG_VERSION")),
             model: ModelInfo::from(manifest),
+            denoiser: denoiser_info(&p),
             streams: streams.iter().map(stream_info).collect(),
         };
         let bus = Bus::new(
@@ -304,6 +305,10 @@ impl Serving {
         });
     }
 
+    fn socket_dir(&self) -> Option<&std::path::Path> {
+        self.p.cfg.denoise.as_ref()?.socket_dir.as_deref()
+    }
+
     /// Every stream gets its new analyses; subscribers get a new hello.
     fn hand_out(&mut self, ready: reload::Ready) -> String {
         for (tx, a) in self.swaps.iter().zip(ready.per_stream) {
@@ -313,7 +318,11 @@ impl Serving {
         let m = &ready.manifest;
         self.model = model_ref(m);
         self.p.shared.classifier.manifest = m.clone();
-        self.bus.set_model(ModelInfo::from(m));
+        let denoiser = ready
+            .denoiser
+            .as_ref()
+            .map(|d| DenoiserInfo::new(d, self.socket_dir()));
+        self.bus.set_models(ModelInfo::from(m), denoiser);
         reload::summary(m, &ready.notes)
     }
 
@@ -364,6 +373,12 @@ impl Serving {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
+}
+
+fn denoiser_info(p: &Prepared) -> Option<DenoiserInfo> {
+    let dir = p.cfg.denoise.as_ref().and_then(|d| d.socket_dir.as_deref());
+    let d = p.shared.denoiser.as_ref()?;
+    Some(DenoiserInfo::new(&d.manifest, dir))
 }
 
 fn stream_info(s: &StreamHandle) -> StreamInfo {

@@ -194,11 +194,16 @@ impl Bus {
         Some(h)
     }
 
-    /// A new model (reload): later subscribers get the new hello, and
+    /// New models (reload): later subscribers get the new hello, and
     /// everyone connected is sent it now.
-    pub fn set_model(&self, model: crate::protocol::ModelInfo) {
+    pub fn set_models(
+        &self,
+        model: crate::protocol::ModelInfo,
+        denoiser: Option<crate::protocol::DenoiserInfo>,
+    ) {
         let hello = self.hello.lock().map(|mut h| {
             h.model = model;
+            h.denoiser = denoiser;
             h.clone()
         });
         if let Ok(h) = hello {

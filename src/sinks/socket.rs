@@ -525,6 +525,7 @@ mod tests {
                     "sample_rate": 12000, "frame_length": 2048, "classes": [], "thresholds": []
                 }))
                 .expect("model info"),
+                denoiser: None,
                 streams: Vec::new(),
             };
             let bus = Bus::new(hello, 16, Vec::new());

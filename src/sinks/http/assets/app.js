@@ -177,6 +177,7 @@ function drawCounters(s) {
     ["clipped frames", st.clipped_frames], ["latency mean / max ms", st.latency_ms_mean.toFixed(2) + " / " + st.latency_ms_max.toFixed(2)],
     ["source", st.source_state]] : [];
   if (hello) rows.push(["model", hello.model.name + " " + hello.model.version + " " + hello.model.sha256.slice(0, 16)]);
+  if (hello && hello.denoiser) rows.push(["denoiser", hello.denoiser.name + " " + hello.denoiser.version + " " + hello.denoiser.sha256.slice(0, 16)]);
   if (lastStatus) rows.push(["subscribers", lastStatus.clients.length]);
   el("counters").innerHTML = "";
   for (const [k, v] of rows) {
