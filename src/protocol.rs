@@ -81,9 +81,8 @@ pub struct Hello {
 /// object and the denoised signal's sockets.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DenoiserInfo {
-    pub name: String,
-    pub version: String,
-    pub sha256: String,
+    #[serde(flatten)]
+    pub model: ModelRef,
     pub architecture: String,
     /// The denoised signal's rate (Hz): the model rate.
     pub sample_rate: u32,
@@ -98,9 +97,7 @@ pub struct DenoiserInfo {
 impl DenoiserInfo {
     pub fn new(m: &Manifest, socket_dir: Option<&std::path::Path>) -> Self {
         Self {
-            name: m.name.clone(),
-            version: m.version.clone(),
-            sha256: m.sha256.clone(),
+            model: ModelRef::from(m),
             architecture: m.architecture.clone(),
             sample_rate: m.sample_rate,
             hop: m.frame_length / 2,
@@ -386,6 +383,16 @@ pub struct ModelRef {
     pub name: String,
     pub version: String,
     pub sha256: String,
+}
+
+impl From<&Manifest> for ModelRef {
+    fn from(m: &Manifest) -> Self {
+        Self {
+            name: m.name.clone(),
+            version: m.version.clone(),
+            sha256: m.sha256.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -13,7 +13,7 @@ use crate::analyses::Shared;
 use crate::config::Config;
 use crate::infer::Model;
 use crate::manifest::ModelFiles;
-use crate::protocol::{DenoisedStatus, ModelRef, ResamplerState, StreamStatus};
+use crate::protocol::{DenoisedStatus, ResamplerState, StreamStatus};
 use crate::sinks::{self, Publisher, PublisherQueue};
 use crate::source::SourceStatus;
 use crate::stats::StreamStats;
@@ -173,13 +173,5 @@ fn stream_status(s: &StreamHandle) -> StreamStatus {
                 readers_refused: t.readers_refused.load(Relaxed),
             }
         }),
-    }
-}
-
-fn model_ref(m: &crate::manifest::Manifest) -> ModelRef {
-    ModelRef {
-        name: m.name.clone(),
-        version: m.version.clone(),
-        sha256: m.sha256.clone(),
     }
 }

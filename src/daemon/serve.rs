@@ -2,7 +2,7 @@
 //! the sources; answer signals and the status tick until SIGTERM/SIGINT;
 //! then shut down in order, so that everything captured is published.
 
-use super::{model_ref, reload, stream_status, Prepared, StreamHandle};
+use super::{reload, stream_status, Prepared, StreamHandle};
 use crate::analyses::Analyses;
 use crate::config::parse_mode;
 use crate::notify::notify;
@@ -194,7 +194,7 @@ impl Serving {
         let socket = SocketSink::new(bus.clone(), p.cfg.socket.clone());
         let swaps = p.workers.iter().map(|w| w.swap.clone()).collect();
         Self {
-            model: model_ref(manifest),
+            model: ModelRef::from(manifest),
             p,
             started: Instant::now(),
             bus,
@@ -316,7 +316,7 @@ impl Serving {
             let _ = tx.send(a);
         }
         let m = &ready.manifest;
-        self.model = model_ref(m);
+        self.model = ModelRef::from(m);
         self.p.shared.classifier.manifest = m.clone();
         let denoiser = ready
             .denoiser
