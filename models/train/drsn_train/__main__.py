@@ -10,7 +10,7 @@ import tempfile
 import numpy as np
 import torch
 
-from . import data, denoise_table, export, fit, orders, table
+from . import data, denoise_fit, denoise_table, denoiser, export, fit, orders, table
 from .model import Net
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -145,15 +145,16 @@ def cmd_denoise_train(args) -> None:
         # and measure again without the half hour of training.
         from .denoiser import Denoiser
 
-        net = Denoiser(args.arch, args.channels, args.units)
+        net = Denoiser(args.arch, args.channels, args.units, args.kernel, args.stride)
         net.load_state_dict(torch.load(args.weights, weights_only=True))
         net.eval()
         seconds = float(args.train_seconds)
     else:
         print(f"training the {args.arch} denoiser, {args.channels} channels, {args.units} units, "
-              f"{args.steps} steps", flush=True)
+              f"kernel {args.kernel} stride {args.stride}, {args.steps} steps", flush=True)
         net, seconds = denoise_fit.train(args.arch, denoise_table._train_parts(rigs), args.seed,
-                                         args.steps, args.channels, args.units, log_every=250)
+                                         args.steps, args.channels, args.units, log_every=250,
+                                         kernel=args.kernel, stride=args.stride, loss_kind=args.loss)
     metrics = {"test_set": "last 20 % of every recording of ../shared/cwru and ../shared/uestc"}
     for r in denoise_table.RIGS:
         tests = denoise_table._tests(rigs[r])
@@ -179,10 +180,12 @@ def cmd_denoise_train(args) -> None:
         "data": "every recording of ../shared/cwru (12 kHz) and ../shared/uestc (20 kHz, "
                 "resampled to 12 kHz), first 80 % of each",
         "recipe": f"python -m drsn_train denoise-train --arch {args.arch} --channels {args.channels} "
-                  f"--units {args.units} --steps {args.steps} --seed {args.seed}",
+                  f"--units {args.units} --kernel {args.kernel} --stride {args.stride} --loss {args.loss} "
+                  f"--steps {args.steps} --seed {args.seed}",
         "noise": f"per frame: clean (p=0.1 of the draws) or Gaussian/Laplacian/pink at SNR "
                  f"U{denoise_fit.TRAIN_SNR} dB; target: the recording",
-        "loss": "-SNR of the output against the recording, capped at 30 dB",
+        "loss": "-SNR of the output against the recording, capped at 30 dB"
+                + (", plus the same per band (16 bands of 375 Hz)" if args.loss == "snr+bands" else ""),
         "steps": args.steps, "batch": 32, "seed": args.seed, "seconds": round(seconds, 1),
         "threads": args.threads,
     }
@@ -295,12 +298,16 @@ def main(argv=None) -> None:
     dt = sub.add_parser("denoise-train", help="train and export the DRSN denoiser (both rigs)")
     common(dt)
     dt.add_argument("--arch", default="drsn", choices=["drsn", "relu"])
-    dt.add_argument("--channels", type=int, default=32)
+    dt.add_argument("--channels", type=int, default=denoiser.SHIPPED["channels"])
     dt.add_argument("--units", type=int, default=4)
-    dt.add_argument("--steps", type=int, default=3000)
+    dt.add_argument("--kernel", type=int, default=denoiser.SHIPPED["kernel"],
+                    help="the learned transform's length")
+    dt.add_argument("--stride", type=int, default=denoiser.SHIPPED["stride"], help="the learned transform's hop")
+    dt.add_argument("--loss", default="snr", choices=denoise_fit.LOSSES)
+    dt.add_argument("--steps", type=int, default=denoiser.SHIPPED["steps"])
     dt.add_argument("--seed", type=int, default=0)
     dt.add_argument("--name", default="drsn-denoise")
-    dt.add_argument("--version", default="1.0.0")
+    dt.add_argument("--version", default="1.1.0")
     dt.add_argument("--out", default=os.path.join(ROOT, "models"))
     dt.add_argument("--weights", help="export these weights (saved by an earlier run) instead of training")
     dt.add_argument("--train-seconds", default=0, help="with --weights: how long their training took")
@@ -308,9 +315,11 @@ def main(argv=None) -> None:
 
     dtb = sub.add_parser("denoise-table", help="DRSN vs ReLU vs wavelet; writes models/RESULTS-denoise.md")
     common(dtb)
-    dtb.add_argument("--channels", type=int, default=32)
+    dtb.add_argument("--channels", type=int, default=denoiser.SHIPPED["channels"])
     dtb.add_argument("--units", type=int, default=4)
-    dtb.add_argument("--steps", type=int, default=3000)
+    dtb.add_argument("--kernel", type=int, default=denoiser.SHIPPED["kernel"])
+    dtb.add_argument("--stride", type=int, default=denoiser.SHIPPED["stride"])
+    dtb.add_argument("--steps", type=int, default=denoiser.SHIPPED["steps"])
     dtb.add_argument("--seeds", type=int, default=3)
     dtb.add_argument("--workers", type=int, default=2)
     dtb.add_argument("--out", default=os.path.join(ROOT, "models"))

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from .data import FRAME, RATE
-from .denoiser import Denoiser, ExportedDenoiser, KERNEL, STRIDE
+from .denoiser import Denoiser, ExportedDenoiser
 from .export import check_onnxruntime, export_module, parity_inputs, save_parity, sha256  # noqa: F401
 from .model import POWER_FLOOR
 
@@ -52,7 +52,7 @@ def manifest(net: Denoiser, name: str, version: str, onnx_file: str, onnx_path: 
         },
         "denoised_output": "denoised",
         "layers": {"channels": net.channels, "units": net.n_units,
-                   "transform": f"Conv1d kernel {KERNEL} stride {STRIDE} / ConvTranspose1d"},
+                   "transform": f"Conv1d kernel {net.kernel} stride {net.stride} / ConvTranspose1d"},
         "overlap_add": {"hop": FRAME // 2, "window": "periodic Hann (weight 1 where no frame overlaps)"},
         "thresholds": [
             {"name": f"tau_{i + 1}", "unit": i + 1, "channels": c}

@@ -14,6 +14,7 @@ import numpy as np
 from . import noise
 from .denoise_fit import EVAL_SNRS, HOP, evaluate, load_rig
 from .data import FRAME
+from .denoiser import KERNEL, STRIDE
 
 RIGS = ("cwru", "uestc")
 RIG_NAMES = {"cwru": "CWRU (12 kHz, 46 recordings)", "uestc": "UESTC (20 kHz resampled to 12 kHz, 80 recordings)"}
@@ -31,24 +32,64 @@ def _train_parts(rigs: dict) -> list:
     return [[tr for _, tr, _ in rigs[r]] for r in RIGS]
 
 
-def run_one(job: tuple) -> dict:
+# Variants of the shipped recipe, one seed each: quality against cost.
+VARIANTS = (
+    ("32 channels, transform 16/8 (model 1.0.0)", {"steps": 3000}),
+    ("48 channels, transform 32/16", {"channels": 48, "kernel": 32, "stride": 16, "steps": 3000}),
+    ("64 channels, transform 32/16", {"channels": 64, "kernel": 32, "stride": 16, "steps": 3000}),
+    ("64 channels, transform 32/16, 12000 steps", {"channels": 64, "kernel": 32, "stride": 16,
+                                                    "steps": 12000}),
+    ("32 channels, transform 16/8, 6 units", {"units": 6, "steps": 3000}),
+    ("32 channels, transform 16/8, band loss added (16 bands of 375 Hz)", {"loss": "snr+bands",
+                                                                           "steps": 3000}),
+)
+
+
+def run_one(job: dict) -> dict:
     """One trained row for one seed: train, evaluate on both rigs."""
     import torch
 
     from . import denoise_fit
+    from .denoiser import macs_per_frame
 
-    shared, arch, channels, units, seed, steps, threads, path = job
-    torch.set_num_threads(threads)
-    rigs = rigs_from(shared)
-    net, seconds = denoise_fit.train(arch, _train_parts(rigs), seed, steps, channels, units)
-    res = {"arch": arch, "channels": channels, "units": units, "seed": seed, "steps": steps,
-           "train_seconds": round(seconds, 1)}
+    torch.set_num_threads(job["threads"])
+    rigs = rigs_from(job["shared"])
+    net, seconds = denoise_fit.train(job["arch"], _train_parts(rigs), job["seed"], job["steps"],
+                                     job["channels"], job["units"], kernel=job["kernel"],
+                                     stride=job["stride"], loss_kind=job["loss"])
+    res = {k: job[k] for k in ("arch", "channels", "units", "kernel", "stride", "loss", "seed", "steps")}
+    res.update(train_seconds=round(seconds, 1), macs=macs_per_frame(net))
     for r in RIGS:
         res[r] = evaluate(lambda x: denoise_fit.denoise_signal(net, x), _tests(rigs[r]))
+    path = job["path"]
     with open(path, "w") as f:
         json.dump(res, f)
     torch.save(net.state_dict(), path[: -len(".json")] + ".pt")
     return res
+
+
+def job_for(shared: str, cache: str, seed: int, steps: int, threads: int, arch: str = "drsn",
+            channels: int = 32, units: int = 4, kernel: int = KERNEL, stride: int = STRIDE,
+            loss: str = "snr") -> dict:
+    tag = f"{arch}-c{channels}-u{units}-k{kernel}s{stride}-{loss}-s{seed}-{steps}"
+    return {"shared": shared, "arch": arch, "channels": channels, "units": units, "kernel": kernel,
+            "stride": stride, "loss": loss, "seed": seed, "steps": steps, "threads": threads,
+            "path": os.path.join(cache, tag + ".json")}
+
+
+def oracle_lengths(rigs: dict, cache: str, lengths=(64, 256, 1024, 2048)) -> dict:
+    """The oracle mask at other STFT lengths, Gaussian noise: does the bound
+    depend on the resolution the table happens to use?"""
+    from .denoise_fit import oracle
+
+    path = os.path.join(cache, "oracle-lengths.json")
+    if not os.path.exists(path):
+        out = {r: {str(n): oracle(_tests(rigs[r]), n, kinds=("gaussian",))["improvement"]["gaussian"]
+                   for n in lengths} for r in RIGS}
+        with open(path, "w") as f:
+            json.dump(out, f)
+    with open(path) as f:
+        return json.load(f)
 
 
 def wavelet_rows(rigs: dict, cache: str) -> dict:
@@ -73,6 +114,32 @@ def oracle_rows(rigs: dict, cache: str) -> dict:
     if not os.path.exists(path):
         with open(path, "w") as f:
             json.dump({r: oracle(_tests(rigs[r])) for r in RIGS}, f)
+    with open(path) as f:
+        return json.load(f)
+
+
+def shipped_row(rigs: dict, models_dir: str, cache: str) -> dict:
+    """The shipped denoiser itself (its ONNX in onnxruntime), evaluated as
+    the trained rows are: the model users get, whatever the seeds' recipe."""
+    import onnxruntime as ort
+
+    from .denoise_fit import denoise_signal
+
+    with open(os.path.join(models_dir, "drsn-denoise.json")) as f:
+        m = json.load(f)
+    path = os.path.join(cache, f"shipped-{m['sha256'][:16]}.json")
+    if not os.path.exists(path):
+        sess = ort.InferenceSession(os.path.join(models_dir, m["onnx"]), providers=["CPUExecutionProvider"])
+
+        def run(frames):
+            return sess.run([m["denoised_output"]], {"signal": frames[:, None, :].astype(np.float32)})[0][:, 0, :]
+
+        res = {"version": m["version"], "recipe": m["training"]["recipe"],
+               "train_seconds": m["training"]["seconds"]}
+        for r in RIGS:
+            res[r] = evaluate(lambda x: denoise_signal(run, x), _tests(rigs[r]))
+        with open(path, "w") as f:
+            json.dump(res, f)
     with open(path) as f:
         return json.load(f)
 
@@ -132,8 +199,65 @@ def worst(rows: list[dict], rig: str, kind: str, snr: int) -> float:
     return min(row[rig]["worst_recording"][kind][str(snr)] for row in rows)
 
 
+MAIN = ("DRSN denoiser", "ReLU instead of soft thresholding")
+
+
+def variant_lines(trained: dict[str, list[dict]], steps: int) -> list[str]:
+    """Quality against cost: the shipped recipe's seed 0 beside each variant."""
+    cols = [(r, k, s) for r in RIGS for k, s in (("gaussian", -4), ("gaussian", 0), ("gaussian", 4),
+                                                   ("pink", -4))]
+    L = ["## Variants tried (one seed each)", "",
+         "Seed 0 of each, 3000 steps unless the name says more; the first row is seed 0 of the "
+         f"3-seed rows above ({steps} steps). Cost in "
+         "multiply-accumulates of the convolutions per frame (the daemon denoises one frame every "
+         f"{HOP} samples); tract's time per call is in docs/denoise.md.", "",
+         "| variant | MACs per frame | training, min | "
+         + " | ".join(f"{r} {k} {s:+d} dB" for r, k, s in cols) + " |",
+         "|---|---:|---:|" + "---:|" * len(cols)]
+    rows = [("the 3-seed rows' recipe", trained["DRSN denoiser"][0])] if "DRSN denoiser" in trained else []
+    rows += [(name, runs[0]) for name, runs in trained.items() if name not in MAIN]
+    for name, row in rows:
+        macs = f"{row['macs'] / 1e6:.1f} M" if "macs" in row else "-"
+        L.append(f"| {name} | {macs} | {row['train_seconds'] / 60:.1f} | " + " | ".join(
+            f"{row[r]['improvement'][k][str(s)]:+.2f}" for r, k, s in cols) + " |")
+    return L + [""]
+
+
+def length_lines(lengths: dict) -> list[str]:
+    ns = list(next(iter(lengths.values())))
+    snrs = list(next(iter(next(iter(lengths.values())).values())))
+    spread = max(max(v.values()) - min(v.values())
+                 for by_n in lengths.values() for v in
+                 ({n: by_n[n][snr] for n in ns} for snr in snrs))
+    L = ["## The oracle mask at other STFT lengths", "",
+         f"Gaussian noise; the bound above uses 256. Across these lengths it moves by "
+         f"{spread:.2f} dB at most: a finer or coarser resolution does not lift it.", "",
+         "| rig | SNR | " + " | ".join(f"STFT {n}" for n in ns) + " |",
+         "|---|---|" + "---:|" * len(ns)]
+    for rig, by_n in lengths.items():
+        for snr in snrs:
+            L.append(f"| {rig} | {int(snr):+d} dB | " + " | ".join(f"{by_n[n][snr]:+.2f}" for n in ns) + " |")
+    return L + [""]
+
+
+def acceptance_line(rows: list[dict], rig: str, wave: dict) -> str:
+    margins, met = [], 0
+    for k in noise.KINDS:
+        for s in EVAL_SNRS:
+            best = max(w[rig]["improvement"][k][str(s)] for w in wave.values())
+            margins.append((cell(rows, rig, k, s)[0] - best, k, s))
+            met += margins[-1][0] >= 5
+    m, k, s = min(margins)
+    lo = min(worst(rows, rig, k2, s2) for k2 in noise.KINDS for s2 in EVAL_SNRS)
+    tr = min(r[rig]["transparency_db"] for r in rows)
+    return (f"over the best wavelet by at least {m:+.2f} dB (smallest margin at {k} {s:+d} dB; "
+            f"target +5, met in {met} of {len(margins)} cells); the worst single recording's "
+            f"improvement {lo:+.2f} dB (target: never negative); transparency {tr:.1f} dB at worst "
+            "(target 20).")
+
+
 def render(wave: dict, trained: dict[str, list[dict]], steps: int, bound: dict,
-           classifier: dict) -> str:
+           classifier: dict, lengths: dict, shipped: dict | None = None) -> str:
     L = ["# The DRSN denoiser: results", "",
          "Generated by `python -m drsn_train denoise-table` (scripts/denoise-table.sh); do not edit.", "",
          "SNR improvement = output SNR - input SNR in dB, against the recording, on the last 20 % "
@@ -154,32 +278,28 @@ def render(wave: dict, trained: dict[str, list[dict]], steps: int, bound: dict,
             L.append(f"| wavelet {rule} | " + " | ".join(
                 f"{res[rig]['improvement'][k][str(s)]:+.2f}" for k in noise.KINDS for s in EVAL_SNRS)
                 + f" | {res[rig]['transparency_db']:.1f} dB |")
-        for name, rows in trained.items():
+        for name, rows in ((n, trained[n]) for n in MAIN if n in trained):
             L.append(f"| {name} | " + " | ".join(
                 "{:+.2f} ± {:.2f}".format(*cell(rows, rig, k, s)) for k in noise.KINDS for s in EVAL_SNRS)
                 + " | {:.1f} dB |".format(np.mean([r[rig]["transparency_db"] for r in rows])))
         L.append("| *bound: oracle ideal ratio mask (STFT 256; knows the clean signal)* | " + " | ".join(
             f"*{bound[rig]['improvement'][k][str(s)]:+.2f}*" for k in noise.KINDS for s in EVAL_SNRS) + " | |")
-        drsn = trained.get("DRSN denoiser")
-        if drsn:
-            margins = []
-            for k in noise.KINDS:
-                for s in EVAL_SNRS:
-                    best = max(w[rig]["improvement"][k][str(s)] for w in wave.values())
-                    margins.append((cell(drsn, rig, k, s)[0] - best, k, s))
-            m, k, s = min(margins)
-            lo = min(worst(drsn, rig, k2, s2) for k2 in noise.KINDS for s2 in EVAL_SNRS)
-            tr = min(r[rig]["transparency_db"] for r in drsn)
-            short = [(k2, s2) for k2 in noise.KINDS for s2 in EVAL_SNRS
-                     if max(w[rig]["improvement"][k2][str(s2)] for w in wave.values()) + 5
-                     > bound[rig]["improvement"][k2][str(s2)]]
-            if short:
-                checks.append(f"- {rig}: in {len(short)} cell(s) the target (best wavelet + 5 dB) is above "
-                              "even the oracle mask: " + ", ".join(f"{k2} {s2:+d} dB" for k2, s2 in short) + ".")
-            checks.append(f"- {rig}: DRSN over the best wavelet by at least {m:+.2f} dB "
-                          f"(smallest margin at {k} {s:+d} dB; target +5); the worst single "
-                          f"recording's improvement {lo:+.2f} dB (target: never negative); "
-                          f"transparency {tr:.1f} dB at worst (target 20).")
+        if shipped:
+            L.append(f"| shipped model {shipped['version']} | " + " | ".join(
+                f"{shipped[rig]['improvement'][k][str(s)]:+.2f}" for k in noise.KINDS for s in EVAL_SNRS)
+                + f" | {shipped[rig]['transparency_db']:.1f} dB |")
+        short = [(k2, s2) for k2 in noise.KINDS for s2 in EVAL_SNRS
+                 if max(w[rig]["improvement"][k2][str(s2)] for w in wave.values()) + 5
+                 > bound[rig]["improvement"][k2][str(s2)]]
+        if short:
+            checks.append(f"- {rig}: in {len(short)} cell(s) the target (best wavelet + 5 dB) is above "
+                          "even the oracle mask: " + ", ".join(f"{k2} {s2:+d} dB" for k2, s2 in short) + ".")
+        candidates = [("DRSN denoiser (3 seeds)", trained.get("DRSN denoiser"))]
+        if shipped:
+            candidates.append((f"shipped model {shipped['version']}", [shipped]))
+        for label, rows in candidates:
+            if rows:
+                checks.append(f"- {rig}, {label}: " + acceptance_line(rows, rig, wave))
         L.append("")
     if "DRSN denoiser" in trained and "ReLU instead of soft thresholding" in trained:
         d, r = trained["DRSN denoiser"], trained["ReLU instead of soft thresholding"]
@@ -190,6 +310,7 @@ def render(wave: dict, trained: dict[str, list[dict]], steps: int, bound: dict,
                        for g in RIGS for k in noise.KINDS for s in EVAL_SNRS])
         checks.append(f"- Soft thresholding against ReLU (same network, same training): the DRSN "
                       f"is better in {wins} of {total} cells, by {gap:+.2f} dB on average.")
+    L += variant_lines(trained, steps) + length_lines(lengths)
     L += ["## The classifier on raw and on denoised input", "",
           "The shipped DRSN-CW classifier, CWRU held-out 20 % (10 classes), frames at hop 1024; "
           "denoised = the shipped denoiser over the whole segment, overlap-added as in the daemon.", "",
@@ -197,7 +318,7 @@ def render(wave: dict, trained: dict[str, list[dict]], steps: int, bound: dict,
     for cond, r in classifier.items():
         L.append(f"| {cond} | {100 * r['raw']:.2f} % | {100 * r['denoised']:.2f} % |")
     L += ["", "## Acceptance, computed", ""] + checks + [""]
-    secs = [r["train_seconds"] for rows in trained.values() for r in rows]
+    secs = [r["train_seconds"] for name in MAIN for r in trained.get(name, [])]
     if secs:
         L += [f"Training took {np.mean(secs) / 60:.1f} min per run on average here (2 cores shared by "
               "two runs).", ""]
@@ -212,19 +333,26 @@ def cmd_table(args) -> None:
     rigs = rigs_from(shared)
     wave = wavelet_rows(rigs, cache)
     bound = oracle_rows(rigs, cache)
+    lengths = oracle_lengths(rigs, cache)
+    threads = max(1, args.threads // args.workers)
     variants = {"DRSN denoiser": "drsn", "ReLU instead of soft thresholding": "relu"}
     jobs, paths = [], {}
     for name, arch in variants.items():
         for seed in range(args.seeds):
-            p = os.path.join(cache, f"{arch}-c{args.channels}-u{args.units}-s{seed}-{args.steps}.json")
-            paths.setdefault(name, []).append(p)
-            if not os.path.exists(p):
-                jobs.append((shared, arch, args.channels, args.units, seed, args.steps,
-                             max(1, args.threads // args.workers), p))
+            jobs.append(job_for(shared, cache, seed, args.steps, threads, arch, channels=args.channels,
+                                units=args.units, kernel=args.kernel, stride=args.stride))
+            paths.setdefault(name, []).append(jobs[-1]["path"])
+    for name, kw in VARIANTS:
+        kw = dict(kw)
+        jobs.append(job_for(shared, cache, 0, kw.pop("steps"), threads, **kw))
+        paths[name] = [jobs[-1]["path"]]
+    # One run per path: a variant may be the 3-seed recipe's seed 0.
+    jobs = list({j["path"]: j for j in jobs if not os.path.exists(j["path"])}.values())
     print(f"denoise-table: {len(jobs)} runs to train ({args.workers} at a time)", flush=True)
     with ProcessPoolExecutor(args.workers) as ex:
         for res in ex.map(run_one, jobs):
-            print(f"  {res['arch']} seed {res['seed']}: {res['train_seconds']:.0f} s", flush=True)
+            print(f"  {res['arch']} C{res['channels']} seed {res['seed']}: {res['train_seconds']:.0f} s",
+                  flush=True)
     trained = {}
     for name, ps in paths.items():
         trained[name] = []
@@ -232,7 +360,8 @@ def cmd_table(args) -> None:
             with open(p) as f:
                 trained[name].append(json.load(f))
     classifier = classifier_rows(args.out, args.data, cache)
-    text = render(wave, trained, args.steps, bound, classifier)
+    shipped = shipped_row(rigs, args.out, cache)
+    text = render(wave, trained, args.steps, bound, classifier, lengths, shipped)
     with open(os.path.join(args.out, "RESULTS-denoise.md"), "w") as f:
         f.write(text)
     print(text)

@@ -23,6 +23,10 @@ from .model import POWER_FLOOR, Shrink
 
 DENOISE_ARCHS = ("drsn", "relu")
 KERNEL, STRIDE = 16, 8
+# The shipped recipe (model 1.1.0): a longer transform at stride 16 leaves
+# the units 128 steps, so 64 channels cost about what 32 did at stride 8 in
+# tract, and 4x the steps of 1.0.0 (models/RESULTS-denoise.md, variants).
+SHIPPED = {"channels": 64, "kernel": 32, "stride": 16, "steps": 12000}
 
 
 class DUnit(nn.Module):
@@ -47,17 +51,22 @@ class DUnit(nn.Module):
 
 
 class Denoiser(nn.Module):
-    def __init__(self, arch: str = "drsn", channels: int = 32, units: int = 4):
+    def __init__(self, arch: str = "drsn", channels: int = 32, units: int = 4,
+                 kernel: int = KERNEL, stride: int = STRIDE):
         super().__init__()
         if arch not in DENOISE_ARCHS:
             raise ValueError(f"unknown denoiser arch {arch!r} (expected one of {DENOISE_ARCHS})")
+        if kernel < stride or (kernel - stride) % 2:
+            raise ValueError(f"denoiser kernel {kernel} and stride {stride}: the kernel must be "
+                             "at least the stride, by an even number")
         self.arch, self.channels, self.n_units = arch, channels, units
-        pad = (KERNEL - STRIDE) // 2
-        self.enc = nn.Conv1d(1, channels, KERNEL, STRIDE, pad, bias=False)
+        self.kernel, self.stride = kernel, stride
+        pad = (kernel - stride) // 2
+        self.enc = nn.Conv1d(1, channels, kernel, stride, pad, bias=False)
         self.units = nn.ModuleList(DUnit(channels, 2**i, arch) for i in range(units))
         self.mask_bn = nn.BatchNorm1d(channels)
         self.mask = nn.Conv1d(channels, channels, 1)
-        self.dec = nn.ConvTranspose1d(channels, 1, KERNEL, STRIDE, pad, bias=False)
+        self.dec = nn.ConvTranspose1d(channels, 1, kernel, stride, pad, bias=False)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """x [N, 1, L] in sensor units -> (denoised [N, 1, L], taus per unit)."""
@@ -79,6 +88,33 @@ class Denoiser(nn.Module):
 
     def threshold_layout(self) -> list[int]:
         return [self.channels] * (self.n_units if self.arch == "drsn" else 0)
+
+
+@torch.no_grad()
+def macs_per_frame(net: Denoiser, frame: int = 2048) -> int:
+    """Multiply-accumulates of the convolutions for one frame at batch 1:
+    the cost that grows with channels, kernel and steps (the element-wise
+    rest is small beside it)."""
+    total = 0
+
+    def count(m, _inputs, out):
+        nonlocal total
+        if isinstance(m, nn.ConvTranspose1d):
+            total += m.in_channels * m.out_channels * m.kernel_size[0] * _inputs[0].shape[-1]
+        elif isinstance(m, nn.Conv1d):
+            total += m.in_channels // m.groups * m.out_channels * m.kernel_size[0] * out.shape[-1]
+        elif isinstance(m, nn.Linear):
+            total += m.in_features * m.out_features
+
+    hooks = [m.register_forward_hook(count) for m in net.modules()
+             if isinstance(m, (nn.Conv1d, nn.ConvTranspose1d, nn.Linear))]
+    was = net.training
+    net.eval()
+    net(torch.zeros(1, 1, frame))
+    net.train(was)
+    for h in hooks:
+        h.remove()
+    return total
 
 
 class ExportedDenoiser(nn.Module):
