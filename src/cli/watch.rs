@@ -116,11 +116,12 @@ fn render(m: &Message, machines: &HashMap<String, String>) -> String {
                 .map(|t| format!("{:.3}", t.iter().sum::<f32>() / t.len().max(1) as f32))
                 .collect();
             let flags = if f.flags.is_empty() { String::new() } else { format!("  [{}]", f.flags.join(",")) };
-            // Streams whose source names its units: velocity and zone.
-            let velocity = match (f.velocity_rms_mm_s.flatten(), f.iso_zone.flatten()) {
+            // Streams whose source names its units: velocity and zone; then
+            // the other analyses.
+            let physics = match (f.velocity_rms_mm_s.flatten(), f.iso_zone.flatten()) {
                 (Some(v), Some(z)) => format!("  {v:.2} mm/s {z}"),
                 _ => String::new(),
-            };
+            } + &beside(f);
             let machine = machines.get(&f.stream).map_or("?", String::as_str);
             // A family head's verdict first: it is what the machine state follows.
             let label = match &f.family {
@@ -137,7 +138,7 @@ fn render(m: &Message, machines: &HashMap<String, String>) -> String {
                 f.rms,
                 f.peak,
                 taus.join(" "),
-                velocity,
+                physics,
                 flags
             )
         }
@@ -164,6 +165,31 @@ fn render(m: &Message, machines: &HashMap<String, String>) -> String {
     }
 }
 
+/// The other analyses' word beside the network's, where the stream has
+/// them: the anomaly score (or how far its baseline has learned), the
+/// family the envelope names, the input SNR the denoiser sees.
+fn beside(f: &crate::protocol::FrameMsg) -> String {
+    let mut out = String::new();
+    match (f.anomaly, f.learning) {
+        (Some(a), _) => out += &format!("  anomaly {a:.2}"),
+        (None, Some(l)) => out += &format!("  learning {:.0}%", l * 100.0),
+        _ => {}
+    }
+    if let Some(Some(e)) = &f.envelope {
+        if e.family != "none" {
+            out += &format!("  envelope {}", e.family);
+        }
+    }
+    if let Some(Some(snr)) = f
+        .denoise
+        .as_ref()
+        .map(|d| d.as_ref().and_then(|d| d.snr_db))
+    {
+        out += &format!("  in-SNR {snr:.1} dB");
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,6 +208,42 @@ mod tests {
         f.iso_zone = Some(Some('C'));
         let line = render(&Message::Frame(f), &HashMap::new());
         assert!(line.contains("2.71 mm/s C"), "{line}");
+    }
+
+    #[test]
+    fn the_other_analyses_show_beside_the_network() {
+        use crate::protocol::{DenoiseMsg, EnvelopeMsg};
+        let mut f = FrameMsg {
+            stream: "pump".into(),
+            label: "Normal".into(),
+            learning: Some(0.35),
+            ..Default::default()
+        };
+        let line = render(&Message::Frame(f.clone()), &HashMap::new());
+        assert!(line.contains("learning 35%"), "{line}");
+        assert!(
+            !line.contains("envelope") && !line.contains("SNR"),
+            "{line}"
+        );
+        f.anomaly = Some(1.73);
+        f.envelope = Some(Some(EnvelopeMsg {
+            bpfo: 14.2,
+            bpfi: 3.1,
+            bsf: 2.0,
+            family: "outer".into(),
+            band_hz: [2500.0, 3250.0],
+        }));
+        f.denoise = Some(Some(DenoiseMsg {
+            snr_db: Some(4.06),
+            thresholds: vec![0.1; 4],
+        }));
+        let line = render(&Message::Frame(f), &HashMap::new());
+        assert!(
+            line.contains("anomaly 1.73")
+                && line.contains("envelope outer")
+                && line.contains("in-SNR 4.1 dB"),
+            "{line}"
+        );
     }
 
     #[test]
