@@ -32,13 +32,12 @@ def _train_parts(rigs: dict) -> list:
     return [[tr for _, tr, _ in rigs[r]] for r in RIGS]
 
 
-# Variants of the shipped recipe, one seed each: quality against cost.
+# Variants, one seed each, beside the 3-seed rows' recipe (the shipped one:
+# 64 channels, transform 32/16, 12000 steps): quality against cost.
 VARIANTS = (
     ("32 channels, transform 16/8 (model 1.0.0)", {"steps": 3000}),
     ("48 channels, transform 32/16", {"channels": 48, "kernel": 32, "stride": 16, "steps": 3000}),
     ("64 channels, transform 32/16", {"channels": 64, "kernel": 32, "stride": 16, "steps": 3000}),
-    ("64 channels, transform 32/16, 12000 steps", {"channels": 64, "kernel": 32, "stride": 16,
-                                                    "steps": 12000}),
     ("32 channels, transform 16/8, 6 units", {"units": 6, "steps": 3000}),
     ("32 channels, transform 16/8, band loss added (16 bands of 375 Hz)", {"loss": "snr+bands",
                                                                            "steps": 3000}),
@@ -77,19 +76,23 @@ def job_for(shared: str, cache: str, seed: int, steps: int, threads: int, arch: 
             "path": os.path.join(cache, tag + ".json")}
 
 
-def oracle_lengths(rigs: dict, cache: str, lengths=(64, 256, 1024, 2048)) -> dict:
-    """The oracle mask at other STFT lengths, Gaussian noise: does the bound
-    depend on the resolution the table happens to use?"""
+def oracle_lengths(rigs: dict, cache: str, lengths=(32, 64, 128, 256, 1024, 2048)) -> dict:
+    """The oracle mask at other STFT lengths, every noise kind: the bound
+    depends on the resolution, so the acceptance check takes the best."""
     from .denoise_fit import oracle
 
-    path = os.path.join(cache, "oracle-lengths.json")
+    path = os.path.join(cache, "oracle-lengths-2.json")
     if not os.path.exists(path):
-        out = {r: {str(n): oracle(_tests(rigs[r]), n, kinds=("gaussian",))["improvement"]["gaussian"]
-                   for n in lengths} for r in RIGS}
+        out = {r: {str(n): oracle(_tests(rigs[r]), n)["improvement"] for n in lengths} for r in RIGS}
         with open(path, "w") as f:
             json.dump(out, f)
     with open(path) as f:
         return json.load(f)
+
+
+def best_bound(lengths: dict, rig: str, kind: str, snr: int) -> tuple[float, str]:
+    """The highest oracle gain over the STFT lengths, and that length."""
+    return max((by_kind[kind][str(snr)], n) for n, by_kind in lengths[rig].items())
 
 
 def wavelet_rows(rigs: dict, cache: str) -> dict:
@@ -153,7 +156,9 @@ def classifier_rows(models_dir: str, cwru_dir: str, cache: str) -> dict:
     from . import data
     from .denoise_fit import denoise_signal, noisy_copy
 
-    path = os.path.join(cache, "classifier.json")
+    with open(os.path.join(models_dir, "drsn-denoise.json")) as f:
+        sha = json.load(f)["sha256"]
+    path = os.path.join(cache, f"classifier-{sha[:16]}.json")
     if os.path.exists(path):
         with open(path) as f:
             return json.load(f)
@@ -225,18 +230,17 @@ def variant_lines(trained: dict[str, list[dict]], steps: int) -> list[str]:
 
 def length_lines(lengths: dict) -> list[str]:
     ns = list(next(iter(lengths.values())))
-    snrs = list(next(iter(next(iter(lengths.values())).values())))
-    spread = max(max(v.values()) - min(v.values())
-                 for by_n in lengths.values() for v in
-                 ({n: by_n[n][snr] for n in ns} for snr in snrs))
     L = ["## The oracle mask at other STFT lengths", "",
-         f"Gaussian noise; the bound above uses 256. Across these lengths it moves by "
-         f"{spread:.2f} dB at most: a finer or coarser resolution does not lift it.", "",
-         "| rig | SNR | " + " | ".join(f"STFT {n}" for n in ns) + " |",
+         "The bound in the tables above uses an STFT of 256. The oracle's gain depends on the "
+         "resolution: short windows follow UESTC's impacts better. The acceptance check below "
+         "takes the best length for each cell.", "",
+         "| rig | noise | " + " | ".join(f"STFT {n}" for n in ns) + " |",
          "|---|---|" + "---:|" * len(ns)]
     for rig, by_n in lengths.items():
-        for snr in snrs:
-            L.append(f"| {rig} | {int(snr):+d} dB | " + " | ".join(f"{by_n[n][snr]:+.2f}" for n in ns) + " |")
+        for k in noise.KINDS:
+            for snr in EVAL_SNRS:
+                L.append(f"| {rig} | {k} {snr:+d} dB | "
+                         + " | ".join(f"{by_n[n][k][str(snr)]:+.2f}" for n in ns) + " |")
     return L + [""]
 
 
@@ -288,12 +292,13 @@ def render(wave: dict, trained: dict[str, list[dict]], steps: int, bound: dict,
             L.append(f"| shipped model {shipped['version']} | " + " | ".join(
                 f"{shipped[rig]['improvement'][k][str(s)]:+.2f}" for k in noise.KINDS for s in EVAL_SNRS)
                 + f" | {shipped[rig]['transparency_db']:.1f} dB |")
-        short = [(k2, s2) for k2 in noise.KINDS for s2 in EVAL_SNRS
+        short = [(k2, s2, *best_bound(lengths, rig, k2, s2)) for k2 in noise.KINDS for s2 in EVAL_SNRS
                  if max(w[rig]["improvement"][k2][str(s2)] for w in wave.values()) + 5
-                 > bound[rig]["improvement"][k2][str(s2)]]
+                 > best_bound(lengths, rig, k2, s2)[0]]
         if short:
             checks.append(f"- {rig}: in {len(short)} cell(s) the target (best wavelet + 5 dB) is above "
-                          "even the oracle mask: " + ", ".join(f"{k2} {s2:+d} dB" for k2, s2 in short) + ".")
+                          "even the best oracle mask over the STFT lengths: " + ", ".join(
+                              f"{k2} {s2:+d} dB (oracle {b:+.2f} at {n})" for k2, s2, b, n in short) + ".")
         candidates = [("DRSN denoiser (3 seeds)", trained.get("DRSN denoiser"))]
         if shipped:
             candidates.append((f"shipped model {shipped['version']}", [shipped]))
