@@ -286,12 +286,12 @@ def render(wave: dict, trained: dict[str, list[dict]], steps: int, bound: dict,
             L.append(f"| {name} | " + " | ".join(
                 "{:+.2f} ± {:.2f}".format(*cell(rows, rig, k, s)) for k in noise.KINDS for s in EVAL_SNRS)
                 + " | {:.1f} dB |".format(np.mean([r[rig]["transparency_db"] for r in rows])))
-        L.append("| *bound: oracle ideal ratio mask (STFT 256; knows the clean signal)* | " + " | ".join(
-            f"*{bound[rig]['improvement'][k][str(s)]:+.2f}*" for k in noise.KINDS for s in EVAL_SNRS) + " | |")
         if shipped:
             L.append(f"| shipped model {shipped['version']} | " + " | ".join(
                 f"{shipped[rig]['improvement'][k][str(s)]:+.2f}" for k in noise.KINDS for s in EVAL_SNRS)
                 + f" | {shipped[rig]['transparency_db']:.1f} dB |")
+        L.append("| *bound: oracle ideal ratio mask (STFT 256; knows the clean signal)* | " + " | ".join(
+            f"*{bound[rig]['improvement'][k][str(s)]:+.2f}*" for k in noise.KINDS for s in EVAL_SNRS) + " | |")
         short = [(k2, s2, *best_bound(lengths, rig, k2, s2)) for k2 in noise.KINDS for s2 in EVAL_SNRS
                  if max(w[rig]["improvement"][k2][str(s2)] for w in wave.values()) + 5
                  > best_bound(lengths, rig, k2, s2)[0]]
