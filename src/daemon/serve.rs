@@ -81,9 +81,9 @@ pub async fn serve(p: Prepared) -> Result<()> {
         None => None,
     };
     // Bound before the workers start, so a reader sees the first sample.
-    let denoised = match s.p.cfg.denoise.as_ref().and_then(|d| d.socket_dir.clone()) {
+    let denoised = match denoise_socket_dir(&s.p.cfg) {
         Some(dir) => sinks::denoised::start(
-            &dir,
+            dir,
             parse_mode(&s.p.cfg.socket.mode).unwrap_or(0o660),
             &s.bus.stream_stats,
             s.p.stop.clone(),
@@ -305,10 +305,6 @@ impl Serving {
         });
     }
 
-    fn socket_dir(&self) -> Option<&std::path::Path> {
-        self.p.cfg.denoise.as_ref()?.socket_dir.as_deref()
-    }
-
     /// Every stream gets its new analyses; subscribers get a new hello.
     fn hand_out(&mut self, ready: reload::Ready) -> String {
         for (tx, a) in self.swaps.iter().zip(ready.per_stream) {
@@ -321,7 +317,7 @@ impl Serving {
         let denoiser = ready
             .denoiser
             .as_ref()
-            .map(|d| DenoiserInfo::new(d, self.socket_dir()));
+            .map(|d| DenoiserInfo::new(d, denoise_socket_dir(&self.p.cfg)));
         self.bus.set_models(ModelInfo::from(m), denoiser);
         reload::summary(m, &ready.notes)
     }
@@ -375,10 +371,14 @@ impl Serving {
     }
 }
 
+/// Where `[denoise]` puts the streams' `<stream>.f32` sockets, if anywhere.
+fn denoise_socket_dir(cfg: &crate::config::Config) -> Option<&std::path::Path> {
+    cfg.denoise.as_ref()?.socket_dir.as_deref()
+}
+
 fn denoiser_info(p: &Prepared) -> Option<DenoiserInfo> {
-    let dir = p.cfg.denoise.as_ref().and_then(|d| d.socket_dir.as_deref());
     let d = p.shared.denoiser.as_ref()?;
-    Some(DenoiserInfo::new(&d.manifest, dir))
+    Some(DenoiserInfo::new(&d.manifest, denoise_socket_dir(&p.cfg)))
 }
 
 fn stream_info(s: &StreamHandle) -> StreamInfo {

@@ -181,7 +181,7 @@ def noisy_copy(x: np.ndarray, kind: str, snr: float, seed: tuple) -> np.ndarray:
     return noise.add_noise(x[None, :], kind, float(snr), rng)[0]
 
 
-def oracle(tests: list[tuple[str, np.ndarray]], nperseg: int = 256, kinds=noise.KINDS) -> dict:
+def oracle(tests: list[tuple[str, np.ndarray]], nperseg: int = 256) -> dict:
     """A bound, not a method: the ideal ratio mask |S|^2 / (|S|^2 + |N|^2)
     per STFT bin and frame, computed from the clean recording and the very
     noise added (same seeds as `evaluate`). No mask-based denoiser that only
@@ -189,8 +189,7 @@ def oracle(tests: list[tuple[str, np.ndarray]], nperseg: int = 256, kinds=noise.
     from scipy.signal import istft, stft
 
     res: dict = {"improvement": {}}
-    for kind in kinds:
-        k = noise.KINDS.index(kind)
+    for k, kind in enumerate(noise.KINDS):
         res["improvement"][kind] = {}
         for snr in EVAL_SNRS:
             gains = []
