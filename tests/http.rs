@@ -60,9 +60,14 @@ fn the_page_shows_every_stream_turns_to_fault_and_draws_the_thresholds() {
         dir.path(),
         port,
         "",
-        // The pump's source says its units: velocity and zone on the page too.
+        // The pump's source says its units, speed and bearing: velocity, zone
+        // and the envelope's family on the page too.
         &[
-            ("pump", &pump_wav, "units = \"g\""),
+            (
+                "pump",
+                &pump_wav,
+                "units = \"g\"\nrpm = 1797\nbearing = { bpfo = 3.5848, bpfi = 5.4152, bsf = 2.357 }",
+            ),
             ("motor", &motor_wav, ""),
         ],
     );
@@ -106,6 +111,13 @@ fn the_page_shows_every_stream_turns_to_fault_and_draws_the_thresholds() {
     assert!(
         browser.wait_for(lb, Duration::from_secs(2)).is_some(),
         "the pump tile does not name the fault family: {}",
+        browser.eval("return document.querySelector('.tile[data-stream=pump] .lb').textContent;")
+    );
+    // Beside the verdict, the envelope's evidence names the same family.
+    let env = "return document.querySelector('.tile[data-stream=pump] .lb').textContent.includes('envelope inner');";
+    assert!(
+        browser.wait_for(env, Duration::from_secs(5)).is_some(),
+        "the pump tile does not show the envelope's family: {}",
         browser.eval("return document.querySelector('.tile[data-stream=pump] .lb').textContent;")
     );
     std::thread::sleep(Duration::from_millis(1500));

@@ -67,8 +67,18 @@ function onFrame(f) {
   // A family head's verdict first (the machine state follows it), the fine class after.
   const fam = f.family ? f.family + " " + (100 * f.family_confidence).toFixed(0) + " % · " : "";
   s.tile.querySelector(".lb").textContent = fam + f.label + " " + (100 * f.confidence).toFixed(0) + " %" +
-    (v != null ? " · " + v.toFixed(1) + " mm/s " + f.iso_zone : "");
+    (v != null ? " · " + v.toFixed(1) + " mm/s " + f.iso_zone : "") + beside(f);
   if (s.name === selected) dirty = true;
+}
+
+// The other analyses beside the network's verdict, as `drsnd watch` shows them.
+function beside(f) {
+  let out = "";
+  if (f.anomaly != null) out += " · anomaly " + f.anomaly.toFixed(2);
+  else if (f.learning != null) out += " · learning " + (100 * f.learning).toFixed(0) + " %";
+  if (f.envelope && f.envelope.family !== "none") out += " · envelope " + f.envelope.family;
+  if (f.denoise && f.denoise.snr_db != null) out += " · in-SNR " + f.denoise.snr_db.toFixed(1) + " dB";
+  return out;
 }
 
 function onEvent(e) {
