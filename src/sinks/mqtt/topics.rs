@@ -116,6 +116,23 @@ pub struct FrameDigest {
     pub family: Option<String>,
     #[serde(default)]
     pub anomaly: Option<f32>,
+    #[serde(default)]
+    pub envelope: Option<EnvelopeDigest>,
+    #[serde(default)]
+    pub denoise: Option<DenoiseDigest>,
+}
+
+/// The envelope evidence's verdict (null while its window fills).
+#[derive(Debug, Deserialize)]
+pub struct EnvelopeDigest {
+    pub family: String,
+}
+
+/// The denoiser's estimate of the input's SNR.
+#[derive(Debug, Deserialize)]
+pub struct DenoiseDigest {
+    #[serde(default)]
+    pub snr_db: Option<f32>,
 }
 
 /// One stream's frames since the last summary.
@@ -134,6 +151,11 @@ pub struct Summary {
     velocity_sum: f64,
     velocity_n: u64,
     zone: Option<char>,
+    /// The last envelope family of the interval (streams with rpm and bearing).
+    envelope: Option<String>,
+    /// Sum and count of the denoiser's input SNR (streams with [denoise]).
+    snr_sum: f64,
+    snr_n: u64,
 }
 
 impl Summary {
@@ -149,6 +171,13 @@ impl Summary {
             self.velocity_sum += v as f64;
             self.velocity_n += 1;
             self.zone = f.iso_zone;
+        }
+        if let Some(e) = &f.envelope {
+            self.envelope = Some(e.family.clone());
+        }
+        if let Some(snr) = f.denoise.as_ref().and_then(|d| d.snr_db) {
+            self.snr_sum += snr as f64;
+            self.snr_n += 1;
         }
         if let Some(t) = &f.thresholds {
             self.tau_sum.resize(t.len(), 0.0);
@@ -182,6 +211,12 @@ impl Summary {
             out["velocity_rms_mm_s"] = json!(self.velocity_sum / self.velocity_n as f64);
             out["iso_zone"] = json!(self.zone.map(String::from));
         }
+        if let Some(family) = &self.envelope {
+            out["envelope"] = json!(family);
+        }
+        if self.snr_n > 0 {
+            out["denoise_snr_db"] = json!(self.snr_sum / self.snr_n as f64);
+        }
         *self = Self::default();
         Some(out.to_string())
     }
@@ -207,6 +242,12 @@ mod tests {
                 iso_zone: Some('C'),
                 family: Some("inner".into()),
                 anomaly: Some(rms),
+                envelope: Some(EnvelopeDigest {
+                    family: if rms > 2.0 { "inner" } else { "none" }.into(),
+                }),
+                denoise: Some(DenoiseDigest {
+                    snr_db: Some(rms * 3.0),
+                }),
             });
         }
         let v: serde_json::Value =
@@ -219,7 +260,23 @@ mod tests {
         assert_eq!(v["anomaly"], 3.0, "and its anomaly score");
         assert_eq!(v["velocity_rms_mm_s"], 4.0);
         assert_eq!(v["iso_zone"], "C");
+        assert_eq!(v["envelope"], "inner", "the last frame's envelope family");
+        assert_eq!(v["denoise_snr_db"], 6.0, "the mean input SNR");
         assert!(s.take("pump").is_none(), "a summary starts afresh");
+    }
+
+    #[test]
+    fn a_summary_of_frames_without_the_other_analyses_has_no_keys_for_them() {
+        let line = r#"{"stream":"fan","time":1.0,"label":"Normal","confidence":0.9,"rms":0.1,
+                       "envelope":null,"denoise":null}"#;
+        let f: FrameDigest = serde_json::from_str(line).expect("digest");
+        let mut s = Summary::default();
+        s.add(&f);
+        let v: serde_json::Value =
+            serde_json::from_str(&s.take("fan").expect("one")).expect("json");
+        for key in ["envelope", "denoise_snr_db", "velocity_rms_mm_s"] {
+            assert!(v.get(key).is_none(), "{key} in {v}");
+        }
     }
 
     #[test]
