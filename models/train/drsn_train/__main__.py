@@ -43,7 +43,8 @@ def cmd_train(args) -> None:
     uestc = [r for r in recs if r.rig == "uestc"]
     print(f"{len(recs)} recordings, {len(y_test)} CWRU 10-class test frames; training {args.arch} "
           f"for {args.steps} steps", flush=True)
-    net, seconds = fit.train(args.arch, recs, args.seed, args.steps, log_every=500)
+    net, seconds = fit.train(args.arch, recs, args.seed, args.steps, log_every=500, ema=args.ema,
+                             fine_weight=args.fine_weight)
     metrics = fit.evaluate(net, x_test, y_test, f_test)
     print(table.summary_line(metrics), flush=True)
     held = {}
@@ -71,9 +72,11 @@ def cmd_train(args) -> None:
                 "baseline decimated to 12 kHz) and of ../shared/uestc (20 kHz resampled to 12 kHz, "
                 "4 speeds, family only); first 80 % of every recording"
                 if not args.folders else f"folders under {args.folders}; first 80 % of every file",
-        "recipe": f"python -m drsn_train train --arch {args.arch} --steps {args.steps} --seed {args.seed}",
+        "recipe": f"python -m drsn_train train --arch {args.arch} --steps {args.steps} --seed {args.seed}"
+                  + (f" --fine-weight {args.fine_weight:g}" if args.fine_weight != fit.FINE_WEIGHT else "")
+                  + (f" --ema {args.ema:g}" if args.ema else ""),
         "noise": f"per frame: clean (p=0.36) or Gaussian/Laplacian/pink at SNR U{fit.TRAIN_SNR} dB",
-        "loss": f"cross-entropy of the family + {fit.FINE_WEIGHT} x cross-entropy of the fine class "
+        "loss": f"cross-entropy of the family + {args.fine_weight:g} x cross-entropy of the fine class "
                 "(frames of the 10 classes only)",
         "augmentation": "random crops balanced over (rig, family), time stretch U(0.96, 1.04), "
                         f"random smooth spectral tilt N(0, {data.TrainSampler.EQ_DB} dB) at "
@@ -277,6 +280,10 @@ def main(argv=None) -> None:
     t.add_argument("--arch", default="drsn-cw", choices=["conv", "res", "drsn-cs", "drsn-cw"])
     t.add_argument("--steps", type=int, default=20000)
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--ema", type=float, default=0.0,
+                   help="keep an exponential moving average of the weights with this decay (e.g. 0.999)")
+    t.add_argument("--fine-weight", type=float, default=fit.FINE_WEIGHT,
+                   help="weight of the fine-class loss beside the family loss")
     t.add_argument("--name", default="drsn-cw-cwru10")
     t.add_argument("--version", default="2.0.0")
     t.add_argument("--out", default=os.path.join(ROOT, "models"))

@@ -21,14 +21,21 @@ FINE_WEIGHT = 1.0
 def train(arch: str, recs: list[Recording], seed: int, steps: int, batch: int = 64,
           noisy: bool = True, lr: float = 3e-3, log_every: int = 0,
           snr: tuple[float, float] = TRAIN_SNR, stretch: float = 0.04,
-          eq_db: float = TrainSampler.EQ_DB) -> tuple[Net, float]:
-    """One model; returns it in eval mode with the wall-clock seconds taken."""
+          eq_db: float = TrainSampler.EQ_DB, ema: float = 0.0,
+          fine_weight: float = FINE_WEIGHT) -> tuple[Net, float]:
+    """One model; returns it in eval mode with the wall-clock seconds taken.
+    With `ema` > 0 it returns the exponential moving average of the weights
+    (and of the batch-norm statistics) over the second half of training."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed + 1000)
     sampler = TrainSampler(recs, seed, stretch=stretch, eq_db=eq_db)
     net = Net(arch)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
+    avg = None
+    if ema > 0:
+        avg = torch.optim.swa_utils.AveragedModel(
+            net, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(ema), use_buffers=True)
     t0 = time.time()
     net.train()
     for step in range(steps):
@@ -40,13 +47,17 @@ def train(arch: str, recs: list[Recording], seed: int, steps: int, batch: int = 
         has = fine != NO_CLASS
         if has.any():
             sel = torch.from_numpy(np.flatnonzero(has))
-            loss = loss + FINE_WEIGHT * F.cross_entropy(logits[sel], torch.from_numpy(fine[has]))
+            loss = loss + fine_weight * F.cross_entropy(logits[sel], torch.from_numpy(fine[has]))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
+        if avg is not None and step >= steps // 2:
+            avg.update_parameters(net)
         if log_every and (step % log_every == 0 or step == steps - 1):
             print(f"  {arch} seed {seed} step {step}/{steps} loss {loss.item():.4f}", flush=True)
+    if avg is not None:
+        net = avg.module
     net.eval()
     return net, time.time() - t0
 
