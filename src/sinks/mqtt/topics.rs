@@ -3,7 +3,7 @@
 //! across restarts, so a subscriber that sees one twice (at-least-once
 //! delivery after an outage) can tell.
 
-use crate::protocol::{EventMsg, Hello};
+use crate::protocol::{DenoiseMsg, EnvelopeMsg, EventMsg, Hello};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -116,23 +116,11 @@ pub struct FrameDigest {
     pub family: Option<String>,
     #[serde(default)]
     pub anomaly: Option<f32>,
+    /// Null while the envelope's window fills.
     #[serde(default)]
-    pub envelope: Option<EnvelopeDigest>,
+    pub envelope: Option<EnvelopeMsg>,
     #[serde(default)]
-    pub denoise: Option<DenoiseDigest>,
-}
-
-/// The envelope evidence's verdict (null while its window fills).
-#[derive(Debug, Deserialize)]
-pub struct EnvelopeDigest {
-    pub family: String,
-}
-
-/// The denoiser's estimate of the input's SNR.
-#[derive(Debug, Deserialize)]
-pub struct DenoiseDigest {
-    #[serde(default)]
-    pub snr_db: Option<f32>,
+    pub denoise: Option<DenoiseMsg>,
 }
 
 /// One stream's frames since the last summary.
@@ -242,11 +230,16 @@ mod tests {
                 iso_zone: Some('C'),
                 family: Some("inner".into()),
                 anomaly: Some(rms),
-                envelope: Some(EnvelopeDigest {
+                envelope: Some(EnvelopeMsg {
+                    bpfo: 0.0,
+                    bpfi: 9.0,
+                    bsf: 0.0,
                     family: if rms > 2.0 { "inner" } else { "none" }.into(),
+                    band_hz: [2000.0, 3500.0],
                 }),
-                denoise: Some(DenoiseDigest {
+                denoise: Some(DenoiseMsg {
                     snr_db: Some(rms * 3.0),
+                    thresholds: vec![0.1; 4],
                 }),
             });
         }
