@@ -78,7 +78,7 @@ def cmd_train(args) -> None:
         "noise": f"per frame: clean (p=0.36) or Gaussian/Laplacian/pink at SNR U{fit.TRAIN_SNR} dB",
         "loss": f"cross-entropy of the family + {args.fine_weight:g} x cross-entropy of the fine class "
                 "(frames of the 10 classes only)",
-        "augmentation": "random crops balanced over (rig, family), time stretch U(0.96, 1.04), "
+        "augmentation": f"random crops balanced over (rig, family), time stretch U({1 - fit.STRETCH:g}, {1 + fit.STRETCH:g}), "
                         f"random smooth spectral tilt N(0, {data.TrainSampler.EQ_DB} dB) at "
                         f"{data.EQ_KNOTS} knots from 0 Hz to Nyquist",
         "steps": args.steps, "batch": 64, "seed": args.seed,
@@ -294,7 +294,11 @@ def main(argv=None) -> None:
     tb.add_argument("--steps", type=int, default=1500)
     tb.add_argument("--seeds", type=int, default=3)
     tb.add_argument("--workers", type=int, default=2)
-    tb.add_argument("--out", default=os.path.join(ROOT, "models"))
+    tb.add_argument("--stretch", type=float, default=fit.STRETCH, help="random time stretch, +- (0.04 = 4 %%)")
+    tb.add_argument("--protocols", default=",".join(table.PROTOCOLS),
+                    help="comma-separated subset of: " + ", ".join(table.PROTOCOLS))
+    tb.add_argument("--out", default=os.path.join(ROOT, "models"),
+                    help="where RESULTS.md goes; runs are cached in OUT/work/results-2.json")
     tb.set_defaults(func=table.cmd_table)
 
     s = sub.add_parser("smoke", help="tiny train + export + parity check (CI)")
