@@ -9,6 +9,8 @@ pub use mqtt::{BrokerUrl, FramesMode, MqttConfig};
 
 pub const DEFAULT_MODEL_NAME: &str = "drsn-cw-cwru10.json";
 pub const DEFAULT_DENOISER_NAME: &str = "drsn-denoise.json";
+/// 64 frames at hop 512 is 2.7 s: beyond that a fault would wait too long.
+pub const MAX_FRAMES_PER_WAKE: usize = 64;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -24,6 +26,12 @@ pub struct Config {
     /// 0.27 ms per frame against 0.17 ms one at a time (`bench/run.sh --steps model`).
     #[serde(default = "default_max_batch")]
     pub max_batch: usize,
+    /// Frames a stream's worker waits for before it wakes and analyses them
+    /// back to back. The first call after a pause pays for cold caches, the
+    /// next ones do not, so 4 costs about a third less CPU per stream, and
+    /// frames reach the sinks up to 3 hops (128 ms) later (bench/NOTES.md).
+    #[serde(default = "default_frames_per_wake")]
+    pub frames_per_wake: usize,
     #[serde(default)]
     pub socket: SocketConfig,
     #[serde(default)]
@@ -328,6 +336,9 @@ fn default_hop() -> usize {
 fn default_max_batch() -> usize {
     1
 }
+fn default_frames_per_wake() -> usize {
+    1
+}
 fn default_socket() -> PathBuf {
     PathBuf::from("/run/drsn/drsn.sock")
 }
@@ -588,6 +599,15 @@ impl Config {
             return Err(err(
                 &[Key("max-batch")],
                 format!("{} is out of range 1..=256", self.max_batch),
+            ));
+        }
+        if self.frames_per_wake == 0 || self.frames_per_wake > MAX_FRAMES_PER_WAKE {
+            return Err(err(
+                &[Key("frames-per-wake")],
+                format!(
+                    "{} is out of range 1..={MAX_FRAMES_PER_WAKE}",
+                    self.frames_per_wake
+                ),
             ));
         }
         if parse_mode(&self.socket.mode).is_none() {
@@ -889,6 +909,28 @@ mod tests {
         assert_eq!(c.hop, 512);
         assert_eq!(c.socket.path, PathBuf::from("/run/drsn/drsn.sock"));
         assert_eq!(parse_mode(&c.socket.mode), Some(0o660));
+    }
+
+    #[test]
+    fn frames_per_wake_out_of_range_names_the_key_and_value() {
+        assert_eq!(Config::parse("", "t").expect("defaults").frames_per_wake, 1);
+        assert_eq!(
+            Config::parse("frames-per-wake = 4\n", "t")
+                .expect("4")
+                .frames_per_wake,
+            4
+        );
+        for bad in ["0", "65"] {
+            let e = Config::parse(&format!("hop = 512\nframes-per-wake = {bad}\n"), "f.toml")
+                .unwrap_err()
+                .0;
+            assert!(
+                e.contains("f.toml line 2")
+                    && e.contains("frames-per-wake")
+                    && e.contains(&format!("{bad} is out of range 1..=64")),
+                "{e}"
+            );
+        }
     }
 
     #[test]

@@ -36,6 +36,8 @@ pub struct Parts {
     pub source: Arc<SourceStatus>,
     /// Live sources: unread samples beyond this are skipped (load shedding).
     pub max_lag: Option<usize>,
+    /// How often the ring wakes the worker (`frames-per-wake` hops).
+    pub wake_period: Duration,
 }
 
 pub struct StreamWorker {
@@ -161,7 +163,9 @@ impl StreamWorker {
                 break;
             }
             self.check_idle();
-            std::thread::park_timeout(IDLE);
+            // Never shorter than the ring's period: an early timeout would
+            // split the frames `frames-per-wake` groups.
+            std::thread::park_timeout(IDLE.max(self.p.wake_period * 3 / 2));
         }
         let left_out = self.change_log.take_left_out();
         self.report_left_out(left_out);

@@ -82,7 +82,10 @@ fn summary(cfg: &Config) -> Result<String> {
             cfg.socket.path.display(),
             cfg.socket.mode
         ),
-        format!("hop       {} samples, max batch {}", cfg.hop, cfg.max_batch),
+        format!(
+            "hop       {} samples, max batch {}, {} frame(s) per wake",
+            cfg.hop, cfg.max_batch, cfg.frames_per_wake
+        ),
     ];
     if let Some(d) = &cfg.denoise {
         lines.push(denoiser(d, &m, cfg.hop)?);

@@ -17,6 +17,7 @@ use crate::worker::{Parts, StreamWorker};
 use anyhow::{bail, Result};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// A source opened but not started, with a ring writer per channel.
 pub struct PendingSource {
@@ -156,6 +157,9 @@ impl Channel<'_> {
             source: status.clone(),
             max_lag: (self.sc.kind == SourceKind::Cpal)
                 .then_some((self.rate as f32 * self.sc.max_lag_s) as usize),
+            wake_period: Duration::from_secs_f64(
+                (self.cfg.hop * self.cfg.frames_per_wake) as f64 / m.sample_rate as f64,
+            ),
         };
         Ok((writer, parts))
     }

@@ -105,6 +105,10 @@ fn restart_notes(cfg: &Config, running: &Config) -> Vec<String> {
         ),
         ("hop", cfg.hop != running.hop),
         ("max-batch", cfg.max_batch != running.max_batch),
+        (
+            "frames-per-wake",
+            cfg.frames_per_wake != running.frames_per_wake,
+        ),
     ]
     .into_iter()
     .filter(|(_, changed)| *changed)

@@ -146,13 +146,15 @@ fn start_workers(p: &mut Prepared) -> Result<Vec<JoinHandle<()>>> {
 }
 
 /// Starts every source, each ring writer waking its worker exactly when a
-/// frame completes (first at the frame length, then every hop).
+/// frame completes (first at the frame length, then every `frames-per-wake`
+/// hops).
 fn start_sources(
     p: &mut Prepared,
     streams: &[StreamHandle],
     threads: &[JoinHandle<()>],
 ) -> Result<Vec<Running>> {
     let m = &p.shared.classifier.manifest;
+    let group = p.cfg.frames_per_wake;
     let to_src = |n: usize, rate: u32| (n as u64 * rate as u64).div_ceil(m.sample_rate as u64);
     let mut handles = streams.iter().zip(threads);
     let mut running = Vec::new();
@@ -163,7 +165,7 @@ fn start_sources(
             w.set_waker(
                 t.thread().clone(),
                 to_src(m.frame_length, rate),
-                to_src(s.stats.hop, rate),
+                to_src(s.stats.hop * group, rate),
             );
         }
         running.push(
