@@ -298,7 +298,8 @@ def main(argv=None) -> None:
     tb.add_argument("--protocols", default=",".join(table.PROTOCOLS),
                     help="comma-separated subset of: " + ", ".join(table.PROTOCOLS))
     tb.add_argument("--out", default=os.path.join(ROOT, "models"),
-                    help="where RESULTS.md goes; runs are cached in OUT/work/results-2.json")
+                    help="where the results go; runs are cached in OUT/work/results-2.json")
+    tb.add_argument("--results", default="RESULTS.md", help="the file written in OUT")
     tb.set_defaults(func=table.cmd_table)
 
     s = sub.add_parser("smoke", help="tiny train + export + parity check (CI)")
