@@ -28,6 +28,8 @@
 #                          the daemon with each, alternating rounds
 #                          (results/model-swap.md; target: <= 1.2x per frame,
 #                          <= 2 % of a core per stream)
+#   bench/run.sh --steps wake   one real-time stream with frames-per-wake 1
+#                          and 4, alternating rounds (results/wake.md)
 #   bench/run.sh --compare REV [--quick]   only the side-by-side step: one
 #                          real-time stream of this tree's drsnd and of REV's,
 #                          in alternating rounds (bench/results/compare.md)
@@ -77,7 +79,7 @@ callgrind_total() {
 # Side-by-side steps (http, mqtt, compare) write their own tables only.
 side_only=1
 for st in ${steps//,/ }; do
-  case $st in http|mqtt|physics|envelope|anomaly|denoise|model-swap|compare) ;; *) side_only=0 ;; esac
+  case $st in http|mqtt|physics|envelope|anomaly|denoise|model-swap|wake|compare) ;; *) side_only=0 ;; esac
 done
 if [ $side_only = 0 ]; then
   echo "$e2e_s $py_s $scale_s $quick $(git rev-parse --short HEAD)" > "$out/settings"
@@ -238,6 +240,18 @@ for r in $(seq $dn_rounds); do
 done
 $py bench/side_by_side.py "$out" denoise "DRSN denoiser (overlap-add, socket with one reader)" > "$out/denoise.md"
 cat "$out/denoise.md"
+fi
+
+if want wake; then
+echo "== one real-time stream, woken every frame and every 4 frames" >&2
+rm -f "$out"/wake-*.json
+wk_rounds=3; [ $quick = 1 ] || wk_rounds=5
+for r in $(seq $wk_rounds); do
+  run $e2e --wav "$wav" --streams 1 --subscribers 1 --frames-per-wake 1 --seconds $scale_s -- "${drsnd_cmd[@]}" > "$out/wake-$r-off.json"
+  run $e2e --wav "$wav" --streams 1 --subscribers 1 --frames-per-wake 4 --seconds $scale_s -- "${drsnd_cmd[@]}" > "$out/wake-$r-on.json"
+done
+$py bench/side_by_side.py "$out" wake "frames-per-wake = 4 (off: 1)" > "$out/wake.md"
+cat "$out/wake.md"
 fi
 
 if want model-swap; then

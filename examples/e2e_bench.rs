@@ -49,6 +49,8 @@ struct Opts {
     baseline: Option<PathBuf>,
     /// `[denoise] model` (with a socket-dir and one reader per stream), if set.
     denoise: Option<PathBuf>,
+    /// `frames-per-wake` of the daemon.
+    frames_per_wake: usize,
 }
 
 fn parse_args() -> Result<Opts> {
@@ -67,6 +69,7 @@ fn parse_args() -> Result<Opts> {
         rpm: None,
         baseline: None,
         denoise: None,
+        frames_per_wake: 1,
     };
     let mut http = false;
     let mut args = std::env::args().skip(1);
@@ -90,11 +93,12 @@ fn parse_args() -> Result<Opts> {
             "--rpm" => o.rpm = Some(v.parse().context("--rpm")?),
             "--baseline" => o.baseline = Some(v.into()),
             "--denoise" => o.denoise = Some(v.into()),
+            "--frames-per-wake" => o.frames_per_wake = v.parse().context("--frames-per-wake")?,
             _ => bail!("unknown option {a}"),
         }
     }
     if o.command.is_empty() {
-        bail!("usage: e2e_bench [--streams N] [--subscribers M] [--http on|off] [--page-clients P] [--mqtt URL] [--units g] [--rpm R] [--baseline FILE] [--denoise MODEL] [--seconds S] [--warmup S] [--wav F] -- COMMAND ({{dir}} is replaced)");
+        bail!("usage: e2e_bench [--streams N] [--subscribers M] [--http on|off] [--page-clients P] [--mqtt URL] [--units g] [--rpm R] [--baseline FILE] [--denoise MODEL] [--frames-per-wake N] [--seconds S] [--warmup S] [--wav F] -- COMMAND ({{dir}} is replaced)");
     }
     if http || o.page_clients > 0 {
         o.http_port = std::net::TcpListener::bind("127.0.0.1:0")?
@@ -292,9 +296,10 @@ fn write_config(dir: &Path, o: &Opts) -> Result<()> {
     let model =
         std::fs::canonicalize(&o.model).with_context(|| format!("{}", o.model.display()))?;
     let mut cfg = format!(
-        "model = \"{}\"\nhop = {HOP}\n[socket]\npath = \"{}/drsn.sock\"\nmax-clients = 4096\n\
+        "model = \"{}\"\nhop = {HOP}\nframes-per-wake = {}\n[socket]\npath = \"{}/drsn.sock\"\nmax-clients = 4096\n\
          [log]\nlevel = \"warn\"\n",
         model.display(),
+        o.frames_per_wake,
         dir.display()
     );
     if o.http_port != 0 {
@@ -649,6 +654,7 @@ fn report(
         "rpm": o.rpm,
         "baseline": o.baseline.as_ref().map(|b| b.display().to_string()),
         "denoise": o.denoise.as_ref().map(|b| b.display().to_string()),
+        "frames_per_wake": o.frames_per_wake,
         "denoised_samples_read": denoised_samples,
         "page_messages": page.0,
         "page_bytes": page.1,
