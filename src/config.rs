@@ -28,7 +28,7 @@ pub struct Config {
     pub max_batch: usize,
     /// Frames a stream's worker waits for before it wakes and analyses them
     /// back to back. The first call after a pause pays for cold caches, the
-    /// next ones do not, so 4 costs about a third less CPU per stream, and
+    /// next ones do not, so 4 costs about a quarter less CPU per stream, and
     /// frames reach the sinks up to 3 hops (128 ms) later (bench/NOTES.md).
     #[serde(default = "default_frames_per_wake")]
     pub frames_per_wake: usize,
