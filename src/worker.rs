@@ -164,7 +164,7 @@ impl StreamWorker {
             }
             self.check_idle();
             // Never shorter than the ring's period: an early timeout would
-            // split the frames `frames-per-wake` groups.
+            // split a `frames-per-wake` group.
             std::thread::park_timeout(IDLE.max(self.p.wake_period * 3 / 2));
         }
         let left_out = self.change_log.take_left_out();
