@@ -539,6 +539,11 @@ impl Default for SnapshotConfig {
 pub struct ConfigError(pub String);
 
 impl Config {
+    /// Model-rate samples between two wakes of a stream's worker.
+    pub fn wake_samples(&self) -> usize {
+        self.hop * self.frames_per_wake
+    }
+
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError(format!("{}: cannot read config: {e}", path.display())))?;

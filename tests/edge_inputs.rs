@@ -12,21 +12,6 @@ use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 
-/// A vibration-like test signal: a shaft tone, a resonance and a little noise.
-fn signal(rate: u32, seconds: f64, amplitude: f32) -> Vec<f32> {
-    let n = (rate as f64 * seconds) as usize;
-    (0..n)
-        .map(|i| {
-            let t = i as f32 / rate as f32;
-            let noise = ((i.wrapping_mul(2_654_435_761)) % 1000) as f32 / 5000.0 - 0.1;
-            amplitude
-                * ((t * 2.0 * std::f32::consts::PI * 162.0).sin()
-                    + 0.3 * (t * 2.0 * std::f32::consts::PI * 2900.0).sin()
-                    + noise)
-        })
-        .collect()
-}
-
 fn write_wav(path: &Path, rate: u32, channels: &[Vec<f32>]) {
     let spec = hound::WavSpec {
         channels: channels.len() as u16,

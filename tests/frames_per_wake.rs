@@ -7,27 +7,13 @@
 
 mod common;
 
-use common::{model, write_wav_f32, Daemon};
+use common::{model, signal, write_wav_f32, Daemon};
 use std::time::{Duration, Instant};
 
 const RATE: u32 = 12_000;
 const SECONDS: f64 = 5.0;
 const HOP: usize = 512;
 const FRAME: usize = 2048;
-
-/// A shaft tone, a resonance and a little deterministic noise.
-fn signal() -> Vec<f32> {
-    let n = (RATE as f64 * SECONDS) as usize;
-    (0..n)
-        .map(|i| {
-            let t = i as f32 / RATE as f32;
-            let noise = ((i.wrapping_mul(2_654_435_761)) % 1000) as f32 / 5000.0 - 0.1;
-            0.2 * ((t * std::f32::consts::TAU * 29.9).sin()
-                + 0.3 * (t * std::f32::consts::TAU * 3100.0).sin()
-                + noise)
-        })
-        .collect()
-}
 
 fn start(dir: &std::path::Path, wav: &std::path::Path, group: usize) -> Daemon {
     let cfg = dir.join(format!("wake-{group}.toml"));
@@ -74,7 +60,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn a_stream_woken_every_four_frames_publishes_every_frame_a_group_at_a_time() {
     let dir = tempfile::tempdir().expect("tempdir");
     let wav = dir.path().join("pump.wav");
-    let x = signal();
+    let x = signal(RATE, SECONDS, 0.2);
     write_wav_f32(&wav, RATE, &x);
     let frames = ((x.len() - FRAME) / HOP + 1) as u64;
 

@@ -158,7 +158,7 @@ impl Channel<'_> {
             max_lag: (self.sc.kind == SourceKind::Cpal)
                 .then_some((self.rate as f32 * self.sc.max_lag_s) as usize),
             wake_period: Duration::from_secs_f64(
-                (self.cfg.hop * self.cfg.frames_per_wake) as f64 / m.sample_rate as f64,
+                self.cfg.wake_samples() as f64 / m.sample_rate as f64,
             ),
         };
         Ok((writer, parts))

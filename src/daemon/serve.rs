@@ -154,7 +154,7 @@ fn start_sources(
     threads: &[JoinHandle<()>],
 ) -> Result<Vec<Running>> {
     let m = &p.shared.classifier.manifest;
-    let group = p.cfg.frames_per_wake;
+    let every = p.cfg.wake_samples();
     let to_src = |n: usize, rate: u32| (n as u64 * rate as u64).div_ceil(m.sample_rate as u64);
     let mut handles = streams.iter().zip(threads);
     let mut running = Vec::new();
@@ -165,7 +165,7 @@ fn start_sources(
             w.set_waker(
                 t.thread().clone(),
                 to_src(m.frame_length, rate),
-                to_src(s.stats.hop * group, rate),
+                to_src(every, rate),
             );
         }
         running.push(

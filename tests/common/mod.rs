@@ -393,6 +393,21 @@ pub fn needs_fault_injection() {
     }
 }
 
+/// A vibration-like test signal: a shaft tone, a resonance and a little noise.
+pub fn signal(rate: u32, seconds: f64, amplitude: f32) -> Vec<f32> {
+    let n = (rate as f64 * seconds) as usize;
+    (0..n)
+        .map(|i| {
+            let t = i as f32 / rate as f32;
+            let noise = ((i.wrapping_mul(2_654_435_761)) % 1000) as f32 / 5000.0 - 0.1;
+            amplitude
+                * ((t * 2.0 * std::f32::consts::PI * 162.0).sin()
+                    + 0.3 * (t * 2.0 * std::f32::consts::PI * 2900.0).sin()
+                    + noise)
+        })
+        .collect()
+}
+
 /// The healthy CWRU recording at the model's 12 kHz.
 pub fn healthy_12k() -> Vec<f32> {
     let (_, x) = read_wav_f32(&cwru("1797_Normal_48k.wav"));

@@ -124,8 +124,7 @@ def cmd_table(args) -> None:
         json.dump({"seconds": wall}, open(wall_file, "w"))
     elif os.path.exists(wall_file):
         wall = json.load(open(wall_file))["seconds"]
-    rows = [r for r in done if r["steps"] == args.steps and run_key(r)[4] == args.stretch
-            and r["protocol"] in protocols]
+    rows = [r for r in done if run_key(r)[3:] == (args.steps, args.stretch) and r["protocol"] in protocols]
     path = os.path.join(args.out, args.results)
     with open(path, "w") as f:
         f.write(render(rows, args, wall))
