@@ -6,7 +6,8 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use drsnd::frame::{Assembler, Conditioning, Framer};
 use drsnd::infer::{Model, Prediction};
 use drsnd::manifest::ModelFiles;
-use drsnd::protocol::{FrameMsg, Message};
+use drsnd::protocol::{FrameMsg, FrameOrigin, Message};
+use drsnd::report::Report;
 use drsnd::resample::Resampler;
 use drsnd::sinks::Outgoing;
 use std::io::{Read, Write};
@@ -105,16 +106,19 @@ fn frame_message() -> Message {
     f.push(&x, |fr| frames.push(fr));
     let labels = files.manifest.labels();
     let pred = out.pop().expect("one prediction");
-    Message::Frame(FrameMsg::build(
-        "main".into(),
-        7,
-        &frames[0],
-        pred,
-        &labels,
-        &files.manifest.sha256,
-        1.7e9,
-        0.2,
-    ))
+    let origin = FrameOrigin {
+        stream: "main",
+        labels: &labels,
+        model: &files.manifest.sha256,
+        denoising: false,
+    };
+    let report = Report {
+        prediction: pred,
+        ..Report::default()
+    };
+    let mut msg = FrameMsg::from_report(origin, 7, &frames[0], report, 1.7e9);
+    msg.latency_ms = 0.2;
+    Message::Frame(msg)
 }
 
 fn serialisation(c: &mut Criterion) {

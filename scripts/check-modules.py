@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Lists which module uses which (every `crate::name` a file mentions) and
-fails if any module reaches itself through the modules it uses: the crate's
-modules must depend one way only (docs/architecture.md has the layers).
+fails if a module uses one of a lower layer than its own (the layer table
+of docs/architecture.md, read from there), if a module is missing from that
+table, or if any module reaches itself through the modules it uses.
 
 A module is a top-level name under src/ (src/x.rs or src/x/); a file inside
 src/x/ belongs to x. `super::` inside a module is its own business."""
@@ -10,6 +11,7 @@ import sys
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parent.parent / "src"
+ARCH = SRC.parent / "docs" / "architecture.md"
 REF = re.compile(r"\bcrate::([a-z_][a-z0-9_]*)")
 # `use crate::{a, b::c}` names several modules at once.
 GROUP = re.compile(r"\bcrate::\{([^}]*)\}", re.S)
@@ -38,6 +40,33 @@ def uses() -> dict:
         per_file = graph.setdefault(m, {})
         per_file[str(f.relative_to(SRC.parent))] = sorted(names)
     return graph
+
+
+def layers() -> dict:
+    """module -> its row in the layer table (0 for the leaves)."""
+    text = ARCH.read_text()
+    rows, inside = [], False
+    for line in text.splitlines():
+        if line.strip().startswith("| layer | modules |"):
+            inside = True
+            continue
+        if inside:
+            if not line.startswith("|"):
+                break
+            if set(line.replace("|", "").strip()) <= {"-", " "}:
+                continue
+            rows.append(re.findall(r"`([a-z_][a-z0-9_]*)`", line.split("|")[2]))
+    if not rows:
+        raise SystemExit(f"{ARCH}: no `| layer | modules |` table")
+    return {m: i for i, names in enumerate(rows) for m in names}
+
+
+def upward(edges: dict, layer: dict) -> list:
+    """Uses of a module of a lower layer than the user's: (user, used)."""
+    return sorted(
+        (m, d) for m, ds in edges.items() for d in ds
+        if m in layer and d in layer and layer[d] > layer[m]
+    )
 
 
 def find_cycle(edges: dict):
@@ -76,11 +105,23 @@ def main() -> int:
     if unknown:
         print(f"unknown module(s) referenced: {sorted(unknown)}", file=sys.stderr)
         return 1
+    layer = layers()
+    missing = sorted(set(graph) - set(layer))
+    if missing:
+        print(f"module(s) missing from the layer table of {ARCH.name}: {missing}",
+              file=sys.stderr)
+        return 1
+    bad = upward(edges, layer)
+    for m, d in bad:
+        print(f"{m} (layer {layer[m]}) uses {d} (layer {layer[d]}), a layer below its own",
+              file=sys.stderr)
+    if bad:
+        return 1
     cycle = find_cycle(edges)
     if cycle:
         print("module cycle: " + " -> ".join(cycle), file=sys.stderr)
         return 1
-    print("modules depend one way: no cycle")
+    print("modules depend one way: every use goes up the layer table, no cycle")
     return 0
 
 

@@ -539,6 +539,33 @@ impl Default for SnapshotConfig {
 pub struct ConfigError(pub String);
 
 impl Config {
+    /// The monitor settings of a source's streams: its own `[source.monitor]`
+    /// or the global one, with the global `state-dir` when it names none.
+    pub fn monitor_of(&self, sc: &SourceConfig) -> MonitorConfig {
+        let mut m = sc.monitor.clone().unwrap_or_else(|| self.monitor.clone());
+        if m.state_dir.is_none() {
+            m.state_dir = self.monitor.state_dir.clone();
+        }
+        m
+    }
+
+    /// The source that names `stream`, and the stream's channel in it.
+    pub fn stream(&self, stream: &str) -> Option<(&SourceConfig, usize)> {
+        self.sources.iter().find_map(|sc| {
+            let c = sc.streams.iter().position(|s| s == stream)?;
+            Some((sc, c))
+        })
+    }
+
+    /// Every named stream, in the order the daemon builds them.
+    pub fn stream_names(&self) -> Vec<&str> {
+        self.sources
+            .iter()
+            .flat_map(|sc| sc.streams.iter().filter(|s| !s.is_empty()))
+            .map(String::as_str)
+            .collect()
+    }
+
     /// Model-rate samples between two wakes of a stream's worker.
     pub fn wake_samples(&self) -> usize {
         self.hop * self.frames_per_wake

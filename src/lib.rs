@@ -20,6 +20,7 @@ pub mod infer;
 pub mod manifest;
 pub mod monitor;
 pub mod notify;
+pub mod pipeline;
 pub mod protocol;
 pub mod report;
 pub mod resample;

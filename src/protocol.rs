@@ -4,7 +4,7 @@
 
 use crate::manifest::{Class, Labels, Manifest, ThresholdOutput};
 use crate::monitor::{Evidence, State, Transition};
-use crate::report::{Frame, Prediction};
+use crate::report::{Frame, Report};
 use serde::{Deserialize, Serialize};
 
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -275,39 +275,37 @@ impl From<crate::report::Evidence> for EnvelopeMsg {
     }
 }
 
-impl FrameMsg {
-    /// The physical measures' fields (absent for a stream without units).
-    pub fn set_physical(&mut self, p: Option<crate::report::Physical>) {
-        if let Some(p) = p {
-            self.velocity_rms_mm_s = Some(p.velocity_rms_mm_s);
-            self.iso_zone = Some(p.iso_zone);
-            self.crest = Some(p.crest);
-            self.kurtosis = Some(p.kurtosis);
-            self.envelope = p.envelope.map(|e| e.map(EnvelopeMsg::from));
-        }
-    }
+/// Who says what a frame is: the stream and the model that labelled it.
+#[derive(Debug, Clone, Copy)]
+pub struct FrameOrigin<'a> {
+    pub stream: &'a str,
+    pub labels: &'a Labels,
+    /// sha256 of the model.
+    pub model: &'a str,
+    /// Whether the stream runs the denoiser (frames then carry `denoise`).
+    pub denoising: bool,
+}
 
-    /// The message for `frame` and its prediction; `time` in Unix seconds
-    /// (or seconds into a file, offline).
-    #[allow(clippy::too_many_arguments)]
-    pub fn build(
-        stream: String,
+impl FrameMsg {
+    /// The message for `frame` and everything the analyses found in it;
+    /// `time` in Unix seconds live (stream seconds offline), no latency yet.
+    pub fn from_report(
+        origin: FrameOrigin,
         seq: u64,
         frame: &Frame,
-        pred: Prediction,
-        labels: &Labels,
-        model: &str,
+        report: Report,
         time: f64,
-        latency_ms: f64,
     ) -> Self {
+        let pred = report.prediction;
+        let labels = origin.labels;
         let (top, confidence) = pred.top();
         let family = pred
             .top_family()
             .and_then(|(i, p)| Some((labels.families.get(i)?.clone(), p)));
         let has_family = family.is_some();
-        Self {
+        let mut msg = Self {
             seq,
-            stream,
+            stream: origin.stream.to_string(),
             sample_index: frame.index,
             time,
             label: labels.classes.get(top).cloned().unwrap_or_default(),
@@ -320,17 +318,26 @@ impl FrameMsg {
             rms: frame.rms,
             peak: frame.peak,
             flags: frame.flags.names().into_iter().map(String::from).collect(),
-            latency_ms,
-            model: model.to_string(),
-            spectrum_db: None,
-            velocity_rms_mm_s: None,
-            iso_zone: None,
-            crest: None,
-            kurtosis: None,
-            envelope: None,
-            anomaly: None,
-            learning: None,
-            denoise: None,
+            latency_ms: 0.0,
+            model: origin.model.to_string(),
+            spectrum_db: report.spectrum,
+            anomaly: report.anomaly,
+            learning: report.learning,
+            denoise: origin.denoising.then(|| report.denoise.map(Into::into)),
+            ..Self::default()
+        };
+        msg.set_physical(report.physical);
+        msg
+    }
+
+    /// The physical measures' fields (absent for a stream without units).
+    fn set_physical(&mut self, p: Option<crate::report::Physical>) {
+        if let Some(p) = p {
+            self.velocity_rms_mm_s = Some(p.velocity_rms_mm_s);
+            self.iso_zone = Some(p.iso_zone);
+            self.crest = Some(p.crest);
+            self.kurtosis = Some(p.kurtosis);
+            self.envelope = p.envelope.map(|e| e.map(EnvelopeMsg::from));
         }
     }
 }

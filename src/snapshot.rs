@@ -1,12 +1,12 @@
-//! Evidence snapshots: on every transition into `fault`, the raw samples
-//! from `pre-s` before the change to `post-s` after it, as a WAV at the
-//! source rate, with a JSON sidecar of the frames (labels, probabilities,
-//! thresholds) over that span. They go to a spool directory whose total size
+//! Evidence snapshots: on every transition into an alarm (`fault` or
+//! `anomaly`), the raw samples from `pre-s` before the change to `post-s`
+//! after it, as a WAV at the source rate, with a JSON sidecar of the frames
+//! (labels, probabilities, thresholds) over that span. They go to a spool directory whose total size
 //! is capped (oldest removed first). This is how users check an alarm and
 //! collect data to retrain.
 
 pub use crate::config::SnapshotConfig;
-use crate::report::{Frame, Prediction};
+use crate::protocol::FrameMsg;
 use crate::tap::DenoisedTap;
 use serde::Serialize;
 use std::collections::VecDeque;
@@ -114,17 +114,17 @@ impl Snapshots {
         }
     }
 
-    pub fn frame(&mut self, f: &Frame, p: &Prediction, label: &str) {
+    /// Records a frame's message; `t`: stream time of its last sample.
+    pub fn frame(&mut self, msg: &FrameMsg, t: f64) {
         if !self.enabled() {
             return;
         }
-        let t = (f.index + f.samples.len() as u64) as f64 / self.model_rate as f64;
         self.frames.push_back(FrameRecord {
-            sample_index: f.index,
+            sample_index: msg.sample_index,
             stream_time_s: t,
-            label: label.to_string(),
-            probs: p.probs.clone(),
-            thresholds: p.thresholds.clone(),
+            label: msg.label.clone(),
+            probs: msg.probs.clone(),
+            thresholds: msg.thresholds.clone().unwrap_or_default(),
         });
         // The denoised signal may have been what a snapshot waited for.
         self.flush();

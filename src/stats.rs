@@ -1,4 +1,7 @@
-//! Per-stream counters, written by the inference thread and read by `status`.
+//! Per stream, what the worker and its analyses share with the rest of the
+//! daemon: counters in atomics (written by the worker, read by `status`,
+//! `/metrics` and MQTT without waiting), the machine state for `hello`, and
+//! the links to the baseline requests and the denoised signal.
 
 use crate::ring::RingCounters;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};

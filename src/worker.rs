@@ -1,15 +1,15 @@
 //! The worker of one stream: a plain std thread (not tokio) that drains the
-//! stream's ring, assembles frames, runs the stream's analyses on them (as
-//! one batch when it has fallen behind), feeds the monitor and snapshots,
-//! and hands every message to the publisher. What a frame is analysed for
-//! lives in [`crate::analyses`]; this loop only moves frames along.
+//! stream's ring into the stream's [`StreamPipeline`] (frames, analyses,
+//! machine state), and keeps only the thread's own concerns: waking,
+//! heartbeat, load shedding, reloads, snapshots, the state file, wall-clock
+//! stamps and publishing. What a frame is analysed for lives in
+//! [`crate::analyses`] and what the machine is in [`crate::monitor`].
 
 use crate::analyses::Analyses;
 use crate::clock::{self, mono_ns};
-use crate::frame::Assembler;
-use crate::monitor::{self, Monitor};
+use crate::monitor;
+use crate::pipeline::{Analysed, StreamPipeline};
 use crate::protocol::{EventMsg, FrameMsg, Message};
-use crate::report::{Frame, Report};
 use crate::ring::{RingReader, Segment};
 use crate::sinks::Publisher;
 use crate::snapshot::Snapshots;
@@ -25,9 +25,8 @@ const IDLE: Duration = Duration::from_millis(100);
 /// What the daemon builds for one stream before its worker starts.
 pub struct Parts {
     pub reader: RingReader,
-    pub assembler: Assembler,
-    pub analyses: Analyses,
-    pub monitor: Monitor,
+    /// Frames, analyses and machine state: everything but the thread's I/O.
+    pub pipeline: StreamPipeline,
     pub snapshots: Snapshots,
     /// Saves the machine state on transitions, for a restart.
     pub state: monitor::StateSaver,
@@ -48,15 +47,13 @@ pub struct StreamWorker {
     swap: crossbeam_channel::Receiver<Analyses>,
     /// When the thread started, monotonic ns (the idle clock's origin).
     started_ns: u64,
-    /// Frames made so far (published or dropped): the next frame's seq.
-    seq: u64,
-    pending: Vec<Frame>,
-    reports: Vec<Report>,
     /// Samples shed since the last warning, and when that was (monotonic
     /// ns): under sustained overload the log gets one line per SHED_LOG_EVERY.
     shed_log: (u64, u64),
     /// Limits the log lines of machine state changes (see `ChangeLog`).
     change_log: ChangeLog,
+    /// Scratch for the frames of one analysed batch.
+    analysed: Vec<Analysed>,
 }
 
 const SHED_LOG_EVERY: Duration = Duration::from_secs(10);
@@ -118,11 +115,9 @@ impl StreamWorker {
             stop,
             swap,
             started_ns: 0,
-            seq: 0,
-            pending: Vec::with_capacity(64),
-            reports: Vec::with_capacity(64),
             shed_log: (0, 0),
             change_log: ChangeLog::default(),
+            analysed: Vec::with_capacity(64),
         };
         (w, swap_tx)
     }
@@ -152,7 +147,7 @@ impl StreamWorker {
             let stopping = self.stop.load(Relaxed);
             let finished = self.p.reader.finished();
             let (drained, max) = self.drain_ring();
-            if !self.pending.is_empty() {
+            if self.p.pipeline.has_pending() {
                 self.analyse_pending();
                 continue;
             }
@@ -171,7 +166,11 @@ impl StreamWorker {
         self.report_left_out(left_out);
         self.p.state.save_now(mono_ns());
         if self.p.reader.finished() {
-            tracing::info!(stream = %self.p.stats.name, frames = self.seq, "stream ended");
+            tracing::info!(
+                stream = %self.p.stats.name,
+                frames = self.p.pipeline.frames_made(),
+                "stream ended"
+            );
         }
     }
 
@@ -179,8 +178,7 @@ impl StreamWorker {
     fn take_swap(&mut self) {
         // Two quick reloads may both wait: the latest wins.
         if let Some(analyses) = self.swap.try_iter().last() {
-            self.p.analyses = analyses;
-            self.p.monitor.set_labels(self.p.analyses.labels.clone());
+            self.p.pipeline.swap_analyses(analyses);
         }
     }
 
@@ -189,22 +187,18 @@ impl StreamWorker {
     fn drain_ring(&mut self) -> (usize, usize) {
         let rate = self.p.stats.source_rate as f64;
         let max = self.p.stats.source_rate as usize;
-        let (assembler, snapshots, pending) = (
-            &mut self.p.assembler,
-            &mut self.p.snapshots,
-            &mut self.pending,
-        );
+        let (pipeline, snapshots) = (&mut self.p.pipeline, &mut self.p.snapshots);
         let mut failed = None;
         let drained = self.p.reader.drain(rate, max, |seg| match seg {
             Segment::Samples(x, t) => {
                 snapshots.samples(x);
-                if let Err(e) = assembler.push(x, t, pending) {
+                if let Err(e) = pipeline.push(x, t) {
                     failed = Some(e);
                 }
             }
             Segment::Gap(n) => {
                 snapshots.gap(n);
-                assembler.gap(n);
+                pipeline.gap(n);
             }
         });
         if let Some(e) = failed {
@@ -216,86 +210,60 @@ impl StreamWorker {
     /// Runs the analyses on the frames that wait, in batches, and passes
     /// each frame with its report on.
     fn analyse_pending(&mut self) {
-        let pending = std::mem::take(&mut self.pending);
-        let mut reports = std::mem::take(&mut self.reports);
-        let max = self.p.analyses.max_batch();
-        for batch in pending.chunks(max) {
+        while self.p.pipeline.has_pending() {
             let t0 = std::time::Instant::now();
-            let ran = self.p.analyses.run(batch, &mut reports);
-            let per_frame = t0.elapsed() / batch.len().max(1) as u32;
-            if let Err(e) = ran {
-                tracing::error!(stream = %self.p.stats.name, "analysis failed: {e:#}");
-                let n = batch.len() as u64;
-                self.p.stats.dropped_frames.fetch_add(n, Relaxed);
-                self.seq += n;
-                continue;
-            }
-            for (frame, report) in batch.iter().zip(reports.drain(..)) {
+            let n = match self.p.pipeline.analyse() {
+                Ok(n) => n,
+                Err(f) => {
+                    tracing::error!(stream = %self.p.stats.name, "analysis failed: {:#}", f.error);
+                    self.p.stats.dropped_frames.fetch_add(f.frames, Relaxed);
+                    continue;
+                }
+            };
+            let per_frame = t0.elapsed() / n.max(1) as u32;
+            let mut done = std::mem::take(&mut self.analysed);
+            self.p.pipeline.emit(|a| done.push(a));
+            for a in done.drain(..) {
                 self.p.stats.analysis_time.observe(per_frame);
-                self.frame_done(frame, report);
+                self.frame_done(a);
             }
+            self.analysed = done;
         }
-        self.pending = pending;
-        self.pending.clear();
-        self.reports = reports;
     }
 
-    /// One analysed frame: snapshots and monitor see it, then it is published.
-    fn frame_done(&mut self, frame: &Frame, report: Report) {
-        let rate = self.p.analyses.manifest.sample_rate as f64;
-        let t_s = (frame.index + frame.samples.len() as u64) as f64 / rate;
-        let pred = &report.prediction;
-        let label = self
-            .p
-            .analyses
-            .labels
-            .classes
-            .get(pred.top().0)
-            .map_or("", String::as_str);
-        self.p.snapshots.frame(frame, pred, label);
-        if let Some(tr) = self.p.monitor.frame(frame, &report, t_s) {
-            self.transition(tr, clock::wall_s_at(frame.end_ns));
+    /// One analysed frame: snapshots see it, its changes go out as events,
+    /// then it is published.
+    fn frame_done(&mut self, a: Analysed) {
+        let Analysed {
+            mut msg,
+            end_ns,
+            t_s,
+            flags,
+            change,
+            zone,
+        } = a;
+        self.p.snapshots.frame(&msg, t_s);
+        let wall = clock::wall_s_at(end_ns);
+        if let Some(tr) = change {
+            self.transition(tr, wall);
         }
-        if let Some(tr) = self.p.monitor.zone_frame(&report, t_s) {
-            self.zone_event(tr, clock::wall_s_at(frame.end_ns));
+        if let Some(tr) = zone {
+            self.zone_event(tr, wall);
         }
-        let msg = self.message(frame, report);
-        self.seq += 1;
-        self.publish(msg);
-    }
-
-    fn message(&self, f: &Frame, report: Report) -> FrameMsg {
-        let latency_ns = mono_ns().saturating_sub(f.end_ns);
+        let latency_ns = mono_ns().saturating_sub(end_ns);
         let stats = &self.p.stats;
         stats.record_latency(latency_ns / 1000);
-        if f.flags.nonfinite {
+        if flags.nonfinite {
             stats.nonfinite_frames.fetch_add(1, Relaxed);
         }
-        if f.flags.clipped {
+        if flags.clipped {
             stats.clipped_frames.fetch_add(1, Relaxed);
         }
-        let a = &self.p.analyses;
-        let (spectrum, physical) = (report.spectrum, report.physical);
-        let (anomaly, learning) = (report.anomaly, report.learning);
-        let denoise = a.denoising.then(|| report.denoise.map(Into::into));
-        let mut msg = FrameMsg::build(
-            stats.name.clone(),
-            self.seq,
-            f,
-            report.prediction,
-            &a.labels,
-            &a.manifest.sha256,
-            clock::wall_s_at(f.end_ns),
-            latency_ns as f64 / 1e6,
-        );
-        msg.spectrum_db = spectrum;
-        if let Some(v) = physical.and_then(|p| p.velocity_rms_mm_s) {
+        if let Some(Some(v)) = msg.velocity_rms_mm_s {
             stats.velocity_mm_s.store(v.to_bits(), Relaxed);
         }
-        msg.set_physical(physical);
-        (msg.anomaly, msg.learning) = (anomaly, learning);
-        msg.denoise = denoise;
-        msg
+        (msg.time, msg.latency_ms) = (wall, latency_ns as f64 / 1e6);
+        self.publish(msg);
     }
 
     /// Overload policy for live sources: when more than `max_lag` samples
@@ -309,7 +277,7 @@ impl StreamWorker {
         if backlog <= max_lag {
             return;
         }
-        let (assembler, snapshots) = (&mut self.p.assembler, &mut self.p.snapshots);
+        let (pipeline, snapshots) = (&mut self.p.pipeline, &mut self.p.snapshots);
         let mut shed = 0u64;
         self.p
             .reader
@@ -322,7 +290,7 @@ impl StreamWorker {
                     Segment::Gap(n) => n,
                 };
                 snapshots.gap(n);
-                assembler.gap(n);
+                pipeline.gap(n);
             });
         self.p.stats.ring.overrun_samples.fetch_add(shed, Relaxed);
         let (pending, last) = &mut self.shed_log;
@@ -347,11 +315,8 @@ impl StreamWorker {
             .load(Relaxed)
             .max(self.started_ns);
         let idle_s = clock::secs_since(last);
-        let t_s = self.p.assembler.source_position() as f64 / self.p.stats.source_rate as f64;
-        let why = self.p.source.get();
-        if let Some(tr) = self.p.monitor.idle(idle_s, t_s, why.clone()) {
-            self.transition(tr, clock::wall_s());
-        } else if let Some(tr) = why.and_then(|w| self.p.monitor.explain(&w, t_s)) {
+        let t_s = self.p.pipeline.stream_time_s(self.p.stats.source_rate);
+        if let Some(tr) = self.p.pipeline.idle(idle_s, t_s, self.p.source.get()) {
             self.transition(tr, clock::wall_s());
         }
     }

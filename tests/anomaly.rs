@@ -78,10 +78,9 @@ fn learn(out: &Path, files: &[PathBuf]) {
 fn scores(baseline: &Path, wavs: &[PathBuf]) -> Vec<f64> {
     drsnd_ok(&["classify", "--json"], "--baseline", baseline, wavs)
         .lines()
-        .map(|l| {
-            let v: Value = serde_json::from_str(l).expect("json line");
-            v["anomaly"].as_f64().expect("anomaly is a number")
-        })
+        .map(|l| serde_json::from_str::<Value>(l).expect("json line"))
+        .filter(common::is_frame)
+        .map(|v| v["anomaly"].as_f64().expect("anomaly is a number"))
         .collect()
 }
 

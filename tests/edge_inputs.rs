@@ -47,6 +47,7 @@ fn classify(file: &Path, extra: &[&str]) -> Vec<Value> {
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(validate)
+        .filter(common::is_frame)
         .collect()
 }
 

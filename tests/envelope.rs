@@ -64,6 +64,7 @@ fn classify_names_inner_on_an_inner_race_fault_and_outer_on_an_outer_race_fault(
         let frames: Vec<Value> = String::from_utf8_lossy(&out.stdout)
             .lines()
             .map(validate)
+            .filter(common::is_frame)
             .collect();
         // The window of 16384 samples is full at the end of frame 28.
         assert!(frames[..28].iter().all(|f| f["envelope"].is_null()));

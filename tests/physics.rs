@@ -112,6 +112,7 @@ fn classify_with_units_prints_the_same_measures_offline() {
     let frames: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(validate)
+        .filter(common::is_frame)
         .collect();
     let last = frames.last().expect("frames");
     let v = last["velocity_rms_mm_s"].as_f64().expect("velocity");

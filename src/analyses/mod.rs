@@ -1,9 +1,11 @@
 //! The per-frame analyses of a stream, run in order on every frame by the
-//! stream's worker. Each analysis adds its own fields to the frame's
-//! [`Report`], which the monitor, the snapshots and every output read. Today
-//! the list holds the DRSN classifier; a denoiser, a baseline/anomaly score
-//! and physical measures each become one more file here and one more entry
-//! in [`Analyses::for_stream`], not a branch in the worker loop.
+//! stream's pipeline ([`crate::pipeline`]). Each analysis adds its own
+//! fields to the frame's [`Report`], which the monitor, the snapshots and
+//! every output read. The list: the DRSN classifier, the denoiser, the
+//! spectrum (for the page), the physical measures with the envelope
+//! evidence, and the anomaly score against the stream's baseline. A new one
+//! is a file here and an entry in [`Analyses::for_stream`], not a branch in
+//! the worker loop (docs/architecture.md).
 
 pub mod anomaly;
 pub mod baseline;
@@ -16,7 +18,7 @@ pub mod spectrum;
 use crate::config::{Config, SourceConfig};
 use crate::infer::denoiser::Denoiser;
 use crate::infer::Model;
-use crate::manifest::{Labels, Manifest};
+use crate::manifest::{Labels, Manifest, ModelFiles};
 use crate::report::{Frame, Report};
 use crate::stats::Links;
 use anyhow::Result;
@@ -44,6 +46,35 @@ pub struct Shared {
     pub spectrum: bool,
 }
 
+impl Shared {
+    /// The models the config names, loaded and checked, and what runs on
+    /// every frame ([http] spectrum).
+    pub fn load(cfg: &Config) -> Result<Self> {
+        let files = ModelFiles::load(&cfg.model)?;
+        let model = Model::load_checked(&files, cfg.max_batch)?;
+        let m = &model.manifest;
+        tracing::info!(
+            "model {} {} ({}), {} Hz, frames of {}, {} threshold outputs",
+            m.name,
+            m.version,
+            files.onnx_path.display(),
+            m.sample_rate,
+            m.frame_length,
+            m.thresholds.len()
+        );
+        let denoiser = cfg
+            .denoise
+            .as_ref()
+            .map(|d| denoise::load(d, m, cfg.hop))
+            .transpose()?;
+        Ok(Self {
+            denoiser,
+            classifier: model,
+            spectrum: cfg.http.as_ref().is_some_and(|h| h.spectrum),
+        })
+    }
+}
+
 /// What one stream's analyses depend on besides the models.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StreamSpec {
@@ -57,11 +88,8 @@ pub struct StreamSpec {
 
 impl StreamSpec {
     pub fn of(cfg: &Config, sc: &SourceConfig, stream: &str) -> Self {
-        let monitor = sc.monitor.as_ref().unwrap_or(&cfg.monitor);
-        let state_dir = monitor
-            .state_dir
-            .as_ref()
-            .or(cfg.monitor.state_dir.as_ref());
+        let monitor = cfg.monitor_of(sc);
+        let state_dir = monitor.state_dir.as_ref();
         Self {
             to_ms2: sc.to_ms2(),
             iso_zones: monitor.iso_zones,

@@ -2,13 +2,15 @@
 //! daemon's own frame assembler and model code, so their labels are the
 //! daemon's labels for the same frames.
 
+use super::offline;
 use super::{EX_CONFIG, EX_DATAERR, EX_USAGE};
 use crate::analyses::envelope::EnvelopeSpec;
+use crate::analyses::Shared;
 use crate::config::{Config, DEFAULT_MODEL_NAME};
 use crate::frame::{Assembler, Conditioning, Frame};
 use crate::infer::{Model, Prediction};
-use crate::manifest::{Labels, ModelFiles};
-use crate::protocol::{FrameMsg, Message};
+use crate::manifest::{Labels, Manifest, ModelFiles};
+use crate::protocol::Message;
 use crate::source::wav;
 use anyhow::{Context, Result};
 use clap::Args;
@@ -25,9 +27,10 @@ pub struct ClassifyArgs {
     pub model: Option<PathBuf>,
     #[arg(long, default_value_t = 512)]
     pub hop: usize,
-    /// Channel to read from multi-channel files.
-    #[arg(long, default_value_t = 0)]
-    pub channel: usize,
+    /// Channel to read from multi-channel files (default 0; with --config,
+    /// the stream's channel in its source).
+    #[arg(long)]
+    pub channel: Option<usize>,
     /// One JSON frame message per line instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -54,6 +57,14 @@ pub struct ClassifyArgs {
     /// A baseline (`drsnd baseline learn`): adds `anomaly` to every --json frame.
     #[arg(long)]
     pub baseline: Option<PathBuf>,
+    /// The daemon's config: run the files as its stream --stream would be
+    /// run live (units, speed, bearing, monitor, baseline from state-dir,
+    /// denoiser), and with --json print its frame and event lines.
+    #[arg(long, conflicts_with_all = ["model", "hop", "units", "sensitivity", "rpm", "bearing_orders", "envelope_band", "baseline"])]
+    pub config: Option<PathBuf>,
+    /// With --config: the stream (default: the config's only one).
+    #[arg(long, requires = "config")]
+    pub stream: Option<String>,
 }
 
 impl ClassifyArgs {
@@ -125,6 +136,85 @@ pub(super) enum Unusable {
     NoFrames(String),
 }
 
+/// One channel of a WAV file, opened and checked for the model: its spec
+/// and a reader positioned at the start.
+pub(super) struct WavChannel {
+    pub reader: wav::Reader,
+    pub spec: hound::WavSpec,
+    pub channel: usize,
+    name: String,
+}
+
+impl WavChannel {
+    pub fn open(path: &Path, channel: usize, m: &Manifest) -> Result<Self, Unusable> {
+        let reader = wav::open_reader(path).map_err(Unusable::Unreadable)?;
+        let spec = reader.spec();
+        let ch = spec.channels as usize;
+        let name = path.display().to_string();
+        if channel >= ch {
+            return Err(Unusable::NoFrames(format!(
+                "{name}: has {ch} channel(s); channel {channel} does not exist"
+            )));
+        }
+        if ch > 1 {
+            eprintln!("{name}: {ch} channels, reading channel {channel} (--channel N for another)");
+        }
+        let min_rate = (m.sample_rate as f64 * MIN_RATE_FRACTION).ceil() as u32;
+        if spec.sample_rate < min_rate {
+            return Err(Unusable::NoFrames(format!(
+                "{name}: {} Hz is far below the model's {} Hz; upsampling would invent the band \
+                 above {} Hz that the model reads (at least {min_rate} Hz is needed)",
+                spec.sample_rate,
+                m.sample_rate,
+                spec.sample_rate / 2
+            )));
+        }
+        Ok(Self {
+            reader,
+            spec,
+            channel,
+            name,
+        })
+    }
+
+    /// Hands the channel's samples to `each` in blocks, to the end of the
+    /// file; returns how many there were.
+    pub fn for_each_block(
+        &mut self,
+        mut each: impl FnMut(&[f32]) -> Result<()>,
+    ) -> Result<u64, Unusable> {
+        let ch = self.spec.channels as usize;
+        let (mut buf, mut chan) = (Vec::new(), Vec::new());
+        let mut samples = 0u64;
+        loop {
+            let more = wav::read_block(&mut self.reader, &mut buf, 4096 * ch)
+                .with_context(|| format!("{}: read failed (truncated file?)", self.name))
+                .map_err(Unusable::Unreadable)?;
+            if !more {
+                return Ok(samples);
+            }
+            chan.clear();
+            chan.extend(buf.iter().skip(self.channel).step_by(ch));
+            samples += chan.len() as u64;
+            each(&chan).map_err(Unusable::Unreadable)?;
+        }
+    }
+
+    /// "N samples at R Hz is shorter than one frame": why a file gave none.
+    pub fn too_short(&self, samples: u64, m: &Manifest) -> Unusable {
+        Unusable::NoFrames(format!(
+            "{}: {samples} samples at {} Hz ({:.3} s) is shorter than one frame \
+             ({} samples at {} Hz, {:.3} s)",
+            self.name,
+            self.spec.sample_rate,
+            samples as f64 / self.spec.sample_rate as f64,
+            m.frame_length,
+            m.sample_rate,
+            m.frame_length as f64 / m.sample_rate as f64
+        ))
+    }
+}
+
 /// Frames of one channel of a WAV file, exactly as the daemon would cut them.
 pub(super) fn wav_frames(
     path: &Path,
@@ -132,63 +222,19 @@ pub(super) fn wav_frames(
     model: &Model,
     hop: usize,
 ) -> Result<Vec<Frame>, Unusable> {
-    let mut r = wav::open_reader(path).map_err(Unusable::Unreadable)?;
-    let spec = r.spec();
-    let ch = spec.channels as usize;
-    let name = path.display();
-    if channel >= ch {
-        return Err(Unusable::NoFrames(format!(
-            "{name}: has {ch} channel(s); channel {channel} does not exist"
-        )));
-    }
-    if ch > 1 {
-        eprintln!("{name}: {ch} channels, reading channel {channel} (--channel N for another)");
-    }
     let m = &model.manifest;
-    let min_rate = (m.sample_rate as f64 * MIN_RATE_FRACTION).ceil() as u32;
-    if spec.sample_rate < min_rate {
-        return Err(Unusable::NoFrames(format!(
-            "{name}: {} Hz is far below the model's {} Hz; upsampling would invent the band \
-             above {} Hz that the model reads (at least {min_rate} Hz is needed)",
-            spec.sample_rate,
-            m.sample_rate,
-            spec.sample_rate / 2
-        )));
-    }
+    let mut w = WavChannel::open(path, channel, m)?;
     let cond = Conditioning {
-        source_rate: spec.sample_rate,
+        source_rate: w.spec.sample_rate,
         model_rate: m.sample_rate,
         gain: 1.0,
-        clip_level: wav::full_scale(&spec),
+        clip_level: wav::full_scale(&w.spec),
     };
     let mut asm = Assembler::new(cond, m.frame_length, hop).map_err(Unusable::Unreadable)?;
     let mut frames = Vec::new();
-    let mut buf = Vec::new();
-    let mut chan = Vec::new();
-    let mut samples = 0u64;
-    loop {
-        let more = wav::read_block(&mut r, &mut buf, 4096 * ch)
-            .with_context(|| format!("{name}: read failed (truncated file?)"))
-            .map_err(Unusable::Unreadable)?;
-        if !more {
-            break;
-        }
-        chan.clear();
-        chan.extend(buf.iter().skip(channel).step_by(ch));
-        samples += chan.len() as u64;
-        asm.push(&chan, 0, &mut frames)
-            .map_err(Unusable::Unreadable)?;
-    }
+    let samples = w.for_each_block(|x| asm.push(x, 0, &mut frames))?;
     if frames.is_empty() {
-        return Err(Unusable::NoFrames(format!(
-            "{name}: {samples} samples at {} Hz ({:.3} s) is shorter than one frame \
-             ({} samples at {} Hz, {:.3} s)",
-            spec.sample_rate,
-            samples as f64 / spec.sample_rate as f64,
-            m.frame_length,
-            m.sample_rate,
-            m.frame_length as f64 / m.sample_rate as f64
-        )));
+        return Err(w.too_short(samples, m));
     }
     Ok(frames)
 }
@@ -237,6 +283,9 @@ pub fn classify(a: &ClassifyArgs) -> ExitCode {
         eprintln!("drsnd classify: --hop 0: the hop must be at least 1 sample");
         return ExitCode::from(EX_USAGE);
     }
+    if let Some(path) = &a.config {
+        return classify_config(a, path);
+    }
     // One frame per run: faster than batches in tract for this model (see config).
     let model = match load_model(a.model.as_deref(), 1) {
         Ok(m) => m,
@@ -252,31 +301,39 @@ pub fn classify(a: &ClassifyArgs) -> ExitCode {
             return ExitCode::from(EX_USAGE);
         }
     };
-    let mut scorer = match a
+    // A baseline the stream could not use is an error here, not a warning.
+    if let Some(Err(e)) = a
         .baseline
         .as_deref()
-        .map(|p| Scorer::load(p, &model.manifest))
+        .map(|p| check_baseline(p, &model.manifest))
     {
-        None => None,
-        Some(Ok(s)) => Some(s),
-        Some(Err(e)) => {
-            eprintln!("drsnd classify: {e}");
-            return ExitCode::from(EX_CONFIG);
-        }
-    };
+        eprintln!("drsnd classify: {e}");
+        return ExitCode::from(EX_CONFIG);
+    }
+    let channel = a.channel.unwrap_or(0);
+    if a.json {
+        let shared = Shared {
+            classifier: model,
+            denoiser: None,
+            spectrum: false,
+        };
+        let off = offline::from_flags(
+            shared,
+            (to_ms2, envelope),
+            a.baseline.as_deref(),
+            a.hop,
+            channel,
+        );
+        return run_offline(&off, &a.files, true);
+    }
     let threads = a
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let labels = model.manifest.labels();
-    if !a.json {
-        println!(
-            "{:<40} {:>7}  {:<8} {:>6}  {:<8} {:>6}  counts",
-            "file", "frames", "label", "share", "family", "share"
-        );
-    }
+    print_header();
     let (mut classified, mut unreadable) = (0, 0);
     for path in &a.files {
-        let frames = match wav_frames(path, a.channel, &model, a.hop) {
+        let frames = match wav_frames(path, channel, &model, a.hop) {
             Ok(f) => f,
             Err(Unusable::Unreadable(e)) => {
                 eprintln!("drsnd classify: {e:#}");
@@ -296,27 +353,17 @@ pub fn classify(a: &ClassifyArgs) -> ExitCode {
             }
         };
         classified += 1;
-        if a.json {
-            let physics = Measures {
-                to_ms2,
-                envelope: envelope.as_ref(),
-            };
-            let printed = print_json(
-                path,
-                &frames,
-                preds,
-                &model.manifest,
-                physics,
-                scorer.as_mut(),
-            );
-            if let Err(e) = printed {
-                eprintln!("drsnd classify: {}: {e:#}", path.display());
-                return ExitCode::FAILURE;
-            }
-        } else {
-            print_row(path, &preds, &labels);
-        }
+        let tops: Vec<_> = preds
+            .iter()
+            .map(|p| (p.top().0, p.top_family().map_or(0, |t| t.0)))
+            .collect();
+        print_row(path, &tops, &labels);
     }
+    exit_code(classified, unreadable)
+}
+
+/// EX_DATAERR when a file could not be read or no file gave a frame.
+fn exit_code(classified: usize, unreadable: usize) -> ExitCode {
     if unreadable > 0 || classified == 0 {
         if classified == 0 {
             eprintln!("drsnd classify: no file gave a frame");
@@ -326,102 +373,117 @@ pub fn classify(a: &ClassifyArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// The physical measures asked for: none without units.
-#[derive(Clone, Copy)]
-struct Measures<'a> {
-    to_ms2: Option<f64>,
-    envelope: Option<&'a EnvelopeSpec>,
+fn print_header() {
+    println!(
+        "{:<40} {:>7}  {:<8} {:>6}  {:<8} {:>6}  counts",
+        "file", "frames", "label", "share", "family", "share"
+    );
 }
 
-fn print_json(
-    path: &Path,
-    frames: &[Frame],
-    preds: Vec<Prediction>,
-    manifest: &crate::manifest::Manifest,
-    measures: Measures,
-    mut scorer: Option<&mut Scorer>,
-) -> Result<()> {
-    use crate::analyses::{physics::Physics, Analysis};
+/// `--config`: the files as the config's stream, through the daemon's pipeline.
+fn classify_config(a: &ClassifyArgs, path: &Path) -> ExitCode {
+    let cfg = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("drsnd classify: {e}");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    let names = cfg.stream_names();
+    let name = match (a.stream.as_deref(), names.as_slice()) {
+        (Some(s), _) => s.to_string(),
+        (None, [only]) => only.to_string(),
+        (None, _) => {
+            eprintln!(
+                "drsnd classify: {}: --stream is needed to pick one of its streams ({})",
+                path.display(),
+                names.join(", ")
+            );
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    let mut off = match offline::Offline::from_config(&cfg, &name) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("drsnd classify: {}: {e}", path.display());
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    if let Some(c) = a.channel {
+        off.channel = c;
+    }
+    if !a.json {
+        print_header();
+    }
+    run_offline(&off, &a.files, a.json)
+}
+
+/// Runs every file through `off`; with `json` prints its lines, else a
+/// row per file.
+fn run_offline(off: &offline::Offline, files: &[PathBuf], json: bool) -> ExitCode {
     use std::io::Write;
-    let labels = manifest.labels();
-    let rate = manifest.sample_rate as f64;
-    // The daemon's default zones ([monitor] iso-zones).
-    let zones = crate::config::MonitorConfig::default().iso_zones;
-    let mut physics = measures
-        .to_ms2
-        .map(|k| Physics::new(manifest.sample_rate, k, zones, measures.envelope))
-        .transpose()?;
+    let labels = off.shared.classifier.manifest.labels();
+    let (mut classified, mut unreadable) = (0, 0);
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    let mut report = vec![crate::report::Report::default()];
-    for (seq, (f, p)) in frames.iter().zip(preds).enumerate() {
-        let time = (f.index + f.samples.len() as u64) as f64 / rate;
-        let anomaly = match scorer.as_mut() {
-            Some(s) => Some(s.score(f, &p.embedding)?),
-            None => None,
-        };
-        let physical = match physics.as_mut() {
-            Some(ph) => {
-                ph.run(std::slice::from_ref(f), &mut report)?;
-                report[0].physical
+    for path in files {
+        let mut tops = Vec::new();
+        let ran = off.run_file(path, |m| {
+            if json {
+                return out.write_all(crate::sinks::to_line(&m).as_bytes());
             }
-            None => None,
-        };
-        let mut frame = FrameMsg::build(
-            path.display().to_string(),
-            seq as u64,
-            f,
-            p,
-            &labels,
-            &manifest.sha256,
-            time,
-            0.0,
-        );
-        frame.set_physical(physical);
-        frame.anomaly = anomaly;
-        let _ = out.write_all(crate::sinks::to_line(&Message::Frame(frame)).as_bytes());
+            if let Message::Frame(f) = &m {
+                tops.push((
+                    index_of(&labels.classes, Some(&f.label)),
+                    index_of(&labels.families, f.family.as_ref()),
+                ));
+            }
+            Ok(())
+        });
+        match ran {
+            Ok(()) => classified += 1,
+            Err(offline::FileError::Unusable(Unusable::Unreadable(e))) => {
+                eprintln!("drsnd classify: {e:#}");
+                unreadable += 1;
+                continue;
+            }
+            Err(offline::FileError::Unusable(Unusable::NoFrames(why))) => {
+                eprintln!("drsnd classify: {why}; no frames");
+                continue;
+            }
+            Err(offline::FileError::Failed(e)) => {
+                eprintln!("drsnd classify: {}: {e:#}", path.display());
+                return ExitCode::FAILURE;
+            }
+        }
+        if !json {
+            let _ = out.flush();
+            print_row(path, &tops, &labels);
+        }
     }
-    Ok(())
+    let _ = out.flush();
+    exit_code(classified, unreadable)
 }
 
-/// A baseline and its features, for `--baseline`.
-struct Scorer {
-    baseline: crate::analyses::baseline::Baseline,
-    features: crate::analyses::baseline::Features,
-    row: Vec<f64>,
-    z: Vec<f64>,
+fn index_of(names: &[String], name: Option<&String>) -> usize {
+    name.and_then(|n| names.iter().position(|x| x == n))
+        .unwrap_or(0)
 }
 
-impl Scorer {
-    fn load(path: &Path, m: &crate::manifest::Manifest) -> Result<Self, String> {
-        use crate::analyses::baseline::{Baseline, Features};
-        let features = Features::for_model(m);
-        let baseline = Baseline::load(path, &m.sha256, &features).map_err(|e| e.to_string())?;
-        let d = features.dims();
-        Ok(Self {
-            baseline,
-            features,
-            row: vec![0.0; d],
-            z: vec![0.0; d],
-        })
-    }
-
-    fn score(&mut self, f: &Frame, embedding: &[f32]) -> Result<f32> {
-        self.features
-            .compute(&f.samples, embedding, &mut self.row)?;
-        Ok(self.baseline.score(&self.row, &mut self.z) as f32)
-    }
+/// Whether the baseline at `path` can score this model's frames.
+fn check_baseline(path: &Path, m: &Manifest) -> Result<(), String> {
+    use crate::analyses::baseline::{Baseline, Features};
+    let features = Features::for_model(m);
+    Baseline::load(path, &m.sha256, &features)
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
-/// The most frequent top entry of `top` over `preds` out of `names`:
-/// (name, share in %, "name:count" for every entry seen).
-fn tally(
-    preds: &[Prediction],
-    names: &[String],
-    top: impl Fn(&Prediction) -> usize,
-) -> (String, f64, Vec<String>) {
+/// The most frequent entry of `tops` out of `names`: (name, share in %,
+/// "name:count" for every entry seen).
+fn tally(tops: &[usize], names: &[String]) -> (String, f64, Vec<String>) {
     let mut counts = vec![0usize; names.len()];
-    for p in preds {
-        if let Some(c) = counts.get_mut(top(p)) {
+    for &t in tops {
+        if let Some(c) = counts.get_mut(t) {
             *c += 1;
         }
     }
@@ -431,7 +493,7 @@ fn tally(
         .max_by_key(|(_, n)| **n)
         .map(|(i, n)| (i, *n))
         .unwrap_or((0, 0));
-    let share = 100.0 * n as f64 / preds.len().max(1) as f64;
+    let share = 100.0 * n as f64 / tops.len().max(1) as f64;
     let detail = counts
         .iter()
         .enumerate()
@@ -439,25 +501,26 @@ fn tally(
         .map(|(i, n)| format!("{}:{n}", names[i]))
         .collect();
     let name = match names.get(best) {
-        Some(n) if !preds.is_empty() => n.clone(),
+        Some(n) if !tops.is_empty() => n.clone(),
         _ => "-".into(),
     };
     (name, share, detail)
 }
 
-fn print_row(path: &Path, preds: &[Prediction], labels: &Labels) {
-    let (label, share, detail) = tally(preds, &labels.classes, |p| p.top().0);
+/// One file's row: `tops` holds each frame's (class, family) indices.
+fn print_row(path: &Path, tops: &[(usize, usize)], labels: &Labels) {
+    let classes: Vec<usize> = tops.iter().map(|t| t.0).collect();
+    let (label, share, detail) = tally(&classes, &labels.classes);
     let (family, fshare, fdetail) = if labels.families.is_empty() {
         ("-".into(), 0.0, Vec::new())
     } else {
-        tally(preds, &labels.families, |p| {
-            p.top_family().map_or(0, |t| t.0)
-        })
+        let families: Vec<usize> = tops.iter().map(|t| t.1).collect();
+        tally(&families, &labels.families)
     };
     println!(
         "{:<40} {:>7}  {:<8} {:>5.1}%  {:<8} {:>5.1}%  {} {}",
         path.display(),
-        preds.len(),
+        tops.len(),
         label,
         share,
         family,

@@ -1,12 +1,14 @@
-//! The command line: `drsnd run | watch | classify | baseline | fleet | devices | check`. Each
-//! command is a file here that owns its arguments; this file parses, sets up
-//! logging and turns results into exit codes (sysexits.h).
+//! The command line: `drsnd run | watch | classify | denoise | baseline | fleet | devices |
+//! check`. Each command is a file here that owns its arguments (`offline` runs a stream's
+//! pipeline over files for `classify`); this file parses, sets up logging and turns
+//! results into exit codes (sysexits.h).
 
 mod baseline;
 mod check;
 mod classify;
 mod denoise;
 mod fleet;
+mod offline;
 mod run;
 mod watch;
 

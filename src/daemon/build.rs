@@ -8,6 +8,7 @@ use crate::config::{Config, SourceConfig, SourceKind};
 use crate::frame::{Assembler, Conditioning};
 use crate::manifest::Labels;
 use crate::monitor::{self, Monitor, StateSaver};
+use crate::pipeline::StreamPipeline;
 use crate::ring::{ring, RingWriter};
 use crate::sinks::Publisher;
 use crate::snapshot::Snapshots;
@@ -142,15 +143,14 @@ impl Channel<'_> {
         stats.resampler = assembler.resampling();
         let stats = Arc::new(stats);
         let (monitor, state) = self.monitor(&stats, m.labels());
+        let analyses = Analyses::for_stream(
+            shared,
+            &StreamSpec::of(self.cfg, self.sc, self.name),
+            stats.links(),
+        )?;
         let parts = Parts {
             reader,
-            assembler,
-            analyses: Analyses::for_stream(
-                shared,
-                &StreamSpec::of(self.cfg, self.sc, self.name),
-                stats.links(),
-            )?,
-            monitor,
+            pipeline: StreamPipeline::new(self.name, assembler, analyses, monitor),
             snapshots: self.snapshots(&stats, m.sample_rate),
             state,
             stats,
@@ -181,14 +181,7 @@ impl Channel<'_> {
     /// The stream's monitor, starting from the machine state saved before a
     /// restart, if any (a fault already known is not raised again).
     fn monitor(&self, stats: &StreamStats, labels: Labels) -> (Monitor, StateSaver) {
-        let mut mcfg = self
-            .sc
-            .monitor
-            .clone()
-            .unwrap_or_else(|| self.cfg.monitor.clone());
-        if mcfg.state_dir.is_none() {
-            mcfg.state_dir = self.cfg.monitor.state_dir.clone();
-        }
+        let mcfg = self.cfg.monitor_of(self.sc);
         let state_file = mcfg
             .state_dir
             .as_ref()

@@ -11,8 +11,6 @@ pub use reload::ReloadFn;
 
 use crate::analyses::Shared;
 use crate::config::Config;
-use crate::infer::Model;
-use crate::manifest::ModelFiles;
 use crate::protocol::{DenoisedStatus, ResamplerState, StreamStatus};
 use crate::sinks::{self, Publisher, PublisherQueue};
 use crate::source::SourceStatus;
@@ -70,7 +68,7 @@ pub fn prepare(cfg: Config, reload: Option<Arc<ReloadFn>>) -> Result<Prepared, S
         .map(|m| sinks::mqtt::prepare(m, cfg.monitor.state_dir.as_deref()))
         .transpose()
         .map_err(SetupError)?;
-    let shared = load_models(&cfg).map_err(SetupError)?;
+    let shared = Shared::load(&cfg).map_err(SetupError)?;
     if cfg.sources.is_empty() {
         return Err(SetupError(anyhow::anyhow!(
             "no [[source]] configured and none given on the command line"
@@ -93,31 +91,6 @@ pub fn prepare(cfg: Config, reload: Option<Arc<ReloadFn>>) -> Result<Prepared, S
         p.add_source(sc, &tx).map_err(SetupError)?;
     }
     Ok(p)
-}
-
-fn load_models(cfg: &Config) -> Result<Shared> {
-    let files = ModelFiles::load(&cfg.model)?;
-    let model = Model::load_checked(&files, cfg.max_batch)?;
-    let m = &model.manifest;
-    tracing::info!(
-        "model {} {} ({}), {} Hz, frames of {}, {} threshold outputs",
-        m.name,
-        m.version,
-        files.onnx_path.display(),
-        m.sample_rate,
-        m.frame_length,
-        m.thresholds.len()
-    );
-    let denoiser = cfg
-        .denoise
-        .as_ref()
-        .map(|d| crate::analyses::denoise::load(d, m, cfg.hop))
-        .transpose()?;
-    Ok(Shared {
-        denoiser,
-        classifier: model,
-        spectrum: cfg.http.as_ref().is_some_and(|h| h.spectrum),
-    })
 }
 
 impl Prepared {

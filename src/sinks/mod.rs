@@ -3,8 +3,9 @@
 //! message once and broadcasts the shared line on the [`Bus`]. Each sink
 //! subscribes to the bus and applies its own back-pressure policy; a slow
 //! sink only falls behind in the broadcast ring and can never slow the
-//! workers or another sink. The sinks: the Unix socket ([`socket`]) and
-//! the web page with SSE and Prometheus metrics ([`http`]).
+//! workers or another sink. The sinks: the Unix socket ([`socket`]), the
+//! web page with SSE and Prometheus metrics ([`http`]), the MQTT fleet sink
+//! with its spool ([`mqtt`]) and each stream's denoised signal ([`denoised`]).
 
 pub mod denoised;
 pub mod http;

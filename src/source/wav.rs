@@ -20,7 +20,7 @@ pub struct WavSource {
     looping: bool,
 }
 
-type Reader = hound::WavReader<BufReader<std::fs::File>>;
+pub type Reader = hound::WavReader<BufReader<std::fs::File>>;
 
 pub fn open_reader(path: &std::path::Path) -> Result<Reader> {
     let r = hound::WavReader::open(path)

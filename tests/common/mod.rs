@@ -382,7 +382,14 @@ pub fn classify_json_with(model: &Path, files: &[PathBuf], hop: usize) -> Vec<Va
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(validate)
+        .filter(is_frame)
         .collect()
+}
+
+/// A `frame` line of `drsnd classify --json` (which prints the daemon's
+/// `event` lines too).
+pub fn is_frame(v: &Value) -> bool {
+    v["type"] == "frame"
 }
 
 /// Tests that use the fault-injection hooks (src/fault.rs) fail loudly
