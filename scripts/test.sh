@@ -1,11 +1,25 @@
 #!/usr/bin/env bash
-# The one test command (README and CI). Installs what is missing (Debian
-# packages, the model pipeline's venv), then runs every check: formatting,
-# lints, the model pipeline (shipped model verified in onnxruntime, and a tiny
-# train-export-check smoke run), and the Rust tests, which start the real
-# binary on the real recordings in ../shared/cwru.
+# The one test command (README and CI).
+#   scripts/test.sh          installs what is missing (Debian packages, the
+#                            model pipeline's venv), then runs every check:
+#                            formatting, lints, module layering, the model
+#                            pipeline (shipped models verified in onnxruntime,
+#                            a tiny train-export-check smoke run) and the Rust
+#                            tests, which start the real binary on the real
+#                            recordings in ../shared.
+#   scripts/test.sh --quick  for development, after a build: formatting,
+#                            layering and the in-process tier (unit tests and
+#                            the stream pipeline on the real model); no setup,
+#                            no binary started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+if [ "${1:-}" = "--quick" ]; then
+  cargo fmt --all -- --check
+  python3 scripts/check-modules.py > /dev/null
+  exec cargo test --locked --lib --features fault-injection
+fi
+
 bash scripts/setup-system.sh
 bash scripts/setup-python.sh
 

@@ -22,6 +22,7 @@ pub mod monitor;
 pub mod notify;
 pub mod pipeline;
 pub mod protocol;
+pub mod recorder;
 pub mod report;
 pub mod resample;
 pub mod ring;

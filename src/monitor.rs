@@ -16,6 +16,7 @@
 
 pub use crate::config::MonitorConfig;
 use crate::manifest::{Labels, NORMAL_FAMILY};
+use crate::recorder::Recorder;
 use crate::report::{argmax, Frame, Prediction, Report};
 use serde::{Deserialize, Serialize};
 
@@ -552,21 +553,23 @@ pub const SAVE_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 /// quiet spell is saved at once. A change within `SAVE_EVERY` of the last
 /// save waits until that has passed, and only the latest is written: a
 /// machine flapping between two states costs one fsync per `SAVE_EVERY`, not
-/// one per change, on an edge box's SD card and on the inference thread.
-#[derive(Debug)]
+/// one per change, on an edge box's SD card. The write itself is the
+/// recorder's, off the worker's thread.
 pub struct StateSaver {
     path: Option<std::path::PathBuf>,
     last_ns: Option<u64>,
     waiting: Option<Saved>,
+    recorder: Recorder,
 }
 
 impl StateSaver {
     /// `path`: the state file, or none to save nothing.
-    pub fn new(path: Option<std::path::PathBuf>) -> Self {
+    pub fn new(path: Option<std::path::PathBuf>, recorder: Recorder) -> Self {
         Self {
             path,
             last_ns: None,
             waiting: None,
+            recorder,
         }
     }
 
@@ -593,9 +596,10 @@ impl StateSaver {
         let (Some(path), Some(saved)) = (&self.path, self.waiting.take()) else {
             return;
         };
-        if let Err(e) = save_state(path, &saved) {
-            tracing::warn!("{}: cannot save state: {e}", path.display());
-        }
+        let what = format!("{}: cannot save state", path.display());
+        let path = path.clone();
+        self.recorder
+            .submit(what, move || Ok(save_state(&path, &saved)?));
         self.last_ns = Some(now_ns);
     }
 }
@@ -640,7 +644,7 @@ mod tests {
     fn a_flapping_state_is_saved_once_per_interval_and_the_last_one_wins() {
         let dir = tempfile::tempdir().expect("tmp");
         let path = dir.path().join("s.state.json");
-        let mut saver = StateSaver::new(Some(path.clone()));
+        let mut saver = StateSaver::new(Some(path.clone()), Recorder::inline());
         let every = SAVE_EVERY.as_secs();
         saver.change(saved("A"), 100 * S);
         assert_eq!(
@@ -715,7 +719,7 @@ mod tests {
 
     #[test]
     fn without_a_state_file_nothing_is_written() {
-        let mut saver = StateSaver::new(None);
+        let mut saver = StateSaver::new(None, Recorder::inline());
         saver.change(saved("A"), S);
         saver.save_now(2 * S);
         assert!(saver.waiting.is_none() && saver.last_ns.is_none());

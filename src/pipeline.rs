@@ -194,3 +194,114 @@ fn judge(
         zone,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analyses::{anomaly::BaselineSpec, Shared, StreamSpec};
+    use crate::config::MonitorConfig;
+    use crate::frame::Conditioning;
+    use crate::infer::Model;
+    use crate::manifest::ModelFiles;
+    use crate::monitor::State;
+    use std::sync::Arc;
+
+    /// The shipped classifier, physics in g, the default monitor.
+    fn pipeline() -> StreamPipeline {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/drsn-cw-cwru10.json");
+        let files = ModelFiles::load(&path).expect("the shipped model");
+        let shared = Shared {
+            classifier: Model::load(&files, 1).expect("model"),
+            denoiser: None,
+            spectrum: false,
+        };
+        let monitor = MonitorConfig::default();
+        let spec = StreamSpec {
+            to_ms2: Some(crate::config::STANDARD_G),
+            iso_zones: monitor.iso_zones,
+            envelope: None,
+            baseline: BaselineSpec {
+                hop: 512,
+                ..BaselineSpec::default()
+            },
+        };
+        let m = &shared.classifier.manifest;
+        let links = crate::stats::Links {
+            baseline: Arc::default(),
+            denoised: Arc::new(crate::tap::DenoisedTap::new(m.sample_rate)),
+        };
+        let cond = Conditioning {
+            source_rate: 12_000,
+            model_rate: m.sample_rate,
+            gain: 1.0,
+            clip_level: f32::MAX,
+        };
+        let assembler = Assembler::new(cond, m.frame_length, 512).expect("assembler");
+        let analyses = Analyses::for_stream(&shared, &spec, links).expect("analyses");
+        let monitor = Monitor::new(monitor, m.labels(), None);
+        StreamPipeline::new("pump", assembler, analyses, monitor)
+    }
+
+    /// A shaft tone with a resonance and a little noise, then silence.
+    fn signal() -> Vec<f32> {
+        let mut x: Vec<f32> = (0..36_000)
+            .map(|i| {
+                let t = i as f32 / 12_000.0;
+                let noise = ((i as u64 * 2_654_435_761) % 1000) as f32 / 5000.0 - 0.1;
+                0.2 * ((t * std::f32::consts::TAU * 30.0).sin()
+                    + 0.3 * (t * std::f32::consts::TAU * 2900.0).sin()
+                    + noise)
+            })
+            .collect();
+        x.extend(std::iter::repeat_n(0.0, 24_000));
+        x
+    }
+
+    /// Every message the pipeline gives for `x` cut into `chunk`-sized pushes.
+    fn run(x: &[f32], chunk: usize) -> (Vec<FrameMsg>, Vec<Transition>) {
+        let mut p = pipeline();
+        let (mut frames, mut changes) = (Vec::new(), Vec::new());
+        for part in x.chunks(chunk) {
+            p.push(part, 0).expect("push");
+            while p.has_pending() {
+                p.analyse().expect("analyses");
+                p.emit(|a| {
+                    changes.extend(a.change);
+                    frames.push(a.msg);
+                });
+            }
+        }
+        (frames, changes)
+    }
+
+    #[test]
+    fn samples_in_messages_and_changes_out_whatever_the_chunks() {
+        let x = signal();
+        let (frames, changes) = run(&x, 997);
+        let want = (x.len() - 2048) / 512 + 1;
+        assert_eq!(frames.len(), want);
+        for (i, f) in frames.iter().enumerate() {
+            assert_eq!(f.seq, i as u64);
+            assert_eq!(f.sample_index, i as u64 * 512);
+            assert_eq!(
+                f.time,
+                (f.sample_index + 2048) as f64 / 12_000.0,
+                "stream time"
+            );
+            assert_eq!(f.latency_ms, 0.0);
+            assert!(f.crest.is_some(), "physics ran");
+        }
+        let last = changes.last().expect("changes");
+        assert!(
+            matches!(last.to, State::NoSignal { .. }),
+            "silence ends in no-signal: {:?}",
+            changes.iter().map(|c| c.to.name()).collect::<Vec<_>>()
+        );
+        assert!(last.at_s > 3.0 && last.at_s < 5.0, "{}", last.at_s);
+        let (again, changes_again) = run(&x, x.len());
+        let json = |v: &[FrameMsg]| serde_json::to_string(v).expect("json");
+        assert_eq!(json(&frames), json(&again), "one chunk or many");
+        assert_eq!(changes, changes_again);
+    }
+}

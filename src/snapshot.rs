@@ -7,6 +7,7 @@
 
 pub use crate::config::SnapshotConfig;
 use crate::protocol::FrameMsg;
+use crate::recorder::Recorder;
 use crate::tap::DenoisedTap;
 use serde::Serialize;
 use std::collections::VecDeque;
@@ -48,12 +49,21 @@ pub struct Snapshots {
     /// The stream's denoised signal, with `[denoise]`: written beside the
     /// raw one as `<name>.denoised.wav` at the model rate.
     denoised: Option<Arc<DenoisedTap>>,
+    /// Writes the files, off the worker's thread.
+    recorder: Recorder,
 }
 
 impl Snapshots {
     /// `lag_s`: how far the samples may run ahead of the frames (the capture
     /// ring's length), which the history must cover too.
-    pub fn new(cfg: SnapshotConfig, stream: &str, rate: u32, model_rate: u32, lag_s: f64) -> Self {
+    pub fn new(
+        cfg: SnapshotConfig,
+        stream: &str,
+        rate: u32,
+        model_rate: u32,
+        lag_s: f64,
+        recorder: Recorder,
+    ) -> Self {
         let keep = if cfg.dir.is_some() {
             ((cfg.pre_s + cfg.post_s + lag_s + 1.0) * rate as f64) as usize
         } else {
@@ -70,6 +80,7 @@ impl Snapshots {
             frames: VecDeque::new(),
             pending: Vec::new(),
             denoised: None,
+            recorder,
         }
     }
 
@@ -197,13 +208,20 @@ impl Snapshots {
             done
         };
         for p in ready {
-            if let Err(e) = self.write(&p) {
-                tracing::warn!("{}: cannot write snapshot: {e:#}", p.path.display());
+            let what = format!("snapshot {}", p.path.display());
+            match self.files(p) {
+                Ok(files) => {
+                    let cap = (self.cfg.max_mb * 1e6) as u64;
+                    self.recorder.submit(what, move || files.write(cap));
+                }
+                Err(e) => tracing::warn!("{what}: not written: {e:#}"),
             }
         }
     }
 
-    fn write(&self, p: &Pending) -> anyhow::Result<()> {
+    /// Copies what a planned snapshot holds (raw samples, the denoised
+    /// ones, the frames, the sidecar), for the recorder to write.
+    fn files(&self, p: Pending) -> anyhow::Result<SnapshotFiles> {
         let first = self.history_end - self.history.len() as u64;
         if p.end <= first {
             anyhow::bail!("its samples are no longer in the history");
@@ -211,30 +229,24 @@ impl Snapshots {
         let start = p.start.max(first);
         let a = (start - first) as usize;
         let b = ((p.end - first) as usize).min(self.history.len());
-        if let Some(dir) = p.path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let spec = hound::WavSpec {
-            channels: 1,
-            sample_rate: self.rate,
-            bits_per_sample: 32,
-            sample_format: hound::SampleFormat::Float,
-        };
-        let tmp = p.path.with_extension("wav.tmp");
-        let mut w = hound::WavWriter::create(&tmp, spec)?;
-        for &v in self.history.range(a..b) {
-            w.write_sample(v)?;
-        }
-        w.finalize()?;
-        std::fs::rename(&tmp, &p.path)?;
         let t0 = start as f64 / self.rate as f64;
         let t1 = p.end as f64 / self.rate as f64;
-        let denoised = self.write_denoised(&p.path, t0, t1)?;
+        let denoised = self.denoised_span(t0, t1);
         let frames: Vec<&FrameRecord> = self
             .frames
             .iter()
             .filter(|r| r.stream_time_s >= t0 && r.stream_time_s <= t1 + 0.2)
             .collect();
+        let denoised_path = p.path.with_extension("denoised.wav");
+        let denoised_json = match &denoised {
+            None => serde_json::Value::Null,
+            Some((start, x)) => serde_json::json!({
+                "wav": denoised_path.file_name().map(|n| n.to_string_lossy().into_owned()),
+                "sample_rate": self.model_rate,
+                "start_stream_time_s": *start as f64 / self.model_rate as f64,
+                "end_stream_time_s": (*start + x.len() as u64) as f64 / self.model_rate as f64,
+            }),
+        };
         let sidecar = serde_json::json!({
             "stream": self.stream,
             "wav": p.path.file_name().map(|n| n.to_string_lossy().into_owned()),
@@ -242,67 +254,88 @@ impl Snapshots {
             "start_stream_time_s": t0,
             "end_stream_time_s": t1,
             "event": p.event,
-            "denoised": denoised,
+            "denoised": denoised_json,
             "frames": frames,
         });
+        Ok(SnapshotFiles {
+            raw: (
+                p.path,
+                self.rate,
+                self.history.range(a..b).copied().collect(),
+            ),
+            denoised: denoised.map(|(_, x)| (denoised_path, self.model_rate, x)),
+            sidecar,
+        })
+    }
+
+    /// The denoised signal over stream times [t0, t1) as far as it has been
+    /// denoised (it lags the raw signal by up to a frame and a hop): its
+    /// first model-rate index and samples; None without a denoiser.
+    fn denoised_span(&self, t0: f64, t1: f64) -> Option<(u64, Vec<f32>)> {
+        let tap = self.denoised.as_ref()?;
+        let mr = self.model_rate as f64;
+        let r = tap.recent()?;
+        let first = r.end - r.samples.len() as u64;
+        let a = ((t0 * mr) as u64).max(first);
+        let b = ((t1 * mr) as u64).min(r.end);
+        (b > a).then(|| {
+            let x = r.samples.range((a - first) as usize..(b - first) as usize);
+            (a, x.copied().collect())
+        })
+    }
+}
+
+/// A snapshot's files, ready to write: (path, rate, samples) of the raw
+/// and the denoised WAV, and the JSON sidecar.
+struct SnapshotFiles {
+    raw: (PathBuf, u32, Vec<f32>),
+    denoised: Option<(PathBuf, u32, Vec<f32>)>,
+    sidecar: serde_json::Value,
+}
+
+impl SnapshotFiles {
+    /// Writes them (on the recorder's thread), then trims the spool to `cap` bytes.
+    fn write(self, cap: u64) -> anyhow::Result<()> {
+        let (path, rate, x) = &self.raw;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        write_wav(path, *rate, x)?;
+        if let Some((path, rate, x)) = &self.denoised {
+            write_wav(path, *rate, x)?;
+        }
         std::fs::write(
-            p.path.with_extension("json"),
-            serde_json::to_vec_pretty(&sidecar)?,
+            path.with_extension("json"),
+            serde_json::to_vec_pretty(&self.sidecar)?,
         )?;
-        if let Some(dir) = p.path.parent() {
-            enforce_cap(dir, (self.cfg.max_mb * 1e6) as u64);
+        if let Some(dir) = path.parent() {
+            enforce_cap(dir, cap);
         }
         tracing::info!(
             "snapshot {} ({:.1} s)",
-            p.path.display(),
-            (b - a) as f64 / self.rate as f64
+            path.display(),
+            x.len() as f64 / *rate as f64
         );
         Ok(())
     }
 }
 
-impl Snapshots {
-    /// The denoised signal over stream times [t0, t1) as far as it has been
-    /// denoised (it lags the raw signal by up to a frame and a hop): its
-    /// file name and span for the sidecar, or null without a denoiser.
-    fn write_denoised(&self, raw: &Path, t0: f64, t1: f64) -> anyhow::Result<serde_json::Value> {
-        let Some(tap) = &self.denoised else {
-            return Ok(serde_json::Value::Null);
-        };
-        let mr = self.model_rate as f64;
-        let path = raw.with_extension("denoised.wav");
-        let (start, span) = {
-            let Some(r) = tap.recent() else {
-                return Ok(serde_json::Value::Null);
-            };
-            let first = r.end - r.samples.len() as u64;
-            let a = ((t0 * mr) as u64).max(first);
-            let b = ((t1 * mr) as u64).min(r.end);
-            if b <= a {
-                return Ok(serde_json::Value::Null);
-            }
-            let spec = hound::WavSpec {
-                channels: 1,
-                sample_rate: self.model_rate,
-                bits_per_sample: 32,
-                sample_format: hound::SampleFormat::Float,
-            };
-            let tmp = path.with_extension("wav.tmp");
-            let mut w = hound::WavWriter::create(&tmp, spec)?;
-            for &v in r.samples.range((a - first) as usize..(b - first) as usize) {
-                w.write_sample(v)?;
-            }
-            w.finalize()?;
-            std::fs::rename(&tmp, &path)?;
-            (a, b - a)
-        };
-        Ok(serde_json::json!({
-            "wav": path.file_name().map(|n| n.to_string_lossy().into_owned()),
-            "sample_rate": self.model_rate,
-            "start_stream_time_s": start as f64 / mr,
-            "end_stream_time_s": (start + span) as f64 / mr,
-        }))
+/// A mono 32-bit float WAV, atomically (a temporary file, then rename).
+fn write_wav(path: &Path, rate: u32, x: &[f32]) -> anyhow::Result<()> {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: rate,
+        bits_per_sample: 32,
+        sample_format: hound::SampleFormat::Float,
+    };
+    let tmp = path.with_extension("wav.tmp");
+    let mut w = hound::WavWriter::create(&tmp, spec)?;
+    for &v in x {
+        w.write_sample(v)?;
     }
+    w.finalize()?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
 }
 
 /// Removes the oldest snapshots (WAV with its sidecar) until the spool fits.

@@ -37,6 +37,8 @@ pub struct StreamStats {
     pub frames: AtomicU64,
     /// Frames made but not handed to the publisher (its queue was full).
     pub dropped_frames: AtomicU64,
+    /// Snapshot and state-file writes dropped: the recorder's queue was full.
+    pub recorder_dropped: Arc<AtomicU64>,
     pub nonfinite_frames: AtomicU64,
     pub clipped_frames: AtomicU64,
     /// Last time the worker went round its loop, monotonic ns.
@@ -199,6 +201,7 @@ impl StreamStats {
             ring,
             frames: AtomicU64::new(0),
             dropped_frames: AtomicU64::new(0),
+            recorder_dropped: Arc::default(),
             nonfinite_frames: AtomicU64::new(0),
             clipped_frames: AtomicU64::new(0),
             heartbeat_ns: AtomicU64::new(0),

@@ -148,18 +148,23 @@ fn every_event_reaches_the_subscriber_once_by_id_across_a_20_s_broker_outage() {
         &r["state"], final_state,
         "retained {r} against status {final_state}"
     );
-    // Summaries came while connected, before the outage and after it (a
-    // count per connected span, not per wall-clock window: a loaded
-    // machine reconnects later), and those of the outage were not sent.
+    // Summaries came while connected, and none of the outage's was kept
+    // for later (QoS 0: best effort). Counted per connected span, not per
+    // wall-clock window: after a 20 s outage the reconnect backoff (up to
+    // 30 s) may come after the recording's end, so no count after it is due.
     let frames = sub.json("frame");
     let time = |f: &Value| f["time"].as_f64().unwrap_or(0.0);
     let before = frames.iter().filter(|f| time(f) < stopped_at).count();
-    let after = frames.iter().filter(|f| time(f) > restarted_at).count();
-    assert!(
-        before >= 3 && after >= 1,
-        "{} summaries: {before} before the outage, {after} after it",
+    let during = frames
+        .iter()
+        .filter(|f| time(f) > stopped_at + 1.5 && time(f) < restarted_at)
+        .count();
+    eprintln!(
+        "{} summaries: {before} before the outage, {during} from it",
         frames.len()
     );
+    assert!(before >= 3, "{before} summaries in 12 s connected");
+    assert_eq!(during, 0, "a summary of the outage was kept and sent late");
     assert!(frames
         .iter()
         .all(|f| f["frames"].as_u64().unwrap_or(0) >= 1 && f["rms"].is_number()));

@@ -9,6 +9,7 @@ use crate::frame::{Assembler, Conditioning};
 use crate::manifest::Labels;
 use crate::monitor::{self, Monitor, StateSaver};
 use crate::pipeline::StreamPipeline;
+use crate::recorder::Recorder;
 use crate::ring::{ring, RingWriter};
 use crate::sinks::Publisher;
 use crate::snapshot::Snapshots;
@@ -47,6 +48,7 @@ pub fn source(
     shared: &Shared,
     tx: &Publisher,
     stop: &Arc<AtomicBool>,
+    recorder: &Recorder,
 ) -> Result<Built> {
     let src = source::open(sc)?;
     let channels = src.channels();
@@ -79,6 +81,7 @@ pub fn source(
             index: c,
             rate: built.source.source.rate(),
             full_scale: built.source.source.full_scale(),
+            recorder,
         };
         let (writer, parts) = ch.parts(shared, &status)?;
         let stats = parts.stats.clone();
@@ -116,6 +119,7 @@ struct Channel<'a> {
     index: usize,
     rate: u32,
     full_scale: f32,
+    recorder: &'a Recorder,
 }
 
 impl Channel<'_> {
@@ -171,6 +175,7 @@ impl Channel<'_> {
             self.rate,
             model_rate,
             self.sc.ring_seconds as f64,
+            self.recorder.counting_in(stats.recorder_dropped.clone()),
         );
         match self.cfg.denoise {
             Some(_) => s.with_denoised(stats.denoised.clone()),
@@ -201,7 +206,10 @@ impl Channel<'_> {
             });
         (
             Monitor::new(mcfg, labels, restored),
-            StateSaver::new(state_file),
+            StateSaver::new(
+                state_file,
+                self.recorder.counting_in(stats.recorder_dropped.clone()),
+            ),
         )
     }
 }

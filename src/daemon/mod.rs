@@ -12,6 +12,7 @@ pub use reload::ReloadFn;
 use crate::analyses::Shared;
 use crate::config::Config;
 use crate::protocol::{DenoisedStatus, ResamplerState, StreamStatus};
+use crate::recorder::Recorder;
 use crate::sinks::{self, Publisher, PublisherQueue};
 use crate::source::SourceStatus;
 use crate::stats::StreamStats;
@@ -50,6 +51,10 @@ pub struct Prepared {
     reload: Option<Arc<ReloadFn>>,
     /// With `[mqtt]`: its files read and its spool open.
     mqtt: Option<sinks::mqtt::Ready>,
+    /// Writes every stream's snapshots and state files; its thread is
+    /// stopped (what it holds written) after the workers'.
+    recorder: Recorder,
+    recorder_thread: Option<std::thread::JoinHandle<()>>,
 }
 
 /// An error in the config or model (exit 78) rather than at run time.
@@ -69,6 +74,9 @@ pub fn prepare(cfg: Config, reload: Option<Arc<ReloadFn>>) -> Result<Prepared, S
         .transpose()
         .map_err(SetupError)?;
     let shared = Shared::load(&cfg).map_err(SetupError)?;
+    let (recorder, recorder_thread) = Recorder::spawn()
+        .context("cannot start the recorder thread")
+        .map_err(SetupError)?;
     if cfg.sources.is_empty() {
         return Err(SetupError(anyhow::anyhow!(
             "no [[source]] configured and none given on the command line"
@@ -86,6 +94,8 @@ pub fn prepare(cfg: Config, reload: Option<Arc<ReloadFn>>) -> Result<Prepared, S
         stop: Arc::new(AtomicBool::new(false)),
         reload,
         mqtt,
+        recorder,
+        recorder_thread: Some(recorder_thread),
     };
     for sc in &cfg.sources {
         p.add_source(sc, &tx).map_err(SetupError)?;
@@ -95,7 +105,7 @@ pub fn prepare(cfg: Config, reload: Option<Arc<ReloadFn>>) -> Result<Prepared, S
 
 impl Prepared {
     fn add_source(&mut self, sc: &crate::config::SourceConfig, tx: &Publisher) -> Result<()> {
-        let built = build::source(&self.cfg, sc, &self.shared, tx, &self.stop)?;
+        let built = build::source(&self.cfg, sc, &self.shared, tx, &self.stop, &self.recorder)?;
         self.sources.push(built.source);
         self.workers.extend(built.workers);
         self.streams.extend(built.streams);

@@ -110,6 +110,7 @@ pub async fn serve(p: Prepared) -> Result<()> {
     s.announce_ready(&socket_path);
     s.serve_until_stopped(&mut signals, &threads).await;
     s.shut_down(running, threads, drain).await;
+    s.stop_recorder().await;
     s.bus.send(&s.status("stopping"));
     let _ = shutdown_tx.send(true);
     s.wait_for_clients(Duration::from_millis(300)).await;
@@ -362,6 +363,22 @@ impl Serving {
             .is_err()
         {
             tracing::warn!("stream workers did not finish draining in time");
+        }
+    }
+
+    /// Once the workers are done: the snapshots and state files they
+    /// handed over are written (for at most 3 s: a disk may hang).
+    async fn stop_recorder(&mut self) {
+        let Some(t) = self.p.recorder_thread.take() else {
+            return;
+        };
+        let r = self.p.recorder.clone();
+        let stopped = tokio::task::spawn_blocking(move || r.stop(t));
+        if tokio::time::timeout(Duration::from_secs(3), stopped)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the recorder did not finish its writes in time");
         }
     }
 

@@ -91,7 +91,7 @@ fn velocity(o: &mut Out, streams: &[Arc<StreamStats>]) {
 fn render(sink: &HttpSink) -> String {
     let streams = &sink.bus.stream_stats;
     let mut o = Out(String::with_capacity(4096 + streams.len() * 2048));
-    let counters: [(&str, &str, Reading); 7] = [
+    let counters: [(&str, &str, Reading); 8] = [
         ("drsnd_frames_total", "frames published", |s| {
             s.frames.load(Relaxed) as f64
         }),
@@ -114,6 +114,11 @@ fn render(sink: &HttpSink) -> String {
             "drsnd_dropped_frames_total",
             "frames made but not published",
             |s| s.dropped_frames.load(Relaxed) as f64,
+        ),
+        (
+            "drsnd_recorder_dropped_total",
+            "snapshot and state-file writes dropped (the recorder's queue was full)",
+            |s| s.recorder_dropped.load(Relaxed) as f64,
         ),
         (
             "drsnd_nonfinite_frames_total",
