@@ -1,5 +1,5 @@
 //! The checks behind each fuzz target, shared by the targets (fuzz/fuzz_targets/)
-//! and by tests/fuzz_corpus.rs, which replays the kept corpora in every test run.
+//! and by tests/it/fuzz_corpus.rs, which replays the kept corpora in every test run.
 //! Each takes arbitrary bytes and panics only on a broken promise.
 #![allow(dead_code, unused_imports)]
 

@@ -139,7 +139,7 @@ mod tests {
                 accepted += 1;
             }
         }
-        assert!(accepted >= QUEUE - 1 && accepted <= QUEUE, "{accepted}");
+        assert!((QUEUE - 1..=QUEUE).contains(&accepted), "{accepted}");
         assert_eq!(r.dropped(), (QUEUE + 10 - accepted) as u64);
         let _ = gate_tx.send(());
         r.stop(thread);

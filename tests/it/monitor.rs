@@ -2,7 +2,7 @@
 //! as fast as the daemon reads; debouncing runs on stream time, so the
 //! outcome is the same as in real time).
 
-mod common;
+use crate::common;
 
 use common::{fault, healthy_12k, read_wav_f32, two_faults_in_turn, Daemon};
 use serde_json::Value;
@@ -227,7 +227,13 @@ fn a_fault_known_before_sigkill_is_not_raised_again_after_restart() {
         e.iter().any(|x| name(&x["to"]) == "fault(inner)")
     });
     w.join().expect("fed");
-    assert!(state_dir.join("bearing.state.json").exists());
+    // The recorder thread writes it just after the event goes out.
+    let saved = state_dir.join("bearing.state.json");
+    let t0 = Instant::now();
+    while !saved.exists() && t0.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(saved.exists(), "{} never written", saved.display());
     d.child.kill().expect("SIGKILL");
     d.child.wait().expect("reaped");
     drop(ev);

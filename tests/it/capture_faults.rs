@@ -9,7 +9,7 @@
 //!   its streams: the backlog beyond max-lag-s is skipped and counted, and
 //!   latency comes back down.
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::Value;

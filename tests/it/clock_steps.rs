@@ -7,7 +7,7 @@
 //! follow the new wall clock; and a real stall right after a backward step
 //! is still seen as soon as usual.
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::Value;

@@ -1,7 +1,7 @@
 //! Acceptance 5: bad input gives a clear error or a flagged frame, never a
 //! panic, and the daemon keeps serving where the input allows.
 
-mod common;
+use crate::common;
 
 use common::{crash_model, cwru, read_wav_f32, sha256_hex, Daemon, BIN};
 use serde_json::Value;

@@ -2,7 +2,7 @@
 //! (WebDriver), `/metrics` through `promtool check metrics` and against
 //! `status`, SSE reconnection with `Last-Event-ID`, and bad requests.
 
-mod common;
+use crate::common;
 
 use common::web::{self, Browser};
 use common::*;

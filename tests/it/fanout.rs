@@ -3,7 +3,7 @@
 //! a slow one is told it lagged; neither delays the others, and the
 //! daemon's memory does not grow.
 
-mod common;
+use crate::common;
 
 use common::{cwru, Client, Daemon};
 use std::io::Read;

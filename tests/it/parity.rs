@@ -3,7 +3,7 @@
 //! thresholds), at batch 1 and in a batch: for the shipped model and for
 //! an untrained model with a family head (tests/fixtures/family_head_model.py).
 
-mod common;
+use crate::common;
 
 use drsnd::infer::{Model, Prediction};
 use drsnd::manifest::ModelFiles;

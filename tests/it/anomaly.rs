@@ -4,7 +4,7 @@
 //! as it reads; the monitor runs on stream time, so the outcome is that of
 //! real time).
 
-mod common;
+use crate::common;
 
 use common::{Daemon, BIN};
 use serde_json::Value;

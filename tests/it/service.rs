@@ -2,7 +2,7 @@
 //! while inference makes progress and not when it stalls, STOPPING=1 and a
 //! clean exit on SIGTERM.
 
-mod common;
+use crate::common;
 
 use common::{crash_model, cwru, sha256_hex, BIN};
 use std::os::unix::net::{UnixDatagram, UnixStream};

@@ -4,7 +4,7 @@
 //! and scores as hardened, and `drsnd check` passes with the installed
 //! config and model.
 
-mod common;
+use crate::common;
 
 use common::{root, BIN};
 use std::path::Path;

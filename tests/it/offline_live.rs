@@ -6,7 +6,7 @@
 //! `since`, and the live snapshot's path), for a stream with units, speed,
 //! bearing, a baseline and the denoiser.
 
-mod common;
+use crate::common;
 
 use common::{cwru, healthy_12k, read_wav_f32, write_wav_f32, Daemon, BIN};
 use serde_json::Value;

@@ -1,7 +1,7 @@
 //! Physical measures on the real binary: a synthetic 10 mm/s sine in g read
 //! back as velocity RMS and ISO zone; a source without units gets none.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! (`classify --rpm --bearing-orders`) and in the daemon (`rpm`, `bearing`),
 //! and every bad setting refused naming its key, at start and at reload.
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::Value;

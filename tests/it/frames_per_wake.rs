@@ -5,7 +5,7 @@
 //! wait for their group (a frame that completes first waits 3 hops for the
 //! fourth), which a daemon that ignored the key could not show.
 
-mod common;
+use crate::common;
 
 use common::{model, signal, write_wav_f32, Daemon};
 use std::time::{Duration, Instant};

@@ -3,7 +3,7 @@
 //! client certificates and refused credentials, the spool's cap, bad
 //! settings, and `drsnd fleet`.
 
-mod common;
+use crate::common;
 
 use common::broker::{Broker, Subscriber};
 use common::*;

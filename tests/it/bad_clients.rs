@@ -4,7 +4,7 @@
 //! socket's group. A well-behaved subscriber watches throughout and must
 //! miss nothing; the daemon's file descriptors and memory return to baseline.
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::Value;

@@ -4,7 +4,7 @@
 //! wrap-around. Each gives the right frames (count, position, finite
 //! numbers) or a clear error.
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::Value;

@@ -9,7 +9,7 @@
 //! The load-shedding lag is set just under the ring's size: shedding would
 //! only skip more of the file, and this test is about what the ring keeps.
 
-mod common;
+use crate::common;
 
 use common::{cwru, read_wav_f32, Daemon};
 use std::time::{Duration, Instant};

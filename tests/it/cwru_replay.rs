@@ -3,7 +3,7 @@
 //! correctly by a socket subscriber (>= 97 % per class), and `drsnd classify`
 //! gives the same labels for the same frames.
 
-mod common;
+use crate::common;
 
 use common::{class_files, classify_json, cwru, read_wav_f32, write_wav_f32, Daemon, CLASSES};
 use std::collections::HashMap;

@@ -2,7 +2,7 @@
 //! so what fuzzing found stays fixed in every test run (the fuzzing itself
 //! is `fuzz/run.sh`, not part of CI).
 
-#[path = "../fuzz/checks.rs"]
+#[path = "../../fuzz/checks.rs"]
 mod checks;
 
 use std::path::Path;

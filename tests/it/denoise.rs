@@ -4,7 +4,7 @@
 //! that stops reading while the other goes on, and a reload that keeps the
 //! running denoiser when the new file is broken.
 
-mod common;
+use crate::common;
 
 use common::*;
 use drsnd::infer::denoiser::Denoiser;
