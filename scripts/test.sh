@@ -21,17 +21,29 @@ if [ "${1:-}" = "--quick" ]; then
 fi
 
 bash scripts/setup-system.sh
+# The Rust test build (most of the run on a fresh clone) goes on while the
+# model pipeline's venv is made and checked.
+build_log=$(mktemp)
+cargo test --locked --tests --features fault-injection --no-run > "$build_log" 2>&1 &
+build=$!
 bash scripts/setup-python.sh
-
-echo "== cargo fmt, clippy, module layering"
-cargo fmt --all -- --check
-cargo clippy --all-targets --all-features --locked -- -D warnings
-python3 scripts/check-modules.py
 
 echo "== model pipeline: shipped model in onnxruntime, then a smoke train + export"
 (cd models/train && ../.venv/bin/python -m drsn_train verify ../drsn-cw-cwru10.json \
   && ../.venv/bin/python -m drsn_train verify ../drsn-denoise.json \
   && ../.venv/bin/python -m drsn_train smoke)
+
+echo "== cargo test --no-run (built meanwhile)"
+if ! wait $build; then
+  cat "$build_log"
+  exit 1
+fi
+tail -1 "$build_log"
+
+echo "== cargo fmt, clippy, module layering"
+cargo fmt --all -- --check
+cargo clippy --all-targets --all-features --locked -- -D warnings
+python3 scripts/check-modules.py
 
 echo "== cargo test"
 # --tests: unit and integration tests (there are no doc tests), so the run
