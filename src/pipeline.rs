@@ -65,18 +65,6 @@ impl StreamPipeline {
         }
     }
 
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    pub fn analyses(&self) -> &Analyses {
-        &self.analyses
-    }
-
-    pub fn assembler(&self) -> &Assembler {
-        &self.assembler
-    }
-
     /// Frames made so far: the next frame's seq.
     pub fn frames_made(&self) -> u64 {
         self.seq
@@ -127,8 +115,9 @@ impl StreamPipeline {
     pub fn emit(&mut self, mut out: impl FnMut(Analysed)) {
         let start = self.done;
         let end = start + self.reports.len();
-        let reports = std::mem::take(&mut self.reports);
-        for (frame, report) in self.pending[start..end].iter().zip(reports) {
+        // Taken and put back (drained), so its allocation is kept.
+        let mut reports = std::mem::take(&mut self.reports);
+        for (frame, report) in self.pending[start..end].iter().zip(reports.drain(..)) {
             let a = judge(
                 &mut self.monitor,
                 &self.analyses,
@@ -140,6 +129,7 @@ impl StreamPipeline {
             self.seq += 1;
             out(a);
         }
+        self.reports = reports;
         self.advance(end);
     }
 
