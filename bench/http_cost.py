@@ -12,7 +12,7 @@ variants = [("off", "[http] off"), ("idle", "[http] on, no page"), ("pages", "[h
 
 def figures(r):
     threads = r["cpu_seconds_by_thread_since_start"]
-    infer = sum(v for k, v in threads.items() if k.startswith("infer-"))
+    infer = sum(v for k, v in threads.items() if k.startswith(("stream-", "infer-")))
     wall = r["wall_seconds"]
     return {
         "cpu": r["cpu_percent_of_one_core"],

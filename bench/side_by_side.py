@@ -17,7 +17,7 @@ def figures(r):
     wall = r["wall_seconds"]
     return {
         "cpu": r["cpu_percent_of_one_core"],
-        "infer": 100 * sum(v for k, v in threads.items() if k.startswith("infer-")) / wall,
+        "infer": 100 * sum(v for k, v in threads.items() if k.startswith(("stream-", "infer-"))) / wall,
         "p99": r["latency_ms"]["p99"],
         "rss": r.get("peak_rss_kib", 0) / 1024,
         "streams": r["streams"],

@@ -217,7 +217,7 @@ mod tests {
             },
         };
         let m = &shared.classifier.manifest;
-        let links = crate::stats::Links {
+        let links = crate::hub::Links {
             baseline: Arc::default(),
             denoised: Arc::new(crate::tap::DenoisedTap::new(m.sample_rate)),
         };

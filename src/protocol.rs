@@ -423,7 +423,7 @@ pub struct StreamStatus {
     /// Unix seconds.
     pub machine_since: f64,
     /// The stream's learned normal.
-    pub baseline: crate::stats::BaselineStatus,
+    pub baseline: crate::hub::BaselineStatus,
     /// The denoised signal's hand-over to its socket (with `[denoise]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub denoised: Option<DenoisedStatus>,

@@ -7,6 +7,7 @@
 
 use crate::analyses::Analyses;
 use crate::clock::{self, mono_ns};
+use crate::hub::{SourceState, StreamHub};
 use crate::monitor;
 use crate::pipeline::{Analysed, StreamPipeline};
 use crate::protocol::{EventMsg, FrameMsg, Message};
@@ -14,7 +15,6 @@ use crate::ring::{RingReader, Segment};
 use crate::sinks::Publisher;
 use crate::snapshot::Snapshots;
 use crate::source::SourceStatus;
-use crate::stats::{SourceState, StreamStats};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,7 +30,7 @@ pub struct Parts {
     pub snapshots: Snapshots,
     /// Saves the machine state on transitions, for a restart.
     pub state: monitor::StateSaver,
-    pub stats: Arc<StreamStats>,
+    pub hub: Arc<StreamHub>,
     /// The source's account of itself, for no-signal reasons.
     pub source: Arc<SourceStatus>,
     /// Live sources: unread samples beyond this are skipped (load shedding).
@@ -122,12 +122,12 @@ impl StreamWorker {
         (w, swap_tx)
     }
 
-    pub fn stats(&self) -> &Arc<StreamStats> {
-        &self.p.stats
+    pub fn hub(&self) -> &Arc<StreamHub> {
+        &self.p.hub
     }
 
     pub fn spawn(self) -> std::io::Result<std::thread::JoinHandle<()>> {
-        let name = format!("infer-{}", self.p.stats.name);
+        let name = format!("stream-{}", self.p.hub.name);
         std::thread::Builder::new()
             .name(name)
             .spawn(move || self.run())
@@ -135,11 +135,11 @@ impl StreamWorker {
 
     fn run(mut self) {
         self.started_ns = mono_ns();
-        self.p.stats.set_state(SourceState::Running);
+        self.p.hub.set_state(SourceState::Running);
         loop {
             crate::fault::stall_while_asked();
             let now = mono_ns();
-            self.p.stats.heartbeat_ns.store(now, Relaxed);
+            self.p.hub.heartbeat_ns.store(now, Relaxed);
             self.log_left_out(now);
             self.p.state.save_if_due(now);
             self.take_swap();
@@ -167,7 +167,7 @@ impl StreamWorker {
         self.p.state.save_now(mono_ns());
         if self.p.reader.finished() {
             tracing::info!(
-                stream = %self.p.stats.name,
+                stream = %self.p.hub.name,
                 frames = self.p.pipeline.frames_made(),
                 "stream ended"
             );
@@ -185,8 +185,8 @@ impl StreamWorker {
     /// Moves up to a second of samples from the ring into the assembler (so
     /// frames and snapshots keep up); returns (samples drained, the limit).
     fn drain_ring(&mut self) -> (usize, usize) {
-        let rate = self.p.stats.source_rate as f64;
-        let max = self.p.stats.source_rate as usize;
+        let rate = self.p.hub.source_rate as f64;
+        let max = self.p.hub.source_rate as usize;
         let (pipeline, snapshots) = (&mut self.p.pipeline, &mut self.p.snapshots);
         let mut failed = None;
         let drained = self.p.reader.drain(rate, max, |seg| match seg {
@@ -202,7 +202,7 @@ impl StreamWorker {
             }
         });
         if let Some(e) = failed {
-            tracing::error!(stream = %self.p.stats.name, "frame assembly failed: {e:#}");
+            tracing::error!(stream = %self.p.hub.name, "frame assembly failed: {e:#}");
         }
         (drained, max)
     }
@@ -215,8 +215,8 @@ impl StreamWorker {
             let n = match self.p.pipeline.analyse() {
                 Ok(n) => n,
                 Err(f) => {
-                    tracing::error!(stream = %self.p.stats.name, "analysis failed: {:#}", f.error);
-                    self.p.stats.dropped_frames.fetch_add(f.frames, Relaxed);
+                    tracing::error!(stream = %self.p.hub.name, "analysis failed: {:#}", f.error);
+                    self.p.hub.dropped_frames.fetch_add(f.frames, Relaxed);
                     continue;
                 }
             };
@@ -224,7 +224,7 @@ impl StreamWorker {
             let mut done = std::mem::take(&mut self.analysed);
             self.p.pipeline.emit(|a| done.push(a));
             for a in done.drain(..) {
-                self.p.stats.analysis_time.observe(per_frame);
+                self.p.hub.analysis_time.observe(per_frame);
                 self.frame_done(a);
             }
             self.analysed = done;
@@ -251,16 +251,16 @@ impl StreamWorker {
             self.zone_event(tr, wall);
         }
         let latency_ns = mono_ns().saturating_sub(end_ns);
-        let stats = &self.p.stats;
-        stats.record_latency(latency_ns / 1000);
+        let hub = &self.p.hub;
+        hub.record_latency(latency_ns / 1000);
         if flags.nonfinite {
-            stats.nonfinite_frames.fetch_add(1, Relaxed);
+            hub.nonfinite_frames.fetch_add(1, Relaxed);
         }
         if flags.clipped {
-            stats.clipped_frames.fetch_add(1, Relaxed);
+            hub.clipped_frames.fetch_add(1, Relaxed);
         }
         if let Some(Some(v)) = msg.velocity_rms_mm_s {
-            stats.velocity_mm_s.store(v.to_bits(), Relaxed);
+            hub.velocity_mm_s.store(v.to_bits(), Relaxed);
         }
         (msg.time, msg.latency_ms) = (wall, latency_ns as f64 / 1e6);
         self.publish(msg);
@@ -281,7 +281,7 @@ impl StreamWorker {
         let mut shed = 0u64;
         self.p
             .reader
-            .drain(self.p.stats.source_rate as f64, backlog - max_lag, |seg| {
+            .drain(self.p.hub.source_rate as f64, backlog - max_lag, |seg| {
                 let n = match seg {
                     Segment::Samples(x, _) => {
                         shed += x.len() as u64;
@@ -292,13 +292,13 @@ impl StreamWorker {
                 snapshots.gap(n);
                 pipeline.gap(n);
             });
-        self.p.stats.ring.overrun_samples.fetch_add(shed, Relaxed);
+        self.p.hub.ring.overrun_samples.fetch_add(shed, Relaxed);
         let (pending, last) = &mut self.shed_log;
         *pending += shed;
         let now = mono_ns();
         if now.saturating_sub(*last) >= SHED_LOG_EVERY.as_nanos() as u64 {
             tracing::warn!(
-                stream = %self.p.stats.name,
+                stream = %self.p.hub.name,
                 "inference fell behind: skipped {pending} samples (counted in overrun_samples)"
             );
             (*pending, *last) = (0, now);
@@ -309,13 +309,13 @@ impl StreamWorker {
     fn check_idle(&mut self) {
         let last = self
             .p
-            .stats
+            .hub
             .ring
             .last_chunk_ns
             .load(Relaxed)
             .max(self.started_ns);
         let idle_s = clock::secs_since(last);
-        let t_s = self.p.pipeline.stream_time_s(self.p.stats.source_rate);
+        let t_s = self.p.pipeline.stream_time_s(self.p.hub.source_rate);
         if let Some(tr) = self.p.pipeline.idle(idle_s, t_s, self.p.source.get()) {
             self.transition(tr, clock::wall_s());
         }
@@ -326,13 +326,13 @@ impl StreamWorker {
     fn transition(&mut self, tr: monitor::Transition, time: f64) {
         let now = mono_ns();
         self.log_left_out(now);
-        let name = self.p.stats.name.clone();
+        let name = self.p.hub.name.clone();
         if self.change_log.admit() {
             tracing::info!(stream = %name, "machine {} -> {}", tr.from.name(), tr.to.name());
         }
         let since_s = tr.since_s;
         let mut event = EventMsg::new(name.clone(), tr, time);
-        self.p.stats.record_change(event.to.clone(), event.since);
+        self.p.hub.record_change(event.to.clone(), event.since);
         let saved = monitor::Saved {
             stream: name,
             machine: event.to.clone(),
@@ -356,7 +356,7 @@ impl StreamWorker {
     /// Publishes a change of ISO zone level. Not a machine state: status,
     /// hello and the state file keep the machine's.
     fn zone_event(&mut self, tr: monitor::Transition, time: f64) {
-        let name = self.p.stats.name.clone();
+        let name = self.p.hub.name.clone();
         tracing::info!(stream = %name, "vibration {} -> {}", tr.from.name(), tr.to.name());
         self.tx.send(Message::Event(EventMsg::new(name, tr, time)));
     }
@@ -369,7 +369,7 @@ impl StreamWorker {
     fn report_left_out(&self, n: u64) {
         if n > 0 {
             tracing::info!(
-                stream = %self.p.stats.name,
+                stream = %self.p.hub.name,
                 "{n} more machine state changes were not logged (at most {CHANGE_LOG_BURST} a minute; each was an event on the socket)"
             );
         }
@@ -377,9 +377,9 @@ impl StreamWorker {
 
     fn publish(&self, msg: FrameMsg) {
         if self.tx.try_send(Message::Frame(msg)) {
-            self.p.stats.frames.fetch_add(1, Relaxed);
+            self.p.hub.frames.fetch_add(1, Relaxed);
         } else {
-            self.p.stats.dropped_frames.fetch_add(1, Relaxed);
+            self.p.hub.dropped_frames.fetch_add(1, Relaxed);
         }
     }
 }

@@ -6,8 +6,8 @@
 
 use super::baseline::{learnable, Baseline, Features, LoadError, Origin};
 use super::Analysis;
+use crate::hub::{BaselineCell, BaselineStatus};
 use crate::report::{Frame, Report};
-use crate::stats::{BaselineCell, BaselineStatus};
 use anyhow::Result;
 use std::path::PathBuf;
 use std::sync::Arc;

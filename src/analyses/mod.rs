@@ -16,11 +16,11 @@ pub mod physics;
 pub mod spectrum;
 
 use crate::config::{Config, SourceConfig};
+use crate::hub::Links;
 use crate::infer::denoiser::Denoiser;
 use crate::infer::Model;
 use crate::manifest::{Labels, Manifest, ModelFiles};
 use crate::report::{Frame, Report};
-use crate::stats::Links;
 use anyhow::Result;
 
 /// One analysis of a stream's frames.

@@ -6,6 +6,7 @@ use super::StreamHandle;
 use crate::analyses::{Analyses, Shared, StreamSpec};
 use crate::config::{Config, SourceConfig, SourceKind};
 use crate::frame::{Assembler, Conditioning};
+use crate::hub::StreamHub;
 use crate::manifest::Labels;
 use crate::monitor::{self, Monitor, StateSaver};
 use crate::pipeline::StreamPipeline;
@@ -14,7 +15,6 @@ use crate::ring::{ring, RingWriter};
 use crate::sinks::Publisher;
 use crate::snapshot::Snapshots;
 use crate::source::{self, Source, SourceStatus};
-use crate::stats::StreamStats;
 use crate::worker::{Parts, StreamWorker};
 use anyhow::{bail, Result};
 use std::sync::atomic::AtomicBool;
@@ -84,11 +84,11 @@ pub fn source(
             recorder,
         };
         let (writer, parts) = ch.parts(shared, &status)?;
-        let stats = parts.stats.clone();
+        let hub = parts.hub.clone();
         let (worker, swap) = StreamWorker::new(parts, tx.clone(), stop.clone());
         built.workers.push(PendingWorker { worker, swap });
         built.streams.push(StreamHandle {
-            stats,
+            hub,
             source: status.clone(),
             units: sc.units_label(),
             bearing: bearing_info(sc),
@@ -135,7 +135,7 @@ impl Channel<'_> {
             clip_level: self.sc.clip_level.unwrap_or(self.full_scale),
         };
         let assembler = Assembler::new(cond, m.frame_length, self.cfg.hop)?;
-        let mut stats = StreamStats::new(
+        let mut hub = StreamHub::new(
             self.name,
             &self.sc.label(),
             self.rate,
@@ -144,20 +144,20 @@ impl Channel<'_> {
             m.sample_rate,
             writer.counters().clone(),
         );
-        stats.resampler = assembler.resampling();
-        let stats = Arc::new(stats);
-        let (monitor, state) = self.monitor(&stats, m.labels());
+        hub.resampler = assembler.resampling();
+        let hub = Arc::new(hub);
+        let (monitor, state) = self.monitor(&hub, m.labels());
         let analyses = Analyses::for_stream(
             shared,
             &StreamSpec::of(self.cfg, self.sc, self.name),
-            stats.links(),
+            hub.links(),
         )?;
         let parts = Parts {
             reader,
             pipeline: StreamPipeline::new(self.name, assembler, analyses, monitor),
-            snapshots: self.snapshots(&stats, m.sample_rate),
+            snapshots: self.snapshots(&hub, m.sample_rate),
             state,
-            stats,
+            hub,
             source: status.clone(),
             max_lag: (self.sc.kind == SourceKind::Cpal)
                 .then_some((self.rate as f32 * self.sc.max_lag_s) as usize),
@@ -168,24 +168,24 @@ impl Channel<'_> {
         Ok((writer, parts))
     }
 
-    fn snapshots(&self, stats: &StreamStats, model_rate: u32) -> Snapshots {
+    fn snapshots(&self, hub: &StreamHub, model_rate: u32) -> Snapshots {
         let s = Snapshots::new(
             self.cfg.snapshots.clone(),
             self.name,
             self.rate,
             model_rate,
             self.sc.ring_seconds as f64,
-            self.recorder.counting_in(stats.recorder_dropped.clone()),
+            self.recorder.counting_in(hub.recorder_dropped.clone()),
         );
         match self.cfg.denoise {
-            Some(_) => s.with_denoised(stats.denoised.clone()),
+            Some(_) => s.with_denoised(hub.denoised.clone()),
             None => s,
         }
     }
 
     /// The stream's monitor, starting from the machine state saved before a
     /// restart, if any (a fault already known is not raised again).
-    fn monitor(&self, stats: &StreamStats, labels: Labels) -> (Monitor, StateSaver) {
+    fn monitor(&self, hub: &StreamHub, labels: Labels) -> (Monitor, StateSaver) {
         let mcfg = self.cfg.monitor_of(self.sc);
         let state_file = mcfg
             .state_dir
@@ -201,14 +201,14 @@ impl Channel<'_> {
                     s.machine.name(),
                     s.since
                 );
-                stats.set_machine(s.machine.clone(), s.since);
+                hub.set_machine(s.machine.clone(), s.since);
                 (s.machine, 0.0)
             });
         (
             Monitor::new(mcfg, labels, restored),
             StateSaver::new(
                 state_file,
-                self.recorder.counting_in(stats.recorder_dropped.clone()),
+                self.recorder.counting_in(hub.recorder_dropped.clone()),
             ),
         )
     }

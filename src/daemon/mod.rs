@@ -11,11 +11,11 @@ pub use reload::ReloadFn;
 
 use crate::analyses::Shared;
 use crate::config::Config;
+use crate::hub::StreamHub;
 use crate::protocol::{DenoisedStatus, ResamplerState, StreamStatus};
 use crate::recorder::Recorder;
 use crate::sinks::{self, Publisher, PublisherQueue};
 use crate::source::SourceStatus;
-use crate::stats::StreamStats;
 use anyhow::{Context, Result};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
@@ -25,7 +25,7 @@ const PUBLISH_QUEUE: usize = 8192;
 
 /// One stream as the daemon tracks it.
 pub struct StreamHandle {
-    stats: Arc<StreamStats>,
+    hub: Arc<StreamHub>,
     source: Arc<SourceStatus>,
     /// As hello names them (None: no physical figures).
     units: Option<String>,
@@ -123,7 +123,7 @@ pub fn run(p: Prepared) -> Result<()> {
 }
 
 fn stream_status(s: &StreamHandle) -> StreamStatus {
-    let st = &s.stats;
+    let st = &s.hub;
     let frames = st.frames.load(Relaxed);
     let mean = st.latency_sum_us.load(Relaxed) as f64 / frames.max(1) as f64 / 1000.0;
     let (machine, machine_since) = st.machine();

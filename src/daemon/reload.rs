@@ -4,9 +4,9 @@
 
 use crate::analyses::{Analyses, Shared, StreamSpec};
 use crate::config::Config;
+use crate::hub::Links;
 use crate::infer::Model;
 use crate::manifest::{Manifest, ModelFiles};
-use crate::stats::Links;
 use anyhow::{bail, Result};
 
 /// Re-reads the configuration for a reload.

@@ -85,7 +85,7 @@ pub async fn serve(p: Prepared) -> Result<()> {
         Some(dir) => sinks::denoised::start(
             dir,
             parse_mode(&s.p.cfg.socket.mode).unwrap_or(0o660),
-            &s.bus.stream_stats,
+            &s.bus.hubs,
             s.p.stop.clone(),
         )?,
         None => Vec::new(),
@@ -162,7 +162,7 @@ fn start_sources(
     for mut src in p.sources.drain(..) {
         for w in src.writers.iter_mut().flatten() {
             let Some((s, t)) = handles.next() else { break };
-            let rate = s.stats.source_rate;
+            let rate = s.hub.source_rate;
             w.set_waker(
                 t.thread().clone(),
                 to_src(m.frame_length, rate),
@@ -192,7 +192,7 @@ impl Serving {
         let bus = Bus::new(
             hello,
             p.cfg.socket.client_queue,
-            streams.iter().map(|s| s.stats.clone()).collect(),
+            streams.iter().map(|s| s.hub.clone()).collect(),
         );
         let socket = SocketSink::new(bus.clone(), p.cfg.socket.clone());
         let swaps = p.workers.iter().map(|w| w.swap.clone()).collect();
@@ -267,7 +267,7 @@ impl Serving {
         let limit = limit.as_nanos() as u64;
         let now = crate::clock::mono_ns();
         let alive = threads.iter().zip(&self.streams).all(|(t, s)| {
-            t.is_finished() || now.saturating_sub(s.stats.heartbeat_ns.load(Relaxed)) < limit
+            t.is_finished() || now.saturating_sub(s.hub.heartbeat_ns.load(Relaxed)) < limit
         });
         if alive {
             notify("WATCHDOG=1");
@@ -285,7 +285,7 @@ impl Serving {
             Some(f) => {
                 let running = self.p.cfg.clone();
                 let current = self.p.shared.classifier.manifest.clone();
-                let cells = self.bus.stream_stats.iter().map(|s| s.links()).collect();
+                let cells = self.bus.hubs.iter().map(|s| s.links()).collect();
                 let job = move || reload::prepare(&*f, &running, &current, cells);
                 match tokio::task::spawn_blocking(job).await {
                     Ok(Ok(ready)) => Ok(self.hand_out(ready)),
@@ -401,15 +401,15 @@ fn denoiser_info(p: &Prepared) -> Option<DenoiserInfo> {
 }
 
 fn stream_info(s: &StreamHandle) -> StreamInfo {
-    let (machine, machine_since) = s.stats.machine();
+    let (machine, machine_since) = s.hub.machine();
     StreamInfo {
         machine,
         machine_since,
-        name: s.stats.name.clone(),
-        source: s.stats.source.clone(),
-        channel: s.stats.channel,
-        source_rate: s.stats.source_rate,
-        hop: s.stats.hop,
+        name: s.hub.name.clone(),
+        source: s.hub.source.clone(),
+        channel: s.hub.channel,
+        source_rate: s.hub.source_rate,
+        hop: s.hub.hop,
         units: s.units.clone(),
         bearing: s.bearing.clone(),
     }

@@ -7,7 +7,7 @@
 //! whose socket buffer is full (several seconds of signal unread) is
 //! dropped and counted, while the other readers and the frames go on.
 
-use crate::stats::StreamStats;
+use crate::hub::StreamHub;
 use crate::tap::DenoisedTap;
 use anyhow::{Context, Result};
 use std::io::Write;
@@ -31,7 +31,7 @@ pub fn path_in(dir: &Path, stream: &str) -> PathBuf {
 pub fn start(
     dir: &Path,
     mode: u32,
-    streams: &[Arc<StreamStats>],
+    streams: &[Arc<StreamHub>],
     stop: Arc<AtomicBool>,
 ) -> Result<Vec<JoinHandle<()>>> {
     let mut threads = Vec::new();

@@ -12,8 +12,8 @@ pub mod http;
 pub mod mqtt;
 pub mod socket;
 
+use crate::hub::StreamHub;
 use crate::protocol::{FrameMsg, Hello, Message, Status};
-use crate::stats::StreamStats;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -80,7 +80,7 @@ pub struct Bus {
     pub tx: broadcast::Sender<Arc<Outgoing>>,
     pub hello: Mutex<Hello>,
     /// In `hello` order: where a new subscriber learns each machine's state.
-    pub stream_stats: Vec<Arc<StreamStats>>,
+    pub hubs: Vec<Arc<StreamHub>>,
     /// Subscribers that asked for frames without thresholds: while there
     /// are any, frames are serialised a second time without them.
     pub lite_clients: AtomicUsize,
@@ -97,12 +97,12 @@ struct Replay {
 
 impl Bus {
     /// `capacity`: messages the broadcast ring holds for its slowest reader.
-    pub fn new(hello: Hello, capacity: usize, stream_stats: Vec<Arc<StreamStats>>) -> Arc<Self> {
+    pub fn new(hello: Hello, capacity: usize, hubs: Vec<Arc<StreamHub>>) -> Arc<Self> {
         let (tx, _) = broadcast::channel(capacity.max(2));
         Arc::new(Self {
             tx,
             hello: Mutex::new(hello),
-            stream_stats,
+            hubs,
             lite_clients: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
             replay: Mutex::new(Replay {
@@ -189,8 +189,8 @@ impl Bus {
     /// The hello for a new subscriber, with every stream's current machine state.
     pub fn hello_now(&self) -> Option<Hello> {
         let mut h = self.hello.lock().ok()?.clone();
-        for (info, stats) in h.streams.iter_mut().zip(&self.stream_stats) {
-            (info.machine, info.machine_since) = stats.machine();
+        for (info, hub) in h.streams.iter_mut().zip(&self.hubs) {
+            (info.machine, info.machine_since) = hub.machine();
         }
         Some(h)
     }

@@ -322,10 +322,10 @@ impl Client {
     /// `status` shows the learning from its next frame.
     fn learn(&self, stream: String, seconds: f64) -> String {
         let i = self.hub.stream_names.iter().position(|s| *s == stream);
-        let Some(stats) = i.and_then(|i| self.hub.bus.stream_stats.get(i)) else {
+        let Some(hub) = i.and_then(|i| self.hub.bus.hubs.get(i)) else {
             return error_line(&format!("learn: stream {stream:?} has no worker"));
         };
-        stats.baseline.request_learning(seconds);
+        hub.baseline.request_learning(seconds);
         tracing::info!(client = self.info.fd, %stream, seconds, "a client asked to learn the baseline");
         to_line(&Message::Ack(AckMsg {
             cmd: "learn".into(),

@@ -5,8 +5,8 @@
 //! class, sink), never a free text such as a reason.
 
 use super::HttpSink;
+use crate::hub::{StreamHub, HISTOGRAM_BOUNDS_S};
 use crate::monitor::{State, STATE_KINDS};
-use crate::stats::{StreamStats, HISTOGRAM_BOUNDS_S};
 use axum::extract::State as Extract;
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -32,7 +32,7 @@ fn esc(v: &str) -> String {
 }
 
 /// One number of a stream's counters.
-type Reading = fn(&StreamStats) -> f64;
+type Reading = fn(&StreamHub) -> f64;
 
 struct Out(String);
 
@@ -44,11 +44,11 @@ impl Out {
     /// One counter or gauge per stream.
     fn per_stream(
         &mut self,
-        streams: &[Arc<StreamStats>],
+        streams: &[Arc<StreamHub>],
         name: &str,
         kind: &str,
         help: &str,
-        value: impl Fn(&StreamStats) -> f64,
+        value: impl Fn(&StreamHub) -> f64,
     ) {
         self.head(name, kind, help);
         for s in streams {
@@ -58,7 +58,7 @@ impl Out {
 }
 
 /// The last velocity RMS of each stream that has one (a source with units).
-fn velocity(o: &mut Out, streams: &[Arc<StreamStats>]) {
+fn velocity(o: &mut Out, streams: &[Arc<StreamHub>]) {
     let name = "drsnd_velocity_rms_meters_per_second";
     let known: Vec<(&str, f32)> = streams
         .iter()
@@ -89,7 +89,7 @@ fn velocity(o: &mut Out, streams: &[Arc<StreamStats>]) {
 }
 
 fn render(sink: &HttpSink) -> String {
-    let streams = &sink.bus.stream_stats;
+    let streams = &sink.bus.hubs;
     let mut o = Out(String::with_capacity(4096 + streams.len() * 2048));
     let counters: [(&str, &str, Reading); 8] = [
         ("drsnd_frames_total", "frames published", |s| {
@@ -175,7 +175,7 @@ fn render(sink: &HttpSink) -> String {
     o.0
 }
 
-fn analysis_histogram(o: &mut Out, streams: &[Arc<StreamStats>]) {
+fn analysis_histogram(o: &mut Out, streams: &[Arc<StreamHub>]) {
     let name = "drsnd_analysis_duration_seconds";
     o.head(
         name,
@@ -194,7 +194,7 @@ fn analysis_histogram(o: &mut Out, streams: &[Arc<StreamStats>]) {
     }
 }
 
-fn machine_state(o: &mut Out, streams: &[Arc<StreamStats>]) {
+fn machine_state(o: &mut Out, streams: &[Arc<StreamHub>]) {
     let name = "drsnd_machine_state";
     o.head(
         name,
@@ -226,7 +226,7 @@ fn machine_state(o: &mut Out, streams: &[Arc<StreamStats>]) {
     }
 }
 
-fn events(o: &mut Out, streams: &[Arc<StreamStats>]) {
+fn events(o: &mut Out, streams: &[Arc<StreamHub>]) {
     let name = "drsnd_events_total";
     o.head(
         name,

@@ -25,7 +25,7 @@ impl SourceState {
 }
 
 #[derive(Debug)]
-pub struct StreamStats {
+pub struct StreamHub {
     pub name: String,
     pub source: String,
     pub source_rate: u32,
@@ -71,7 +71,7 @@ pub struct Links {
     pub denoised: Arc<crate::tap::DenoisedTap>,
 }
 
-impl StreamStats {
+impl StreamHub {
     pub fn links(&self) -> Links {
         Links {
             baseline: self.baseline.clone(),
@@ -181,7 +181,7 @@ impl Histogram {
     }
 }
 
-impl StreamStats {
+impl StreamHub {
     pub fn new(
         name: &str,
         source: &str,
