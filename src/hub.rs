@@ -1,7 +1,9 @@
 //! Per stream, what the worker and its analyses share with the rest of the
-//! daemon: counters in atomics (written by the worker, read by `status`,
-//! `/metrics` and MQTT without waiting), the machine state for `hello`, and
-//! the links to the baseline requests and the denoised signal.
+//! daemon (`StreamHub`): counters in atomics (written by the worker, read
+//! without waiting), the machine state for `hello`, and the links to the
+//! baseline requests and the denoised signal. Readers take one
+//! [`Snapshot`] of it, which `status` (so `/api/status` and MQTT too) and
+//! `/metrics` render alike.
 
 use crate::ring::RingCounters;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
@@ -166,7 +168,7 @@ impl Histogram {
     }
 
     /// Cumulative counts per bound, the total count and the sum in seconds.
-    pub fn snapshot(&self) -> (Vec<u64>, u64, f64) {
+    pub fn snapshot(&self) -> HistogramSnapshot {
         let mut acc = 0;
         let cumulative = self
             .buckets
@@ -176,8 +178,11 @@ impl Histogram {
                 acc
             })
             .collect();
-        let sum = self.sum_ns.load(Relaxed) as f64 / 1e9;
-        (cumulative, self.count.load(Relaxed), sum)
+        HistogramSnapshot {
+            cumulative,
+            count: self.count.load(Relaxed),
+            sum_s: self.sum_ns.load(Relaxed) as f64 / 1e9,
+        }
     }
 }
 
@@ -251,4 +256,90 @@ impl StreamHub {
         self.latency_sum_us.fetch_add(us, Relaxed);
         self.latency_max_us.fetch_max(us, Relaxed);
     }
+
+    /// Every counter read once, without waiting on the worker.
+    pub fn snapshot(&self) -> Snapshot {
+        let frames = self.frames.load(Relaxed);
+        let (machine, machine_since) = self.machine();
+        let velocity = f32::from_bits(self.velocity_mm_s.load(Relaxed));
+        let t = &self.denoised;
+        Snapshot {
+            name: self.name.clone(),
+            worker: self.state(),
+            frames,
+            captured_samples: self.ring.captured.load(Relaxed),
+            overrun_samples: self.ring.overrun_samples.load(Relaxed),
+            gap_samples: self.ring.gap_samples.load(Relaxed),
+            dropped_frames: self.dropped_frames.load(Relaxed),
+            recorder_dropped: self.recorder_dropped.load(Relaxed),
+            nonfinite_frames: self.nonfinite_frames.load(Relaxed),
+            clipped_frames: self.clipped_frames.load(Relaxed),
+            resampler: self.resampler,
+            latency_ms_mean: self.latency_sum_us.load(Relaxed) as f64
+                / frames.max(1) as f64
+                / 1000.0,
+            latency_ms_max: self.latency_max_us.load(Relaxed) as f64 / 1000.0,
+            machine,
+            machine_since,
+            events: std::array::from_fn(|i| self.events[i].load(Relaxed)),
+            analysis_time: self.analysis_time.snapshot(),
+            velocity_mm_s: velocity.is_finite().then_some(velocity),
+            baseline: self.baseline.get(),
+            denoised: DenoisedCounts {
+                samples: t.written.load(Relaxed),
+                dropped_samples: t.dropped.load(Relaxed),
+                readers: t.readers.load(Relaxed),
+                readers_dropped: t.readers_dropped.load(Relaxed),
+                readers_refused: t.readers_refused.load(Relaxed),
+            },
+        }
+    }
+}
+
+/// One reading of a stream's hub (see [`StreamHub::snapshot`]).
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub name: String,
+    /// The worker's own account, for a source that gives none.
+    pub worker: SourceState,
+    pub frames: u64,
+    pub captured_samples: u64,
+    pub overrun_samples: u64,
+    pub gap_samples: u64,
+    pub dropped_frames: u64,
+    pub recorder_dropped: u64,
+    pub nonfinite_frames: u64,
+    pub clipped_frames: u64,
+    pub resampler: Option<(u32, u32)>,
+    pub latency_ms_mean: f64,
+    pub latency_ms_max: f64,
+    pub machine: crate::monitor::State,
+    /// Unix seconds.
+    pub machine_since: f64,
+    /// State changes into each kind of state (monitor::STATE_KINDS order).
+    pub events: [u64; crate::monitor::STATE_KINDS.len()],
+    pub analysis_time: HistogramSnapshot,
+    /// The last velocity RMS, mm/s (None: none yet, or no units).
+    pub velocity_mm_s: Option<f32>,
+    pub baseline: BaselineStatus,
+    pub denoised: DenoisedCounts,
+}
+
+/// The denoised signal's hand-over counters (see `tap::DenoisedTap`).
+#[derive(Debug, Clone, Default)]
+pub struct DenoisedCounts {
+    pub samples: u64,
+    pub dropped_samples: u64,
+    pub readers: u64,
+    pub readers_dropped: u64,
+    pub readers_refused: u64,
+}
+
+/// A [`Histogram`] read once.
+#[derive(Debug, Clone)]
+pub struct HistogramSnapshot {
+    /// Observations at or below each of [`HISTOGRAM_BOUNDS_S`].
+    pub cumulative: Vec<u64>,
+    pub count: u64,
+    pub sum_s: f64,
 }

@@ -237,13 +237,26 @@ impl Model {
     }
 }
 
+/// The `drsnd` executable that runs trial loads, if not this process's own.
+static TRIAL_EXE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+
+/// For a program that embeds the daemon (the in-process tests do): the
+/// `drsnd` executable whose `check-model` makes the trial loads. Set once;
+/// by default it is the running executable.
+pub fn set_trial_executable(exe: &Path) {
+    let _ = TRIAL_EXE.set(exe.to_path_buf());
+}
+
 /// Loads the model once in a child process (`drsnd check-model`) before the
 /// daemon loads it itself. tract panics on some malformed graphs (a negative
 /// Pad, for one), and a panic aborts the daemon (`panic = "abort"`): a bad
 /// model on SIGHUP would kill a running monitor, and at start systemd would
 /// restart it in a loop. In a child, it is only a clear error.
 pub(crate) fn trial_load(path: &Path, max_batch: usize) -> Result<()> {
-    let exe = std::env::current_exe().context("cannot find the drsnd executable")?;
+    let exe = match TRIAL_EXE.get() {
+        Some(exe) => exe.clone(),
+        None => std::env::current_exe().context("cannot find the drsnd executable")?,
+    };
     let out = Command::new(&exe)
         .arg("check-model")
         .arg(path)

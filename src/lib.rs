@@ -10,6 +10,7 @@
 //! a module never uses one that uses it.
 
 pub mod analyses;
+pub mod atomic;
 pub mod cli;
 pub mod clock;
 pub mod config;

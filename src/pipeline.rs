@@ -27,7 +27,7 @@ pub struct Analysed {
     /// A change of machine state this frame confirmed.
     pub change: Option<Transition>,
     /// A change of ISO zone this frame confirmed (streams with units).
-    pub zone: Option<Transition>,
+    pub zone: Option<Transition<crate::monitor::zone::Zone>>,
 }
 
 /// A batch whose analyses failed: its frames are lost (their seqs skipped).

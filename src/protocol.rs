@@ -3,6 +3,7 @@
 //! each message type; tests validate every line the daemon sends.
 
 use crate::manifest::{Class, Labels, Manifest, ThresholdOutput};
+use crate::monitor::zone::Zone;
 use crate::monitor::{Evidence, State, Transition};
 use crate::report::{Frame, Report};
 use serde::{Deserialize, Serialize};
@@ -33,8 +34,8 @@ pub struct AckMsg {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EventMsg {
     pub stream: String,
-    pub from: State,
-    pub to: State,
+    pub from: EventState,
+    pub to: EventState,
     /// Wall-clock time of the frame that confirmed the change (Unix seconds).
     pub time: f64,
     /// When the new state was first seen (Unix seconds): the best estimate of the change.
@@ -49,14 +50,64 @@ pub struct EventMsg {
     pub snapshot: Option<String>,
 }
 
+/// `from` and `to` of an event: a machine state, or in a zone event the
+/// ISO zone (`{"state":"iso-zone","zone":"C"}`), which is not one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum EventState {
+    Machine(State),
+    Zone(ZoneState),
+}
+
+/// An ISO zone on the wire; `zone` null before the first was known.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "kebab-case")]
+pub enum ZoneState {
+    IsoZone { zone: Option<String> },
+}
+
+impl From<State> for EventState {
+    fn from(s: State) -> Self {
+        EventState::Machine(s)
+    }
+}
+
+impl From<Zone> for EventState {
+    fn from(z: Zone) -> Self {
+        EventState::Zone(ZoneState::IsoZone {
+            zone: z.0.map(String::from),
+        })
+    }
+}
+
+impl EventState {
+    /// The machine state, for a machine event.
+    pub fn machine(&self) -> Option<&State> {
+        match self {
+            EventState::Machine(s) => Some(s),
+            EventState::Zone(_) => None,
+        }
+    }
+
+    pub fn name(&self) -> String {
+        match self {
+            EventState::Machine(s) => s.name(),
+            EventState::Zone(ZoneState::IsoZone { zone }) => {
+                format!("iso-zone({})", zone.as_deref().unwrap_or("?"))
+            }
+        }
+    }
+}
+
 impl EventMsg {
-    /// The event of a transition confirmed at wall-clock `time`.
-    pub fn new(stream: String, tr: Transition, time: f64) -> Self {
+    /// The event of a transition (of the machine or its zone) confirmed
+    /// at wall-clock `time`.
+    pub fn new<S: Into<EventState>>(stream: String, tr: Transition<S>, time: f64) -> Self {
         Self {
             stream,
             since: time - (tr.at_s - tr.since_s),
-            from: tr.from,
-            to: tr.to,
+            from: tr.from.into(),
+            to: tr.to.into(),
             time,
             stream_time_s: tr.at_s,
             confidence: tr.confidence,
@@ -427,6 +478,38 @@ pub struct StreamStatus {
     /// The denoised signal's hand-over to its socket (with `[denoise]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub denoised: Option<DenoisedStatus>,
+}
+
+impl StreamStatus {
+    /// A stream's part of `status`: its hub read once, with what its
+    /// source says of itself (`source_state`).
+    pub fn new(s: crate::hub::Snapshot, source_state: String, denoising: bool) -> Self {
+        let d = s.denoised;
+        Self {
+            name: s.name,
+            source_state,
+            frames: s.frames,
+            captured_samples: s.captured_samples,
+            overrun_samples: s.overrun_samples,
+            gap_samples: s.gap_samples,
+            dropped_frames: s.dropped_frames,
+            nonfinite_frames: s.nonfinite_frames,
+            clipped_frames: s.clipped_frames,
+            resampler: s.resampler.map(|(from, to)| ResamplerState { from, to }),
+            latency_ms_mean: s.latency_ms_mean,
+            latency_ms_max: s.latency_ms_max,
+            machine: s.machine,
+            machine_since: s.machine_since,
+            baseline: s.baseline,
+            denoised: denoising.then_some(DenoisedStatus {
+                samples: d.samples,
+                dropped_samples: d.dropped_samples,
+                readers: d.readers,
+                readers_dropped: d.readers_dropped,
+                readers_refused: d.readers_refused,
+            }),
+        }
+    }
 }
 
 /// Counters of a stream's denoised signal: samples handed to its socket's

@@ -5,6 +5,7 @@
 //! is capped (oldest removed first). This is how users check an alarm and
 //! collect data to retrain.
 
+use crate::atomic::{self, Durability};
 pub use crate::config::SnapshotConfig;
 use crate::protocol::FrameMsg;
 use crate::recorder::Recorder;
@@ -297,17 +298,12 @@ impl SnapshotFiles {
     /// Writes them (on the recorder's thread), then trims the spool to `cap` bytes.
     fn write(self, cap: u64) -> anyhow::Result<()> {
         let (path, rate, x) = &self.raw;
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
         write_wav(path, *rate, x)?;
         if let Some((path, rate, x)) = &self.denoised {
             write_wav(path, *rate, x)?;
         }
-        std::fs::write(
-            path.with_extension("json"),
-            serde_json::to_vec_pretty(&self.sidecar)?,
-        )?;
+        let sidecar = serde_json::to_vec_pretty(&self.sidecar)?;
+        atomic::write(&path.with_extension("json"), &sidecar, Durability::Crash)?;
         if let Some(dir) = path.parent() {
             enforce_cap(dir, cap);
         }
@@ -320,7 +316,8 @@ impl SnapshotFiles {
     }
 }
 
-/// A mono 32-bit float WAV, atomically (a temporary file, then rename).
+/// A mono 32-bit float WAV, whole or not at all; not flushed (evidence
+/// is worth a crash of drsnd, not an SD card's wear).
 fn write_wav(path: &Path, rate: u32, x: &[f32]) -> anyhow::Result<()> {
     let spec = hound::WavSpec {
         channels: 1,
@@ -328,13 +325,14 @@ fn write_wav(path: &Path, rate: u32, x: &[f32]) -> anyhow::Result<()> {
         bits_per_sample: 32,
         sample_format: hound::SampleFormat::Float,
     };
-    let tmp = path.with_extension("wav.tmp");
-    let mut w = hound::WavWriter::create(&tmp, spec)?;
-    for &v in x {
-        w.write_sample(v)?;
-    }
-    w.finalize()?;
-    std::fs::rename(&tmp, path)?;
+    atomic::write_with(path, Durability::Crash, |f| {
+        let mut w = hound::WavWriter::new(std::io::BufWriter::new(f), spec)
+            .map_err(std::io::Error::other)?;
+        for &v in x {
+            w.write_sample(v).map_err(std::io::Error::other)?;
+        }
+        w.finalize().map_err(std::io::Error::other)
+    })?;
     Ok(())
 }
 

@@ -331,16 +331,18 @@ impl StreamWorker {
             tracing::info!(stream = %name, "machine {} -> {}", tr.from.name(), tr.to.name());
         }
         let since_s = tr.since_s;
+        let machine = tr.to.clone();
         let mut event = EventMsg::new(name.clone(), tr, time);
-        self.p.hub.record_change(event.to.clone(), event.since);
+        self.p.hub.record_change(machine.clone(), event.since);
+        let alarm = machine.is_alarm();
         let saved = monitor::Saved {
             stream: name,
-            machine: event.to.clone(),
+            machine,
             since: event.since,
         };
         self.p.state.change(saved, now);
         // Every alarm (fault or anomaly) gets its evidence snapshot.
-        if event.to.is_alarm() {
+        if alarm {
             let value = serde_json::to_value(&event).unwrap_or_default();
             event.snapshot = self
                 .p
@@ -355,7 +357,7 @@ impl StreamWorker {
 
     /// Publishes a change of ISO zone level. Not a machine state: status,
     /// hello and the state file keep the machine's.
-    fn zone_event(&mut self, tr: monitor::Transition, time: f64) {
+    fn zone_event(&mut self, tr: monitor::Transition<monitor::zone::Zone>, time: f64) {
         let name = self.p.hub.name.clone();
         tracing::info!(stream = %name, "vibration {} -> {}", tr.from.name(), tr.to.name());
         self.tx.send(Message::Event(EventMsg::new(name, tr, time)));

@@ -401,23 +401,11 @@ impl Baseline {
         Ok(())
     }
 
-    /// Writes atomically (temporary file, fsync, rename).
+    /// Survives a power cut whole: relearning costs the user minutes.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let shown = path.display();
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("{shown}: cannot make its folder"))?;
-        }
-        let tmp = path.with_extension("json.tmp");
         let text = serde_json::to_string_pretty(self)?;
-        {
-            use std::io::Write;
-            let mut f = std::fs::File::create(&tmp)
-                .with_context(|| format!("{}: cannot create", tmp.display()))?;
-            f.write_all(text.as_bytes())?;
-            f.sync_all()?;
-        }
-        std::fs::rename(&tmp, path).with_context(|| format!("{shown}: cannot write"))
+        crate::atomic::write(path, text.as_bytes(), crate::atomic::Durability::Whole)
+            .with_context(|| format!("{}: cannot write", path.display()))
     }
 
     /// Learns from `rows` (features.dims() values per frame, frame order).

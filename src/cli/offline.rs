@@ -133,9 +133,18 @@ fn drain(
     }
     let n = analysed.len() as u64;
     for a in analysed {
-        for tr in [a.change, a.zone].into_iter().flatten() {
+        let stream = &a.msg.stream;
+        // In stream time: offline, the confirmation's time is its `at_s`.
+        let machine = a.change.map(|tr| {
             let at = tr.at_s;
-            emit(Message::Event(EventMsg::new(a.msg.stream.clone(), tr, at)))?;
+            EventMsg::new(stream.clone(), tr, at)
+        });
+        let zone = a.zone.map(|tr| {
+            let at = tr.at_s;
+            EventMsg::new(stream.clone(), tr, at)
+        });
+        for e in machine.into_iter().chain(zone) {
+            emit(Message::Event(e))?;
         }
         emit(Message::Frame(a.msg))?;
     }

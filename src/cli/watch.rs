@@ -78,8 +78,10 @@ fn track(machines: &mut HashMap<String, String>, m: &Message) {
                 machines.insert(s.name.clone(), s.machine.name().to_uppercase());
             }
         }
-        Message::Event(e) if !matches!(e.to, crate::monitor::State::IsoZone { .. }) => {
-            machines.insert(e.stream.clone(), e.to.name().to_uppercase());
+        Message::Event(e) => {
+            if let Some(s) = e.to.machine() {
+                machines.insert(e.stream.clone(), s.name().to_uppercase());
+            }
         }
         Message::Status(st) => {
             for s in &st.streams {

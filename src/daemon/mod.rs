@@ -8,16 +8,17 @@ mod reload;
 mod serve;
 
 pub use reload::ReloadFn;
+pub use serve::{serve, Control};
 
 use crate::analyses::Shared;
 use crate::config::Config;
 use crate::hub::StreamHub;
-use crate::protocol::{DenoisedStatus, ResamplerState, StreamStatus};
+use crate::protocol::StreamStatus;
 use crate::recorder::Recorder;
 use crate::sinks::{self, Publisher, PublisherQueue};
 use crate::source::SourceStatus;
 use anyhow::{Context, Result};
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 /// Frames the workers may queue for the bus before dropping.
@@ -50,7 +51,7 @@ pub struct Prepared {
     /// Reads the config again (file plus command-line overrides), for SIGHUP.
     reload: Option<Arc<ReloadFn>>,
     /// With `[mqtt]`: its files read and its spool open.
-    mqtt: Option<sinks::mqtt::Ready>,
+    mqtt: Option<sinks::mqtt::Prepared>,
     /// Writes every stream's snapshots and state files; its thread is
     /// stopped (what it holds written) after the workers'.
     recorder: Recorder,
@@ -113,48 +114,47 @@ impl Prepared {
     }
 }
 
-/// Runs the daemon until SIGTERM or SIGINT.
+/// Runs the daemon until SIGTERM or SIGINT; SIGHUP reloads.
 pub fn run(p: Prepared) -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    rt.block_on(serve::serve(p))
+    rt.block_on(async {
+        let control = forward_signals().context("cannot install signal handlers")?;
+        serve(p, control).await
+    })
+}
+
+/// Turns signals into [`Control`]. Installed before the socket is bound:
+/// a SIGTERM that arrives once the socket answers must get the orderly
+/// shutdown, not the default kill.
+fn forward_signals() -> std::io::Result<tokio::sync::mpsc::UnboundedReceiver<Control>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let c = tokio::select! {
+                _ = term.recv() => Control::Stop,
+                _ = int.recv() => Control::Stop,
+                _ = hup.recv() => Control::Reload,
+            };
+            if tx.send(c).is_err() || c == Control::Stop {
+                return;
+            }
+        }
+    });
+    Ok(rx)
 }
 
 fn stream_status(s: &StreamHandle) -> StreamStatus {
-    let st = &s.hub;
-    let frames = st.frames.load(Relaxed);
-    let mean = st.latency_sum_us.load(Relaxed) as f64 / frames.max(1) as f64 / 1000.0;
-    let (machine, machine_since) = st.machine();
-    StreamStatus {
-        machine,
-        machine_since,
-        name: st.name.clone(),
-        source_state: s
-            .source
-            .get()
-            .unwrap_or_else(|| st.state().as_str().to_string()),
-        frames,
-        captured_samples: st.ring.captured.load(Relaxed),
-        overrun_samples: st.ring.overrun_samples.load(Relaxed),
-        gap_samples: st.ring.gap_samples.load(Relaxed),
-        dropped_frames: st.dropped_frames.load(Relaxed),
-        nonfinite_frames: st.nonfinite_frames.load(Relaxed),
-        clipped_frames: st.clipped_frames.load(Relaxed),
-        resampler: st.resampler.map(|(from, to)| ResamplerState { from, to }),
-        latency_ms_mean: mean,
-        latency_ms_max: st.latency_max_us.load(Relaxed) as f64 / 1000.0,
-        baseline: st.baseline.get(),
-        denoised: s.denoising.then(|| {
-            let t = &st.denoised;
-            DenoisedStatus {
-                samples: t.written.load(Relaxed),
-                dropped_samples: t.dropped.load(Relaxed),
-                readers: t.readers.load(Relaxed),
-                readers_dropped: t.readers_dropped.load(Relaxed),
-                readers_refused: t.readers_refused.load(Relaxed),
-            }
-        }),
-    }
+    let snap = s.hub.snapshot();
+    let source_state = s
+        .source
+        .get()
+        .unwrap_or_else(|| snap.worker.as_str().to_string());
+    StreamStatus::new(snap, source_state, s.denoising)
 }

@@ -1,139 +1,68 @@
 //! Serving, in the order of the data path: start the sinks, the workers and
-//! the sources; answer signals and the status tick until SIGTERM/SIGINT;
-//! then shut down in order, so that everything captured is published.
+//! the sources; answer [`Control`] (from signals, in `run`) and the status
+//! tick until told to stop; then shut down in order, so that everything
+//! captured is published.
 
 use super::{reload, stream_status, Prepared, StreamHandle};
 use crate::analyses::Analyses;
-use crate::config::parse_mode;
 use crate::notify::notify;
 use crate::protocol::{
     DenoiserInfo, Hello, Message, ModelInfo, ModelRef, ReloadStatus, StreamInfo, PROTOCOL_VERSION,
 };
-use crate::sinks::http::HttpSink;
-use crate::sinks::socket::{self, SocketSink};
-use crate::sinks::{self, Bus};
+use crate::sinks::{self, Bus, Shutdown, Sinks};
 use crate::source::Running;
 use anyhow::{Context, Result};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::sync::mpsc;
+
+/// What a serving daemon is told: by `run` from its signals (SIGTERM and
+/// SIGINT stop, SIGHUP reloads), or by whoever drives `serve` in-process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    Stop,
+    Reload,
+}
 
 /// The daemon while it serves.
 struct Serving {
     p: Prepared,
     started: Instant,
     bus: Arc<Bus>,
-    socket: Arc<SocketSink>,
+    sinks: Sinks,
     streams: Vec<StreamHandle>,
     /// Per stream, in `streams` order: hands a reload's analyses over.
     swaps: Vec<crossbeam_channel::Sender<Analyses>>,
     model: ModelRef,
     reload: Option<ReloadStatus>,
-    /// With `[mqtt]`: what `status` says of the fleet sink.
-    mqtt: Option<Arc<sinks::mqtt::MqttStats>>,
 }
 
-struct Signals {
-    term: Signal,
-    int: Signal,
-    hup: Signal,
-}
-
-impl Signals {
-    /// Installed first: a SIGTERM that arrives once the socket answers must
-    /// get the orderly shutdown, not the default kill.
-    fn install() -> Result<Self> {
-        Ok(Self {
-            term: signal(SignalKind::terminate())?,
-            int: signal(SignalKind::interrupt())?,
-            hup: signal(SignalKind::hangup())?,
-        })
-    }
-}
-
-pub async fn serve(p: Prepared) -> Result<()> {
-    let mut signals = Signals::install()?;
-    let socket_path = p.cfg.socket.path.clone();
-    let listener = socket::bind(
-        &socket_path,
-        parse_mode(&p.cfg.socket.mode).unwrap_or(0o660),
-    )?;
+/// Serves until `control` says stop (or is closed), then shuts down in order.
+pub async fn serve(p: Prepared, mut control: mpsc::UnboundedReceiver<Control>) -> Result<()> {
     let mut s = Serving::new(p);
-    let http = match s.p.cfg.http.clone() {
-        Some(h) => Some(HttpSink::bind(s.bus.clone(), s.socket.clone(), h)?),
-        None => None,
-    };
+    s.sinks = sinks::build(&s.p.cfg, &s.bus, s.p.mqtt.take())?;
     let queue = s.p.queue.take().context("the daemon was started twice")?;
     let drain = {
         let bus = s.bus.clone();
         tokio::spawn(sinks::drain(queue, move |m| bus.send(&m)))
     };
-    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-    // Subscribed before the first frame, so that it sees every event.
-    let fleet = match s.p.mqtt.take() {
-        Some(ready) => {
-            let (stats, t) = sinks::mqtt::start(s.bus.clone(), ready, shutdown_rx.clone())?;
-            s.mqtt = Some(stats);
-            Some(t)
-        }
-        None => None,
-    };
-    // Bound before the workers start, so a reader sees the first sample.
-    let denoised = match denoise_socket_dir(&s.p.cfg) {
-        Some(dir) => sinks::denoised::start(
-            dir,
-            parse_mode(&s.p.cfg.socket.mode).unwrap_or(0o660),
-            &s.bus.hubs,
-            s.p.stop.clone(),
-        )?,
-        None => Vec::new(),
-    };
+    let (trigger, shutdown) = Shutdown::new();
+    // Before the workers: every sink is subscribed before the first frame,
+    // and a denoised-signal reader sees the first sample.
+    s.sinks.start(&shutdown)?;
     let threads = start_workers(&mut s.p)?;
     let running = start_sources(&mut s.p, &s.streams, &threads)?;
-    let server = tokio::spawn(socket::serve(
-        s.socket.clone(),
-        listener,
-        shutdown_rx.clone(),
-    ));
-    let web = match http {
-        Some((sink, l)) => {
-            let at = l
-                .local_addr()
-                .map_or_else(|_| "?".into(), |a| a.to_string());
-            tracing::info!("page and metrics on http://{at}/");
-            Some(sinks::http::spawn(sink, l, shutdown_rx)?)
-        }
-        None => None,
-    };
-    s.announce_ready(&socket_path);
-    s.serve_until_stopped(&mut signals, &threads).await;
+    s.announce_ready();
+    s.serve_until_stopped(&mut control, &threads).await;
     s.shut_down(running, threads, drain).await;
     s.stop_recorder().await;
     s.bus.send(&s.status("stopping"));
-    let _ = shutdown_tx.send(true);
-    s.wait_for_clients(Duration::from_millis(300)).await;
-    server.abort();
-    if let Some(w) = web {
-        // Its open event streams end with the bus; it is not waited for long.
-        let deadline = Instant::now() + Duration::from_millis(300);
-        while !w.is_finished() && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-    if let Some(f) = fleet {
-        // It flushes what is owed for up to 2 s, then says offline.
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while !f.is_finished() && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-    for t in denoised {
-        t.thread().unpark();
-        let _ = t.join();
-    }
-    socket::remove_socket(&socket_path);
+    trigger.raise();
+    std::mem::replace(&mut s.sinks, Sinks::new(Vec::new()))
+        .stop()
+        .await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -194,51 +123,50 @@ impl Serving {
             p.cfg.socket.client_queue,
             streams.iter().map(|s| s.hub.clone()).collect(),
         );
-        let socket = SocketSink::new(bus.clone(), p.cfg.socket.clone());
         let swaps = p.workers.iter().map(|w| w.swap.clone()).collect();
         Self {
             model: ModelRef::from(manifest),
             p,
             started: Instant::now(),
             bus,
-            socket,
+            sinks: Sinks::new(Vec::new()),
             streams,
             swaps,
             reload: None,
-            mqtt: None,
         }
     }
 
+    /// One snapshot of every stream, with what each sink adds: the
+    /// message every sink renders (`status`, `/api/status`, MQTT).
     fn status(&self, state: &str) -> Message {
-        let mut m = sinks::status_message(
+        let mut st = sinks::status_message(
             state,
             self.started.elapsed(),
             self.model.clone(),
             self.streams.iter().map(stream_status).collect(),
-            self.socket.client_status(),
             self.reload.clone(),
         );
-        if let (Message::Status(st), Some(stats), Some(cfg)) =
-            (&mut m, &self.mqtt, &self.p.cfg.mqtt)
-        {
-            st.mqtt = Some(stats.status(&cfg.broker));
-        }
-        m
+        self.sinks.report(&mut st);
+        Message::Status(st)
     }
 
-    fn announce_ready(&self, socket_path: &std::path::Path) {
+    fn announce_ready(&self) {
         let what = format!(
             "{} stream(s) on {}",
             self.streams.len(),
-            socket_path.display()
+            self.p.cfg.socket.path.display()
         );
         tracing::info!("serving {what}");
         notify("READY=1");
         notify(&format!("STATUS=serving {what}"));
     }
 
-    /// Signals, the status tick and the watchdog, until SIGTERM or SIGINT.
-    async fn serve_until_stopped(&mut self, sig: &mut Signals, threads: &[JoinHandle<()>]) {
+    /// Control, the status tick and the watchdog, until told to stop.
+    async fn serve_until_stopped(
+        &mut self,
+        control: &mut mpsc::UnboundedReceiver<Control>,
+        threads: &[JoinHandle<()>],
+    ) {
         let every = Duration::from_millis(self.p.cfg.socket.status_interval_ms.max(100));
         let mut tick = tokio::time::interval(every);
         tick.tick().await;
@@ -248,12 +176,13 @@ impl Serving {
         let mut dog = tokio::time::interval(watchdog.map_or(Duration::from_secs(3600), |d| d / 2));
         loop {
             tokio::select! {
-                _ = sig.term.recv() => break,
-                _ = sig.int.recv() => break,
-                _ = sig.hup.recv() => {
-                    self.reload().await;
-                    self.bus.send(&self.status("running"));
-                }
+                c = control.recv() => match c {
+                    Some(Control::Reload) => {
+                        self.reload().await;
+                        self.bus.send(&self.status("running"));
+                    }
+                    Some(Control::Stop) | None => break,
+                },
                 _ = tick.tick() => self.bus.send(&self.status("running")),
                 _ = dog.tick(), if watchdog.is_some() => {
                     let limit = watchdog.map_or(Duration::ZERO, |d| d / 2);
@@ -379,13 +308,6 @@ impl Serving {
             .is_err()
         {
             tracing::warn!("the recorder did not finish its writes in time");
-        }
-    }
-
-    async fn wait_for_clients(&self, max: Duration) {
-        let deadline = Instant::now() + max;
-        while self.socket.active.load(Relaxed) > 0 && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 }

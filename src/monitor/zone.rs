@@ -4,8 +4,20 @@
 //! and B are not events (both are fine to run); the zone letter there is
 //! only kept so the next event says where the machine came from.
 
-use super::{State, Tally, Transition};
+use super::{Tally, Transition};
 use crate::report::Report;
+
+/// The ISO zone a zone event leads from or to; None before the first zone
+/// was known. Not a machine state: status, hello and the state file never
+/// hold one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Zone(pub Option<char>);
+
+impl Zone {
+    pub fn name(&self) -> String {
+        format!("iso-zone({})", self.0.unwrap_or('?'))
+    }
+}
 
 /// 0: A or B, 1: C, 2: D.
 fn level(zone: char) -> u8 {
@@ -13,12 +25,6 @@ fn level(zone: char) -> u8 {
         'C' => 1,
         'D' => 2,
         _ => 0,
-    }
-}
-
-fn state(zone: Option<char>) -> State {
-    State::IsoZone {
-        zone: zone.map(String::from),
     }
 }
 
@@ -40,7 +46,7 @@ impl ZoneWatch {
         t_s: f64,
         raise_after_s: f64,
         clear_after_s: f64,
-    ) -> Option<Transition> {
+    ) -> Option<Transition<Zone>> {
         let phys = report.physical.as_ref()?;
         let Some(zone) = phys.iso_zone else {
             self.candidate = None;
@@ -75,12 +81,12 @@ impl ZoneWatch {
         if t_s - since < hold {
             return None;
         }
-        let from = state(self.current);
+        let from = Zone(self.current);
         self.current = Some(zone);
         self.candidate = None;
         Some(Transition {
             from,
-            to: state(Some(zone)),
+            to: Zone(Some(zone)),
             since_s: since,
             at_s: t_s,
             confidence: 1.0,

@@ -7,15 +7,15 @@
 //! whose socket buffer is full (several seconds of signal unread) is
 //! dropped and counted, while the other readers and the frames go on.
 
+use super::{Running, Shutdown, Sink};
 use crate::hub::StreamHub;
 use crate::tap::DenoisedTap;
 use anyhow::{Context, Result};
 use std::io::Write;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// Readers served at once per stream.
@@ -26,39 +26,59 @@ pub fn path_in(dir: &Path, stream: &str) -> PathBuf {
     dir.join(format!("{stream}.f32"))
 }
 
-/// Binds every stream's socket (an error names the path) and starts its
-/// thread; the threads end, removing their sockets, when `stop` is set.
-pub fn start(
-    dir: &Path,
-    mode: u32,
-    streams: &[Arc<StreamHub>],
-    stop: Arc<AtomicBool>,
-) -> Result<Vec<JoinHandle<()>>> {
-    let mut threads = Vec::new();
-    for s in streams {
-        let path = path_in(dir, &s.name);
-        let listener = super::socket::bind_std(&path, mode)?;
-        listener
-            .set_nonblocking(true)
-            .with_context(|| format!("{}: cannot make non-blocking", path.display()))?;
-        let tap = s.denoised.clone();
-        let stop = stop.clone();
-        let t = std::thread::Builder::new()
-            .name(format!("denoised-{}", s.name))
-            .spawn(move || serve(listener, &tap, &stop, &path))
-            .context("cannot start a denoised-signal thread")?;
-        threads.push(t);
-    }
-    Ok(threads)
+/// Every stream's denoised-signal socket, bound.
+pub struct Denoised {
+    /// Per stream: its socket, its tap and its name; taken at start.
+    sockets: Vec<(UnixListener, Arc<DenoisedTap>, PathBuf, String)>,
 }
 
-fn serve(listener: UnixListener, tap: &DenoisedTap, stop: &AtomicBool, path: &Path) {
+impl Denoised {
+    /// Binds every stream's socket in `dir`; an error names the path.
+    pub fn bind(dir: &Path, mode: u32, streams: &[Arc<StreamHub>]) -> Result<Self> {
+        let mut sockets = Vec::new();
+        for s in streams {
+            let path = path_in(dir, &s.name);
+            let listener = super::socket::bind_std(&path, mode)?;
+            listener
+                .set_nonblocking(true)
+                .with_context(|| format!("{}: cannot make non-blocking", path.display()))?;
+            sockets.push((listener, s.denoised.clone(), path, s.name.clone()));
+        }
+        Ok(Self { sockets })
+    }
+}
+
+impl Sink for Denoised {
+    fn name(&self) -> &'static str {
+        "denoised"
+    }
+
+    fn grace(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+
+    /// A thread per stream, which ends (removing its socket) at the shutdown.
+    fn start(&mut self, shutdown: Shutdown) -> Result<Running> {
+        let mut threads = Vec::new();
+        for (listener, tap, path, name) in self.sockets.drain(..) {
+            let stop = shutdown.clone();
+            let t = std::thread::Builder::new()
+                .name(format!("denoised-{name}"))
+                .spawn(move || serve(listener, &tap, &stop, &path))
+                .context("cannot start a denoised-signal thread")?;
+            threads.push(t);
+        }
+        Ok(Running::Threads(threads))
+    }
+}
+
+fn serve(listener: UnixListener, tap: &DenoisedTap, stop: &Shutdown, path: &Path) {
     let Some(mut reader) = tap.take_reader() else {
         return;
     };
     let mut readers: Vec<UnixStream> = Vec::new();
     let mut bytes: Vec<u8> = Vec::with_capacity(reader.buffer().capacity() * 4);
-    while !stop.load(Relaxed) {
+    while !stop.is_raised() {
         std::thread::park_timeout(Duration::from_millis(200));
         accept(&listener, &mut readers, tap);
         let n = reader.slots();

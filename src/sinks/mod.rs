@@ -6,12 +6,18 @@
 //! workers or another sink. The sinks: the Unix socket ([`socket`]), the
 //! web page with SSE and Prometheus metrics ([`http`]), the MQTT fleet sink
 //! with its spool ([`mqtt`]) and each stream's denoised signal ([`denoised`]).
+//! All share one lifecycle ([`Sink`], [`Sinks`]): built here by [`build`],
+//! started together, stopped by one [`Shutdown`].
 
 pub mod denoised;
 pub mod http;
+mod lifecycle;
 pub mod mqtt;
 pub mod socket;
 
+pub use lifecycle::{Running, Shutdown, ShutdownTrigger, Sink, Sinks};
+
+use crate::config::Config;
 use crate::hub::StreamHub;
 use crate::protocol::{FrameMsg, Hello, Message, Status};
 use std::collections::VecDeque;
@@ -88,6 +94,8 @@ pub struct Bus {
     /// The last events, for a subscriber that reconnects and asks for what
     /// it missed (SSE's `Last-Event-ID`); empty capacity keeps none.
     replay: Mutex<Replay>,
+    /// Subscribers connected now, per sink that has them (`/metrics`).
+    clients: Mutex<Vec<(&'static str, Arc<AtomicUsize>)>>,
 }
 
 struct Replay {
@@ -109,7 +117,26 @@ impl Bus {
                 events: VecDeque::new(),
                 capacity: 0,
             }),
+            clients: Mutex::new(Vec::new()),
         })
+    }
+
+    /// The count of `sink`'s subscribers, which the sink keeps and
+    /// `/metrics` reads.
+    pub fn client_gauge(&self, sink: &'static str) -> Arc<AtomicUsize> {
+        let gauge = Arc::new(AtomicUsize::new(0));
+        if let Ok(mut c) = self.clients.lock() {
+            c.push((sink, gauge.clone()));
+        }
+        gauge
+    }
+
+    /// Subscribers connected now, per sink, in the order the sinks were built.
+    pub fn clients(&self) -> Vec<(&'static str, usize)> {
+        self.clients
+            .lock()
+            .map(|c| c.iter().map(|(s, n)| (*s, n.load(Relaxed))).collect())
+            .unwrap_or_default()
     }
 
     /// Keeps the last `n` events for `events_after`.
@@ -263,24 +290,46 @@ pub async fn drain(mut q: PublisherQueue, mut deliver: impl FnMut(Message)) {
     }
 }
 
-/// The status message, built from the streams' counters and the clients.
+/// Every sink the config asks for, in start order: the socket, then the
+/// page, MQTT (`mqtt`: its files read and spool opened by `daemon::prepare`)
+/// and the denoised signals. Each binds what it listens on now, so that an
+/// address in use is an error naming its key before the first frame.
+pub fn build(cfg: &Config, bus: &Arc<Bus>, mqtt: Option<mqtt::Prepared>) -> anyhow::Result<Sinks> {
+    let mode = crate::config::parse_mode(&cfg.socket.mode).unwrap_or(0o660);
+    let mut sinks: Vec<Box<dyn Sink>> = vec![Box::new(socket::Socket::bind(
+        bus.clone(),
+        cfg.socket.clone(),
+        mode,
+    )?)];
+    if let Some(h) = &cfg.http {
+        sinks.push(Box::new(http::Http::bind(bus.clone(), h.clone())?));
+    }
+    if let (Some(ready), Some(m)) = (mqtt, &cfg.mqtt) {
+        sinks.push(Box::new(mqtt::Mqtt::new(bus.clone(), ready, &m.broker)));
+    }
+    if let Some(dir) = cfg.denoise.as_ref().and_then(|d| d.socket_dir.as_deref()) {
+        sinks.push(Box::new(denoised::Denoised::bind(dir, mode, &bus.hubs)?));
+    }
+    Ok(Sinks::new(sinks))
+}
+
+/// The status message without what the sinks add (`Sinks::report`).
 pub fn status_message(
     state: &str,
     uptime: Duration,
     model: crate::protocol::ModelRef,
     streams: Vec<crate::protocol::StreamStatus>,
-    clients: Vec<crate::protocol::ClientStatus>,
     reload: Option<crate::protocol::ReloadStatus>,
-) -> Message {
-    Message::Status(Status {
+) -> Status {
+    Status {
         state: state.to_string(),
         uptime_s: uptime.as_secs_f64(),
         model,
         streams,
-        clients,
+        clients: Vec::new(),
         reload,
         mqtt: None,
-    })
+    }
 }
 
 #[cfg(test)]

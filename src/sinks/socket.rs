@@ -8,9 +8,9 @@
 //! zero-timeout poll, because tokio cannot tell a half-closed client (still
 //! listening) from one that has gone.
 
-use super::{to_line, Bus, Kind, Outgoing};
+use super::{to_line, Bus, Kind, Outgoing, Running, Shutdown, Sink};
 use crate::config::SocketConfig;
-use crate::protocol::{AckMsg, ClientStatus, Command, ErrorMsg, Filter, Lagged, Message};
+use crate::protocol::{AckMsg, ClientStatus, Command, ErrorMsg, Filter, Lagged, Message, Status};
 use anyhow::{bail, Context, Result};
 use futures_util::StreamExt;
 use std::collections::HashMap;
@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::broadcast;
 use tokio_util::bytes::BytesMut;
 use tokio_util::codec::{Decoder, FramedRead, LinesCodec, LinesCodecError};
 
@@ -67,7 +67,8 @@ pub struct SocketSink {
     pub stream_names: Vec<String>,
     pub clients: Mutex<HashMap<u64, Arc<ClientInfo>>>,
     pub next_id: AtomicU64,
-    pub active: AtomicUsize,
+    /// Clients connected now (the bus's gauge for `/metrics`).
+    pub active: Arc<AtomicUsize>,
     pub cfg: SocketConfig,
 }
 
@@ -79,11 +80,11 @@ impl SocketSink {
             .map(|h| h.streams.iter().map(|s| s.name.clone()).collect())
             .unwrap_or_default();
         Arc::new(Self {
+            active: bus.client_gauge("socket"),
             bus,
             stream_names,
             clients: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
-            active: AtomicUsize::new(0),
             cfg,
         })
     }
@@ -104,12 +105,64 @@ impl SocketSink {
     }
 }
 
-/// Binds the socket (see `bind_std`) for the runtime.
-pub fn bind(path: &Path, mode: u32) -> Result<UnixListener> {
-    let l = bind_std(path, mode)?;
-    l.set_nonblocking(true)
-        .and_then(|()| UnixListener::from_std(l))
-        .with_context(|| format!("{}: cannot listen", path.display()))
+/// How long, after the shutdown, clients get to read the last status.
+const GOODBYE: Duration = Duration::from_millis(300);
+
+/// The socket sink as the daemon runs it, its socket bound.
+pub struct Socket {
+    hub: Arc<SocketSink>,
+    listener: Option<std::os::unix::net::UnixListener>,
+    path: PathBuf,
+}
+
+impl Socket {
+    /// Binds `[socket] path` (see `bind_std`).
+    pub fn bind(bus: Arc<Bus>, cfg: SocketConfig, mode: u32) -> Result<Self> {
+        let path = cfg.path.clone();
+        let listener = bind_std(&path, mode)?;
+        listener
+            .set_nonblocking(true)
+            .with_context(|| format!("{}: cannot listen", path.display()))?;
+        Ok(Self {
+            hub: SocketSink::new(bus, cfg),
+            listener: Some(listener),
+            path,
+        })
+    }
+}
+
+impl Sink for Socket {
+    fn name(&self) -> &'static str {
+        "socket"
+    }
+
+    fn grace(&self) -> Duration {
+        GOODBYE + Duration::from_millis(700)
+    }
+
+    /// Accepts until the shutdown; then gives the clients `GOODBYE` to
+    /// read what is queued for them, and removes the socket file.
+    fn start(&mut self, shutdown: Shutdown) -> Result<Running> {
+        let listener = self
+            .listener
+            .take()
+            .context("the socket sink was started twice")?;
+        let listener = UnixListener::from_std(listener)
+            .with_context(|| format!("{}: cannot listen", self.path.display()))?;
+        let (hub, path) = (self.hub.clone(), self.path.clone());
+        Ok(Running::Task(tokio::spawn(async move {
+            serve(hub.clone(), listener, shutdown).await;
+            let deadline = tokio::time::Instant::now() + GOODBYE;
+            while hub.active.load(Relaxed) > 0 && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            remove_socket(&path);
+        })))
+    }
+
+    fn report(&self, status: &mut Status) {
+        status.clients = self.hub.client_status();
+    }
 }
 
 /// Binds a socket: removes a stale socket file only if it is a socket and
@@ -146,14 +199,10 @@ pub fn bind_std(path: &Path, mode: u32) -> Result<std::os::unix::net::UnixListen
 }
 
 /// Accepts clients until `shutdown` turns true.
-pub async fn serve(
-    hub: Arc<SocketSink>,
-    listener: UnixListener,
-    mut shutdown: watch::Receiver<bool>,
-) {
+async fn serve(hub: Arc<SocketSink>, listener: UnixListener, mut shutdown: Shutdown) {
     loop {
         tokio::select! {
-            _ = shutdown.changed() => break,
+            _ = shutdown.raised() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => admit(&hub, stream, shutdown.clone()),
                 Err(e) => {
@@ -175,7 +224,7 @@ fn live_clients(hub: &SocketSink) -> usize {
     }
 }
 
-fn admit(hub: &Arc<SocketSink>, mut stream: UnixStream, shutdown: watch::Receiver<bool>) {
+fn admit(hub: &Arc<SocketSink>, mut stream: UnixStream, shutdown: Shutdown) {
     if hub.active.load(Relaxed) >= hub.cfg.max_clients && live_clients(hub) >= hub.cfg.max_clients {
         let max = hub.cfg.max_clients;
         tracing::warn!("refused a client: {max} clients already connected");
@@ -347,7 +396,7 @@ impl Client {
         self.filter = f;
     }
 
-    async fn run(mut self, stream: UnixStream, mut shutdown: watch::Receiver<bool>) -> String {
+    async fn run(mut self, stream: UnixStream, mut shutdown: Shutdown) -> String {
         let (rd, mut wr) = stream.into_split();
         let mut lines = FramedRead::new(
             rd,
@@ -376,7 +425,7 @@ impl Client {
         &mut self,
         wr: &mut tokio::net::unix::OwnedWriteHalf,
         lines: &mut Lines,
-        shutdown: &mut watch::Receiver<bool>,
+        shutdown: &mut Shutdown,
         timeout: Duration,
     ) -> String {
         let mut reading = true;
@@ -433,7 +482,7 @@ impl Client {
                     None => reading = false,
                     Some(Err(e)) => return format!("read error: {e}"),
                 },
-                _ = shutdown.changed() => {
+                _ = shutdown.raised() => {
                     self.flush_queued(wr).await;
                     let _ = wr.shutdown().await;
                     return "daemon stopping".into();
@@ -474,7 +523,7 @@ async fn write<W: tokio::io::AsyncWrite + Unpin>(
 }
 
 /// Removes the socket file on shutdown.
-pub fn remove_socket(path: &PathBuf) {
+fn remove_socket(path: &Path) {
     if let Err(e) = std::fs::remove_file(path) {
         if e.kind() != std::io::ErrorKind::NotFound {
             tracing::warn!("{}: cannot remove socket: {e}", path.display());

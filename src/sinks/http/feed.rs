@@ -11,12 +11,13 @@
 use super::{Kind, Outgoing};
 use crate::protocol::Message;
 use crate::sinks::Bus;
+use crate::sinks::Shutdown;
 use axum::body::Bytes;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::broadcast;
 
 /// Items the feed's rings hold for their slowest page.
 const RING: usize = 4096;
@@ -89,13 +90,13 @@ impl Feed {
     }
 
     /// Forwards the bus to the pages until the bus closes or `shutdown`.
-    pub async fn run(self: Arc<Self>, bus: Arc<Bus>, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(self: Arc<Self>, bus: Arc<Bus>, mut shutdown: Shutdown) {
         let mut rx = bus.tx.subscribe();
         let mut last_id = 0;
         let mut last_frame: HashMap<String, Instant> = HashMap::new();
         loop {
             let m = tokio::select! {
-                _ = shutdown.changed() => return,
+                _ = shutdown.raised() => return,
                 m = rx.recv() => m,
             };
             // Frames lost to a lag are thinned anyway; events never are.

@@ -1,17 +1,17 @@
-//! `/metrics` in the Prometheus text format (version 0.0.4), read straight
-//! from the streams' counters, so a scrape costs the workers nothing.
+//! `/metrics` in the Prometheus text format (version 0.0.4), rendered from
+//! the same per-stream `hub::Snapshot` as `status`, read from atomics, so a
+//! scrape costs the workers nothing.
 //! Names follow the Prometheus conventions (`drsnd_` prefix, `_total`
 //! counters, base units); labels are bounded sets only (stream, state,
 //! class, sink), never a free text such as a reason.
 
 use super::HttpSink;
-use crate::hub::{StreamHub, HISTOGRAM_BOUNDS_S};
+use crate::hub::{Snapshot, HISTOGRAM_BOUNDS_S};
 use crate::monitor::{State, STATE_KINDS};
 use axum::extract::State as Extract;
 use axum::http::header;
 use axum::response::IntoResponse;
 use std::fmt::Write;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 pub async fn metrics(Extract(sink): Extract<Arc<HttpSink>>) -> impl IntoResponse {
@@ -32,7 +32,7 @@ fn esc(v: &str) -> String {
 }
 
 /// One number of a stream's counters.
-type Reading = fn(&StreamHub) -> f64;
+type Reading = fn(&Snapshot) -> f64;
 
 struct Out(String);
 
@@ -44,11 +44,11 @@ impl Out {
     /// One counter or gauge per stream.
     fn per_stream(
         &mut self,
-        streams: &[Arc<StreamHub>],
+        streams: &[Snapshot],
         name: &str,
         kind: &str,
         help: &str,
-        value: impl Fn(&StreamHub) -> f64,
+        value: impl Fn(&Snapshot) -> f64,
     ) {
         self.head(name, kind, help);
         for s in streams {
@@ -58,17 +58,11 @@ impl Out {
 }
 
 /// The last velocity RMS of each stream that has one (a source with units).
-fn velocity(o: &mut Out, streams: &[Arc<StreamHub>]) {
+fn velocity(o: &mut Out, streams: &[Snapshot]) {
     let name = "drsnd_velocity_rms_meters_per_second";
     let known: Vec<(&str, f32)> = streams
         .iter()
-        .map(|s| {
-            (
-                s.name.as_str(),
-                f32::from_bits(s.velocity_mm_s.load(Relaxed)),
-            )
-        })
-        .filter(|(_, v)| v.is_finite())
+        .filter_map(|s| Some((s.name.as_str(), s.velocity_mm_s?)))
         .collect();
     if known.is_empty() {
         return;
@@ -89,46 +83,47 @@ fn velocity(o: &mut Out, streams: &[Arc<StreamHub>]) {
 }
 
 fn render(sink: &HttpSink) -> String {
-    let streams = &sink.bus.hubs;
+    let snapshots: Vec<Snapshot> = sink.bus.hubs.iter().map(|h| h.snapshot()).collect();
+    let streams = &snapshots[..];
     let mut o = Out(String::with_capacity(4096 + streams.len() * 2048));
     let counters: [(&str, &str, Reading); 8] = [
         ("drsnd_frames_total", "frames published", |s| {
-            s.frames.load(Relaxed) as f64
+            s.frames as f64
         }),
         (
             "drsnd_captured_samples_total",
             "samples captured into the ring",
-            |s| s.ring.captured.load(Relaxed) as f64,
+            |s| s.captured_samples as f64,
         ),
         (
             "drsnd_overrun_samples_total",
             "samples captured but never analysed (ring full, or backlog shed)",
-            |s| s.ring.overrun_samples.load(Relaxed) as f64,
+            |s| s.overrun_samples as f64,
         ),
         (
             "drsnd_gap_samples_total",
             "samples never captured (device gone)",
-            |s| s.ring.gap_samples.load(Relaxed) as f64,
+            |s| s.gap_samples as f64,
         ),
         (
             "drsnd_dropped_frames_total",
             "frames made but not published",
-            |s| s.dropped_frames.load(Relaxed) as f64,
+            |s| s.dropped_frames as f64,
         ),
         (
             "drsnd_recorder_dropped_total",
             "snapshot and state-file writes dropped (the recorder's queue was full)",
-            |s| s.recorder_dropped.load(Relaxed) as f64,
+            |s| s.recorder_dropped as f64,
         ),
         (
             "drsnd_nonfinite_frames_total",
             "frames with NaN or infinite samples (zeroed)",
-            |s| s.nonfinite_frames.load(Relaxed) as f64,
+            |s| s.nonfinite_frames as f64,
         ),
         (
             "drsnd_clipped_frames_total",
             "frames with samples at the clip level",
-            |s| s.clipped_frames.load(Relaxed) as f64,
+            |s| s.clipped_frames as f64,
         ),
     ];
     for (name, help, f) in counters {
@@ -139,19 +134,16 @@ fn render(sink: &HttpSink) -> String {
         "drsnd_latency_max_seconds",
         "gauge",
         "longest time from a frame's last sample to its message",
-        |s| s.latency_max_us.load(Relaxed) as f64 / 1e6,
+        |s| s.latency_ms_max / 1e3,
     );
     velocity(&mut o, streams);
     analysis_histogram(&mut o, streams);
     machine_state(&mut o, streams);
     events(&mut o, streams);
     o.head("drsnd_clients", "gauge", "subscribers connected, per sink");
-    let _ = writeln!(
-        o.0,
-        "drsnd_clients{{sink=\"socket\"}} {}",
-        sink.socket.active.load(Relaxed)
-    );
-    let _ = writeln!(o.0, "drsnd_clients{{sink=\"http\"}} {}", sink.clients());
+    for (name, n) in sink.bus.clients() {
+        let _ = writeln!(o.0, "drsnd_clients{{sink=\"{name}\"}} {n}");
+    }
     if let Some(m) = sink.bus.hello.lock().ok().map(|h| h.model.clone()) {
         o.head("drsnd_model_info", "gauge", "the model in use");
         let _ = writeln!(
@@ -175,7 +167,7 @@ fn render(sink: &HttpSink) -> String {
     o.0
 }
 
-fn analysis_histogram(o: &mut Out, streams: &[Arc<StreamHub>]) {
+fn analysis_histogram(o: &mut Out, streams: &[Snapshot]) {
     let name = "drsnd_analysis_duration_seconds";
     o.head(
         name,
@@ -183,9 +175,10 @@ fn analysis_histogram(o: &mut Out, streams: &[Arc<StreamHub>]) {
         "time the analyses took per frame (model and the rest)",
     );
     for s in streams {
-        let (cumulative, count, sum) = s.analysis_time.snapshot();
+        let h = &s.analysis_time;
+        let (count, sum) = (h.count, h.sum_s);
         let st = esc(&s.name);
-        for (b, c) in HISTOGRAM_BOUNDS_S.iter().zip(&cumulative) {
+        for (b, c) in HISTOGRAM_BOUNDS_S.iter().zip(&h.cumulative) {
             let _ = writeln!(o.0, "{name}_bucket{{stream=\"{st}\",le=\"{b}\"}} {c}");
         }
         let _ = writeln!(o.0, "{name}_bucket{{stream=\"{st}\",le=\"+Inf\"}} {count}");
@@ -194,7 +187,7 @@ fn analysis_histogram(o: &mut Out, streams: &[Arc<StreamHub>]) {
     }
 }
 
-fn machine_state(o: &mut Out, streams: &[Arc<StreamHub>]) {
+fn machine_state(o: &mut Out, streams: &[Snapshot]) {
     let name = "drsnd_machine_state";
     o.head(
         name,
@@ -202,9 +195,8 @@ fn machine_state(o: &mut Out, streams: &[Arc<StreamHub>]) {
         "1 for the state each machine is in, 0 for the others",
     );
     for s in streams {
-        let (state, _) = s.machine();
         for (i, kind) in STATE_KINDS.iter().enumerate() {
-            let v = u8::from(state.kind_index() == i);
+            let v = u8::from(s.machine.kind_index() == i);
             let _ = writeln!(
                 o.0,
                 "{name}{{stream=\"{}\",state=\"{kind}\"}} {v}",
@@ -215,7 +207,7 @@ fn machine_state(o: &mut Out, streams: &[Arc<StreamHub>]) {
     let name = "drsnd_machine_fault_class";
     o.head(name, "gauge", "1 with the class of a machine in fault");
     for s in streams {
-        if let (State::Fault { class }, _) = s.machine() {
+        if let State::Fault { class } = &s.machine {
             let _ = writeln!(
                 o.0,
                 "{name}{{stream=\"{}\",class=\"{}\"}} 1",
@@ -226,7 +218,7 @@ fn machine_state(o: &mut Out, streams: &[Arc<StreamHub>]) {
     }
 }
 
-fn events(o: &mut Out, streams: &[Arc<StreamHub>]) {
+fn events(o: &mut Out, streams: &[Snapshot]) {
     let name = "drsnd_events_total";
     o.head(
         name,
@@ -239,7 +231,7 @@ fn events(o: &mut Out, streams: &[Arc<StreamHub>]) {
                 o.0,
                 "{name}{{stream=\"{}\",state=\"{kind}\"}} {}",
                 esc(&s.name),
-                n.load(Relaxed)
+                n
             );
         }
     }

@@ -15,19 +15,18 @@ mod feed;
 mod metrics;
 mod page;
 
-use super::socket::SocketSink;
-use super::{Bus, Kind, Outgoing};
+use super::{Bus, Kind, Outgoing, Running, Shutdown, Sink};
 use crate::config::HttpConfig;
 use anyhow::{Context, Result};
 use axum::routing::get;
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
-use tokio::sync::{broadcast, watch, Semaphore};
+use tokio::sync::{broadcast, Semaphore};
 
 /// A request's headers must all arrive within this.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -36,13 +35,59 @@ const MAX_HEADER_BYTES: usize = 16 * 1024;
 /// Connections beyond the event streams (page loads, metrics scrapes).
 const EXTRA_CONNECTIONS: usize = 32;
 
+/// How long, after the shutdown, the page's thread is waited for: its
+/// event streams end with the bus.
+const GRACE: Duration = Duration::from_millis(300);
+
+/// The HTTP sink as the daemon runs it, its address bound.
+pub struct Http {
+    sink: Arc<HttpSink>,
+    listener: Option<std::net::TcpListener>,
+}
+
+impl Http {
+    /// Reads the token and binds `[http] listen`; both errors name the key.
+    pub fn bind(bus: Arc<Bus>, cfg: HttpConfig) -> Result<Self> {
+        let (sink, listener) = HttpSink::bind(bus, cfg)?;
+        Ok(Self {
+            sink,
+            listener: Some(listener),
+        })
+    }
+}
+
+impl Sink for Http {
+    fn name(&self) -> &'static str {
+        "http"
+    }
+
+    fn grace(&self) -> Duration {
+        GRACE
+    }
+
+    fn start(&mut self, shutdown: Shutdown) -> Result<Running> {
+        let listener = self
+            .listener
+            .take()
+            .context("the HTTP sink was started twice")?;
+        let at = listener
+            .local_addr()
+            .map_or_else(|_| "?".into(), |a| a.to_string());
+        tracing::info!("page and metrics on http://{at}/");
+        Ok(Running::Threads(vec![spawn(
+            self.sink.clone(),
+            listener,
+            shutdown,
+        )?]))
+    }
+}
+
 pub struct HttpSink {
     bus: Arc<Bus>,
-    socket: Arc<SocketSink>,
     cfg: HttpConfig,
     token: Option<String>,
-    /// Event streams open now.
-    sse_clients: AtomicUsize,
+    /// Event streams open now (the bus's gauge for `/metrics`).
+    sse_clients: Arc<AtomicUsize>,
     /// The last `status` broadcast, for `/api/status`.
     last_status: Mutex<Option<Arc<Outgoing>>>,
     /// What every page reads: the bus, thinned and in SSE form once.
@@ -52,11 +97,7 @@ pub struct HttpSink {
 
 impl HttpSink {
     /// Reads the token and binds the address; both errors name the key.
-    pub fn bind(
-        bus: Arc<Bus>,
-        socket: Arc<SocketSink>,
-        cfg: HttpConfig,
-    ) -> Result<(Arc<Self>, std::net::TcpListener)> {
+    fn bind(bus: Arc<Bus>, cfg: HttpConfig) -> Result<(Arc<Self>, std::net::TcpListener)> {
         let token = cfg.token().map_err(anyhow::Error::msg)?;
         let listener = std::net::TcpListener::bind(cfg.listen)
             .and_then(|l| l.set_nonblocking(true).map(|()| l))
@@ -64,21 +105,15 @@ impl HttpSink {
         bus.keep_events(cfg.replay_events);
         let feed = feed::Feed::new(cfg.frames_per_second);
         let sink = Arc::new(Self {
+            sse_clients: bus.client_gauge("http"),
             bus,
-            socket,
             cfg,
             token,
-            sse_clients: AtomicUsize::new(0),
             last_status: Mutex::new(None),
             feed,
             started: Instant::now(),
         });
         Ok((sink, listener))
-    }
-
-    /// Event streams open now.
-    pub fn clients(&self) -> usize {
-        self.sse_clients.load(Relaxed)
     }
 }
 
@@ -120,11 +155,11 @@ async fn status(
 
 /// Serves on a thread of its own ("http", with its own runtime), so that
 /// pages cost the socket sink nothing and their CPU is seen apart; ends
-/// when `shutdown` turns true.
-pub fn spawn(
+/// at the shutdown.
+fn spawn(
     sink: Arc<HttpSink>,
     listener: std::net::TcpListener,
-    shutdown: watch::Receiver<bool>,
+    shutdown: Shutdown,
 ) -> Result<std::thread::JoinHandle<()>> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -144,7 +179,7 @@ pub fn spawn(
     Ok(thread)
 }
 
-async fn serve(sink: Arc<HttpSink>, listener: TcpListener, shutdown: watch::Receiver<bool>) {
+async fn serve(sink: Arc<HttpSink>, listener: TcpListener, shutdown: Shutdown) {
     tokio::spawn(keep_last_status(sink.clone(), shutdown.clone()));
     tokio::spawn(sink.feed.clone().run(sink.bus.clone(), shutdown.clone()));
     let app = router(sink.clone());
@@ -152,7 +187,7 @@ async fn serve(sink: Arc<HttpSink>, listener: TcpListener, shutdown: watch::Rece
     let mut shutdown = shutdown;
     loop {
         tokio::select! {
-            _ = shutdown.changed() => break,
+            _ = shutdown.raised() => break,
             accepted = listener.accept() => match accepted {
                 Ok((tcp, _)) => {
                     // Past the limit a connection is closed at once.
@@ -177,11 +212,11 @@ async fn serve(sink: Arc<HttpSink>, listener: TcpListener, shutdown: watch::Rece
 }
 
 /// Keeps the last status for `/api/status`.
-async fn keep_last_status(sink: Arc<HttpSink>, mut shutdown: watch::Receiver<bool>) {
+async fn keep_last_status(sink: Arc<HttpSink>, mut shutdown: Shutdown) {
     let mut rx = sink.bus.tx.subscribe();
     loop {
         tokio::select! {
-            _ = shutdown.changed() => return,
+            _ = shutdown.raised() => return,
             m = rx.recv() => match m {
                 Ok(m) if m.kind == Kind::Status => {
                     if let Ok(mut s) = sink.last_status.lock() {

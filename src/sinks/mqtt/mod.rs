@@ -12,14 +12,14 @@ mod session;
 mod spool;
 pub mod topics;
 
-use super::Bus;
+use super::{Bus, Running, Shutdown, Sink};
 use crate::config::{FramesMode, MqttConfig};
-use crate::protocol::MqttStatus;
+use crate::protocol::{MqttStatus, Status};
 use anyhow::{Context, Result};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
-use tokio::sync::watch;
+use std::time::Duration;
 
 /// What `status` says of the sink; written by its thread only.
 #[derive(Debug, Default)]
@@ -123,41 +123,71 @@ impl Settings {
     }
 }
 
-/// The sink, ready to start: settings read and the spool open.
-pub struct Ready {
+/// The sink, built and not started: settings read and the spool open.
+pub struct Prepared {
     settings: Settings,
     spool: spool::Spool,
 }
 
 /// Reads every file the settings name and opens the spool; each error
 /// names its key (exit 78 at start; at a reload the old settings stay).
-pub fn prepare(cfg: &MqttConfig, state_dir: Option<&Path>) -> Result<Ready> {
+pub fn prepare(cfg: &MqttConfig, state_dir: Option<&Path>) -> Result<Prepared> {
     let settings = Settings::read(cfg)?;
     let spool = spool::Spool::open(&cfg.spool_dir(state_dir), cfg.spool_max_mb)?;
-    Ok(Ready { settings, spool })
+    Ok(Prepared { settings, spool })
 }
 
-/// Starts the sink's thread, which ends after `shutdown` once what is owed
-/// is sent (or a short while).
-pub fn start(
+/// The sink as the daemon runs it: on a thread of its own, which after
+/// the shutdown flushes what is owed for up to 2 s, then says offline.
+pub struct Mqtt {
     bus: Arc<Bus>,
-    ready: Ready,
-    shutdown: watch::Receiver<bool>,
-) -> Result<(Arc<MqttStats>, std::thread::JoinHandle<()>)> {
-    // Events raised before the sink reads them are not lost.
-    bus.keep_events(1000);
-    let stats = Arc::new(MqttStats::default());
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("[mqtt]: cannot start its runtime")?;
-    let s = stats.clone();
-    let Ready { settings, spool } = ready;
-    // Subscribed here, before the thread runs: nothing sent after start is missed.
-    let rx = bus.tx.subscribe();
-    let thread = std::thread::Builder::new()
-        .name("mqtt".into())
-        .spawn(move || rt.block_on(session::run(bus, rx, settings, spool, s, shutdown)))
-        .context("[mqtt]: cannot start its thread")?;
-    Ok((stats, thread))
+    prepared: Option<Prepared>,
+    stats: Arc<MqttStats>,
+    broker: String,
+}
+
+impl Mqtt {
+    pub fn new(bus: Arc<Bus>, prepared: Prepared, broker: &str) -> Self {
+        // Events raised before the sink reads them are not lost.
+        bus.keep_events(1000);
+        Self {
+            bus,
+            prepared: Some(prepared),
+            stats: Arc::default(),
+            broker: broker.to_string(),
+        }
+    }
+}
+
+impl Sink for Mqtt {
+    fn name(&self) -> &'static str {
+        "mqtt"
+    }
+
+    fn grace(&self) -> Duration {
+        Duration::from_secs(3)
+    }
+
+    fn start(&mut self, shutdown: Shutdown) -> Result<Running> {
+        let Prepared { settings, spool } = self
+            .prepared
+            .take()
+            .context("[mqtt]: the sink was started twice")?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("[mqtt]: cannot start its runtime")?;
+        let (bus, stats) = (self.bus.clone(), self.stats.clone());
+        // Subscribed here, before the thread runs: nothing sent after start is missed.
+        let rx = bus.tx.subscribe();
+        let thread = std::thread::Builder::new()
+            .name("mqtt".into())
+            .spawn(move || rt.block_on(session::run(bus, rx, settings, spool, stats, shutdown)))
+            .context("[mqtt]: cannot start its thread")?;
+        Ok(Running::Threads(vec![thread]))
+    }
+
+    fn report(&self, status: &mut Status) {
+        status.mqtt = Some(self.stats.status(&self.broker));
+    }
 }

@@ -7,8 +7,8 @@ use super::spool::Spool;
 use super::topics::{self, FrameDigest, Summary};
 use super::{MqttStats, Settings};
 use crate::config::FramesMode;
-use crate::monitor::State;
-use crate::protocol::{EventMsg, Message};
+use crate::protocol::{EventMsg, EventState, Message};
+use crate::sinks::Shutdown;
 use crate::sinks::{Bus, Kind, Outgoing};
 use rumqttc::{
     AsyncClient, ConnectionError, Event, EventLoop, LastWill, MqttOptions, Outgoing as Out, Packet,
@@ -18,7 +18,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::broadcast;
 
 /// Spool entries handed to the client and not yet acknowledged, at most.
 const WINDOW: usize = 64;
@@ -66,7 +66,7 @@ pub async fn run(
     s: Settings,
     spool: Spool,
     stats: Arc<MqttStats>,
-    mut shutdown: watch::Receiver<bool>,
+    mut shutdown: Shutdown,
 ) {
     let seed = crate::clock::mono_ns() ^ std::process::id() as u64;
     let mut sink = Sink {
@@ -143,7 +143,7 @@ impl Sink {
     }
 
     /// One connection, until it is lost or the daemon stops.
-    async fn connected(&mut self, shutdown: &mut watch::Receiver<bool>) -> Stop {
+    async fn connected(&mut self, shutdown: &mut Shutdown) -> Stop {
         let (client, events) = AsyncClient::new(self.options(), 4 * WINDOW + 64);
         let mut c = Conn {
             client,
@@ -158,7 +158,7 @@ impl Sink {
         loop {
             tokio::select! {
                 biased;
-                _ = shutdown.changed() => {
+                _ = shutdown.raised() => {
                     self.finish(&mut c).await;
                     return Stop::Shutdown;
                 }
@@ -263,8 +263,8 @@ impl Sink {
         let ev: &EventMsg = &e;
         // A zone event must not overwrite the machine's retained state.
         let retained = match ev.to {
-            State::IsoZone { .. } => self.s.topics.zone(&ev.stream),
-            _ => self.s.topics.state(&ev.stream),
+            EventState::Zone(_) => self.s.topics.zone(&ev.stream),
+            EventState::Machine(_) => self.s.topics.state(&ev.stream),
         };
         let r = self
             .spool
@@ -383,11 +383,11 @@ impl Sink {
 
     /// Waits out the backoff, still spooling what the bus brings; true if
     /// the daemon stops meanwhile.
-    async fn wait(&mut self, d: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
+    async fn wait(&mut self, d: Duration, shutdown: &mut Shutdown) -> bool {
         let until = tokio::time::Instant::now() + d;
         loop {
             tokio::select! {
-                _ = shutdown.changed() => {
+                _ = shutdown.raised() => {
                     while let Ok(m) = self.rx.try_recv() {
                         let _ = self.on_bus(Ok(m));
                     }

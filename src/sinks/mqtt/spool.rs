@@ -13,6 +13,7 @@
 //! updates that a later one of the same stream supersedes first; each drop
 //! is counted and logged.
 
+use crate::atomic::{self, Durability};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
@@ -174,9 +175,9 @@ impl Spool {
     }
 
     fn save_watermark(&self) -> Result<()> {
-        let tmp = self.dir.join("acked.tmp");
-        std::fs::write(&tmp, format!("{}\n", self.watermark))
-            .and_then(|()| std::fs::rename(&tmp, self.dir.join("acked")))
+        // The mark may lag after a power cut: entries are then sent twice, never lost.
+        let mark = format!("{}\n", self.watermark);
+        atomic::write(&self.dir.join("acked"), mark.as_bytes(), Durability::Crash)
             .with_context(|| format!("[mqtt] spool {}: cannot save", self.dir.display()))
     }
 
@@ -196,25 +197,19 @@ impl Spool {
 
     /// Writes the waiting entries to a new log and swaps it in.
     fn rewrite(&mut self) -> Result<()> {
-        let tmp = self.dir.join("spool.log.tmp");
         let mut out = String::new();
         for e in &self.pending {
             out.push_str(&serde_json::to_string(e).context("spool entry")?);
             out.push('\n');
         }
         let path = self.dir.join("spool.log");
-        (|| -> std::io::Result<File> {
-            let mut f = File::create(&tmp)?;
-            f.write_all(out.as_bytes())?;
-            f.sync_data()?;
-            std::fs::rename(&tmp, &path)?;
-            OpenOptions::new().append(true).open(&path)
-        })()
-        .with_context(|| format!("[mqtt] spool {}: cannot rewrite", path.display()))
-        .map(|f| {
-            self.log = f;
-            self.log_bytes = out.len() as u64;
-        })
+        atomic::write(&path, out.as_bytes(), Durability::Contents)
+            .and_then(|()| OpenOptions::new().append(true).open(&path))
+            .with_context(|| format!("[mqtt] spool {}: cannot rewrite", path.display()))
+            .map(|f| {
+                self.log = f;
+                self.log_bytes = out.len() as u64;
+            })
     }
 
     /// Over the cap: drops down to 90 % of it, superseded states first,

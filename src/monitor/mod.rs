@@ -13,14 +13,18 @@
 //! class (IR_14 or IR_21) is only the event's detail, so a network torn
 //! between two sizes of one fault neither flaps nor goes `uncertain`, and
 //! `healthy` needs the normal family itself to be confident.
+//!
+//! What a restart keeps (the state file) is in `saved`.
 
 pub use crate::config::MonitorConfig;
 use crate::manifest::{Labels, NORMAL_FAMILY};
-use crate::recorder::Recorder;
 use crate::report::{argmax, Frame, Prediction, Report};
 use serde::{Deserialize, Serialize};
 
+mod saved;
 pub mod zone;
+
+pub use saved::{file_safe, load_state, state_path, Saved, StateSaver, SAVE_EVERY};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "kebab-case")]
@@ -47,15 +51,10 @@ pub enum State {
     Suspect {
         class: String,
     },
-    /// Not a machine state: the ISO 20816 zone in a zone event (see
-    /// [`zone`]); None before the first zone was known.
-    IsoZone {
-        zone: Option<String>,
-    },
 }
 
 /// Every kind of state, in a fixed order (metrics label them by it).
-pub const STATE_KINDS: [&str; 9] = [
+pub const STATE_KINDS: [&str; 8] = [
     "starting",
     "healthy",
     "fault",
@@ -64,7 +63,6 @@ pub const STATE_KINDS: [&str; 9] = [
     "learning",
     "anomaly",
     "suspect",
-    "iso-zone",
 ];
 
 impl State {
@@ -84,7 +82,6 @@ impl State {
             State::Learning => 5,
             State::Anomaly => 6,
             State::Suspect { .. } => 7,
-            State::IsoZone { .. } => 8,
         }
     }
 
@@ -103,7 +100,6 @@ impl State {
             State::Starting => "starting".into(),
             State::Healthy => "healthy".into(),
             State::Uncertain => "uncertain".into(),
-            State::IsoZone { zone } => format!("iso-zone({})", zone.as_deref().unwrap_or("?")),
         }
     }
 }
@@ -130,10 +126,12 @@ pub struct Evidence {
     pub mean_velocity_mm_s: Option<f32>,
 }
 
+/// A confirmed change: of the machine's [`State`], or of its ISO zone
+/// (`Transition<zone::Zone>`).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Transition {
-    pub from: State,
-    pub to: State,
+pub struct Transition<S = State> {
+    pub from: S,
+    pub to: S,
     /// Stream time (s) when the new state was first seen, and when it was confirmed.
     pub since_s: f64,
     pub at_s: f64,
@@ -388,7 +386,7 @@ impl Monitor {
     }
 
     /// The frame's ISO zone, for zone events (streams with units only).
-    pub fn zone_frame(&mut self, report: &Report, t_s: f64) -> Option<Transition> {
+    pub fn zone_frame(&mut self, report: &Report, t_s: f64) -> Option<Transition<zone::Zone>> {
         let (raise, clear) = (self.cfg.raise_after_s, self.cfg.clear_after_s);
         self.zone.frame(report, t_s, raise, clear)
     }
@@ -507,180 +505,9 @@ fn combine(net: State, anomaly: Option<f32>, learning: bool) -> State {
     }
 }
 
-/// What is kept across a restart, one small JSON file per stream.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Saved {
-    pub stream: String,
-    pub machine: State,
-    /// Unix seconds.
-    pub since: f64,
-}
-
-/// A stream name as a file-name part: anything but [A-Za-z0-9-_] becomes '_'.
-pub fn file_safe(stream: &str) -> String {
-    stream
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
-
-pub fn state_path(dir: &std::path::Path, stream: &str) -> std::path::PathBuf {
-    dir.join(format!("{}.state.json", file_safe(stream)))
-}
-
-/// Reads a saved state; a missing or unreadable file means none (logged).
-pub fn load_state(path: &std::path::Path) -> Option<Saved> {
-    let text = std::fs::read_to_string(path).ok()?;
-    match serde_json::from_str(&text) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            tracing::warn!("{}: ignoring unreadable state file: {e}", path.display());
-            None
-        }
-    }
-}
-
-/// How often a flapping machine's state may be written (each save is an fsync).
-pub const SAVE_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// Saves the machine state so that a restart knows it. A change after a
-/// quiet spell is saved at once. A change within `SAVE_EVERY` of the last
-/// save waits until that has passed, and only the latest is written: a
-/// machine flapping between two states costs one fsync per `SAVE_EVERY`, not
-/// one per change, on an edge box's SD card. The write itself is the
-/// recorder's, off the worker's thread.
-pub struct StateSaver {
-    path: Option<std::path::PathBuf>,
-    last_ns: Option<u64>,
-    waiting: Option<Saved>,
-    recorder: Recorder,
-}
-
-impl StateSaver {
-    /// `path`: the state file, or none to save nothing.
-    pub fn new(path: Option<std::path::PathBuf>, recorder: Recorder) -> Self {
-        Self {
-            path,
-            last_ns: None,
-            waiting: None,
-            recorder,
-        }
-    }
-
-    /// A state change at `now_ns`: saved now, or once it is due.
-    pub fn change(&mut self, saved: Saved, now_ns: u64) {
-        if self.path.is_some() {
-            self.waiting = Some(saved);
-            self.save_if_due(now_ns);
-        }
-    }
-
-    /// Saves a waiting change once `SAVE_EVERY` has passed since the last save.
-    pub fn save_if_due(&mut self, now_ns: u64) {
-        let due = self
-            .last_ns
-            .is_none_or(|t| now_ns.saturating_sub(t) >= SAVE_EVERY.as_nanos() as u64);
-        if due && self.waiting.is_some() {
-            self.save_now(now_ns);
-        }
-    }
-
-    /// Saves a waiting change whether due or not (the stream is ending).
-    pub fn save_now(&mut self, now_ns: u64) {
-        let (Some(path), Some(saved)) = (&self.path, self.waiting.take()) else {
-            return;
-        };
-        let what = format!("{}: cannot save state", path.display());
-        let path = path.clone();
-        self.recorder
-            .submit(what, move || Ok(save_state(&path, &saved)?));
-        self.last_ns = Some(now_ns);
-    }
-}
-
-/// Writes atomically: a temporary file in the same directory, then rename.
-fn save_state(path: &std::path::Path, saved: &Saved) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = path.with_extension("json.tmp");
-    let text = serde_json::to_string(saved).map_err(std::io::Error::other)?;
-    {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const S: u64 = 1_000_000_000;
-
-    fn saved(class: &str) -> Saved {
-        Saved {
-            stream: "s".into(),
-            machine: State::Fault {
-                class: class.into(),
-            },
-            since: 0.0,
-        }
-    }
-
-    fn on_disk(path: &std::path::Path) -> String {
-        load_state(path).map_or("none".into(), |s| s.machine.name())
-    }
-
-    #[test]
-    fn a_flapping_state_is_saved_once_per_interval_and_the_last_one_wins() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let path = dir.path().join("s.state.json");
-        let mut saver = StateSaver::new(Some(path.clone()), Recorder::inline());
-        let every = SAVE_EVERY.as_secs();
-        saver.change(saved("A"), 100 * S);
-        assert_eq!(
-            on_disk(&path),
-            "fault(A)",
-            "the first change is saved at once"
-        );
-        saver.change(saved("B"), 101 * S);
-        saver.change(saved("C"), 102 * S);
-        saver.save_if_due((100 + every - 1) * S);
-        assert_eq!(
-            on_disk(&path),
-            "fault(A)",
-            "changes within the interval wait"
-        );
-        saver.save_if_due((100 + every) * S);
-        assert_eq!(
-            on_disk(&path),
-            "fault(C)",
-            "then only the latest is written"
-        );
-        saver.change(saved("D"), (100 + 3 * every) * S);
-        assert_eq!(
-            on_disk(&path),
-            "fault(D)",
-            "after a quiet spell, at once again"
-        );
-        saver.change(saved("E"), (101 + 3 * every) * S);
-        assert_eq!(on_disk(&path), "fault(D)");
-        saver.save_now((102 + 3 * every) * S);
-        assert_eq!(
-            on_disk(&path),
-            "fault(E)",
-            "the stream's end saves what waits"
-        );
-    }
 
     /// The source's reason for a silence is announced once, and only for a
     /// no-signal that `idle` entered without one; the decision rests on a
@@ -715,14 +542,6 @@ mod tests {
             m.explain("device lost", 1.5).is_none(),
             "the reason was known"
         );
-    }
-
-    #[test]
-    fn without_a_state_file_nothing_is_written() {
-        let mut saver = StateSaver::new(None, Recorder::inline());
-        saver.change(saved("A"), S);
-        saver.save_now(2 * S);
-        assert!(saver.waiting.is_none() && saver.last_ns.is_none());
     }
 
     #[test]
