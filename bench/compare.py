@@ -1,16 +1,21 @@
-"""Summarises bench/run.sh --compare: per round, one real-time stream of
-the base revision's drsnd and of this tree's, side by side; medians over the
-rounds and the median of the per-round ratios (the rounds alternate, so the
-machine's drift falls on both alike)."""
+"""Summarises bench/run.sh --compare: per round, the base revision's drsnd
+and this tree's, side by side; medians over the rounds and the median of the
+per-round ratios (the rounds alternate, so the machine's drift falls on both
+alike).
+
+usage: compare.py BASE_REV HEAD_REV RESULTS_DIR [PREFIX [TITLE]]
+(PREFIX-R-base.json and PREFIX-R-head.json; default "compare", one stream)"""
 import json
+import re
 import statistics
 import sys
 from pathlib import Path
 
 
-def load(out: Path, which: str):
-    rounds = sorted(out.glob(f"compare-*-{which}.json"), key=lambda p: int(p.name.split("-")[1]))
-    return [json.loads(p.read_text()) for p in rounds]
+def load(out: Path, prefix: str, which: str):
+    pattern = re.compile(rf"^{re.escape(prefix)}-(\d+)-{which}\.json$")
+    rounds = sorted((int(m.group(1)), p) for p in out.iterdir() if (m := pattern.match(p.name)))
+    return [json.loads(p.read_text()) for _, p in rounds]
 
 
 def figures(r):
@@ -20,15 +25,18 @@ def figures(r):
 
 def main():
     base_rev, head_rev, out = sys.argv[1], sys.argv[2], Path(sys.argv[3])
-    base, head = load(out, "base"), load(out, "head")
-    print(f"# One real-time stream: {base_rev} (base) against {head_rev} (head)\n")
-    print(f"{len(base)} alternating rounds of {base[0]['seconds']:.0f} s each, 1797_IR_14.wav at 12 kHz.\n")
-    print("| round | CPU % base | CPU % head | p99 ms base | p99 ms head | RSS MB base | RSS MB head | losses base/head |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---|")
+    prefix = sys.argv[4] if len(sys.argv) > 4 else "compare"
+    title = sys.argv[5] if len(sys.argv) > 5 else "One real-time stream, 1797_IR_14.wav at 12 kHz"
+    base, head = load(out, prefix, "base"), load(out, prefix, "head")
+    print(f"# {title}: {base_rev} (base) against {head_rev} (head)\n")
+    print(f"{len(base)} alternating rounds of {base[0]['seconds']:.0f} s each, {base[0]['streams']} stream(s).\n")
+    print("| round | CPU % base | CPU % head | p99 ms base | p99 ms head | RSS MB base | RSS MB head | losses base/head | snapshots base/head |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---|---|")
     ratios = {"cpu": [], "p99": [], "rss": []}
     for i, (b, h) in enumerate(zip(base, head), 1):
         fb, fh = figures(b), figures(h)
-        print(f"| {i} | {fb[0]:.2f} | {fh[0]:.2f} | {fb[1]:.3f} | {fh[1]:.3f} | {fb[2]:.1f} | {fh[2]:.1f} | {fb[3]}/{fh[3]} |")
+        snaps = f"{b.get('snapshots_written', 0)}/{h.get('snapshots_written', 0)}"
+        print(f"| {i} | {fb[0]:.2f} | {fh[0]:.2f} | {fb[1]:.3f} | {fh[1]:.3f} | {fb[2]:.1f} | {fh[2]:.1f} | {fb[3]}/{fh[3]} | {snaps} |")
         ratios["cpu"].append(fh[0] / fb[0])
         ratios["p99"].append(fh[1] / fb[1])
         ratios["rss"].append(fh[2] / fb[2])

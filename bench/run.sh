@@ -33,6 +33,10 @@
 #   bench/run.sh --compare REV [--quick]   only the side-by-side step: one
 #                          real-time stream of this tree's drsnd and of REV's,
 #                          in alternating rounds (bench/results/compare.md)
+#   bench/run.sh --compare REV --snapshots [--quick]   the same with 16 streams
+#                          of a recording that turns faulty and healthy every
+#                          4 s, with [snapshots] on, so evidence is written
+#                          all along (bench/results/compare-snapshots.md)
 # Run it on a quiet machine: CPU and latency figures are real-time measurements.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,6 +48,7 @@ while [ $# -gt 0 ]; do
     --quick) quick=1 ;;
     --steps) steps=$2; shift ;;
     --compare) base_rev=$2; steps=compare; shift ;;
+    --snapshots) compare_snapshots=1 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -304,17 +309,40 @@ git worktree remove --force "$base_dir"
 cargo build --release --locked --quiet --bin drsnd
 rounds=6
 round_s=$(( e2e_s / 2 > 20 ? e2e_s / 2 : 20 ))
-rm -f "$out"/compare-*.json
+prefix=compare; opts=(); cmp_wav=$wav
+title="One real-time stream, 1797_IR_14.wav at 12 kHz"
+if [ "${compare_snapshots:-0}" = 1 ]; then
+  # 4 s of an inner-race fault, then 4 s healthy (the 48 kHz baseline at
+  # 12 kHz), over and over: every stream raises a fault, with its evidence
+  # snapshot, every 8 s. Made here, never committed.
+  prefix=compare-snapshots; cmp_wav=$(mktemp --suffix .wav)
+  title="16 real-time streams raising a fault every 8 s, [snapshots] on"
+  (cd models/train && ../.venv/bin/python - "$wav" "$data/1797_Normal_48k.wav" "$cmp_wav" <<'PY'
+import sys
+import numpy as np
+from scipy.io import wavfile
+from drsn_train.data import read_wav, to_model_rate
+fault = to_model_rate(*read_wav(sys.argv[1]), sys.argv[1])
+rate, x = read_wav(sys.argv[2])
+normal = to_model_rate(rate, x, sys.argv[2])
+n = 4 * 12_000
+parts = [p for k in range(min(len(fault), len(normal)) // n) for p in (fault[k * n:(k + 1) * n], normal[k * n:(k + 1) * n])]
+wavfile.write(sys.argv[3], 12_000, np.concatenate(parts).astype(np.float32))
+PY
+  )
+  opts=(--streams 16 --snapshots on)
+fi
+rm -f "$out/$prefix"-[0-9]*.json
 for r in $(seq $rounds); do
   # Alternate which goes first, so a drift in the machine falls on both.
   if [ $((r % 2)) = 1 ]; then order="base head"; else order="head base"; fi
   for which in $order; do
     bin=target/release/drsnd; [ $which = base ] && bin=target/release/drsnd-base
-    run $e2e --wav "$wav" --seconds $round_s -- $bin run --config '{dir}/drsnd.toml' > "$out/compare-$r-$which.json"
+    run $e2e --wav "$cmp_wav" "${opts[@]}" --seconds $round_s -- $bin run --config '{dir}/drsnd.toml' > "$out/$prefix-$r-$which.json"
   done
 done
-$py bench/compare.py "$base_rev" "$(git rev-parse --short HEAD)" "$out" > "$out/compare.md"
-cat "$out/compare.md"
+$py bench/compare.py "$base_rev" "$(git rev-parse --short HEAD)" "$out" "$prefix" "$title" > "$out/$prefix.md"
+cat "$out/$prefix.md"
 exit 0
 fi
 

@@ -51,6 +51,8 @@ struct Opts {
     denoise: Option<PathBuf>,
     /// `frames-per-wake` of the daemon.
     frames_per_wake: usize,
+    /// `[snapshots]` on (2 s before and after each alarm), in the run's folder.
+    snapshots: bool,
 }
 
 fn parse_args() -> Result<Opts> {
@@ -70,6 +72,7 @@ fn parse_args() -> Result<Opts> {
         baseline: None,
         denoise: None,
         frames_per_wake: 1,
+        snapshots: false,
     };
     let mut http = false;
     let mut args = std::env::args().skip(1);
@@ -94,11 +97,12 @@ fn parse_args() -> Result<Opts> {
             "--baseline" => o.baseline = Some(v.into()),
             "--denoise" => o.denoise = Some(v.into()),
             "--frames-per-wake" => o.frames_per_wake = v.parse().context("--frames-per-wake")?,
+            "--snapshots" => o.snapshots = v == "on",
             _ => bail!("unknown option {a}"),
         }
     }
     if o.command.is_empty() {
-        bail!("usage: e2e_bench [--streams N] [--subscribers M] [--http on|off] [--page-clients P] [--mqtt URL] [--units g] [--rpm R] [--baseline FILE] [--denoise MODEL] [--frames-per-wake N] [--seconds S] [--warmup S] [--wav F] -- COMMAND ({{dir}} is replaced)");
+        bail!("usage: e2e_bench [--streams N] [--subscribers M] [--http on|off] [--page-clients P] [--mqtt URL] [--units g] [--rpm R] [--baseline FILE] [--denoise MODEL] [--frames-per-wake N] [--snapshots on|off] [--seconds S] [--warmup S] [--wav F] -- COMMAND ({{dir}} is replaced)");
     }
     if http || o.page_clients > 0 {
         o.http_port = std::net::TcpListener::bind("127.0.0.1:0")?
@@ -224,6 +228,7 @@ fn main() -> Result<()> {
         mem,
         threads,
         denoised_samples: denoised_bytes / 4,
+        snapshots: count_wavs(&dir.path().join("snapshots")),
     };
     report(&o, &results, feed_stats, run, page)
 }
@@ -319,6 +324,12 @@ fn write_config(dir: &Path, o: &Opts) -> Result<()> {
         cfg += &format!(
             "[denoise]\nmodel = \"{}\"\nsocket-dir = \"{}/denoised\"\n",
             std::fs::canonicalize(m)?.display(),
+            dir.display()
+        );
+    }
+    if o.snapshots {
+        cfg += &format!(
+            "[snapshots]\ndir = \"{}/snapshots\"\npre-s = 2\npost-s = 2\n",
             dir.display()
         );
     }
@@ -586,6 +597,8 @@ struct Run {
     audio_s: f64,
     mem: (u64, u64),
     threads: serde_json::Map<String, serde_json::Value>,
+    /// Evidence WAVs written by the end of the run.
+    snapshots: usize,
 }
 
 /// (VmHWM, VmRSS) in KiB.
@@ -624,6 +637,7 @@ fn report(
         mem,
         threads,
         denoised_samples,
+        snapshots,
     } = run;
     let fed_frames = (feed.samples_per_stream - FRAME) / HOP + 1;
     let mut lat: Vec<f64> = results
@@ -655,6 +669,7 @@ fn report(
         "baseline": o.baseline.as_ref().map(|b| b.display().to_string()),
         "denoise": o.denoise.as_ref().map(|b| b.display().to_string()),
         "frames_per_wake": o.frames_per_wake,
+        "snapshots_written": snapshots,
         "denoised_samples_read": denoised_samples,
         "page_messages": page.0,
         "page_bytes": page.1,
@@ -686,4 +701,13 @@ fn report(
     });
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
+}
+
+/// Evidence WAVs the daemon wrote into `dir` (0: none, or no folder).
+fn count_wavs(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |d| {
+        d.filter_map(|e| e.ok())
+            .filter(|e| e.path().extension().is_some_and(|x| x == "wav"))
+            .count()
+    })
 }

@@ -21,23 +21,23 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// A source opened but not started, with a ring writer per channel.
-pub struct PendingSource {
+/// A source prepared (opened, not started), with a ring writer per channel.
+pub struct PreparedSource {
     pub source: Box<dyn Source>,
     pub writers: Vec<Option<RingWriter>>,
     pub status: Arc<SourceStatus>,
 }
 
-/// A stream's worker, not started, and the sender of its reloads.
-pub struct PendingWorker {
+/// A stream's worker, prepared (not started), and the sender of its reloads.
+pub struct PreparedWorker {
     pub worker: StreamWorker,
     pub swap: crossbeam_channel::Sender<Analyses>,
 }
 
-/// Everything one source contributes.
-pub struct Built {
-    pub source: PendingSource,
-    pub workers: Vec<PendingWorker>,
+/// Everything one source contributes, prepared.
+pub struct PreparedParts {
+    pub source: PreparedSource,
+    pub workers: Vec<PreparedWorker>,
     pub streams: Vec<StreamHandle>,
 }
 
@@ -49,7 +49,7 @@ pub fn source(
     tx: &Publisher,
     stop: &Arc<AtomicBool>,
     recorder: &Recorder,
-) -> Result<Built> {
+) -> Result<PreparedParts> {
     let src = source::open(sc)?;
     let channels = src.channels();
     if sc.streams.len() > channels {
@@ -60,8 +60,8 @@ pub fn source(
         );
     }
     let status = Arc::new(SourceStatus::default());
-    let mut built = Built {
-        source: PendingSource {
+    let mut built = PreparedParts {
+        source: PreparedSource {
             source: src,
             writers: Vec::new(),
             status: status.clone(),
@@ -86,7 +86,7 @@ pub fn source(
         let (writer, parts) = ch.parts(shared, &status)?;
         let hub = parts.hub.clone();
         let (worker, swap) = StreamWorker::new(parts, tx.clone(), stop.clone());
-        built.workers.push(PendingWorker { worker, swap });
+        built.workers.push(PreparedWorker { worker, swap });
         built.streams.push(StreamHandle {
             hub,
             source: status.clone(),

@@ -40,8 +40,8 @@ pub struct Prepared {
     cfg: Config,
     shared: Shared,
     streams: Vec<StreamHandle>,
-    workers: Vec<build::PendingWorker>,
-    sources: Vec<build::PendingSource>,
+    workers: Vec<build::PreparedWorker>,
+    sources: Vec<build::PreparedSource>,
     /// Taken by the bus when the daemon starts serving.
     queue: Option<PublisherQueue>,
     /// Raised first on shutdown: sources stop delivering.

@@ -12,8 +12,8 @@ use anyhow::{bail, Result};
 /// Re-reads the configuration for a reload.
 pub type ReloadFn = dyn Fn() -> Result<Config, String> + Send + Sync;
 
-/// A reload ready to hand out: one `Analyses` per stream, in stream order.
-pub struct Ready {
+/// A reload prepared (built, not handed out): one `Analyses` per stream, in stream order.
+pub struct PreparedReload {
     pub per_stream: Vec<Analyses>,
     pub manifest: Manifest,
     /// The denoiser's manifest, with `[denoise]`.
@@ -29,7 +29,7 @@ pub fn prepare(
     running: &Config,
     current: &Manifest,
     cells: Vec<Links>,
-) -> Result<Ready> {
+) -> Result<PreparedReload> {
     let streams = cells.len();
     let cfg = reload().map_err(anyhow::Error::msg)?;
     let files = ModelFiles::load(&cfg.model)?;
@@ -82,7 +82,7 @@ pub fn prepare(
         .zip(cells)
         .map(|(spec, cell)| Analyses::for_stream(&shared, spec, cell))
         .collect::<Result<Vec<_>>>()?;
-    Ok(Ready {
+    Ok(PreparedReload {
         per_stream,
         manifest,
         denoiser: denoiser_manifest,

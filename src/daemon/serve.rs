@@ -238,7 +238,7 @@ impl Serving {
     }
 
     /// Every stream gets its new analyses; subscribers get a new hello.
-    fn hand_out(&mut self, ready: reload::Ready) -> String {
+    fn hand_out(&mut self, ready: reload::PreparedReload) -> String {
         for (tx, a) in self.swaps.iter().zip(ready.per_stream) {
             // Fails only for a stream whose worker has ended: nothing to swap.
             let _ = tx.send(a);

@@ -1,7 +1,11 @@
-"""Training recipe for drsnd's Deep Residual Shrinkage Network (Zhao et al. 2020).
+"""Training recipes for drsnd's Deep Residual Shrinkage Networks (Zhao et al. 2020).
 
-Modules: `data` (recordings, time split, frames), `noise` (paper's noise
+Modules: `data` (recordings, time split, frames), `noise` (the paper's noise
 models at a set SNR), `model` (ConvNet / ResNet / DRSN-CS / DRSN-CW on one code
-path), `fit` (training and evaluation), `export` (ONNX, manifest, parity
-vectors), `table` (RESULTS.md), `__main__` (the command line).
+path), `fit` (the classifier's training, evaluation and `train` command),
+`denoiser` and `denoise_fit` (the denoiser and its `denoise-train` command),
+`export` and `denoise_export` (each model's ONNX graph, manifest and parity
+vectors), `ship` (export, parity, onnxruntime check and manifest written once;
+`verify`, `reexport`), `smoke` (CI's quick run), `table` and `denoise_table`
+(RESULTS.md, RESULTS-denoise.md), `__main__` (the command line only).
 """

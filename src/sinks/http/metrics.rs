@@ -212,7 +212,7 @@ fn machine_state(o: &mut Out, streams: &[Snapshot]) {
                 o.0,
                 "{name}{{stream=\"{}\",class=\"{}\"}} 1",
                 esc(&s.name),
-                esc(&class)
+                esc(class)
             );
         }
     }

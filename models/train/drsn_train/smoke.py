@@ -1,0 +1,37 @@
+"""`smoke`: a tiny classifier and denoiser trained on a slice of the data,
+exported and checked in onnxruntime, in about a minute: for CI."""
+from __future__ import annotations
+
+import sys
+import tempfile
+
+import numpy as np
+import torch
+
+from . import data, denoise_export, denoise_fit, export, fit, ship
+
+
+def cmd_smoke(args) -> None:
+    """A tiny model on a slice of the data, exported and checked: for CI."""
+    torch.set_num_threads(args.threads)
+    recs = [r for r in data.load_cwru(args.data) if r.load == 0]
+    recs += [r for r in data.load_uestc(args.uestc) if r.rpm == 800 and r.name.endswith("_1.wav")]
+    net, _ = fit.train("drsn-cw", recs, seed=0, steps=args.steps, batch=16)
+    x, y, f = data.test_frames([r for r in recs if r.rig == "cwru"], hop=2048, families=True)
+    acc = fit.evaluate(net, x[:64], y[:64], f[:64], snrs=(0,))["clean"]
+    with tempfile.TemporaryDirectory() as d:
+        _, worst = ship.export_checked(export, net, d, "smoke")
+        layout = net.threshold_layout()
+        if len(layout) != 6 or any(c <= 0 for c in layout):
+            sys.exit(f"smoke: unexpected threshold layout {layout}")
+    print(f"smoke: {args.steps} steps, clean accuracy on 64 frames {acc:.3f}, "
+          f"onnxruntime vs PyTorch max |diff| {worst:.2e} (<= {export.PARITY_TOLERANCE})")
+    # The denoiser's recipe too: a few steps, exported and checked.
+    parts = [[r.train for r in recs if r.rig == "cwru"]]
+    den, _ = denoise_fit.train("drsn", parts, seed=0, steps=args.steps, channels=8, units=2, batch=8)
+    with tempfile.TemporaryDirectory() as d:
+        _, worst = ship.export_checked(denoise_export, den, d, "smoke-denoise")
+    y = denoise_fit.denoise_signal(den, recs[0].test[:5000])
+    if y.shape != (5000,) or not np.isfinite(y).all():
+        sys.exit(f"smoke: the denoiser's overlap-add gave {y.shape}, finite {np.isfinite(y).all()}")
+    print(f"smoke: denoiser {args.steps} steps, onnxruntime vs PyTorch max relative diff {worst:.2e}")
