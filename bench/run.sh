@@ -36,7 +36,8 @@
 #   bench/run.sh --compare REV --snapshots [--quick]   the same with 16 streams
 #                          of a recording that turns faulty and healthy every
 #                          4 s, with [snapshots] on, so evidence is written
-#                          all along (bench/results/compare-snapshots.md)
+#                          and the machine state saved all along
+#                          (bench/results/compare-snapshots.md)
 # Run it on a quiet machine: CPU and latency figures are real-time measurements.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -316,7 +317,7 @@ if [ "${compare_snapshots:-0}" = 1 ]; then
   # 12 kHz), over and over: every stream raises a fault, with its evidence
   # snapshot, every 8 s. Made here, never committed.
   prefix=compare-snapshots; cmp_wav=$(mktemp --suffix .wav)
-  title="16 real-time streams raising a fault every 8 s, [snapshots] on"
+  title="16 real-time streams raising a fault every 8 s, [snapshots] and state-dir on"
   (cd models/train && ../.venv/bin/python - "$wav" "$data/1797_Normal_48k.wav" "$cmp_wav" <<'PY'
 import sys
 import numpy as np

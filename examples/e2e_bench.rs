@@ -51,7 +51,9 @@ struct Opts {
     denoise: Option<PathBuf>,
     /// `frames-per-wake` of the daemon.
     frames_per_wake: usize,
-    /// `[snapshots]` on (2 s before and after each alarm), in the run's folder.
+    /// `[snapshots]` on (2 s before and after each alarm) and the machine
+    /// state kept (`[monitor] state-dir`), both in the run's folder: the
+    /// files a daemon writes at each alarm.
     snapshots: bool,
 }
 
@@ -333,13 +335,15 @@ fn write_config(dir: &Path, o: &Opts) -> Result<()> {
             dir.display()
         );
     }
+    let state = dir.join("state");
     if let Some(b) = &o.baseline {
-        let state = dir.join("state");
         std::fs::create_dir_all(&state)?;
         for i in 0..o.streams {
             std::fs::copy(b, state.join(format!("s{i}.baseline.json")))
                 .with_context(|| format!("{}", b.display()))?;
         }
+    }
+    if o.baseline.is_some() || o.snapshots {
         cfg += &format!("[monitor]\nstate-dir = \"{}\"\n", state.display());
     }
     for i in 0..o.streams {

@@ -73,6 +73,17 @@ pub struct Links {
     pub denoised: Arc<crate::tap::DenoisedTap>,
 }
 
+impl Links {
+    /// Links to nothing else: a stream run on its own (`drsnd classify`,
+    /// tests), whose baseline requests and denoised signal nobody reads.
+    pub fn detached(model_rate: u32) -> Self {
+        Self {
+            baseline: Arc::default(),
+            denoised: Arc::new(crate::tap::DenoisedTap::new(model_rate)),
+        }
+    }
+}
+
 impl StreamHub {
     pub fn links(&self) -> Links {
         Links {

@@ -194,7 +194,6 @@ mod tests {
     use crate::infer::Model;
     use crate::manifest::ModelFiles;
     use crate::monitor::State;
-    use std::sync::Arc;
 
     /// The shipped classifier, physics in g, the default monitor.
     fn pipeline() -> StreamPipeline {
@@ -217,10 +216,7 @@ mod tests {
             },
         };
         let m = &shared.classifier.manifest;
-        let links = crate::hub::Links {
-            baseline: Arc::default(),
-            denoised: Arc::new(crate::tap::DenoisedTap::new(m.sample_rate)),
-        };
+        let links = crate::hub::Links::detached(m.sample_rate);
         let cond = Conditioning {
             source_rate: 12_000,
             model_rate: m.sample_rate,

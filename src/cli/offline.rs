@@ -17,7 +17,6 @@ use crate::protocol::{EventMsg, Message};
 use crate::source::wav;
 use anyhow::Result;
 use std::path::Path;
-use std::sync::Arc;
 
 /// One stream as the daemon would run it, for files offline.
 pub struct Offline {
@@ -103,10 +102,7 @@ impl Offline {
             clip_level: self.clip_level.unwrap_or(wav::full_scale(spec)),
         };
         let assembler = Assembler::new(cond, m.frame_length, self.hop)?;
-        let links = Links {
-            baseline: Arc::default(),
-            denoised: Arc::new(crate::tap::DenoisedTap::new(m.sample_rate)),
-        };
+        let links = Links::detached(m.sample_rate);
         let mut spec = self.spec.clone();
         spec.baseline.stream = name.to_string();
         let analyses = Analyses::for_stream(&self.shared, &spec, links)?;

@@ -60,9 +60,7 @@ pub async fn serve(p: Prepared, mut control: mpsc::UnboundedReceiver<Control>) -
     s.stop_recorder().await;
     s.bus.send(&s.status("stopping"));
     trigger.raise();
-    std::mem::replace(&mut s.sinks, Sinks::new(Vec::new()))
-        .stop()
-        .await;
+    std::mem::take(&mut s.sinks).stop().await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -129,7 +127,7 @@ impl Serving {
             p,
             started: Instant::now(),
             bus,
-            sinks: Sinks::new(Vec::new()),
+            sinks: Sinks::default(),
             streams,
             swaps,
             reload: None,

@@ -80,6 +80,7 @@ pub trait Sink: Send {
 }
 
 /// Every configured sink, started or not yet.
+#[derive(Default)]
 pub struct Sinks {
     sinks: Vec<(Box<dyn Sink>, Option<Running>)>,
 }
