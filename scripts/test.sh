@@ -50,4 +50,7 @@ echo "== cargo test"
 # closes on the last integration suite, not on an empty doc-test pass.
 # fault-injection: the test-only hooks of src/fault.rs (stalls, a failing
 # reload); tests that need them fail without it.
-cargo test --locked --tests --features fault-injection
+# Four at a time on two cores: most integration tests wait on real time
+# (real-time replays, a broker outage, TLS retries), so two leave the cores
+# idle a third of the run (tests/it: 252 s with two, 139 s with four).
+cargo test --locked --tests --features fault-injection -- --test-threads 4

@@ -1,7 +1,9 @@
-//! `drsnd run`: builds the data path from the config ([`build`]), then
-//! serves ([`serve`]): start the workers and sources, start the sinks,
-//! answer signals until SIGTERM/SIGINT, and shut down in order (stop
-//! capture, drain what was captured, publish it, say goodbye).
+//! `drsnd run`: builds the data path from the config ([`build`], into
+//! [`Prepared`]), then serves ([`serve()`]): start the sinks, the workers
+//! and the sources, answer [`Control`] until told to stop, and shut down
+//! in order (stop capture, drain what was captured, publish it, say
+//! goodbye). [`run`] turns the process's signals into `Control`; a
+//! program embedding the daemon drives `serve` itself.
 
 mod build;
 mod reload;
