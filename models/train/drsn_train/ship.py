@@ -17,6 +17,7 @@ from . import export
 def export_checked(kind, net, out_dir: str, name: str) -> tuple[str, float]:
     """`<name>.onnx` and `<name>.parity.json` in `out_dir`; returns the ONNX
     path and onnxruntime's worst difference from PyTorch on the parity cases."""
+    os.makedirs(out_dir, exist_ok=True)
     onnx_path = os.path.join(out_dir, f"{name}.onnx")
     kind.export_onnx(net, onnx_path)
     parity = kind.write_parity(net, os.path.join(out_dir, f"{name}.parity.json"))
