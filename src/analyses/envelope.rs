@@ -459,12 +459,7 @@ mod tests {
     use super::*;
 
     const RATE: u32 = 12_000;
-    const CWRU: Bearing = Bearing {
-        bpfo: 3.5848,
-        bpfi: 5.4152,
-        bsf: 2.357,
-        ftf: Some(0.39828),
-    };
+    const CWRU: Bearing = Bearing::from_orders(3.5848, 5.4152, 2.357, Some(0.39828));
 
     /// A small deterministic Gaussian source (no rand crate needed).
     struct Noise(u64);

@@ -100,6 +100,9 @@ fn summary(cfg: &Config) -> Result<String> {
             src.channels(),
             s.streams
         ));
+        if let Some(line) = bearing_line(s) {
+            lines.push(line);
+        }
     }
     if let Some(mq) = &cfg.mqtt {
         // The files it names are read, as at start; the broker is not asked.
@@ -169,4 +172,34 @@ fn baselines(cfg: &Config, m: &crate::manifest::Manifest) -> Result<Vec<String>>
         lines.push(format!("baseline  {}: {line}", b.stream));
     }
     Ok(lines)
+}
+
+/// A source's defect orders and frequencies at its `rpm`, and where the
+/// orders came from (its geometry, or as given).
+fn bearing_line(s: &crate::config::SourceConfig) -> Option<String> {
+    let (rpm, b) = s.rpm.zip(s.bearing)?;
+    let hz = |order: f64| order * rpm / 60.0;
+    let mut line = format!(
+        "bearing   {}: BPFO {:.4} BPFI {:.4} BSF {:.4}",
+        s.label(),
+        b.bpfo,
+        b.bpfi,
+        b.bsf
+    );
+    if let Some(ftf) = b.ftf {
+        line += &format!(" FTF {ftf:.5}");
+    }
+    line += &format!(
+        " x shaft; at {rpm} rpm {:.1} / {:.1} / {:.1} Hz",
+        hz(b.bpfo),
+        hz(b.bpfi),
+        hz(b.bsf)
+    );
+    if let Some(g) = b.geometry {
+        line += &format!(
+            " (from {} balls of {} mm on a {} mm pitch, contact {} deg)",
+            g.balls, g.ball_mm, g.pitch_mm, g.contact_deg
+        );
+    }
+    Some(line)
 }

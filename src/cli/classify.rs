@@ -103,8 +103,8 @@ impl ClassifyArgs {
         }
         check_rpm(rpm).map_err(|e| format!("--rpm {e}"))?;
         let bearing = match *orders {
-            [bpfo, bpfi, bsf] => Bearing { bpfo, bpfi, bsf, ftf: None },
-            [bpfo, bpfi, bsf, ftf] => Bearing { bpfo, bpfi, bsf, ftf: Some(ftf) },
+            [bpfo, bpfi, bsf] => Bearing::from_orders(bpfo, bpfi, bsf, None),
+            [bpfo, bpfi, bsf, ftf] => Bearing::from_orders(bpfo, bpfi, bsf, Some(ftf)),
             _ => return Err(format!(
                 "--bearing-orders {orders:?}: want BPFO,BPFI,BSF[,FTF], like 3.5848,5.4152,2.357,0.3983"
             )),

@@ -6,6 +6,7 @@
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
+mod bearing;
 mod denoise;
 mod http;
 mod log;
@@ -16,6 +17,7 @@ mod socket;
 mod source;
 mod spans;
 
+pub use bearing::{Bearing, Geometry, ORDER_RANGE};
 pub use denoise::DenoiseConfig;
 pub use http::HttpConfig;
 pub use log::LogConfig;
@@ -24,8 +26,7 @@ pub use mqtt::{BrokerUrl, FramesMode, MqttConfig};
 pub use snapshots::SnapshotConfig;
 pub use socket::SocketConfig;
 pub use source::{
-    check_band, check_rpm, Bearing, Pace, RawFormat, SourceConfig, SourceKind, Units, ORDER_RANGE,
-    RPM_RANGE, STANDARD_G,
+    check_band, check_rpm, Pace, RawFormat, SourceConfig, SourceKind, Units, RPM_RANGE, STANDARD_G,
 };
 use spans::{find_key, KeyLines, Step};
 

@@ -1,7 +1,7 @@
 //! `[[source]]`: where samples come from, what they measure (units,
 //! sensitivity) and the machine behind them (shaft speed, bearing).
 
-use super::MonitorConfig;
+use super::{Bearing, MonitorConfig};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -81,49 +81,16 @@ pub struct SourceConfig {
     /// Shaft speed of the machine, rev/min; with `bearing`, the envelope
     /// spectrum's evidence per bearing defect (docs/monitoring.md).
     pub rpm: Option<f64>,
-    /// The bearing's defect frequencies as multiples of shaft speed.
+    /// The bearing's defect frequencies as multiples of shaft speed, given
+    /// as orders or by the bearing's geometry (`config::bearing`).
     pub bearing: Option<Bearing>,
     /// Band around the bearing resonance to demodulate, Hz (default: the
     /// band with the clearest defect lines, chosen per window).
     pub envelope_band: Option<[f64; 2]>,
 }
 
-/// Defect orders of a rolling bearing (from its maker's data or geometry):
-/// outer race, inner race, ball spin (impacts at twice it) and cage.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Bearing {
-    pub bpfo: f64,
-    pub bpfi: f64,
-    pub bsf: f64,
-    pub ftf: Option<f64>,
-}
-
 /// Shaft speeds the envelope analysis can resolve, rev/min.
 pub const RPM_RANGE: std::ops::RangeInclusive<f64> = 10.0..=60_000.0;
-/// Defect orders a real bearing can have.
-pub const ORDER_RANGE: std::ops::RangeInclusive<f64> = 0.1..=50.0;
-
-impl Bearing {
-    /// What is wrong with the orders, naming the one.
-    pub fn check(&self) -> Result<(), String> {
-        for (key, v) in [("bpfo", self.bpfo), ("bpfi", self.bpfi), ("bsf", self.bsf)] {
-            if !(v.is_finite() && ORDER_RANGE.contains(&v)) {
-                return Err(format!(
-                    "{key} = {v} is not a defect order (multiples of shaft speed, {}..={})",
-                    ORDER_RANGE.start(),
-                    ORDER_RANGE.end()
-                ));
-            }
-        }
-        match self.ftf {
-            Some(v) if !(v.is_finite() && v > 0.0 && v < 1.0) => Err(format!(
-                "ftf = {v}: the cage turns slower than the shaft (0 < ftf < 1)"
-            )),
-            _ => Ok(()),
-        }
-    }
-}
 
 /// What is wrong with a shaft speed.
 pub fn check_rpm(rpm: f64) -> Result<(), String> {

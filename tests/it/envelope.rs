@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 const ORDERS: &str = "3.5848,5.4152,2.357,0.39828";
 const BEARING: &str = "bearing = { bpfo = 3.5848, bpfi = 5.4152, bsf = 2.357, ftf = 0.39828 }";
+/// The same bearing (SKF 6205) by its catalogue geometry.
+const GEOMETRY: &str = "bearing = { balls = 9, ball-mm = 7.94, pitch-mm = 39.04 }";
 
 fn classify(args: &[&str]) -> std::process::Output {
     std::process::Command::new(BIN)
@@ -274,6 +276,24 @@ fn bad_envelope_settings_stop_the_start_naming_the_key_and_line() {
             "fff",
             "unknown field",
         ),
+        (
+            format!("units = \"g\"\nrpm = 1797\n{}", GEOMETRY.replace("9", "0")),
+            "`bearing`",
+            "balls = 0",
+        ),
+        (
+            format!(
+                "units = \"g\"\nrpm = 1797\n{}",
+                GEOMETRY.replace("7.94", "39.04")
+            ),
+            "`bearing`",
+            "ball-mm = 39.04 is not below half of pitch-mm",
+        ),
+        (
+            "units = \"g\"\nrpm = 1797\nbearing = { balls = 9, bpfo = 3.5 }".to_string(),
+            "`bearing`",
+            "not both",
+        ),
     ];
     for (extra, key, what) in cases {
         let cfg = config(dir.path(), &wav, &extra);
@@ -289,5 +309,43 @@ fn bad_envelope_settings_stop_the_start_naming_the_key_and_line() {
                 "{verb} {extra:?} should name {key} ({what}): {err}"
             );
         }
+    }
+}
+
+/// A bearing given by its geometry: `drsnd check` shows the orders the
+/// kinematic formulas give (the 6205's published ones) and their
+/// frequencies at the configured speed.
+#[test]
+fn a_bearing_by_its_geometry_gets_its_orders_shown_by_check() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let wav = cwru("1797_IR_7.wav");
+    let cfg = config(
+        dir.path(),
+        &wav,
+        &format!("units = \"g\"\nrpm = 1797\n{GEOMETRY}"),
+    );
+    let out = std::process::Command::new(BIN)
+        .args(["check", "--config", cfg.to_str().expect("utf-8")])
+        .output()
+        .expect("drsnd");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("bearing"))
+        .unwrap_or_else(|| panic!("no bearing line: {text}"));
+    for want in [
+        "BPFO 3.5848",
+        "BPFI 5.4152",
+        "BSF 2.3567",
+        "FTF 0.39831",
+        "107.4 / 162.2 / 70.6 Hz",
+        "from 9 balls of 7.94 mm on a 39.04 mm pitch",
+    ] {
+        assert!(line.contains(want), "{want:?} not in {line}");
     }
 }
