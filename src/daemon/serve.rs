@@ -50,8 +50,13 @@ pub async fn serve(p: Prepared, mut control: mpsc::UnboundedReceiver<Control>) -
     };
     let (trigger, shutdown) = Shutdown::new();
     // Before the workers: every sink is subscribed before the first frame,
-    // and a denoised-signal reader sees the first sample.
-    s.sinks.start(&shutdown)?;
+    // and a denoised-signal reader sees the first sample. One that cannot
+    // start stops those that did (a program embedding the daemon goes on).
+    if let Err(e) = s.sinks.start(&shutdown) {
+        trigger.raise();
+        std::mem::take(&mut s.sinks).stop().await;
+        return Err(e);
+    }
     let threads = start_workers(&mut s.p)?;
     let running = start_sources(&mut s.p, &s.streams, &threads)?;
     s.announce_ready();
