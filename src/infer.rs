@@ -257,7 +257,14 @@ pub(crate) fn trial_load(path: &Path, max_batch: usize) -> Result<()> {
         Some(exe) => exe.clone(),
         None => std::env::current_exe().context("cannot find the drsnd executable")?,
     };
-    let out = Command::new(&exe)
+    trial_load_with(&exe, path, max_batch)
+}
+
+/// `trial_load` by the executable `exe`. A child that fails without a
+/// word (it could not be run as drsnd: under emulation without binfmt, a
+/// wrong file) is reported by its exit status or signal.
+fn trial_load_with(exe: &Path, path: &Path, max_batch: usize) -> Result<()> {
+    let out = Command::new(exe)
         .arg("check-model")
         .arg(path)
         .arg("--max-batch")
@@ -273,6 +280,14 @@ pub(crate) fn trial_load(path: &Path, max_batch: usize) -> Result<()> {
     }
     let err = String::from_utf8_lossy(&out.stderr);
     let why = crash_reason(&err);
+    if why.is_empty() {
+        bail!(
+            "{}: the trial load ({} check-model) failed with {} and said nothing",
+            path.display(),
+            exe.display(),
+            out.status
+        );
+    }
     if !err.contains(" panicked at ") && out.status.code().is_some() {
         // No panic: check-model printed the load error itself.
         bail!("{}", why.trim_start_matches("drsnd: "));
@@ -343,4 +358,41 @@ pub(crate) fn optimise(proto: &InferenceModel, batch: usize, frame: usize) -> Re
         .into_optimized()?
         .into_runnable()?;
     Ok(model)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// A stand-in for `drsnd check-model`: a shell script with `body`.
+    fn child(dir: &Path, body: &str) -> std::path::PathBuf {
+        let exe = dir.join("child.sh");
+        std::fs::write(&exe, format!("#!/bin/sh\n{body}\n")).expect("script");
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).expect("mode");
+        exe
+    }
+
+    /// A child that fails without a word is named by its exit status or
+    /// signal (never an empty reason); one that says why is quoted.
+    #[test]
+    fn a_failing_trial_load_always_says_why() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let model = Path::new("m.json");
+        let said = |body: &str| {
+            let exe = child(dir.path(), body);
+            let e = trial_load_with(&exe, model, 1).expect_err(body);
+            format!("{e:#}")
+        };
+        let silent = said("exit 3");
+        assert!(
+            silent.contains("exit status: 3") && silent.contains("said nothing"),
+            "{silent}"
+        );
+        let killed = said("kill -KILL $$");
+        assert!(killed.contains("signal: 9"), "{killed}");
+        let told = said("echo 'drsnd: m.json: not a manifest' >&2; exit 78");
+        assert_eq!(told, "m.json: not a manifest");
+        assert!(trial_load_with(&child(dir.path(), "exit 0"), model, 1).is_ok());
+    }
 }
