@@ -122,10 +122,6 @@ impl StreamWorker {
         (w, swap_tx)
     }
 
-    pub fn hub(&self) -> &Arc<StreamHub> {
-        &self.p.hub
-    }
-
     pub fn spawn(self) -> std::io::Result<std::thread::JoinHandle<()>> {
         let name = format!("stream-{}", self.p.hub.name);
         std::thread::Builder::new()

@@ -141,6 +141,11 @@ impl Config {
             .collect()
     }
 
+    /// Where `[denoise]` serves each stream's `<stream>.f32` socket, if anywhere.
+    pub fn denoise_socket_dir(&self) -> Option<&Path> {
+        self.denoise.as_ref()?.socket_dir.as_deref()
+    }
+
     /// Model-rate samples between two wakes of a stream's worker.
     pub fn wake_samples(&self) -> usize {
         self.hop * self.frames_per_wake

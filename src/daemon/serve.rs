@@ -7,7 +7,8 @@ use super::{reload, stream_status, Prepared, StreamHandle};
 use crate::analyses::Analyses;
 use crate::notify::notify;
 use crate::protocol::{
-    DenoiserInfo, Hello, Message, ModelInfo, ModelRef, ReloadStatus, StreamInfo, PROTOCOL_VERSION,
+    DenoiserInfo, Hello, Message, ModelInfo, ModelRef, ReloadStatus, Status, StreamInfo,
+    PROTOCOL_VERSION,
 };
 use crate::sinks::{self, Bus, Shutdown, Sinks};
 use crate::source::Running;
@@ -142,13 +143,15 @@ impl Serving {
     /// One snapshot of every stream, with what each sink adds: the
     /// message every sink renders (`status`, `/api/status`, MQTT).
     fn status(&self, state: &str) -> Message {
-        let mut st = sinks::status_message(
-            state,
-            self.started.elapsed(),
-            self.model.clone(),
-            self.streams.iter().map(stream_status).collect(),
-            self.reload.clone(),
-        );
+        let mut st = Status {
+            state: state.to_string(),
+            uptime_s: self.started.elapsed().as_secs_f64(),
+            model: self.model.clone(),
+            streams: self.streams.iter().map(stream_status).collect(),
+            clients: Vec::new(),
+            reload: self.reload.clone(),
+            mqtt: None,
+        };
         self.sinks.report(&mut st);
         Message::Status(st)
     }
@@ -252,7 +255,7 @@ impl Serving {
         let denoiser = ready
             .denoiser
             .as_ref()
-            .map(|d| DenoiserInfo::new(d, denoise_socket_dir(&self.p.cfg)));
+            .map(|d| DenoiserInfo::new(d, self.p.cfg.denoise_socket_dir()));
         self.bus.set_models(ModelInfo::from(m), denoiser);
         reload::summary(m, &ready.notes)
     }
@@ -315,14 +318,9 @@ impl Serving {
     }
 }
 
-/// Where `[denoise]` puts the streams' `<stream>.f32` sockets, if anywhere.
-fn denoise_socket_dir(cfg: &crate::config::Config) -> Option<&std::path::Path> {
-    cfg.denoise.as_ref()?.socket_dir.as_deref()
-}
-
 fn denoiser_info(p: &Prepared) -> Option<DenoiserInfo> {
     let d = p.shared.denoiser.as_ref()?;
-    Some(DenoiserInfo::new(&d.manifest, denoise_socket_dir(&p.cfg)))
+    Some(DenoiserInfo::new(&d.manifest, p.cfg.denoise_socket_dir()))
 }
 
 fn stream_info(s: &StreamHandle) -> StreamInfo {

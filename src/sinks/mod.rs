@@ -19,11 +19,10 @@ pub use lifecycle::{Running, Shutdown, ShutdownTrigger, Sink, Sinks};
 
 use crate::config::Config;
 use crate::hub::StreamHub;
-use crate::protocol::{FrameMsg, Hello, Message, Status};
+use crate::protocol::{FrameMsg, Hello, Message};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -307,29 +306,10 @@ pub fn build(cfg: &Config, bus: &Arc<Bus>, mqtt: Option<mqtt::Prepared>) -> anyh
     if let (Some(ready), Some(m)) = (mqtt, &cfg.mqtt) {
         sinks.push(Box::new(mqtt::Mqtt::new(bus.clone(), ready, &m.broker)));
     }
-    if let Some(dir) = cfg.denoise.as_ref().and_then(|d| d.socket_dir.as_deref()) {
+    if let Some(dir) = cfg.denoise_socket_dir() {
         sinks.push(Box::new(denoised::Denoised::bind(dir, mode, &bus.hubs)?));
     }
     Ok(Sinks::new(sinks))
-}
-
-/// The status message without what the sinks add (`Sinks::report`).
-pub fn status_message(
-    state: &str,
-    uptime: Duration,
-    model: crate::protocol::ModelRef,
-    streams: Vec<crate::protocol::StreamStatus>,
-    reload: Option<crate::protocol::ReloadStatus>,
-) -> Status {
-    Status {
-        state: state.to_string(),
-        uptime_s: uptime.as_secs_f64(),
-        model,
-        streams,
-        clients: Vec::new(),
-        reload,
-        mqtt: None,
-    }
 }
 
 #[cfg(test)]

@@ -48,7 +48,20 @@ pub struct Http {
 impl Http {
     /// Reads the token and binds `[http] listen`; both errors name the key.
     pub fn bind(bus: Arc<Bus>, cfg: HttpConfig) -> Result<Self> {
-        let (sink, listener) = HttpSink::bind(bus, cfg)?;
+        let token = cfg.token().map_err(anyhow::Error::msg)?;
+        let listener = std::net::TcpListener::bind(cfg.listen)
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
+            .with_context(|| format!("[http] listen = \"{}\": cannot bind", cfg.listen))?;
+        bus.keep_events(cfg.replay_events);
+        let sink = Arc::new(HttpSink {
+            sse_clients: bus.client_gauge("http"),
+            feed: feed::Feed::new(cfg.frames_per_second),
+            bus,
+            cfg,
+            token,
+            last_status: Mutex::new(None),
+            started: Instant::now(),
+        });
         Ok(Self {
             sink,
             listener: Some(listener),
@@ -93,28 +106,6 @@ pub struct HttpSink {
     /// What every page reads: the bus, thinned and in SSE form once.
     feed: Arc<feed::Feed>,
     started: Instant,
-}
-
-impl HttpSink {
-    /// Reads the token and binds the address; both errors name the key.
-    fn bind(bus: Arc<Bus>, cfg: HttpConfig) -> Result<(Arc<Self>, std::net::TcpListener)> {
-        let token = cfg.token().map_err(anyhow::Error::msg)?;
-        let listener = std::net::TcpListener::bind(cfg.listen)
-            .and_then(|l| l.set_nonblocking(true).map(|()| l))
-            .with_context(|| format!("[http] listen = \"{}\": cannot bind", cfg.listen))?;
-        bus.keep_events(cfg.replay_events);
-        let feed = feed::Feed::new(cfg.frames_per_second);
-        let sink = Arc::new(Self {
-            sse_clients: bus.client_gauge("http"),
-            bus,
-            cfg,
-            token,
-            last_status: Mutex::new(None),
-            feed,
-            started: Instant::now(),
-        });
-        Ok((sink, listener))
-    }
 }
 
 fn router(sink: Arc<HttpSink>) -> Router {
