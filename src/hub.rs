@@ -53,6 +53,8 @@ pub struct StreamHub {
     state: AtomicU8,
     /// The machine state (monitor) and since when, Unix seconds.
     pub machine: Mutex<(crate::monitor::State, f64)>,
+    /// Who named the current fault's family (None in other states).
+    pub family_source: Mutex<Option<crate::monitor::verdict::Source>>,
     /// State changes into each kind of state (monitor::STATE_KINDS order).
     pub events: [AtomicU64; crate::monitor::STATE_KINDS.len()],
     /// Time the analyses took per frame.
@@ -225,6 +227,7 @@ impl StreamHub {
             latency_max_us: AtomicU64::new(0),
             state: AtomicU8::new(SourceState::Starting as u8),
             machine: Mutex::new((crate::monitor::State::Starting, 0.0)),
+            family_source: Mutex::new(None),
             events: Default::default(),
             analysis_time: Histogram::default(),
             velocity_mm_s: AtomicU32::new(f32::NAN.to_bits()),
@@ -251,9 +254,18 @@ impl StreamHub {
             .unwrap_or((crate::monitor::State::Starting, 0.0))
     }
 
-    /// A state change: the new state, and one more event of its kind.
-    pub fn record_change(&self, state: crate::monitor::State, since: f64) {
+    /// A state change: the new state, who named its family (faults), and
+    /// one more event of its kind.
+    pub fn record_change(
+        &self,
+        state: crate::monitor::State,
+        since: f64,
+        source: Option<crate::monitor::verdict::Source>,
+    ) {
         self.events[state.kind_index()].fetch_add(1, Relaxed);
+        if let Ok(mut g) = self.family_source.lock() {
+            *g = source;
+        }
         self.set_machine(state, since);
     }
 
@@ -292,6 +304,7 @@ impl StreamHub {
             latency_ms_max: self.latency_max_us.load(Relaxed) as f64 / 1000.0,
             machine,
             machine_since,
+            family_source: self.family_source.lock().map(|g| *g).unwrap_or(None),
             events: std::array::from_fn(|i| self.events[i].load(Relaxed)),
             analysis_time: self.analysis_time.snapshot(),
             velocity_mm_s: velocity.is_finite().then_some(velocity),
@@ -327,6 +340,7 @@ pub struct Snapshot {
     pub machine: crate::monitor::State,
     /// Unix seconds.
     pub machine_since: f64,
+    pub family_source: Option<crate::monitor::verdict::Source>,
     /// State changes into each kind of state (monitor::STATE_KINDS order).
     pub events: [u64; crate::monitor::STATE_KINDS.len()],
     pub analysis_time: HistogramSnapshot,

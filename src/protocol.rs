@@ -270,6 +270,9 @@ pub struct FrameMsg {
     /// and `bearing`; null until its window is full).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub envelope: Option<Option<EnvelopeMsg>>,
+    /// The shaft speed now (streams with `rpm` and `bearing`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speed: Option<SpeedMsg>,
     /// Distance from the stream's learned normal, 1.0 at its alarm limit;
     /// null without a baseline.
     #[serde(default)]
@@ -310,6 +313,28 @@ pub struct EnvelopeMsg {
     pub family: String,
     /// The band demodulated, Hz.
     pub band_hz: [f32; 2],
+    /// The shaft speed the defect lines were placed at, rev/min.
+    #[serde(default)]
+    pub speed_rpm: f32,
+}
+
+/// A frame's `speed`: measured from the shaft's lines (`signal`), or the
+/// configured `rpm` (`nominal`: no clear line; `fixed`: pinned).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpeedMsg {
+    pub rpm: f32,
+    pub confidence: f32,
+    pub source: String,
+}
+
+impl From<crate::report::Speed> for SpeedMsg {
+    fn from(s: crate::report::Speed) -> Self {
+        Self {
+            rpm: s.rpm,
+            confidence: s.confidence,
+            source: s.source.as_str().to_string(),
+        }
+    }
 }
 
 impl From<crate::report::Evidence> for EnvelopeMsg {
@@ -322,6 +347,7 @@ impl From<crate::report::Evidence> for EnvelopeMsg {
             bsf: db(e.prominence_db[2]),
             family: e.family.map_or("none", |f| f.as_str()).to_string(),
             band_hz: e.band_hz,
+            speed_rpm: e.speed.rpm,
         }
     }
 }
@@ -389,6 +415,7 @@ impl FrameMsg {
             self.crest = Some(p.crest);
             self.kurtosis = Some(p.kurtosis);
             self.envelope = p.envelope.map(|e| e.map(EnvelopeMsg::from));
+            self.speed = p.speed.map(SpeedMsg::from);
         }
     }
 }
@@ -473,6 +500,10 @@ pub struct StreamStatus {
     pub machine: State,
     /// Unix seconds.
     pub machine_since: f64,
+    /// In a fault: who named its family (`network`, `envelope`,
+    /// `network+envelope`, or `none` for `unknown`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family_source: Option<crate::monitor::verdict::Source>,
     /// The stream's learned normal.
     pub baseline: crate::hub::BaselineStatus,
     /// The denoised signal's hand-over to its socket (with `[denoise]`).
@@ -500,6 +531,7 @@ impl StreamStatus {
             latency_ms_max: s.latency_ms_max,
             machine: s.machine,
             machine_since: s.machine_since,
+            family_source: s.family_source,
             baseline: s.baseline,
             denoised: denoising.then_some(DenoisedStatus {
                 samples: d.samples,

@@ -118,6 +118,8 @@ pub struct Physical {
     /// Envelope evidence, for a stream with `rpm` and `bearing`; the inner
     /// None until its window is full.
     pub envelope: Option<Option<Evidence>>,
+    /// The shaft speed now, for a stream with `rpm` and `bearing`.
+    pub speed: Option<Speed>,
 }
 
 /// The bearing defect family the envelope spectrum names.
@@ -152,4 +154,48 @@ pub struct Evidence {
     /// The family named, if a line stands out by more than `MIN_Z`.
     pub family: Option<Family>,
     pub band_hz: [f32; 2],
+    /// The shaft speed the defect lines were placed at, rev/min.
+    pub speed: Speed,
+    /// Each defect's first line at that speed, Hz (BPFO, BPFI, 2xBSF).
+    pub line_hz: [f32; 3],
+}
+
+impl Evidence {
+    /// The named family's prominence and line frequency.
+    pub fn named_line(&self) -> Option<(Family, f32, f32)> {
+        let f = self.family?;
+        let i = Family::ALL.iter().position(|x| *x == f)?;
+        Some((f, self.prominence_db[i], self.line_hz[i]))
+    }
+}
+
+/// The shaft speed the envelope used (`analyses::speed`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Speed {
+    pub rpm: f32,
+    /// The harmonic comb's z over the other candidate speeds (0 before
+    /// the first measurement and for a pinned speed).
+    pub confidence: f32,
+    pub source: SpeedSource,
+}
+
+/// Where a speed came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpeedSource {
+    /// Measured from the shaft's lines.
+    Signal,
+    /// The configured `rpm`: no clear shaft line (yet).
+    Nominal,
+    /// The configured `rpm`, pinned by `rpm-range = [rpm, rpm]`.
+    Fixed,
+}
+
+impl SpeedSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpeedSource::Signal => "signal",
+            SpeedSource::Nominal => "nominal",
+            SpeedSource::Fixed => "fixed",
+        }
+    }
 }

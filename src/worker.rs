@@ -329,7 +329,10 @@ impl StreamWorker {
         let since_s = tr.since_s;
         let machine = tr.to.clone();
         let mut event = EventMsg::new(name.clone(), tr, time);
-        self.p.hub.record_change(machine.clone(), event.since);
+        let source = event.evidence.family_source;
+        self.p
+            .hub
+            .record_change(machine.clone(), event.since, source);
         let alarm = machine.is_alarm();
         let saved = monitor::Saved {
             stream: name,

@@ -26,8 +26,9 @@
 //!
 //! Everything is planned and allocated in `new`; `update` allocates nothing.
 
+use super::speed::SpeedSpec;
 use crate::config::Bearing;
-use crate::report::{Evidence, Family};
+use crate::report::{Evidence, Family, Speed};
 use anyhow::{bail, Result};
 use realfft::num_complex::Complex;
 use realfft::{RealFftPlanner, RealToComplex};
@@ -55,10 +56,10 @@ const MIN_NULL_LINES: usize = 20;
 /// window of pure noise names a family about one time in fifty.
 pub const MIN_Z: f32 = 3.5;
 
-/// The stream's bearing: what `rpm` and `bearing` say.
+/// The stream's bearing: what `rpm`, `rpm-range` and `bearing` say.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EnvelopeSpec {
-    pub rpm: f64,
+    pub speed: SpeedSpec,
     pub bearing: Bearing,
     /// A fixed band, Hz (None: chosen per window).
     pub band: Option<[f64; 2]>,
@@ -83,9 +84,13 @@ struct Plan {
 pub struct Envelope {
     /// Hz per bin of the window's spectrum, and so of every envelope spectrum.
     df: f64,
-    /// Line frequencies of BPFO, BPFI and 2xBSF, Hz.
+    /// Orders of BPFO, BPFI and 2xBSF, and where no defect, shaft or cage
+    /// line lies.
+    orders: [f64; 3],
+    null_orders: Vec<f64>,
+    /// The evaluation's speed, and the orders' lines at it, Hz.
+    speed: Speed,
     defects: [f64; 3],
-    /// Orders where no defect, shaft or cage line lies, Hz.
     null_hz: Vec<f64>,
     bands: Vec<Band>,
     plans: Vec<Plan>,
@@ -121,9 +126,11 @@ impl Envelope {
         let rate = rate as f64;
         let df = rate / window as f64;
         let nyquist = rate / 2.0;
-        let shaft = spec.rpm / 60.0;
+        // The fastest speed the range allows decides what must fit.
+        let shaft = spec.speed.range[1].max(spec.speed.rpm) / 60.0;
         let b = &spec.bearing;
-        let defects = [b.bpfo * shaft, b.bpfi * shaft, 2.0 * b.bsf * shaft];
+        let orders = [b.bpfo, b.bpfi, 2.0 * b.bsf];
+        let defects = orders.map(|o| o * shaft);
         let ranges: Vec<(f64, f64)> = match spec.band {
             Some([lo, hi]) if hi >= nyquist => bail!(
                 "envelope-band [{lo}, {hi}]: reaches the model rate's Nyquist frequency \
@@ -135,9 +142,10 @@ impl Envelope {
         let highest = HARMONICS as f64 * defects.iter().cloned().fold(0.0, f64::max);
         if highest + FLOOR_HZ >= nyquist / 2.0 {
             bail!(
-                "rpm = {}: the third harmonic of a defect line ({highest:.0} Hz) is out of reach \
-                 at {rate} Hz",
-                spec.rpm
+                "rpm = {} (rpm-range up to {}): the third harmonic of a defect line \
+                 ({highest:.0} Hz) is out of reach at {rate} Hz",
+                spec.speed.rpm,
+                spec.speed.range[1]
             );
         }
         let mut planner = FftPlanner::<f32>::new();
@@ -175,15 +183,22 @@ impl Envelope {
             .chain([window_fft.get_scratch_len()])
             .max()
             .unwrap_or(0);
-        let null_hz: Vec<f64> = null_orders(b).into_iter().map(|o| o * shaft).collect();
+        let null_orders = null_orders(b);
         // `floor` also holds the null lines' deviations.
         let floor_bins = 2 * (FLOOR_HZ / df).ceil() as usize + 8;
-        let floor_len = floor_bins.max(null_hz.len());
+        let floor_len = floor_bins.max(null_orders.len());
         Ok(Self {
             df,
+            orders,
             defects,
-            null: Vec::with_capacity(null_hz.len()),
-            null_hz,
+            speed: Speed {
+                rpm: spec.speed.rpm as f32,
+                confidence: 0.0,
+                source: crate::report::SpeedSource::Nominal,
+            },
+            null: Vec::with_capacity(null_orders.len()),
+            null_hz: Vec::with_capacity(null_orders.len()),
+            null_orders,
             bands,
             input: window_fft.make_input_vec(),
             spectrum: window_fft.make_output_vec(),
@@ -204,7 +219,7 @@ impl Envelope {
 
     /// The evidence for the window `history` (oldest first), of which the
     /// last `filled` samples are real, `fresh` of them new since the last
-    /// call; None until full. The first window is evaluated at once. Later
+    /// call, with the lines placed at `speed`; None until full. The first window is evaluated at once. Later
     /// ones, every `UPDATE` new samples, are spread over the next calls a
     /// few bands at a time (see `bands_per_call`): one whole evaluation
     /// takes about 5 ms, and a frame that waited for it was the daemon's
@@ -214,6 +229,7 @@ impl Envelope {
         history: &[f32],
         filled: usize,
         fresh: usize,
+        speed: Speed,
     ) -> Result<Option<Evidence>> {
         if filled < history.len() {
             self.last = None;
@@ -223,12 +239,12 @@ impl Envelope {
         self.since += fresh;
         if self.last.is_none() {
             self.since = 0;
-            self.last = Some(self.evaluate(history)?);
+            self.last = Some(self.evaluate(history, speed)?);
             return Ok(self.last);
         }
         if self.pending.is_none() && self.since >= UPDATE {
             self.since = 0;
-            self.start(history)?;
+            self.start(history, speed)?;
         }
         if self.pending.is_some() {
             self.step(self.bands_per_call(fresh))?;
@@ -244,15 +260,22 @@ impl Envelope {
     }
 
     /// The whole evaluation of one window, at once.
-    fn evaluate(&mut self, history: &[f32]) -> Result<Evidence> {
-        self.start(history)?;
+    fn evaluate(&mut self, history: &[f32], speed: Speed) -> Result<Evidence> {
+        self.start(history, speed)?;
         self.step(self.bands.len())?;
         self.last
             .ok_or_else(|| anyhow::anyhow!("envelope: no band"))
     }
 
-    /// Takes the window's spectrum; the bands are demodulated by `step`.
-    fn start(&mut self, history: &[f32]) -> Result<()> {
+    /// Takes the window's spectrum and places the lines at `speed`; the
+    /// bands are demodulated by `step`.
+    fn start(&mut self, history: &[f32], speed: Speed) -> Result<()> {
+        let shaft = speed.rpm as f64 / 60.0;
+        self.speed = speed;
+        self.defects = self.orders.map(|o| o * shaft);
+        self.null_hz.clear();
+        self.null_hz
+            .extend(self.null_orders.iter().map(|o| o * shaft));
         let mean = history.iter().map(|&v| v as f64).sum::<f64>() / history.len().max(1) as f64;
         for (d, s) in self.input.iter_mut().zip(history) {
             *d = s - mean as f32;
@@ -360,6 +383,8 @@ impl Envelope {
             z,
             family: None,
             band_hz: [(lo as f64 * df) as f32, ((lo + bins) as f64 * df) as f32],
+            speed: self.speed,
+            line_hz: self.defects.map(|d| d as f32),
         })
     }
 }
@@ -507,13 +532,21 @@ mod tests {
         let mut e = Envelope::new(spec, RATE, window).expect("plans");
         x.windows(window)
             .step_by(4096)
-            .map(|w| e.evaluate(w).expect("runs"))
+            .map(|w| e.evaluate(w, nominal()).expect("runs"))
             .collect()
+    }
+
+    fn nominal() -> Speed {
+        Speed {
+            rpm: 1797.0,
+            confidence: 0.0,
+            source: crate::report::SpeedSource::Nominal,
+        }
     }
 
     fn spec(band: Option<[f64; 2]>) -> EnvelopeSpec {
         EnvelopeSpec {
-            rpm: 1797.0,
+            speed: SpeedSpec::new(1797.0, None),
             bearing: CWRU,
             band,
         }
@@ -536,9 +569,13 @@ mod tests {
             let w = &x[end - window..end];
             let idle = e.pending.is_none();
             let fresh = if k == 0 { window } else { hop };
-            published.push(e.update(w, window, fresh).expect("runs").expect("full"));
+            published.push(
+                e.update(w, window, fresh, nominal())
+                    .expect("runs")
+                    .expect("full"),
+            );
             if k > 0 && idle && e.pending.is_some() {
-                starts.push((k, whole.evaluate(w).expect("runs")));
+                starts.push((k, whole.evaluate(w, nominal()).expect("runs")));
             }
         }
         assert!(starts.len() >= 2, "{} evaluations", starts.len());
@@ -617,9 +654,16 @@ mod tests {
         let window = crate::analyses::physics::WINDOW;
         let mut e = Envelope::new(&spec(None), RATE, window).expect("plans");
         let x = impacts(100.0, 0.1, 2.0, 3);
-        assert_eq!(e.update(&x[..window], window - 1, 512).expect("runs"), None);
-        assert!(e.update(&x[..window], window, 512).expect("runs").is_some());
-        assert_eq!(e.update(&x[..window], 100, 100).expect("runs"), None);
+        let s = nominal();
+        assert_eq!(
+            e.update(&x[..window], window - 1, 512, s).expect("runs"),
+            None
+        );
+        assert!(e
+            .update(&x[..window], window, 512, s)
+            .expect("runs")
+            .is_some());
+        assert_eq!(e.update(&x[..window], 100, 100, s).expect("runs"), None);
     }
 
     #[test]
@@ -629,7 +673,7 @@ mod tests {
             .expect("refused");
         assert!(err.to_string().contains("envelope-band"), "{err}");
         let fast = EnvelopeSpec {
-            rpm: 60_000.0,
+            speed: SpeedSpec::new(60_000.0, None),
             ..spec(None)
         };
         let err = Envelope::new(&fast, RATE, 16384).err().expect("refused");

@@ -14,6 +14,7 @@ pub mod denoise;
 pub mod envelope;
 pub mod physics;
 pub mod spectrum;
+pub mod speed;
 
 use crate::config::{Config, SourceConfig};
 use crate::hub::Links;
@@ -97,7 +98,7 @@ impl StreamSpec {
                 .rpm
                 .zip(sc.bearing)
                 .map(|(rpm, bearing)| envelope::EnvelopeSpec {
-                    rpm,
+                    speed: speed::SpeedSpec::new(rpm, sc.rpm_range),
                     bearing,
                     band: sc.envelope_band,
                 }),

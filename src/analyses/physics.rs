@@ -15,6 +15,7 @@
 //! cost. All buffers are made at start; nothing is allocated per frame.
 
 use super::envelope::{Envelope, EnvelopeSpec};
+use super::speed::SpeedTracker;
 use super::Analysis;
 use crate::report::{Frame, Physical, Report};
 use anyhow::{Context, Result};
@@ -49,7 +50,9 @@ pub struct Physics {
     input: Vec<f32>,
     output: Vec<Complex<f32>>,
     scratch: Vec<Complex<f32>>,
-    envelope: Option<Envelope>,
+    /// With `rpm` and `bearing`: the envelope, and the speed its lines are
+    /// placed at.
+    envelope: Option<(Envelope, SpeedTracker)>,
 }
 
 impl Physics {
@@ -63,7 +66,12 @@ impl Physics {
         let fft = RealFftPlanner::<f32>::new().plan_fft_forward(WINDOW);
         let window = super::spectrum::hann(WINDOW);
         let envelope = envelope
-            .map(|e| Envelope::new(e, rate, WINDOW))
+            .map(|e| -> Result<_> {
+                Ok((
+                    Envelope::new(e, rate, WINDOW)?,
+                    SpeedTracker::new(&e.speed, rate)?,
+                ))
+            })
             .transpose()?;
         Ok(Self {
             to_ms2,
@@ -92,9 +100,15 @@ impl Physics {
             Some(next) if next >= f.index && next <= end => &f.samples[(next - f.index) as usize..],
             _ => {
                 self.filled = 0;
+                if let Some((_, speed)) = self.envelope.as_mut() {
+                    speed.reset();
+                }
                 &f.samples[..]
             }
         };
+        if let Some((_, speed)) = self.envelope.as_mut() {
+            speed.push(new);
+        }
         self.next_index = Some(end);
         let k = new.len().min(WINDOW);
         let new = &new[new.len() - k..];
@@ -180,9 +194,13 @@ impl Analysis for Physics {
             let fresh = self.take(f);
             let velocity = self.velocity(fresh)?;
             let (crest, kurtosis) = crest_and_kurtosis(&f.samples);
-            let envelope = match self.envelope.as_mut() {
-                Some(e) => Some(e.update(&self.history, self.filled, fresh)?),
-                None => None,
+            let (envelope, speed) = match self.envelope.as_mut() {
+                Some((e, tracker)) => {
+                    let speed = tracker.update()?;
+                    let evidence = e.update(&self.history, self.filled, fresh, speed)?;
+                    (Some(evidence), Some(speed))
+                }
+                None => (None, None),
             };
             r.physical = Some(Physical {
                 velocity_rms_mm_s: velocity.map(|v| v as f32),
@@ -190,6 +208,7 @@ impl Analysis for Physics {
                 crest,
                 kurtosis,
                 envelope,
+                speed,
             });
         }
         Ok(())

@@ -48,6 +48,10 @@ pub struct ClassifyArgs {
     /// envelope evidence to every --json frame.
     #[arg(long)]
     pub rpm: Option<f64>,
+    /// The speeds the shaft may really run at, LOW,HIGH rev/min: the
+    /// envelope measures the speed within them (default --rpm ±5 %).
+    #[arg(long, value_delimiter = ',')]
+    pub rpm_range: Option<Vec<f64>>,
     /// The bearing's defect orders BPFO,BPFI,BSF[,FTF] (multiples of shaft speed).
     #[arg(long, value_delimiter = ',')]
     pub bearing_orders: Option<Vec<f64>>,
@@ -60,7 +64,7 @@ pub struct ClassifyArgs {
     /// The daemon's config: run the files as its stream --stream would be
     /// run live (units, speed, bearing, monitor, baseline from state-dir,
     /// denoiser), and with --json print its frame and event lines.
-    #[arg(long, conflicts_with_all = ["model", "hop", "units", "sensitivity", "rpm", "bearing_orders", "envelope_band", "baseline"])]
+    #[arg(long, conflicts_with_all = ["model", "hop", "units", "sensitivity", "rpm", "rpm_range", "bearing_orders", "envelope_band", "baseline"])]
     pub config: Option<PathBuf>,
     /// With --config: the stream (default: the config's only one).
     #[arg(long, requires = "config")]
@@ -88,10 +92,14 @@ impl ClassifyArgs {
 impl ClassifyArgs {
     /// The envelope settings, checked as the config checks them.
     fn envelope(&self) -> Result<Option<EnvelopeSpec>, String> {
-        use crate::config::{check_band, check_rpm, Bearing};
+        use crate::analyses::speed::SpeedSpec;
+        use crate::config::{check_band, check_rpm, check_rpm_range, Bearing};
         let (rpm, orders) = match (self.rpm, self.bearing_orders.as_deref()) {
             (None, None) if self.envelope_band.is_some() => {
                 return Err("--envelope-band needs --rpm and --bearing-orders".into())
+            }
+            (None, _) if self.rpm_range.is_some() => {
+                return Err("--rpm-range needs --rpm, the nominal speed".into())
             }
             (None, None) => return Ok(None),
             (Some(_), None) => return Err("--rpm needs --bearing-orders".into()),
@@ -102,6 +110,14 @@ impl ClassifyArgs {
             return Err("--rpm and --bearing-orders need --units".into());
         }
         check_rpm(rpm).map_err(|e| format!("--rpm {e}"))?;
+        let range = match self.rpm_range.as_deref() {
+            None => None,
+            Some(&[lo, hi]) => {
+                check_rpm_range(rpm, &[lo, hi]).map_err(|e| format!("--rpm-range {e}"))?;
+                Some([lo, hi])
+            }
+            Some(r) => return Err(format!("--rpm-range {r:?}: want LOW,HIGH in rev/min")),
+        };
         let bearing = match *orders {
             [bpfo, bpfi, bsf] => Bearing::from_orders(bpfo, bpfi, bsf, None),
             [bpfo, bpfi, bsf, ftf] => Bearing::from_orders(bpfo, bpfi, bsf, Some(ftf)),
@@ -120,7 +136,11 @@ impl ClassifyArgs {
             }
             Some(b) => return Err(format!("--envelope-band {b:?}: want LOW,HIGH in Hz")),
         };
-        Ok(Some(EnvelopeSpec { rpm, bearing, band }))
+        Ok(Some(EnvelopeSpec {
+            speed: SpeedSpec::new(rpm, range),
+            bearing,
+            band,
+        }))
     }
 }
 

@@ -153,18 +153,45 @@ fn render(m: &Message, machines: &HashMap<String, String>) -> String {
             format!("-- status {} up {:.0}s: {} | {} client(s)", s.state, s.uptime_s, streams.join("; "), s.clients.len())
         }
         Message::Event(e) => format!(
-            "== {} is now {} (was {}, since {:.1} s into the stream; confidence {:.0}%, {} frames)",
+            "== {} is now {} (was {}, since {:.1} s into the stream; confidence {:.0}%, {} frames){}",
             e.stream,
             e.to.name().to_uppercase(),
             e.from.name(),
             e.stream_time_s,
             e.confidence * 100.0,
-            e.evidence.frames
+            e.evidence.frames,
+            opinions(&e.evidence)
         ),
         Message::Lagged(l) => format!("-- lagged: missed {} messages", l.missed),
         Message::Error(e) => format!("-- error: {}", e.message),
         Message::Ack(a) => format!("-- {} {}: {} s", a.cmd, a.stream, a.seconds),
     }
+}
+
+/// Into a fault: who named it, and what each source said.
+fn opinions(ev: &crate::monitor::Evidence) -> String {
+    let Some(source) = ev.family_source else {
+        return String::new();
+    };
+    let mut out = format!("\n   named by {}", source.as_str());
+    if let Some(n) = &ev.network {
+        let trust = if n.trusted { "" } else { ", out of its domain" };
+        out += &format!(
+            "; network {} {:.0}%{trust}",
+            n.family,
+            n.probability * 100.0
+        );
+    }
+    if let Some(e) = &ev.envelope {
+        out += &format!(
+            "; envelope {} at {:.1} Hz +{:.1} dB ({:.0} rpm, {})",
+            e.family, e.line_hz, e.prominence_db, e.speed_rpm, e.speed_source
+        );
+    }
+    if let Some(a) = ev.mean_anomaly {
+        out += &format!("; anomaly {a:.2}");
+    }
+    out
 }
 
 /// The other analyses' word beside the network's, where the stream has
@@ -181,6 +208,9 @@ fn beside(f: &crate::protocol::FrameMsg) -> String {
         if e.family != "none" {
             out += &format!("  envelope {}", e.family);
         }
+    }
+    if let Some(s) = &f.speed {
+        out += &format!("  {:.0} rpm ({})", s.rpm, s.source);
     }
     if let Some(Some(snr)) = f
         .denoise
@@ -234,6 +264,7 @@ mod tests {
             bsf: 2.0,
             family: "outer".into(),
             band_hz: [2500.0, 3250.0],
+            speed_rpm: 1797.0,
         }));
         f.denoise = Some(Some(DenoiseMsg {
             snr_db: Some(4.06),

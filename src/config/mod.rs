@@ -26,7 +26,8 @@ pub use mqtt::{BrokerUrl, FramesMode, MqttConfig};
 pub use snapshots::SnapshotConfig;
 pub use socket::SocketConfig;
 pub use source::{
-    check_band, check_rpm, Pace, RawFormat, SourceConfig, SourceKind, Units, RPM_RANGE, STANDARD_G,
+    check_band, check_rpm, check_rpm_range, Pace, RawFormat, SourceConfig, SourceKind, Units,
+    RPM_RANGE, STANDARD_G,
 };
 use spans::{find_key, KeyLines, Step};
 

@@ -81,6 +81,10 @@ pub struct SourceConfig {
     /// Shaft speed of the machine, rev/min; with `bearing`, the envelope
     /// spectrum's evidence per bearing defect (docs/monitoring.md).
     pub rpm: Option<f64>,
+    /// The speeds the shaft may really run at, rev/min: the envelope
+    /// measures the speed within them (default `rpm` ±5 %; `[rpm, rpm]`
+    /// pins it, for a synchronous machine).
+    pub rpm_range: Option<[f64; 2]>,
     /// The bearing's defect frequencies as multiples of shaft speed, given
     /// as orders or by the bearing's geometry (`config::bearing`).
     pub bearing: Option<Bearing>,
@@ -103,6 +107,27 @@ pub fn check_rpm(rpm: f64) -> Result<(), String> {
             RPM_RANGE.end()
         ))
     }
+}
+
+/// What is wrong with a range of shaft speeds around the nominal `rpm`.
+pub fn check_rpm_range(rpm: f64, r: &[f64; 2]) -> Result<(), String> {
+    for v in r {
+        check_rpm(*v)?;
+    }
+    if !(r[0] <= rpm && rpm <= r[1]) {
+        return Err(format!(
+            "[{}, {}] does not hold the nominal rpm = {rpm}; give [low, high] around it",
+            r[0], r[1]
+        ));
+    }
+    if r[1] > 10.0 * r[0] {
+        return Err(format!(
+            "[{}, {}] spans more than a factor of 10; a comb search that wide locks onto \
+             harmonics",
+            r[0], r[1]
+        ));
+    }
+    Ok(())
 }
 
 /// What is wrong with an envelope band, Hz.
@@ -174,6 +199,11 @@ impl SourceConfig {
     fn check_envelope(&self) -> Result<(), (&'static str, String)> {
         if let Some(rpm) = self.rpm {
             check_rpm(rpm).map_err(|e| ("rpm", e))?;
+        }
+        match (self.rpm, self.rpm_range) {
+            (None, Some(_)) => return Err(("rpm-range", "needs `rpm`, the nominal speed".into())),
+            (Some(rpm), Some(r)) => check_rpm_range(rpm, &r).map_err(|e| ("rpm-range", e))?,
+            _ => {}
         }
         if let Some(b) = &self.bearing {
             b.check().map_err(|e| ("bearing", e))?;

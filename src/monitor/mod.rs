@@ -22,6 +22,7 @@ use crate::report::{argmax, Frame, Prediction, Report};
 use serde::{Deserialize, Serialize};
 
 mod saved;
+pub mod verdict;
 pub mod zone;
 
 pub use saved::{file_safe, load_state, state_path, Saved, StateSaver, SAVE_EVERY};
@@ -124,6 +125,16 @@ pub struct Evidence {
     /// Mean velocity RMS over those frames (zone events).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mean_velocity_mm_s: Option<f32>,
+    /// Into a fault: who named its family (`none` for `unknown`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family_source: Option<verdict::Source>,
+    /// The network's opinion when the state changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<verdict::NetworkSaid>,
+    /// The envelope's standing opinion then (streams with `rpm` and
+    /// `bearing`, while the majority of its windows names a family).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub envelope: Option<verdict::EnvelopeSaid>,
 }
 
 /// A confirmed change: of the machine's [`State`], or of its ISO zone
@@ -198,6 +209,7 @@ impl Tally {
                 .then(|| (self.anomaly.0 / self.anomaly.1 as f64) as f32),
             mean_velocity_mm_s: (self.velocity.1 > 0)
                 .then(|| (self.velocity.0 / self.velocity.1 as f64) as f32),
+            ..Evidence::default()
         }
     }
 }
@@ -218,6 +230,15 @@ pub struct Monitor {
     /// In no-signal for want of samples, and the source has not yet said why.
     awaiting_reason: bool,
     zone: zone::ZoneWatch,
+    /// The envelope's recent families, and whether the network is in its
+    /// own domain on this machine (`verdict`).
+    votes: verdict::EnvelopeVotes,
+    trust: verdict::Trust,
+    /// The latest frame's opinions and verdict source, and the source of
+    /// the current state.
+    said: (Option<verdict::NetworkSaid>, Option<verdict::EnvelopeSaid>),
+    source: Option<verdict::Source>,
+    state_source: Option<verdict::Source>,
 }
 
 impl Monitor {
@@ -228,6 +249,7 @@ impl Monitor {
             window: std::collections::VecDeque::with_capacity(cfg.smoothing_frames.max(1)),
             anomaly_window: std::collections::VecDeque::with_capacity(cfg.anomaly_frames.max(1)),
             ranked: Vec::with_capacity(cfg.anomaly_frames.max(1)),
+            votes: verdict::EnvelopeVotes::new(cfg.anomaly_frames),
             cfg,
             labels,
             state,
@@ -237,6 +259,10 @@ impl Monitor {
             last_confidence: 0.0,
             awaiting_reason: false,
             zone: zone::ZoneWatch::default(),
+            trust: verdict::Trust::default(),
+            said: (None, None),
+            source: None,
+            state_source: None,
         }
     }
 
@@ -246,6 +272,11 @@ impl Monitor {
 
     pub fn state_since_s(&self) -> f64 {
         self.state_since_s
+    }
+
+    /// Who named the current fault's family (None in other states).
+    pub fn family_source(&self) -> Option<verdict::Source> {
+        self.state_source
     }
 
     /// A reloaded model's labels. The smoothing window restarts: the old
@@ -258,17 +289,40 @@ impl Monitor {
     }
 
     /// What the current frame (after smoothing) argues for: the network's
-    /// verdict, weighed against the learned normal where there is one.
+    /// and the envelope's opinions, weighed against the learned normal
+    /// where there is one (`verdict`).
     fn judge(&mut self, frame: &Frame, report: &Report) -> (State, f32) {
         let (net, conf) = self.judge_network(frame, &report.prediction);
+        self.source = None;
         if matches!(net, State::NoSignal { .. }) {
             self.anomaly_window.clear();
+            self.votes.clear();
         }
         if matches!(net, State::NoSignal { .. } | State::Starting) {
             return (net, conf);
         }
+        let envelope = report.physical.and_then(|p| p.envelope).flatten();
+        self.votes.push(envelope.as_ref());
+        let envelope = self.votes.opinion();
         let anomaly = report.anomaly.map(|a| self.smoothed_anomaly(a));
-        (combine(net, anomaly, report.learning.is_some()), conf)
+        let learning = report.learning.is_some();
+        if anomaly.is_some_and(|a| a <= 1.0) {
+            self.trust.observe(net == State::Healthy);
+        }
+        let trusted = anomaly.is_none() || self.trust.trusted();
+        let (state, source) = verdict::decide(&verdict::Opinions {
+            network: &net,
+            envelope: envelope.as_ref(),
+            anomaly,
+            learning,
+            trusted,
+        });
+        self.said = (
+            verdict::NetworkSaid::of(&net, conf, trusted),
+            envelope.as_ref().map(verdict::EnvelopeSaid::from),
+        );
+        self.source = source;
+        (state, conf)
     }
 
     /// The score three quarters of the last `anomaly_frames` frames reach:
@@ -475,6 +529,11 @@ impl Monitor {
         self.state_since_s = since_s;
         let mut evidence = std::mem::take(&mut self.tally).evidence();
         evidence.class = self.fine_detail(&to, &evidence);
+        self.state_source = matches!(to, State::Fault { .. })
+            .then_some(self.source)
+            .flatten();
+        evidence.family_source = self.state_source;
+        (evidence.network, evidence.envelope) = self.said.clone();
         self.candidate = None;
         Transition {
             from,
@@ -484,24 +543,6 @@ impl Monitor {
             confidence,
             evidence,
         }
-    }
-}
-
-/// The network's verdict weighed against the learned normal (`anomaly`:
-/// the smoothed score, None without a baseline). A machine within its
-/// normal is healthy whatever the network says, and a fault the network
-/// names there is only `suspect`: no alarm on a healthy machine the
-/// network misjudges. Outside it, a named fault is `fault`, anything else
-/// `anomaly`.
-fn combine(net: State, anomaly: Option<f32>, learning: bool) -> State {
-    match (net, anomaly) {
-        (net @ State::Fault { .. }, None) => net,
-        (_, None) if learning => State::Learning,
-        (net, None) => net,
-        (State::Fault { class }, Some(a)) if a > 1.0 => State::Fault { class },
-        (State::Fault { class }, Some(_)) => State::Suspect { class },
-        (_, Some(a)) if a > 1.0 => State::Anomaly,
-        (_, Some(_)) => State::Healthy,
     }
 }
 
@@ -542,34 +583,6 @@ mod tests {
             m.explain("device lost", 1.5).is_none(),
             "the reason was known"
         );
-    }
-
-    #[test]
-    fn the_learned_normal_overrules_the_network_both_ways() {
-        let fault = || State::Fault { class: "IR".into() };
-        assert_eq!(
-            combine(fault(), None, false),
-            fault(),
-            "no baseline: the network"
-        );
-        assert_eq!(
-            combine(fault(), None, true),
-            fault(),
-            "a fault shows while learning"
-        );
-        assert_eq!(combine(State::Healthy, None, true), State::Learning);
-        assert_eq!(combine(State::Uncertain, None, false), State::Uncertain);
-        assert_eq!(combine(fault(), Some(3.0), false), fault());
-        assert_eq!(
-            combine(fault(), Some(0.9), false),
-            State::Suspect { class: "IR".into() },
-            "within normal, a named fault is only suspect"
-        );
-        assert_eq!(combine(State::Healthy, Some(1.5), false), State::Anomaly);
-        assert_eq!(combine(State::Uncertain, Some(1.5), false), State::Anomaly);
-        assert_eq!(combine(State::Uncertain, Some(0.5), false), State::Healthy);
-        assert!(!State::Suspect { class: "IR".into() }.is_alarm());
-        assert!(State::Anomaly.is_alarm() && fault().is_alarm());
     }
 
     #[test]

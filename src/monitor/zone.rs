@@ -113,6 +113,7 @@ mod tests {
                 crest: 1.4,
                 kurtosis: 1.5,
                 envelope: None,
+                speed: None,
             }),
             ..Report::default()
         }

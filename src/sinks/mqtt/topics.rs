@@ -236,6 +236,7 @@ mod tests {
                     bsf: 0.0,
                     family: if rms > 2.0 { "inner" } else { "none" }.into(),
                     band_hz: [2000.0, 3500.0],
+                    speed_rpm: 1797.0,
                 }),
                 denoise: Some(DenoiseMsg {
                     snr_db: Some(rms * 3.0),

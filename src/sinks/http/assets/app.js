@@ -36,9 +36,10 @@ function stream(name) {
 function kind(state) { return state && state.state ? state.state : "starting"; }
 function describe(state) { return state.class ? state.state + " (" + state.class + ")" : kind(state); }
 
-function setState(s, state, since) {
+// `source`: who named a fault's family (the verdict; events carry it).
+function setState(s, state, since, source) {
   const k = kind(state);
-  s.state = k; s.stateText = describe(state); s.since = since;
+  s.state = k; s.stateText = describe(state) + (source ? " · named by " + source : ""); s.since = since;
   const last = s.bands[s.bands.length - 1];
   if (!last || last.kind !== k) s.bands.push({ kind: k, from: since || Date.now() / 1000 });
   s.tile.dataset.state = k;
@@ -85,7 +86,7 @@ function onEvent(e) {
   const s = stream(e.stream);
   s.events.push(e);
   // A zone event is not the machine's state; the tile shows the zone from frames.
-  if (e.to.state !== "iso-zone") setState(s, e.to, e.since);
+  if (e.to.state !== "iso-zone") setState(s, e.to, e.since, e.evidence.family_source);
 }
 
 function onStatus(st) {
