@@ -43,6 +43,57 @@ pub struct Frame {
     pub flags: Flags,
 }
 
+/// A frame flat to this fraction of its peak holds a constant value: the
+/// rounding noise of a constant in f32 is under 1.2e-7 of it.
+const FLAT: f64 = 1e-6;
+/// Spanning this many quantisation steps or fewer, a frame holds only the
+/// converter's noise (a sensor unplugged from an integer-format input).
+const QUANTISATION_STEPS: f32 = 4.0;
+
+impl Frame {
+    /// Why the frame holds no signal from the machine, if it holds none.
+    /// Judged from the signal itself, whatever its level in sensor units
+    /// (a quiet machine on a sensitive scale is still a machine): no
+    /// sample at all, a constant value, or nothing but quantisation steps;
+    /// and, if one is set, under the absolute `floor` (standard deviation).
+    pub fn no_signal(&self, floor: f32) -> Option<&'static str> {
+        if self.peak == 0.0 {
+            return Some("silence");
+        }
+        if (self.std as f64) <= FLAT * self.peak as f64 {
+            return Some("flat-lined sensor (constant value)");
+        }
+        if self.std < floor {
+            return Some("under signal-floor");
+        }
+        quantisation_only(&self.samples).then_some("only quantisation noise (sensor disconnected?)")
+    }
+}
+
+/// Whether every sample is one of a few multiples of one step: the
+/// converter's noise with no signal (only before resampling shows it).
+fn quantisation_only(x: &[f32]) -> bool {
+    let (mut lo, mut hi, mut step) = (f32::MAX, f32::MIN, f32::MAX);
+    for w in x.windows(2) {
+        let d = (w[1] - w[0]).abs();
+        if d > 0.0 {
+            step = step.min(d);
+        }
+        lo = lo.min(w[0]);
+        hi = hi.max(w[0]);
+    }
+    if let Some(&last) = x.last() {
+        (lo, hi) = (lo.min(last), hi.max(last));
+    }
+    if step == f32::MAX || hi - lo > QUANTISATION_STEPS * step * 1.001 {
+        return false;
+    }
+    x.iter().all(|v| {
+        let k = (v - lo) / step;
+        (k - k.round()).abs() < 1e-3
+    })
+}
+
 /// One frame's outputs: class (and family) probabilities and every unit's
 /// thresholds.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -92,6 +143,9 @@ pub struct Report {
     pub anomaly: Option<f32>,
     /// While a baseline is being learned: how far, 0..1.
     pub learning: Option<f32>,
+    /// With a baseline that recorded it: the share of its frames the
+    /// network called normal (is the network in its own domain here?).
+    pub network_normal: Option<f32>,
     /// The denoiser's view of the frame, with `[denoise]` (None until it
     /// has run in this run of frames).
     pub denoise: Option<DenoiseInfo>,
@@ -197,5 +251,82 @@ impl SpeedSource {
             SpeedSource::Nominal => "nominal",
             SpeedSource::Fixed => "fixed",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(samples: Vec<f32>) -> Frame {
+        let n = samples.len() as f64;
+        let mean = samples.iter().map(|&v| v as f64).sum::<f64>() / n;
+        let var = samples
+            .iter()
+            .map(|&v| (v as f64 - mean).powi(2))
+            .sum::<f64>()
+            / n;
+        Frame {
+            index: 0,
+            end_ns: 0,
+            peak: samples.iter().fold(0f32, |p, v| p.max(v.abs())),
+            rms: (samples.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / n).sqrt() as f32,
+            std: var.sqrt() as f32,
+            samples,
+            flags: Flags::default(),
+        }
+    }
+
+    /// A machine-like signal: a few lines in noise, RMS about 0.1.
+    fn machine(scale: f32) -> Vec<f32> {
+        let mut s = 0x9E37_79B9u32;
+        (0..2048)
+            .map(|i| {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                let noise = (s as f32 / u32::MAX as f32 - 0.5) * 0.2;
+                let t = i as f32 / 12_000.0;
+                scale * (0.1 * (std::f32::consts::TAU * 29.95 * t).sin() + noise)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_quiet_machine_is_signal_at_any_scale() {
+        for scale in [1.0, 1e-2, 1e-4, 1e-6] {
+            assert_eq!(frame(machine(scale)).no_signal(0.0), None, "x{scale}");
+        }
+        // An absolute floor, where a user sets one, still counts.
+        let quiet = frame(machine(1e-4));
+        assert_eq!(quiet.no_signal(1e-4), Some("under signal-floor"));
+    }
+
+    #[test]
+    fn silence_a_constant_and_bare_quantisation_are_no_signal() {
+        assert_eq!(frame(vec![0.0; 2048]).no_signal(0.0), Some("silence"));
+        let flat = frame(vec![0.7; 2048]);
+        assert_eq!(
+            flat.no_signal(0.0),
+            Some("flat-lined sensor (constant value)")
+        );
+        // A 16-bit input with nothing on it: -1, 0 and +1 LSB around an offset.
+        let lsb = 1.0 / 32768.0;
+        let q: Vec<f32> = machine(1.0)
+            .iter()
+            .map(|v| 100.0 * lsb + (v * 15.0).round().clamp(-1.0, 1.0) * lsb)
+            .collect();
+        let q = frame(q);
+        assert!(q.std > 0.0);
+        assert_eq!(
+            q.no_signal(0.0),
+            Some("only quantisation noise (sensor disconnected?)")
+        );
+        // The same input with a machine on it: many steps, signal.
+        let live: Vec<f32> = machine(1.0)
+            .iter()
+            .map(|v| (v * 32768.0).round() * lsb)
+            .collect();
+        assert_eq!(frame(live).no_signal(0.0), None);
     }
 }

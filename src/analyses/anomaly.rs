@@ -4,7 +4,7 @@
 //! (`{"cmd":"learn"}`), from frames of signal only (no silence, no clipped,
 //! non-finite or post-gap frames), then keeps it in `state-dir`.
 
-use super::baseline::{learnable, Baseline, Features, LoadError, Origin};
+use super::baseline::{calls_normal, learnable, Baseline, Features, LoadError, Origin};
 use super::Analysis;
 use crate::hub::{BaselineCell, BaselineStatus};
 use crate::report::{Frame, Report};
@@ -44,6 +44,8 @@ struct Learner {
     /// Frames of signal to see, and seen so far.
     target: usize,
     seen: usize,
+    /// Of the frames kept, those the network called normal.
+    normal: usize,
     /// Every `stride`-th frame of signal is kept.
     stride: usize,
     seconds: f64,
@@ -58,6 +60,7 @@ pub struct Anomaly {
     spec: BaselineSpec,
     /// What a live-learned baseline records of its model and framing.
     origin: Origin,
+    labels: crate::manifest::Labels,
 }
 
 impl Anomaly {
@@ -80,6 +83,7 @@ impl Anomaly {
             cell,
             spec: spec.clone(),
             origin: Origin::of(manifest, spec.hop, vec!["live".into()]),
+            labels: manifest.labels(),
         };
         let loaded = match spec.file.as_deref().filter(|f| f.exists()) {
             Some(path) => match Baseline::load(path, &a.origin.model_sha256, &a.features) {
@@ -122,6 +126,7 @@ impl Anomaly {
             rows: Vec::with_capacity(kept * self.features.dims()),
             target,
             seen: 0,
+            normal: 0,
             stride,
             seconds,
         });
@@ -141,7 +146,8 @@ impl Anomaly {
         let stream = self.spec.stream.clone();
         let fit = move || {
             let t = std::time::Instant::now();
-            let learned = Baseline::learn(&l.rows, &features, l.seconds, origin);
+            let learned = Baseline::learn(&l.rows, &features, l.seconds, origin)
+                .map(|b| b.with_network_normal(l.normal));
             tracing::debug!(%stream, "baseline fitted in {:.0} ms", t.elapsed().as_secs_f64() * 1e3);
             let saved = learned.and_then(|b| match &file {
                 Some(path) => b.save(path).map(|_| b),
@@ -197,6 +203,7 @@ impl Anomaly {
                 self.features
                     .compute(&f.samples, &r.prediction.embedding, &mut self.row)?;
                 r.anomaly = Some(b.score(&self.row, &mut self.z) as f32);
+                r.network_normal = b.network_normal.map(|s| s as f32);
             }
             Mode::Learning(l) => {
                 if learnable {
@@ -207,6 +214,7 @@ impl Anomaly {
                             &mut self.row,
                         )?;
                         l.rows.extend(self.row.iter().map(|&v| v as f32));
+                        l.normal += calls_normal(&self.labels, &r.prediction) as usize;
                     }
                     l.seen += 1;
                 }

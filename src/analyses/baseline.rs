@@ -213,6 +213,11 @@ pub struct Baseline {
     pub learned_at: f64,
     /// The recordings it was learned from, or "live".
     pub from: Vec<String>,
+    /// The share of those frames the network called normal: whether it is
+    /// in its own domain on this machine (the monitor's verdict). Absent
+    /// in baselines of before 0.9.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_normal: Option<f64>,
 }
 
 /// One Gaussian over `len` features from `first`.
@@ -305,7 +310,23 @@ impl Part {
 /// (the daemon and `drsnd baseline learn` use this one rule).
 pub fn learnable(f: &Frame, signal_floor: f32) -> bool {
     let fl = f.flags;
-    f.std >= signal_floor && !(fl.nonfinite || fl.clipped || fl.after_gap)
+    f.no_signal(signal_floor).is_none() && !(fl.nonfinite || fl.clipped || fl.after_gap)
+}
+
+/// Whether the network calls the frame normal: the top family is the
+/// normal one (models with a family head), else the top class is `Normal`.
+pub fn calls_normal(labels: &crate::manifest::Labels, p: &crate::report::Prediction) -> bool {
+    use crate::report::argmax;
+    if labels.families.is_empty() {
+        let (top, _) = argmax(&p.probs);
+        labels.classes.get(top).is_some_and(|c| c == "Normal")
+    } else {
+        let (top, _) = argmax(&p.family_probs);
+        labels
+            .families
+            .get(top)
+            .is_some_and(|f| f == crate::manifest::NORMAL_FAMILY)
+    }
 }
 
 /// Where a baseline came from, for its file.
@@ -436,7 +457,14 @@ impl Baseline {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0.0, |d| d.as_secs_f64()),
             from: origin.from,
+            network_normal: None,
         })
+    }
+
+    /// Records how many of the `n` frames learned the network called normal.
+    pub fn with_network_normal(mut self, normal: usize) -> Self {
+        self.network_normal = Some(normal as f64 / self.frames.max(1) as f64);
+        self
     }
 
     /// The anomaly score of one frame's features: 1.0 at the limit.

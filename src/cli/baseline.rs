@@ -5,7 +5,7 @@
 
 use super::classify::{load_model, predict_all, wav_frames, Unusable};
 use super::{EX_CONFIG, EX_DATAERR, EX_USAGE};
-use crate::analyses::baseline::{learnable, Baseline, Features, Origin};
+use crate::analyses::baseline::{calls_normal, learnable, Baseline, Features, Origin};
 use crate::report::Frame;
 use anyhow::Result;
 use clap::{Args, Subcommand};
@@ -40,8 +40,9 @@ pub struct LearnArgs {
     #[arg(long, default_value_t = 0)]
     channel: usize,
     /// Frames below this standard deviation are no signal and not learned
-    /// (the daemon's `[monitor] signal-floor`).
-    #[arg(long, default_value_t = 1e-4)]
+    /// (the daemon's `[monitor] signal-floor`; 0: none, a dead sensor is
+    /// judged from the signal itself).
+    #[arg(long, default_value_t = 0.0)]
     signal_floor: f32,
     #[arg(long)]
     threads: Option<usize>,
@@ -73,7 +74,7 @@ fn learn(a: &LearnArgs) -> ExitCode {
     let d = features.dims();
     let mut rows = Vec::new();
     let mut row = vec![0.0; d];
-    let mut frames_in = 0usize;
+    let (mut frames_in, mut normal) = (0usize, 0usize);
     for path in &a.files {
         let frames = match wav_frames(path, a.channel, &model, a.hop) {
             Ok(f) => f,
@@ -96,7 +97,7 @@ fn learn(a: &LearnArgs) -> ExitCode {
             &mut rows,
         );
         match added {
-            Ok(n) => frames_in += n,
+            Ok((n, k)) => (frames_in, normal) = (frames_in + n, normal + k),
             Err(e) => {
                 eprintln!("drsnd baseline learn: {}: {e:#}", path.display());
                 return ExitCode::FAILURE;
@@ -107,6 +108,7 @@ fn learn(a: &LearnArgs) -> ExitCode {
     let from = a.files.iter().map(|f| f.display().to_string()).collect();
     let origin = Origin::of(m, a.hop, from);
     let written = Baseline::learn(&rows, &features, seconds, origin).and_then(|b| {
+        let b = b.with_network_normal(normal);
         b.save(&a.out)?;
         Ok(b)
     });
@@ -140,7 +142,8 @@ fn learn(a: &LearnArgs) -> ExitCode {
 }
 
 /// Appends the features of `frames` the daemon would learn from (signal,
-/// no clipped, non-finite or post-gap frame); how many.
+/// no clipped, non-finite or post-gap frame); how many, and how many of
+/// them the network called normal.
 fn learnable_rows(
     model: &crate::infer::Model,
     frames: &[Frame],
@@ -149,9 +152,10 @@ fn learnable_rows(
     features: &mut Features,
     row: &mut [f64],
     rows: &mut Vec<f32>,
-) -> Result<usize> {
+) -> Result<(usize, usize)> {
     let preds = predict_all(model, frames, threads)?;
-    let mut n = 0;
+    let labels = model.manifest.labels();
+    let (mut n, mut normal) = (0, 0);
     for (f, p) in frames.iter().zip(&preds) {
         if !learnable(f, floor) {
             continue;
@@ -159,6 +163,7 @@ fn learnable_rows(
         features.compute(&f.samples, &p.embedding, row)?;
         rows.extend(row.iter().map(|&v| v as f32));
         n += 1;
+        normal += calls_normal(&labels, p) as usize;
     }
-    Ok(n)
+    Ok((n, normal))
 }

@@ -42,6 +42,11 @@ pub struct MonitorConfig {
     /// a knock on the housing lasting a few frames is not.
     #[serde(default = "default_anomaly_frames")]
     pub anomaly_frames: usize,
+    /// The network was trained on this machine (or its twin): with a
+    /// baseline, its family alone may name a fault. Off by default: on a
+    /// machine it never saw it names the family near chance.
+    #[serde(default)]
+    pub trust_network: bool,
 }
 
 fn default_anomaly_frames() -> usize {
@@ -90,7 +95,9 @@ fn default_confidence() -> f32 {
     0.6
 }
 fn default_floor() -> f32 {
-    1e-4
+    // Off: a dead sensor is judged from the signal (`Frame::no_signal`),
+    // and a quiet machine on a sensitive scale is not silence.
+    0.0
 }
 fn default_no_data() -> f64 {
     1.0

@@ -233,7 +233,6 @@ pub struct Monitor {
     /// The envelope's recent families, and whether the network is in its
     /// own domain on this machine (`verdict`).
     votes: verdict::EnvelopeVotes,
-    trust: verdict::Trust,
     /// The latest frame's opinions and verdict source, and the source of
     /// the current state.
     said: (Option<verdict::NetworkSaid>, Option<verdict::EnvelopeSaid>),
@@ -259,7 +258,6 @@ impl Monitor {
             last_confidence: 0.0,
             awaiting_reason: false,
             zone: zone::ZoneWatch::default(),
-            trust: verdict::Trust::default(),
             said: (None, None),
             source: None,
             state_source: None,
@@ -306,10 +304,8 @@ impl Monitor {
         let envelope = self.votes.opinion();
         let anomaly = report.anomaly.map(|a| self.smoothed_anomaly(a));
         let learning = report.learning.is_some();
-        if anomaly.is_some_and(|a| a <= 1.0) {
-            self.trust.observe(net == State::Healthy);
-        }
-        let trusted = anomaly.is_none() || self.trust.trusted();
+        let trusted =
+            anomaly.is_none() || verdict::trusted(self.cfg.trust_network, report.network_normal);
         let (state, source) = verdict::decide(&verdict::Opinions {
             network: &net,
             envelope: envelope.as_ref(),
@@ -341,13 +337,8 @@ impl Monitor {
 
     /// What the network's smoothed probabilities argue for.
     fn judge_network(&mut self, frame: &Frame, pred: &Prediction) -> (State, f32) {
-        if frame.std < self.cfg.signal_floor {
+        if let Some(reason) = frame.no_signal(self.cfg.signal_floor) {
             self.window.clear();
-            let reason = if frame.peak >= self.cfg.signal_floor {
-                "flat-lined sensor (constant value)"
-            } else {
-                "silence"
-            };
             return (
                 State::NoSignal {
                     reason: reason.into(),

@@ -6,10 +6,11 @@
 //!   when its lines were placed at a measured (or pinned) shaft speed. Its
 //!   opinion is the family the majority of the recent frames name.
 //! - The **network** names a family well only on machines like the ones it
-//!   was trained on (near chance elsewhere: models/RESULTS.md). Whether this
-//!   machine is one is learned from the machine itself: while it is within
-//!   its learned normal, the network must call it normal in at least
-//!   `TRUST_SHARE` of `TRUST_FRAMES` frames or more.
+//!   was trained on (near chance elsewhere: models/RESULTS.md), and nothing
+//!   drsnd can measure tells such a machine apart (see `trusted`). With a
+//!   baseline its family alone counts only where the user says it was
+//!   trained on this machine (`trust-network`); else it counts when the
+//!   envelope agrees.
 //! - Evidence that disagrees, or a network out of its domain with nothing
 //!   to back it, gives `fault(unknown)`: an alarm that says something is
 //!   wrong and the cause is not clear, never a guessed family.
@@ -21,10 +22,7 @@ use std::collections::VecDeque;
 
 /// The family of a fault whose cause the evidence does not settle.
 pub const UNKNOWN: &str = "unknown";
-/// Frames within the normal before the network's word counts (~8.5 s at
-/// a 512-sample hop at 12 kHz).
-pub const TRUST_FRAMES: u64 = 200;
-/// Share of those frames the network must call normal.
+/// Share of the baseline's frames a trusted network must have called normal.
 pub const TRUST_SHARE: f64 = 0.9;
 
 /// Who named the fault's family.
@@ -166,25 +164,14 @@ impl From<&EnvelopeOpinion> for EnvelopeSaid {
     }
 }
 
-/// Whether the network is in its own domain on this machine, learned from
-/// the frames in which the machine is within its normal.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Trust {
-    normal: u64,
-    frames: u64,
-}
-
-impl Trust {
-    /// A frame within the learned normal, and whether the network called
-    /// it healthy.
-    pub fn observe(&mut self, network_healthy: bool) {
-        self.frames += 1;
-        self.normal += network_healthy as u64;
-    }
-
-    pub fn trusted(&self) -> bool {
-        self.frames >= TRUST_FRAMES && self.normal as f64 >= TRUST_SHARE * self.frames as f64
-    }
+/// Whether the network's family alone may name a fault on a machine with a
+/// baseline: the user says it was trained on this machine (`trust-network`),
+/// and it called the baseline's healthy frames normal (`network_normal`,
+/// where the baseline recorded it). The second alone proves nothing: a
+/// network trained on CWRU only called 98 % of UESTC's healthy frames
+/// normal and named 80 % of its inner-race frames `outer`.
+pub fn trusted(trust_network: bool, network_normal: Option<f32>) -> bool {
+    trust_network && network_normal.is_none_or(|s| s as f64 >= TRUST_SHARE)
 }
 
 /// Everything the verdict is made of, for one (smoothed) frame.
@@ -207,6 +194,9 @@ pub fn decide(o: &Opinions) -> (State, Option<Source>) {
         State::Fault { class } => Some(class.as_str()),
         _ => None,
     };
+    // Two sources that agree are evidence even at a fallback speed; alone
+    // the envelope counts only at a measured or pinned one.
+    let agreed = o.envelope.map(|e| e.family.as_str());
     let env = o.envelope.filter(|e| e.reliable).map(|e| e.family.as_str());
     let fault = |class: &str, source| {
         (
@@ -230,7 +220,7 @@ pub fn decide(o: &Opinions) -> (State, Option<Source>) {
         },
         // Outside it: name the family the evidence settles.
         Some(_) => match (net, env) {
-            (Some(n), Some(e)) if n == e => fault(n, Source::Both),
+            (Some(n), _) if Some(n) == agreed => fault(n, Source::Both),
             (Some(_), Some(_)) if o.trusted => fault(UNKNOWN, Source::None),
             (_, Some(e)) => fault(e, Source::Envelope),
             (Some(n), None) if o.trusted => fault(n, Source::Network),
@@ -239,7 +229,7 @@ pub fn decide(o: &Opinions) -> (State, Option<Source>) {
         },
         // No baseline: the network's word, unless physics contradicts it.
         None => match (net, env) {
-            (Some(n), Some(e)) if n == e => fault(n, Source::Both),
+            (Some(n), _) if Some(n) == agreed => fault(n, Source::Both),
             (Some(_), Some(_)) => fault(UNKNOWN, Source::None),
             (Some(n), None) => fault(n, Source::Network),
             (None, _) if o.learning => (State::Learning, None),
@@ -408,17 +398,29 @@ mod tests {
     }
 
     #[test]
-    fn the_network_is_trusted_after_enough_normal_frames_called_normal() {
-        let mut t = Trust::default();
-        for _ in 0..TRUST_FRAMES - 1 {
-            t.observe(true);
-        }
-        assert!(!t.trusted(), "too few frames");
-        t.observe(true);
-        assert!(t.trusted());
-        for _ in 0..TRUST_FRAMES {
-            t.observe(false);
-        }
-        assert!(!t.trusted(), "half the normal frames called faulty");
+    fn the_network_is_trusted_only_when_the_user_says_so_and_the_baseline_agrees() {
+        assert!(
+            !trusted(false, Some(1.0)),
+            "calling the healthy normal proves nothing"
+        );
+        assert!(trusted(true, None), "a baseline of before 0.9");
+        assert!(trusted(true, Some(0.95)));
+        assert!(
+            !trusted(true, Some(0.6)),
+            "it called this healthy machine faulty"
+        );
+    }
+
+    #[test]
+    fn agreement_counts_even_at_the_nominal_speed() {
+        let unsure = opinion(Family::Inner, false);
+        assert_eq!(
+            verdict(&fault("inner"), Some(&unsure), Some(2.0), false),
+            (fault("inner"), Some(Source::Both))
+        );
+        assert_eq!(
+            verdict(&fault("outer"), Some(&unsure), Some(2.0), false),
+            (fault(UNKNOWN), Some(Source::None))
+        );
     }
 }

@@ -143,6 +143,44 @@ fn an_offline_baseline_passes_normal_frames_and_flags_fault_frames_at_every_spee
     }
 }
 
+/// A quiet machine is not a dead sensor: the healthy CWRU recording
+/// scaled by 0.01 and 0.0001 (frame RMS down to 1e-5 g, under the old
+/// absolute floor of 1e-4) learns a baseline and is judged as unscaled:
+/// no healthy frame above 1.0, every fault frame above it.
+#[test]
+fn a_healthy_recording_scaled_down_10000x_learns_and_is_judged_as_unscaled() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (rate, healthy) = common::read_wav_f32(&common::cwru("1797_Normal_48k.wav"));
+    let (fault_rate, fault) = common::read_wav_f32(&common::cwru("1797_IR_14.wav"));
+    let half = healthy.len() / 2;
+    let mut judged = Vec::new();
+    for scale in [1.0f32, 0.01, 0.0001] {
+        let wav = |name: &str, rate: u32, x: &[f32]| {
+            let p = dir.path().join(format!("{name}_{scale}.wav"));
+            let x: Vec<f32> = x.iter().map(|v| v * scale).collect();
+            common::write_wav_f32(&p, rate, &x);
+            p
+        };
+        let b = dir.path().join(format!("{scale}.baseline.json"));
+        learn(&b, &[wav("learn", rate, &healthy[..half])]);
+        let normal = scores(&b, &[wav("normal", rate, &healthy[half..])]);
+        let faulty = scores(&b, &[wav("fault", fault_rate, &fault)]);
+        eprintln!(
+            "x{scale}: {} normal frames, {:.1} % above 1.0; {} fault frames, {:.1} % above",
+            normal.len(),
+            share_above_one(&normal) * 100.0,
+            faulty.len(),
+            share_above_one(&faulty) * 100.0
+        );
+        judged.push((share_above_one(&normal), share_above_one(&faulty)));
+    }
+    assert!(
+        judged.iter().all(|&j| j == judged[0]),
+        "judged alike at every scale: {judged:?}"
+    );
+    assert_eq!(judged[0], (0.0, 1.0), "{judged:?}");
+}
+
 use common::mkfifo;
 
 /// A daemon reading one 20 kHz stream "bearing" from a FIFO, its state in

@@ -35,6 +35,9 @@ def main(argv=None) -> None:
                    help="keep an exponential moving average of the weights with this decay (e.g. 0.999)")
     t.add_argument("--fine-weight", type=float, default=fit.FINE_WEIGHT,
                    help="weight of the fine-class loss beside the family loss")
+    t.add_argument("--rig", default="both", choices=["both", "cwru", "uestc"],
+                   help="train on one rig only (the honest protocol's judges: bench/verdict_eval.py); "
+                        "it is still measured on both")
     t.add_argument("--name", default="drsn-cw-cwru10")
     t.add_argument("--version", default="2.0.0")
     t.add_argument("--out", default=os.path.join(ROOT, "models"))

@@ -140,9 +140,11 @@ def cmd_train(args) -> None:
     ten = [r for r in recs if r.label != data.NO_CLASS]
     x_test, y_test, f_test = data.test_frames(ten, families=True)
     uestc = [r for r in recs if r.rig == "uestc"]
-    print(f"{len(recs)} recordings, {len(y_test)} CWRU 10-class test frames; training {args.arch} "
-          f"for {args.steps} steps", flush=True)
-    net, seconds = train(args.arch, recs, args.seed, args.steps, log_every=500, ema=args.ema,
+    rig = getattr(args, "rig", "both")
+    learn = [r for r in recs if rig in ("both", r.rig)]
+    print(f"{len(learn)} of {len(recs)} recordings ({rig}), {len(y_test)} CWRU 10-class test frames; "
+          f"training {args.arch} for {args.steps} steps", flush=True)
+    net, seconds = train(args.arch, learn, args.seed, args.steps, log_every=500, ema=args.ema,
                          fine_weight=args.fine_weight)
     metrics = evaluate(net, x_test, y_test, f_test)
     print(table.summary_line(metrics), flush=True)
@@ -166,8 +168,11 @@ def cmd_train(args) -> None:
                 "plus the 28-mil, OR@3 and OR@12 recordings for the family head; 48 kHz healthy "
                 "baseline decimated to 12 kHz) and of ../shared/uestc (20 kHz resampled to 12 kHz, "
                 "4 speeds, family only); first 80 % of every recording"
-                if not args.folders else f"folders under {args.folders}; first 80 % of every file",
+                if not args.folders and rig == "both"
+                else f"{rig} only (first 80 % of every recording)" if not args.folders
+                else f"folders under {args.folders}; first 80 % of every file",
         "recipe": f"python -m drsn_train train --arch {args.arch} --steps {args.steps} --seed {args.seed}"
+                  + (f" --rig {rig}" if rig != "both" else "")
                   + (f" --fine-weight {args.fine_weight:g}" if args.fine_weight != FINE_WEIGHT else "")
                   + (f" --ema {args.ema:g}" if args.ema else ""),
         "noise": f"per frame: clean (p=0.36) or Gaussian/Laplacian/pink at SNR U{TRAIN_SNR} dB",
