@@ -14,6 +14,9 @@
 #                          without and with `units = "g"` (results/physics.md)
 #   bench/run.sh --steps envelope  the envelope evidence's cost: 16 streams with
 #                          units, without and with `rpm` and `bearing` (results/envelope.md)
+#   bench/run.sh --steps speed     the shaft speed's cost: 16 streams with units,
+#                          rpm and bearing, the speed pinned (rpm-range =
+#                          [rpm, rpm]) and measured (results/speed.md)
 #   bench/run.sh --steps anomaly   one real-time stream: the classifier alone,
 #                          and with a baseline, the physical measures and the
 #                          envelope evidence
@@ -85,7 +88,7 @@ callgrind_total() {
 # Side-by-side steps (http, mqtt, compare) write their own tables only.
 side_only=1
 for st in ${steps//,/ }; do
-  case $st in http|mqtt|physics|envelope|anomaly|denoise|model-swap|wake|compare) ;; *) side_only=0 ;; esac
+  case $st in http|mqtt|physics|envelope|speed|anomaly|denoise|model-swap|wake|compare) ;; *) side_only=0 ;; esac
 done
 if [ $side_only = 0 ]; then
   echo "$e2e_s $py_s $scale_s $quick $(git rev-parse --short HEAD)" > "$out/settings"
@@ -217,6 +220,18 @@ for r in $(seq $env_rounds); do
 done
 $py bench/side_by_side.py "$out" envelope "envelope evidence (rpm and bearing, beside units = g)" > "$out/envelope.md"
 cat "$out/envelope.md"
+fi
+
+if want speed; then
+echo "== the shaft speed: 16 streams with rpm and bearing, the speed pinned and measured" >&2
+rm -f "$out"/speed-*.json
+speed_rounds=3; [ $quick = 1 ] || speed_rounds=5
+for r in $(seq $speed_rounds); do
+  run $e2e --wav "$wav" --streams 16 --subscribers 1 --units g --rpm 1797 --rpm-range 1797,1797 --seconds $scale_s -- "${drsnd_cmd[@]}" > "$out/speed-$r-off.json"
+  run $e2e --wav "$wav" --streams 16 --subscribers 1 --units g --rpm 1797 --seconds $scale_s -- "${drsnd_cmd[@]}" > "$out/speed-$r-on.json"
+done
+$py bench/side_by_side.py "$out" speed "shaft speed measured (rpm-range ±5 %, beside it pinned)" > "$out/speed.md"
+cat "$out/speed.md"
 fi
 
 if want anomaly; then

@@ -49,10 +49,12 @@ def strongest_orders(path, rpm, lo, hi, n=3):
     return [(float(o[i]), float(10 * np.log10(p[i] / np.median(p)))) for i in top]
 
 
-def envelope_windows(exe, path, rpm, orders):
-    """The family of each distinct envelope evaluation of `drsnd classify`."""
+def envelope_windows(exe, path, rpm, orders, measure=False):
+    """The family of each distinct envelope evaluation of `drsnd classify`,
+    at the nominal speed (pinned) or, with `measure`, at the measured one."""
+    pin = [] if measure else ["--rpm-range", f"{rpm},{rpm}"]
     out = subprocess.run([exe, "classify", "--json", "--units", "V", "--sensitivity",
-                          f"{SENSITIVITY:.1f}", "--rpm", str(rpm), "--bearing-orders", orders, path],
+                          f"{SENSITIVITY:.1f}", "--rpm", str(rpm), *pin, "--bearing-orders", orders, path],
                          check=True, capture_output=True, text=True).stdout
     return collections.Counter(envelope_families(json.loads(line) for line in out.splitlines()))
 
@@ -62,6 +64,8 @@ def main():
     ap.add_argument("--drsnd", default="target/release/drsnd")
     ap.add_argument("--orders", default="3.16,4.84,2.2,0.40",
                     help="the orders to evaluate with (default: the estimate below, rounded)")
+    ap.add_argument("--measure-speed", action="store_true",
+                    help="place the lines at the speed measured from the signal, not the nominal one")
     args = ap.parse_args()
     print("## Strongest envelope lines of each fault recording (`_1`), orders of the nominal speed")
     print("| fault | " + " | ".join(f"{s} rpm" for s in SPEEDS) + " |")
@@ -81,7 +85,7 @@ def main():
             total = collections.Counter()
             for part in range(1, 6):
                 path = os.path.join(UESTC, f"{cond}_{rpm}_{part}.wav")
-                total += envelope_windows(args.drsnd, path, rpm, args.orders)
+                total += envelope_windows(args.drsnd, path, rpm, args.orders, args.measure_speed)
             right = total[FAMILY[cond]] / max(sum(total.values()), 1)
             cells.append(f"{right * 100:.0f} % ({', '.join(f'{k} {v}' for k, v in sorted(total.items()))})")
         print(f"| {FAMILY[cond]} | " + " | ".join(cells) + " |")

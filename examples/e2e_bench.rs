@@ -45,6 +45,9 @@ struct Opts {
     /// `rpm` of every source, with the CWRU bearing's orders (turns the
     /// envelope evidence on; needs `units`), if set.
     rpm: Option<f64>,
+    /// `rpm-range` of every source (`[rpm, rpm]` pins the speed: no
+    /// measuring), if set.
+    rpm_range: Option<String>,
     /// A baseline file every stream scores by (copied into a state-dir), if set.
     baseline: Option<PathBuf>,
     /// `[denoise] model` (with a socket-dir and one reader per stream), if set.
@@ -71,6 +74,7 @@ fn parse_args() -> Result<Opts> {
         mqtt: None,
         units: None,
         rpm: None,
+        rpm_range: None,
         baseline: None,
         denoise: None,
         frames_per_wake: 1,
@@ -96,6 +100,7 @@ fn parse_args() -> Result<Opts> {
             "--mqtt" => o.mqtt = Some(v),
             "--units" => o.units = Some(v),
             "--rpm" => o.rpm = Some(v.parse().context("--rpm")?),
+            "--rpm-range" => o.rpm_range = Some(v),
             "--baseline" => o.baseline = Some(v.into()),
             "--denoise" => o.denoise = Some(v.into()),
             "--frames-per-wake" => o.frames_per_wake = v.parse().context("--frames-per-wake")?,
@@ -104,7 +109,7 @@ fn parse_args() -> Result<Opts> {
         }
     }
     if o.command.is_empty() {
-        bail!("usage: e2e_bench [--streams N] [--subscribers M] [--http on|off] [--page-clients P] [--mqtt URL] [--units g] [--rpm R] [--baseline FILE] [--denoise MODEL] [--frames-per-wake N] [--snapshots on|off] [--seconds S] [--warmup S] [--wav F] -- COMMAND ({{dir}} is replaced)");
+        bail!("usage: e2e_bench [--streams N] [--subscribers M] [--http on|off] [--page-clients P] [--mqtt URL] [--units g] [--rpm R] [--rpm-range LO,HI] [--baseline FILE] [--denoise MODEL] [--frames-per-wake N] [--snapshots on|off] [--seconds S] [--warmup S] [--wav F] -- COMMAND ({{dir}} is replaced)");
     }
     if http || o.page_clients > 0 {
         o.http_port = std::net::TcpListener::bind("127.0.0.1:0")?
@@ -358,6 +363,9 @@ fn write_config(dir: &Path, o: &Opts) -> Result<()> {
             cfg += &format!(
                 "rpm = {rpm}\nbearing = {{ bpfo = 3.5848, bpfi = 5.4152, bsf = 2.357, ftf = 0.39828 }}\n"
             );
+            if let Some(r) = &o.rpm_range {
+                cfg += &format!("rpm-range = [{r}]\n");
+            }
         }
     }
     std::fs::write(dir.join("drsnd.toml"), cfg)?;
@@ -670,6 +678,7 @@ fn report(
         "mqtt": o.mqtt.is_some(),
         "units": o.units,
         "rpm": o.rpm,
+        "rpm_range": o.rpm_range,
         "baseline": o.baseline.as_ref().map(|b| b.display().to_string()),
         "denoise": o.denoise.as_ref().map(|b| b.display().to_string()),
         "frames_per_wake": o.frames_per_wake,

@@ -294,6 +294,16 @@ fn bad_envelope_settings_stop_the_start_naming_the_key_and_line() {
             "`bearing`",
             "not both",
         ),
+        (
+            format!("units = \"g\"\nrpm = 1797\n{BEARING}\nrpm-range = [1000, 1500]"),
+            "`rpm-range`",
+            "does not hold the nominal rpm = 1797",
+        ),
+        (
+            format!("units = \"g\"\n{BEARING}\nrpm-range = [1700, 1800]"),
+            "`rpm-range`",
+            "needs `rpm`, the nominal speed",
+        ),
     ];
     for (extra, key, what) in cases {
         let cfg = config(dir.path(), &wav, &extra);
