@@ -157,6 +157,17 @@ fn a_recording_gives_the_same_frames_and_events_live_and_offline() {
         .iter()
         .position(|e| e["to"]["state"] == "fault" && e["to"]["class"] == "inner")
         .unwrap_or_else(|| panic!("no fault(inner) among {states:?}"));
+    // Named by the verdict from both opinions, each stated in the event.
+    let ev = &offline_events[alarm]["evidence"];
+    assert_eq!(ev["family_source"], "network+envelope", "{ev}");
+    assert_eq!(ev["network"]["family"], "inner", "{ev}");
+    assert_eq!(ev["envelope"]["family"], "inner", "{ev}");
+    let line = ev["envelope"]["line_hz"].as_f64().unwrap_or(0.0);
+    let rpm = ev["envelope"]["speed_rpm"].as_f64().unwrap_or(0.0);
+    assert!(
+        (line / (5.4152 * rpm / 60.0) - 1.0).abs() < 1e-3 && (rpm / 1797.0 - 1.0).abs() < 0.05,
+        "the BPFI line at the speed used: {ev}"
+    );
     assert!(
         offline_events[alarm..]
             .iter()

@@ -84,18 +84,22 @@ pub fn event(id: u64, node: &str, e: &EventMsg) -> String {
     v.to_string()
 }
 
-/// `<stream>/state` (retained): the state an event moved the stream to;
-/// `<stream>/zone` (retained) the same for zone events.
+/// `<stream>/state` (retained): the state an event moved the stream to,
+/// and for a fault who named its family; `<stream>/zone` (retained) the
+/// same for zone events.
 pub fn state(id: u64, e: &EventMsg) -> String {
-    json!({
+    let mut v = json!({
         "v": VERSION,
         "id": id,
         "stream": e.stream,
         "state": e.to,
         "since": e.since,
         "time": e.time,
-    })
-    .to_string()
+    });
+    if let (Some(source), Some(o)) = (e.evidence.family_source, v.as_object_mut()) {
+        o.insert("family_source".into(), json!(source.as_str()));
+    }
+    v.to_string()
 }
 
 /// The parts of a frame a summary needs (everything else is skipped).
@@ -213,6 +217,32 @@ impl Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_retained_state_says_who_named_a_fault() {
+        use crate::monitor::{verdict::Source, Evidence, State, Transition};
+        let tr = |to: State, source| Transition {
+            from: State::Healthy,
+            to,
+            since_s: 1.0,
+            at_s: 1.5,
+            confidence: 0.9,
+            evidence: Evidence {
+                family_source: source,
+                ..Evidence::default()
+            },
+        };
+        let fault = State::Fault {
+            class: "inner".into(),
+        };
+        let e = EventMsg::new("pump".into(), tr(fault, Some(Source::Both)), 100.0);
+        let v: serde_json::Value = serde_json::from_str(&state(7, &e)).expect("json");
+        assert_eq!(v["family_source"], "network+envelope");
+        assert_eq!(v["state"]["class"], "inner");
+        let e = EventMsg::new("pump".into(), tr(State::Anomaly, None), 100.0);
+        let v: serde_json::Value = serde_json::from_str(&state(8, &e)).expect("json");
+        assert!(v.get("family_source").is_none(), "{v}");
+    }
 
     #[test]
     fn a_summary_averages_rms_and_each_units_thresholds() {
