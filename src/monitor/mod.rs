@@ -235,7 +235,9 @@ pub struct Monitor {
     votes: verdict::EnvelopeVotes,
     /// The latest frame's opinions and verdict source, and the source of
     /// the current state.
-    said: (Option<verdict::NetworkSaid>, Option<verdict::EnvelopeSaid>),
+    /// Kept as they are (moved, not formatted) and stated only when an
+    /// event is made: nothing is allocated for them per frame.
+    said: (State, f32, bool, Option<verdict::EnvelopeOpinion>),
     source: Option<verdict::Source>,
     state_source: Option<verdict::Source>,
 }
@@ -258,7 +260,7 @@ impl Monitor {
             last_confidence: 0.0,
             awaiting_reason: false,
             zone: zone::ZoneWatch::default(),
-            said: (None, None),
+            said: (State::Starting, 0.0, false, None),
             source: None,
             state_source: None,
         }
@@ -313,10 +315,7 @@ impl Monitor {
             learning,
             trusted,
         });
-        self.said = (
-            verdict::NetworkSaid::of(&net, conf, trusted),
-            envelope.as_ref().map(verdict::EnvelopeSaid::from),
-        );
+        self.said = (net, conf, trusted, envelope);
         self.source = source;
         (state, conf)
     }
@@ -524,7 +523,9 @@ impl Monitor {
             .then_some(self.source)
             .flatten();
         evidence.family_source = self.state_source;
-        (evidence.network, evidence.envelope) = self.said.clone();
+        let (net, conf, trusted, envelope) = &self.said;
+        evidence.network = verdict::NetworkSaid::of(net, *conf, *trusted);
+        evidence.envelope = envelope.as_ref().map(verdict::EnvelopeSaid::from);
         self.candidate = None;
         Transition {
             from,
