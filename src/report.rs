@@ -260,17 +260,15 @@ mod tests {
 
     fn frame(samples: Vec<f32>) -> Frame {
         let n = samples.len() as f64;
-        let mean = samples.iter().map(|&v| v as f64).sum::<f64>() / n;
-        let var = samples
-            .iter()
-            .map(|&v| (v as f64 - mean).powi(2))
-            .sum::<f64>()
-            / n;
+        let (sum, sum_sq) = samples.iter().fold((0.0, 0.0), |(s, q), &v| {
+            (s + v as f64, q + (v as f64).powi(2))
+        });
+        let var = (sum_sq / n - (sum / n).powi(2)).max(0.0);
         Frame {
             index: 0,
             end_ns: 0,
             peak: samples.iter().fold(0f32, |p, v| p.max(v.abs())),
-            rms: (samples.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / n).sqrt() as f32,
+            rms: (sum_sq / n).sqrt() as f32,
             std: var.sqrt() as f32,
             samples,
             flags: Flags::default(),
