@@ -8,7 +8,8 @@ stream's whole pipeline and monitor, as the daemon runs it.
   out of the shipped models; `--judges` is where they are).
 - Each machine's baseline is learned from its own healthy recording with
   the judging network (CWRU: the first half of 1797_Normal_48k; UESTC:
-  N_<rpm>_1 and _2) by `drsnd baseline learn`.
+  N_<rpm>_1 and _2) by `drsnd baseline learn` with the bearing, so that it
+  holds the healthy envelope too (CWRU's 2 s are too short for that).
 - Each fault recording is replayed healthy -> recording -> healthy (the
   healthy test part: CWRU the second half of 1797_Normal_48k, UESTC
   N_<rpm>_3), with the nominal rpm set -3, 0 and +3 % off the recording's,
@@ -163,8 +164,13 @@ def evaluate(args, rig, machines, cases, judge_model, work):
         state = os.path.join(work, name)
         os.makedirs(state, exist_ok=True)
         wav = write(os.path.join(work, f"{name}-learn.wav"), rate, learn)
+        # With the bearing: the baseline learns the envelope on the healthy machine too.
+        units = ["--units", "g"] if rig == "cwru" else ["--units", "V", "--sensitivity",
+                                                        f"{UESTC_SENSITIVITY:.2f}"]
+        bearing = ["--rpm", str(machines[name][3]), "--bearing-orders", ",".join(map(str, ORDERS[rig]))]
         subprocess.run([args.drsnd, "baseline", "learn", "--model", judge_model, "--out",
-                        os.path.join(state, "m.baseline.json"), wav], check=True, capture_output=True)
+                        os.path.join(state, "m.baseline.json"), *units, *bearing, wav],
+                       check=True, capture_output=True)
         states[name] = state
     jobs = []
     for i, c in enumerate(cases):

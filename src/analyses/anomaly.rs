@@ -4,7 +4,9 @@
 //! (`{"cmd":"learn"}`), from frames of signal only (no silence, no clipped,
 //! non-finite or post-gap frames), then keeps it in `state-dir`.
 
-use super::baseline::{calls_normal, learnable, Baseline, Features, LoadError, Origin};
+use super::baseline::{
+    calls_normal, learnable, Baseline, Features, LoadError, Origin, MIN_ENVELOPE_WINDOWS,
+};
 use super::Analysis;
 use crate::hub::{BaselineCell, BaselineStatus};
 use crate::report::{Frame, Report};
@@ -28,7 +30,14 @@ pub struct BaselineSpec {
     /// Below this standard deviation a frame is no signal (not learned).
     pub signal_floor: f32,
     pub hop: usize,
+    /// The stream has envelope evidence (`rpm` and `bearing`): the
+    /// baseline learns it on the healthy machine and judges it after.
+    pub envelope: bool,
 }
+
+/// Envelope windows a live baseline keeps (one per 8192 samples: 45 min
+/// at 12 kHz; a longer learning keeps the first ones).
+const MAX_ENVELOPE_WINDOWS: usize = 4096;
 
 enum Mode {
     Off,
@@ -46,6 +55,8 @@ struct Learner {
     seen: usize,
     /// Of the frames kept, those the network called normal.
     normal: usize,
+    /// Each envelope window's z per defect, healthy frames only.
+    envelope: Vec<[f32; 3]>,
     /// Every `stride`-th frame of signal is kept.
     stride: usize,
     seconds: f64,
@@ -108,6 +119,19 @@ impl Anomaly {
     }
 
     fn score_with(&mut self, b: Baseline) {
+        if self.spec.envelope && b.envelope.is_none() {
+            let file = self
+                .spec
+                .file
+                .as_ref()
+                .map_or("(live)".into(), |f| f.display().to_string());
+            tracing::warn!(
+                stream = %self.spec.stream,
+                "baseline {file} holds no envelope evidence (learned without `rpm` and `bearing`, \
+                 or from under {MIN_ENVELOPE_WINDOWS} envelope windows): bearing defects are judged \
+                 against the global null only; relearn it to judge them against this machine's normal"
+            );
+        }
         self.cell.set(BaselineStatus::Learned {
             frames: b.frames,
             seconds: b.seconds,
@@ -127,6 +151,11 @@ impl Anomaly {
             target,
             seen: 0,
             normal: 0,
+            envelope: Vec::with_capacity(if self.spec.envelope {
+                MAX_ENVELOPE_WINDOWS
+            } else {
+                0
+            }),
             stride,
             seconds,
         });
@@ -147,7 +176,7 @@ impl Anomaly {
         let fit = move || {
             let t = std::time::Instant::now();
             let learned = Baseline::learn(&l.rows, &features, l.seconds, origin)
-                .map(|b| b.with_network_normal(l.normal));
+                .map(|b| b.with_network_normal(l.normal).with_envelope(&l.envelope));
             tracing::debug!(%stream, "baseline fitted in {:.0} ms", t.elapsed().as_secs_f64() * 1e3);
             let saved = learned.and_then(|b| match &file {
                 Some(path) => b.save(path).map(|_| b),
@@ -204,6 +233,10 @@ impl Anomaly {
                     .compute(&f.samples, &r.prediction.embedding, &mut self.row)?;
                 r.anomaly = Some(b.score(&self.row, &mut self.z) as f32);
                 r.network_normal = b.network_normal.map(|s| s as f32);
+                // A defect counts by how far it stands above this machine's normal.
+                if let (Some(normal), Some(e)) = (&b.envelope, envelope_of(r)) {
+                    e.family = normal.judge(e);
+                }
             }
             Mode::Learning(l) => {
                 if learnable {
@@ -215,6 +248,14 @@ impl Anomaly {
                         )?;
                         l.rows.extend(self.row.iter().map(|&v| v as f32));
                         l.normal += calls_normal(&self.labels, &r.prediction) as usize;
+                    }
+                    if let Some(e) = envelope_of(r) {
+                        // A window's evidence repeats on the frames until the next.
+                        if l.envelope.last() != Some(&e.z)
+                            && l.envelope.len() < l.envelope.capacity()
+                        {
+                            l.envelope.push(e.z);
+                        }
                     }
                     l.seen += 1;
                 }
@@ -236,6 +277,11 @@ impl Anomaly {
         }
         Ok(())
     }
+}
+
+/// The frame's envelope evidence, if its window is full.
+fn envelope_of(r: &mut Report) -> Option<&mut crate::report::Evidence> {
+    r.physical.as_mut()?.envelope.as_mut()?.as_mut()
 }
 
 impl Analysis for Anomaly {

@@ -218,6 +218,77 @@ pub struct Baseline {
     /// in baselines of before 0.9.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network_normal: Option<f64>,
+    /// The envelope's evidence on the healthy machine (learned where the
+    /// stream has `rpm` and `bearing`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub envelope: Option<EnvelopeNormal>,
+}
+
+/// How far each defect's lines stood out on the healthy machine, so that a
+/// defect counts by how far it stands above *this* machine's level: a
+/// machine with a shaft or gear line near a defect frequency does not name
+/// that defect for ever.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EnvelopeNormal {
+    /// Envelope windows learned from.
+    pub windows: usize,
+    /// The 95th percentile of each defect's z over them (BPFO, BPFI,
+    /// 2xBSF).
+    pub z95: [f64; 3],
+}
+
+/// Fewer envelope windows than this learn no envelope normal (about 3.4 s).
+pub const MIN_ENVELOPE_WINDOWS: usize = 5;
+/// A defect counts when its z exceeds its healthy 95th percentile by this.
+/// The envelope whitens the spectrum: it measures how periodic the impacts
+/// are, not how strong, so a defect at the frequency of the machine's own
+/// healthy line counts once it is clearly more periodic than that line was
+/// (its growth in strength shows in the anomaly score instead). The
+/// prominence in dB was tried and dropped: the best band's "nothing" stood
+/// 7-8 dB out on a healthy machine, as high as a clear inner-race defect.
+pub const ENVELOPE_MARGIN: f64 = 1.5;
+
+impl EnvelopeNormal {
+    /// From each learned window's z per defect; None with too few windows.
+    pub fn learn(z: &[[f32; 3]]) -> Option<Self> {
+        if z.len() < MIN_ENVELOPE_WINDOWS {
+            return None;
+        }
+        let z95 = std::array::from_fn(|i| {
+            // f32::MIN: no line fitted the band; not a level.
+            let mut v: Vec<f64> = z
+                .iter()
+                .map(|w| w[i] as f64)
+                .filter(|v| v.is_finite() && *v > f32::MIN as f64)
+                .collect();
+            v.sort_by(f64::total_cmp);
+            v.get(((v.len() as f64 * 0.95) as usize).min(v.len().saturating_sub(1)))
+                .copied()
+                .unwrap_or(0.0)
+        });
+        Some(Self {
+            windows: z.len(),
+            z95,
+        })
+    }
+
+    /// The family a window names against this machine's normal: the
+    /// defect with the largest z of those over the global threshold and,
+    /// where the healthy machine itself reached it (a line of its own at
+    /// that frequency), `ENVELOPE_MARGIN` over that healthy level.
+    pub fn judge(&self, e: &crate::report::Evidence) -> Option<crate::report::Family> {
+        let min_z = super::envelope::MIN_Z as f64;
+        let over = |i: usize| {
+            let z = e.z[i] as f64;
+            let healthy = self.z95[i];
+            z > min_z && (healthy < min_z || z > healthy + ENVELOPE_MARGIN)
+        };
+        (0..3)
+            .filter(|&i| over(i))
+            .max_by(|&a, &b| e.z[a].total_cmp(&e.z[b]))
+            .map(|i| crate::report::Family::ALL[i])
+    }
 }
 
 /// One Gaussian over `len` features from `first`.
@@ -458,7 +529,14 @@ impl Baseline {
                 .map_or(0.0, |d| d.as_secs_f64()),
             from: origin.from,
             network_normal: None,
+            envelope: None,
         })
+    }
+
+    /// Records the envelope's evidence on the healthy machine, if any.
+    pub fn with_envelope(mut self, windows: &[[f32; 3]]) -> Self {
+        self.envelope = EnvelopeNormal::learn(windows);
+        self
     }
 
     /// Records how many of the `n` frames learned the network called normal.
@@ -661,6 +739,58 @@ mod tests {
             out.extend(x.iter().map(|&v| v as f32));
         }
         out
+    }
+
+    fn window(z: [f32; 3], db: [f32; 3]) -> crate::report::Evidence {
+        use crate::report::{Speed, SpeedSource};
+        crate::report::Evidence {
+            prominence_db: db,
+            z,
+            family: None,
+            band_hz: [2000.0, 3500.0],
+            speed: Speed {
+                rpm: 1797.0,
+                confidence: 5.0,
+                source: SpeedSource::Signal,
+            },
+            line_hz: [107.1, 161.8, 141.2],
+        }
+    }
+
+    #[test]
+    fn a_defect_counts_by_how_far_it_stands_above_this_machines_healthy_level() {
+        use crate::report::Family;
+        assert!(
+            EnvelopeNormal::learn(&[[1.0; 3]; 4]).is_none(),
+            "too few windows"
+        );
+        // A healthy machine whose BPFO line always stands out (a shaft or
+        // gear line there): z 4-6 at BPFO, 1-2 elsewhere, 2xBSF never fits.
+        let healthy: Vec<[f32; 3]> = (0..40)
+            .map(|i| {
+                [
+                    4.0 + (i % 5) as f32 * 0.5,
+                    1.0 + (i % 3) as f32 * 0.5,
+                    f32::MIN,
+                ]
+            })
+            .collect();
+        let n = EnvelopeNormal::learn(&healthy).expect("40 windows");
+        assert_eq!(n.windows, 40);
+        assert_eq!(n.z95, [6.0, 2.0, 0.0]);
+        // Its usual BPFO line names nothing here, though over the global 3.5.
+        assert_eq!(n.judge(&window([5.5, 1.0, 1.0], [9.0; 3])), None);
+        // A defect far more periodic than that line names it; an inner one
+        // is judged against the inner line's own healthy level.
+        let outer = window([12.0, 1.0, 1.0], [14.0; 3]);
+        assert_eq!(n.judge(&outer), Some(Family::Outer));
+        let inner = window([5.5, 4.0, 1.0], [9.0; 3]);
+        assert_eq!(n.judge(&inner), Some(Family::Inner));
+        let weak = window([5.5, 3.2, 1.0], [9.0; 3]);
+        assert_eq!(n.judge(&weak), None, "under the global 3.5");
+        // Where the healthy machine never reached 3.5, the global 3.5 alone.
+        let just = window([5.5, 3.6, 1.0], [9.0; 3]);
+        assert_eq!(n.judge(&just), Some(Family::Inner));
     }
 
     #[test]

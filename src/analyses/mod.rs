@@ -108,6 +108,7 @@ impl StreamSpec {
                 learn_s: monitor.learn_s,
                 signal_floor: monitor.signal_floor,
                 hop: cfg.hop,
+                envelope: sc.rpm.is_some() && sc.bearing.is_some(),
             },
         }
     }

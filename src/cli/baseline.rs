@@ -3,10 +3,14 @@
 //! it writes is what the daemon would have learned live from the same
 //! signal. Put it in `state-dir` as `<stream>.baseline.json`.
 
-use super::classify::{load_model, predict_all, wav_frames, Unusable};
+use super::classify::{load_model, predict_all, wav_frames, SensorArgs, Unusable};
 use super::{EX_CONFIG, EX_DATAERR, EX_USAGE};
-use crate::analyses::baseline::{calls_normal, learnable, Baseline, Features, Origin};
-use crate::report::Frame;
+use crate::analyses::baseline::{
+    calls_normal, learnable, Baseline, Features, Origin, MIN_ENVELOPE_WINDOWS,
+};
+use crate::analyses::physics::Physics;
+use crate::analyses::Analysis;
+use crate::report::{Frame, Report};
 use anyhow::Result;
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
@@ -46,6 +50,11 @@ pub struct LearnArgs {
     signal_floor: f32,
     #[arg(long)]
     threads: Option<usize>,
+    /// With --units, --rpm and --bearing-orders: the baseline also learns
+    /// the envelope's evidence on the healthy machine (as a stream with
+    /// `units`, `rpm` and `bearing` learns it live).
+    #[command(flatten)]
+    sensor: SensorArgs,
 }
 
 pub fn baseline(a: &BaselineArgs) -> ExitCode {
@@ -54,11 +63,25 @@ pub fn baseline(a: &BaselineArgs) -> ExitCode {
     }
 }
 
+/// ISO zones do not enter a baseline; the physics analysis wants some.
+const ZONES: [f64; 3] = [1.4, 2.8, 4.5];
+
 fn learn(a: &LearnArgs) -> ExitCode {
     if a.hop == 0 {
         eprintln!("drsnd baseline learn: --hop 0: the hop must be at least 1 sample");
         return ExitCode::from(EX_USAGE);
     }
+    let sensor = match a
+        .sensor
+        .to_ms2()
+        .and_then(|u| Ok((u, a.sensor.envelope()?)))
+    {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("drsnd baseline learn: {e}");
+            return ExitCode::from(EX_USAGE);
+        }
+    };
     let model = match load_model(a.model.as_deref(), 1) {
         Ok(m) => m,
         Err(e) => {
@@ -70,11 +93,7 @@ fn learn(a: &LearnArgs) -> ExitCode {
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let m = &model.manifest;
-    let mut features = Features::for_model(m);
-    let d = features.dims();
-    let mut rows = Vec::new();
-    let mut row = vec![0.0; d];
-    let (mut frames_in, mut normal) = (0usize, 0usize);
+    let mut learned = Learned::new(Features::for_model(m));
     for path in &a.files {
         let frames = match wav_frames(path, a.channel, &model, a.hop) {
             Ok(f) => f,
@@ -87,31 +106,36 @@ fn learn(a: &LearnArgs) -> ExitCode {
                 return ExitCode::from(EX_DATAERR);
             }
         };
-        let added = learnable_rows(
-            &model,
-            &frames,
-            threads,
-            a.signal_floor,
-            &mut features,
-            &mut row,
-            &mut rows,
-        );
-        match added {
-            Ok((n, k)) => (frames_in, normal) = (frames_in + n, normal + k),
-            Err(e) => {
-                eprintln!("drsnd baseline learn: {}: {e:#}", path.display());
-                return ExitCode::FAILURE;
+        // Each file its own run of samples: the envelope's window restarts.
+        let physics = match sensor {
+            (Some(to_ms2), Some(ref e)) => {
+                match Physics::new(m.sample_rate, to_ms2, ZONES, Some(e)) {
+                    Ok(p) => Some(p),
+                    Err(e) => {
+                        eprintln!("drsnd baseline learn: {e:#}");
+                        return ExitCode::from(EX_USAGE);
+                    }
+                }
             }
+            _ => None,
+        };
+        if let Err(e) = learned.add(&model, &frames, threads, a.signal_floor, physics) {
+            eprintln!("drsnd baseline learn: {}: {e:#}", path.display());
+            return ExitCode::FAILURE;
         }
     }
-    let seconds = frames_in as f64 * a.hop as f64 / m.sample_rate as f64;
+    let d = learned.features.dims();
+    let seconds = learned.frames as f64 * a.hop as f64 / m.sample_rate as f64;
     let from = a.files.iter().map(|f| f.display().to_string()).collect();
     let origin = Origin::of(m, a.hop, from);
-    let written = Baseline::learn(&rows, &features, seconds, origin).and_then(|b| {
-        let b = b.with_network_normal(normal);
-        b.save(&a.out)?;
-        Ok(b)
-    });
+    let written =
+        Baseline::learn(&learned.rows, &learned.features, seconds, origin).and_then(|b| {
+            let b = b
+                .with_network_normal(learned.normal)
+                .with_envelope(&learned.envelope);
+            b.save(&a.out)?;
+            Ok(b)
+        });
     match written {
         Ok(b) => {
             let parts: Vec<String> = b
@@ -124,8 +148,19 @@ fn learn(a: &LearnArgs) -> ExitCode {
                     )
                 })
                 .collect();
+            let envelope = match &b.envelope {
+                Some(e) => format!(
+                    "; envelope from {} windows (healthy z95 BPFO {:.1}, BPFI {:.1}, 2xBSF {:.1})",
+                    e.windows, e.z95[0], e.z95[1], e.z95[2]
+                ),
+                None if sensor.1.is_some() => format!(
+                    "; no envelope normal: {} envelope windows, {MIN_ENVELOPE_WINDOWS} needed",
+                    learned.envelope.len()
+                ),
+                None => String::new(),
+            };
             eprintln!(
-                "drsnd baseline learn: {}: {} frames ({:.0} s of signal), {} features; {}",
+                "drsnd baseline learn: {}: {} frames ({:.0} s of signal), {} features; {}{envelope}",
                 a.out.display(),
                 b.frames,
                 b.seconds,
@@ -141,29 +176,68 @@ fn learn(a: &LearnArgs) -> ExitCode {
     }
 }
 
-/// Appends the features of `frames` the daemon would learn from (signal,
-/// no clipped, non-finite or post-gap frame); how many, and how many of
-/// them the network called normal.
-fn learnable_rows(
-    model: &crate::infer::Model,
-    frames: &[Frame],
-    threads: usize,
-    floor: f32,
-    features: &mut Features,
-    row: &mut [f64],
-    rows: &mut Vec<f32>,
-) -> Result<(usize, usize)> {
-    let preds = predict_all(model, frames, threads)?;
-    let labels = model.manifest.labels();
-    let (mut n, mut normal) = (0, 0);
-    for (f, p) in frames.iter().zip(&preds) {
-        if !learnable(f, floor) {
-            continue;
+/// What the files give a baseline: the features of every frame the daemon
+/// would learn from (signal, no clipped, non-finite or post-gap frame),
+/// how many of them the network called normal, and the envelope's
+/// windows among them.
+struct Learned {
+    features: Features,
+    row: Vec<f64>,
+    rows: Vec<f32>,
+    frames: usize,
+    normal: usize,
+    envelope: Vec<[f32; 3]>,
+}
+
+impl Learned {
+    fn new(features: Features) -> Self {
+        Self {
+            row: vec![0.0; features.dims()],
+            features,
+            rows: Vec::new(),
+            frames: 0,
+            normal: 0,
+            envelope: Vec::new(),
         }
-        features.compute(&f.samples, &p.embedding, row)?;
-        rows.extend(row.iter().map(|&v| v as f32));
-        n += 1;
-        normal += calls_normal(&labels, p) as usize;
     }
-    Ok((n, normal))
+
+    fn add(
+        &mut self,
+        model: &crate::infer::Model,
+        frames: &[Frame],
+        threads: usize,
+        floor: f32,
+        physics: Option<Physics>,
+    ) -> Result<()> {
+        let preds = predict_all(model, frames, threads)?;
+        let labels = model.manifest.labels();
+        let mut reports: Vec<Report> = preds
+            .iter()
+            .map(|p| Report {
+                prediction: p.clone(),
+                ..Report::default()
+            })
+            .collect();
+        if let Some(mut physics) = physics {
+            physics.run(frames, &mut reports)?;
+        }
+        for (f, r) in frames.iter().zip(&reports) {
+            if !learnable(f, floor) {
+                continue;
+            }
+            let p = &r.prediction;
+            self.features
+                .compute(&f.samples, &p.embedding, &mut self.row)?;
+            self.rows.extend(self.row.iter().map(|&v| v as f32));
+            self.frames += 1;
+            self.normal += calls_normal(&labels, p) as usize;
+            if let Some(Some(e)) = r.physical.and_then(|p| p.envelope) {
+                // A window's evidence repeats on the frames until the next.
+                if self.envelope.last() != Some(&e.z) {
+                    self.envelope.push(e.z);
+                }
+            }
+        }
+        Ok(())
+    }
 }

@@ -37,6 +37,25 @@ pub struct ClassifyArgs {
     /// Worker threads (default: every core).
     #[arg(long)]
     pub threads: Option<usize>,
+    #[command(flatten)]
+    pub sensor: SensorArgs,
+    /// A baseline (`drsnd baseline learn`): adds `anomaly` to every --json frame.
+    #[arg(long)]
+    pub baseline: Option<PathBuf>,
+    /// The daemon's config: run the files as its stream --stream would be
+    /// run live (units, speed, bearing, monitor, baseline from state-dir,
+    /// denoiser), and with --json print its frame and event lines.
+    #[arg(long, conflicts_with_all = ["model", "hop", "units", "sensitivity", "rpm", "rpm_range", "bearing_orders", "envelope_band", "baseline"])]
+    pub config: Option<PathBuf>,
+    /// With --config: the stream (default: the config's only one).
+    #[arg(long, requires = "config")]
+    pub stream: Option<String>,
+}
+
+/// What the samples measure and the machine's bearing: the physical
+/// measures and envelope evidence offline (`classify`, `baseline learn`).
+#[derive(Args, Debug, Clone, Default)]
+pub struct SensorArgs {
     /// What the samples measure: adds velocity RMS, ISO zone, crest and
     /// kurtosis to every --json frame, as the daemon does for such a source.
     #[arg(long, value_parser = ["g", "m/s2", "V"])]
@@ -58,22 +77,11 @@ pub struct ClassifyArgs {
     /// A fixed band to demodulate, LOW,HIGH in Hz (default: chosen per window).
     #[arg(long, value_delimiter = ',')]
     pub envelope_band: Option<Vec<f64>>,
-    /// A baseline (`drsnd baseline learn`): adds `anomaly` to every --json frame.
-    #[arg(long)]
-    pub baseline: Option<PathBuf>,
-    /// The daemon's config: run the files as its stream --stream would be
-    /// run live (units, speed, bearing, monitor, baseline from state-dir,
-    /// denoiser), and with --json print its frame and event lines.
-    #[arg(long, conflicts_with_all = ["model", "hop", "units", "sensitivity", "rpm", "rpm_range", "bearing_orders", "envelope_band", "baseline"])]
-    pub config: Option<PathBuf>,
-    /// With --config: the stream (default: the config's only one).
-    #[arg(long, requires = "config")]
-    pub stream: Option<String>,
 }
 
-impl ClassifyArgs {
+impl SensorArgs {
     /// Sensor units to m/s², or why the units cannot be used.
-    fn to_ms2(&self) -> Result<Option<f64>, String> {
+    pub fn to_ms2(&self) -> Result<Option<f64>, String> {
         use crate::config::STANDARD_G;
         match (self.units.as_deref(), self.sensitivity) {
             (None, None) => Ok(None),
@@ -89,9 +97,9 @@ impl ClassifyArgs {
     }
 }
 
-impl ClassifyArgs {
+impl SensorArgs {
     /// The envelope settings, checked as the config checks them.
-    fn envelope(&self) -> Result<Option<EnvelopeSpec>, String> {
+    pub fn envelope(&self) -> Result<Option<EnvelopeSpec>, String> {
         use crate::analyses::speed::SpeedSpec;
         use crate::config::{check_band, check_rpm, check_rpm_range, Bearing};
         let (rpm, orders) = match (self.rpm, self.bearing_orders.as_deref()) {
@@ -314,7 +322,11 @@ pub fn classify(a: &ClassifyArgs) -> ExitCode {
             return ExitCode::from(EX_CONFIG);
         }
     };
-    let (to_ms2, envelope) = match a.to_ms2().and_then(|u| Ok((u, a.envelope()?))) {
+    let (to_ms2, envelope) = match a
+        .sensor
+        .to_ms2()
+        .and_then(|u| Ok((u, a.sensor.envelope()?)))
+    {
         Ok(v) => v,
         Err(e) => {
             eprintln!("drsnd classify: {e}");

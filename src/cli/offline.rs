@@ -167,14 +167,15 @@ pub fn from_flags(
     let spec = StreamSpec {
         to_ms2: spec_parts.0,
         iso_zones: monitor.iso_zones,
-        envelope: spec_parts.1,
         baseline: BaselineSpec {
             stream: String::new(),
             file: baseline.map(Path::to_path_buf),
             learn_s: None,
             signal_floor: monitor.signal_floor,
             hop,
+            envelope: spec_parts.1.is_some(),
         },
+        envelope: spec_parts.1,
     };
     Offline {
         shared,

@@ -359,3 +359,124 @@ fn a_bearing_by_its_geometry_gets_its_orders_shown_by_check() {
         assert!(line.contains(want), "{want:?} not in {line}");
     }
 }
+
+/// A machine at 1797 rpm whose housing rings at 3 kHz under impacts at
+/// BPFO and at BPFI of strengths `impacts` (g), in 0.05 g of noise.
+fn ringing_machine(seconds: f64, impacts: [f64; 2], seed: u64) -> Vec<f32> {
+    let rate = 12_000.0;
+    let mut s = seed | 1;
+    let mut uniform = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        (s >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let n = (seconds * rate) as usize;
+    let mut x: Vec<f64> = (0..n)
+        .map(|_| 0.05 * (uniform() + uniform() + uniform() - 1.5) * 2.0)
+        .collect();
+    for (order, impact) in [3.5848, 5.4152].into_iter().zip(impacts) {
+        let period = rate / (order * 1797.0 / 60.0);
+        let mut at = 0.0;
+        while impact > 0.0 && (at as usize) < n {
+            let a = impact * (1.0 + 0.2 * (uniform() - 0.5));
+            for (k, v) in x.iter_mut().skip(at as usize).take(120).enumerate() {
+                let t = k as f64 / rate;
+                *v += a * (-t / 0.002).exp() * (2.0 * std::f64::consts::PI * 3000.0 * t).sin();
+            }
+            at += period;
+        }
+    }
+    x.into_iter().map(|v| v as f32).collect()
+}
+
+/// A healthy machine whose own impacts put a line at BPFO names `outer`
+/// by the global null alone; a baseline that learned its envelope judges
+/// each defect against this machine's healthy level of it: the usual BPFO
+/// line names nothing, an inner-race defect that develops still names
+/// `inner`.
+#[test]
+fn a_baseline_learns_the_healthy_envelope_and_judges_defects_against_it() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let wav = |name: &str, x: &[f32]| {
+        let p = dir.path().join(name);
+        write_wav_f32(&p, 12_000, x);
+        p.to_str().expect("utf-8").to_string()
+    };
+    let healthy = wav("healthy.wav", &ringing_machine(30.0, [0.15, 0.0], 1));
+    let later = wav("later.wav", &ringing_machine(10.0, [0.15, 0.0], 2));
+    let fault = wav("fault.wav", &ringing_machine(10.0, [0.15, 0.6], 3));
+    let baseline = dir.path().join("m.baseline.json");
+    let sensor = [
+        "--units",
+        "g",
+        "--rpm",
+        "1797",
+        "--rpm-range",
+        "1797,1797",
+        "--bearing-orders",
+        ORDERS,
+    ];
+    let out = std::process::Command::new(BIN)
+        .args(["baseline", "learn", "--out"])
+        .arg(&baseline)
+        .args(sensor)
+        .arg(&healthy)
+        .output()
+        .expect("drsnd baseline learn");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("envelope from"), "{said}");
+    let file: Value =
+        serde_json::from_str(&std::fs::read_to_string(&baseline).expect("baseline")).expect("json");
+    assert!(
+        file["envelope"]["windows"].as_u64().unwrap_or(0) >= 30,
+        "{}",
+        file["envelope"]
+    );
+    let share_of = |path: &str, with: bool, family: &str| {
+        let mut args = vec![path, "--json"];
+        args.extend(sensor);
+        let b = baseline.to_str().expect("utf-8");
+        if with {
+            args.extend(["--baseline", b]);
+        }
+        let out = classify(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let frames: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(validate)
+            .filter(common::is_frame)
+            .collect();
+        share(&families(&frames), family)
+    };
+    let (alone, judged) = (
+        share_of(&later, false, "outer"),
+        share_of(&later, true, "outer"),
+    );
+    let (inner_alone, inner) = (
+        share_of(&fault, false, "inner"),
+        share_of(&fault, true, "inner"),
+    );
+    eprintln!(
+        "healthy: outer in {alone:.2} of windows alone, {judged:.2} against its normal; \
+         inner fault: inner in {inner_alone:.2} alone, {inner:.2} against its normal; {}",
+        file["envelope"]
+    );
+    assert!(
+        alone >= 0.2,
+        "the healthy line names outer by the global null: {alone}"
+    );
+    assert!(
+        judged <= 0.05,
+        "against this machine's normal it names nothing: {judged}"
+    );
+    assert!(
+        inner >= 0.5 && inner >= inner_alone - 0.05,
+        "a developing inner-race defect still names inner: {inner} (alone {inner_alone})"
+    );
+}
