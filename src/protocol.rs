@@ -212,7 +212,10 @@ pub struct StreamInfo {
 /// `rpm` and `bearing` as the config gives them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BearingInfo {
+    /// The nominal speed, and where the real one is measured within.
     pub rpm: f64,
+    #[serde(default)]
+    pub rpm_range: [f64; 2],
     pub bpfo: f64,
     pub bpfi: f64,
     pub bsf: f64,

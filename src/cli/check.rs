@@ -189,8 +189,9 @@ fn bearing_line(s: &crate::config::SourceConfig) -> Option<String> {
     if let Some(ftf) = b.ftf {
         line += &format!(" FTF {ftf:.5}");
     }
+    let [lo, hi] = crate::analyses::speed::SpeedSpec::new(rpm, s.rpm_range).range;
     line += &format!(
-        " x shaft; at {rpm} rpm {:.1} / {:.1} / {:.1} Hz",
+        " x shaft; at {rpm} rpm {:.1} / {:.1} / {:.1} Hz; speed measured within {lo:.0}..{hi:.0} rpm",
         hz(b.bpfo),
         hz(b.bpfi),
         hz(b.bsf)

@@ -102,8 +102,10 @@ pub fn source(
 /// `rpm` and `bearing` as hello names them.
 fn bearing_info(sc: &SourceConfig) -> Option<crate::protocol::BearingInfo> {
     let (rpm, b) = sc.rpm.zip(sc.bearing)?;
+    let speed = crate::analyses::speed::SpeedSpec::new(rpm, sc.rpm_range);
     Some(crate::protocol::BearingInfo {
         rpm,
+        rpm_range: speed.range,
         bpfo: b.bpfo,
         bpfi: b.bpfi,
         bsf: b.bsf,

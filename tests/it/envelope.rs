@@ -184,6 +184,13 @@ fn the_daemon_publishes_envelope_evidence_and_a_bad_reload_keeps_it() {
     let b = &hello["streams"][0]["bearing"];
     assert_eq!(b["rpm"], 1797.0, "{hello}");
     assert_eq!(b["bpfi"], 5.4152, "{hello}");
+    // The speed is measured within rpm ±5 % by default.
+    let range = b["rpm_range"].as_array().expect("rpm_range");
+    assert!(
+        (range[0].as_f64().unwrap_or(0.0) - 1707.15).abs() < 0.01
+            && (range[1].as_f64().unwrap_or(0.0) - 1886.85).abs() < 0.01,
+        "{hello}"
+    );
     let take = |c: &mut Client, n: usize| -> Vec<Value> {
         let mut frames = Vec::new();
         let t0 = Instant::now();
@@ -355,6 +362,7 @@ fn a_bearing_by_its_geometry_gets_its_orders_shown_by_check() {
         "FTF 0.39831",
         "107.4 / 162.2 / 70.6 Hz",
         "from 9 balls of 7.94 mm on a 39.04 mm pitch",
+        "speed measured within 1707..1887 rpm",
     ] {
         assert!(line.contains(want), "{want:?} not in {line}");
     }
