@@ -250,7 +250,8 @@ impl Monitor {
             window: std::collections::VecDeque::with_capacity(cfg.smoothing_frames.max(1)),
             anomaly_window: std::collections::VecDeque::with_capacity(cfg.anomaly_frames.max(1)),
             ranked: Vec::with_capacity(cfg.anomaly_frames.max(1)),
-            votes: verdict::EnvelopeVotes::new(cfg.anomaly_frames),
+            // About 6 envelope windows: one or two are no majority (`verdict`).
+            votes: verdict::EnvelopeVotes::new(4 * cfg.anomaly_frames),
             cfg,
             labels,
             state,
