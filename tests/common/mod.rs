@@ -374,6 +374,12 @@ pub fn classify_json_with(model: &Path, files: &[PathBuf], hop: usize) -> Vec<Va
         .args(files)
         .output()
         .expect("classify runs");
+    frames_of(&out)
+}
+
+/// The frame lines of a `drsnd classify --json` that must have succeeded,
+/// each checked against the protocol's schema.
+pub fn frames_of(out: &std::process::Output) -> Vec<Value> {
     assert!(
         out.status.success(),
         "classify failed: {}",

@@ -35,6 +35,10 @@ fn families(frames: &[Value]) -> Vec<String> {
     out
 }
 
+fn classify_frames(args: &[&str]) -> Vec<Value> {
+    frames_of(&classify(args))
+}
+
 fn share(fams: &[String], want: &str) -> f64 {
     fams.iter().filter(|f| *f == want).count() as f64 / fams.len().max(1) as f64
 }
@@ -58,16 +62,7 @@ fn classify_names_inner_on_an_inner_race_fault_and_outer_on_an_outer_race_fault(
             "--bearing-orders",
             ORDERS,
         ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let frames: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(validate)
-            .filter(common::is_frame)
-            .collect();
+        let frames = frames_of(&out);
         // The window of 16384 samples is full at the end of frame 28.
         assert!(frames[..28].iter().all(|f| f["envelope"].is_null()));
         assert!(frames[28..].iter().all(|f| f["envelope"].is_object()));
@@ -449,17 +444,7 @@ fn a_baseline_learns_the_healthy_envelope_and_judges_defects_against_it() {
         if with {
             args.extend(["--baseline", b]);
         }
-        let out = classify(&args);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let frames: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(validate)
-            .filter(common::is_frame)
-            .collect();
+        let frames = classify_frames(&args);
         share(&families(&frames), family)
     };
     let (alone, judged) = (
