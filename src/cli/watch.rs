@@ -228,6 +228,49 @@ mod tests {
     use crate::protocol::FrameMsg;
 
     #[test]
+    fn a_fault_event_says_who_named_it_and_what_each_source_said() {
+        use crate::monitor::verdict::{EnvelopeSaid, NetworkSaid, Source};
+        use crate::monitor::{Evidence, State, Transition};
+        let tr = Transition {
+            from: State::Anomaly,
+            to: State::Fault {
+                class: "outer".into(),
+            },
+            since_s: 4.0,
+            at_s: 4.5,
+            confidence: 0.8,
+            evidence: Evidence {
+                family_source: Some(Source::Envelope),
+                network: Some(NetworkSaid {
+                    family: "inner".into(),
+                    probability: 0.71,
+                    trusted: false,
+                }),
+                envelope: Some(EnvelopeSaid {
+                    family: "outer".into(),
+                    line_hz: 104.6,
+                    prominence_db: 12.3,
+                    speed_rpm: 1751.0,
+                    speed_source: "signal".into(),
+                }),
+                mean_anomaly: Some(3.2),
+                ..Evidence::default()
+            },
+        };
+        let e = crate::protocol::EventMsg::new("pump".into(), tr, 100.0);
+        let line = render(&Message::Event(e), &HashMap::new());
+        for want in [
+            "FAULT(OUTER)",
+            "named by envelope",
+            "network inner 71%, out of its domain",
+            "envelope outer at 104.6 Hz +12.3 dB (1751 rpm, signal)",
+            "anomaly 3.20",
+        ] {
+            assert!(line.contains(want), "{want:?} not in {line}");
+        }
+    }
+
+    #[test]
     fn a_frame_with_units_shows_its_velocity_and_zone() {
         let mut f = FrameMsg {
             stream: "pump".into(),

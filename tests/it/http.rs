@@ -120,6 +120,13 @@ fn the_page_shows_every_stream_turns_to_fault_and_draws_the_thresholds() {
         "the pump tile does not show the envelope's family: {}",
         browser.eval("return document.querySelector('.tile[data-stream=pump] .lb').textContent;")
     );
+    // The state says who named the fault (the verdict's source).
+    let named = "return document.querySelector('.tile[data-stream=pump] .st').textContent.includes('named by network');";
+    assert!(
+        browser.wait_for(named, Duration::from_secs(2)).is_some(),
+        "the pump tile does not say who named the fault: {}",
+        browser.eval("return document.querySelector('.tile[data-stream=pump] .st').textContent;")
+    );
     std::thread::sleep(Duration::from_millis(1500));
     // The heatmap has drawn: painted pixels, and more than one colour.
     let painted = browser.eval(
