@@ -5,7 +5,8 @@
 //! non-finite or post-gap frames), then keeps it in `state-dir`.
 
 use super::baseline::{
-    calls_normal, learnable, Baseline, Features, LoadError, Origin, MIN_ENVELOPE_WINDOWS,
+    add_window, calls_normal, learnable, Baseline, Features, LoadError, Origin,
+    MIN_ENVELOPE_WINDOWS,
 };
 use super::Analysis;
 use crate::hub::{BaselineCell, BaselineStatus};
@@ -250,12 +251,8 @@ impl Anomaly {
                         l.normal += calls_normal(&self.labels, &r.prediction) as usize;
                     }
                     if let Some(e) = envelope_of(r) {
-                        // A window's evidence repeats on the frames until the next.
-                        if l.envelope.last() != Some(&e.z)
-                            && l.envelope.len() < l.envelope.capacity()
-                        {
-                            l.envelope.push(e.z);
-                        }
+                        let max = l.envelope.capacity();
+                        add_window(&mut l.envelope, e, max);
                     }
                     l.seen += 1;
                 }

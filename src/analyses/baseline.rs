@@ -238,6 +238,14 @@ pub struct EnvelopeNormal {
     pub z95: [f64; 3],
 }
 
+/// Adds a frame's envelope window to those learned from, once (a window's
+/// evidence repeats on the frames until the next), up to `max` windows.
+pub fn add_window(windows: &mut Vec<[f32; 3]>, e: &crate::report::Evidence, max: usize) {
+    if windows.last() != Some(&e.z) && windows.len() < max {
+        windows.push(e.z);
+    }
+}
+
 /// Fewer envelope windows than this learn no envelope normal (about 3.4 s).
 pub const MIN_ENVELOPE_WINDOWS: usize = 5;
 /// A defect counts when its z exceeds its healthy 95th percentile by this.

@@ -191,11 +191,7 @@ impl Envelope {
             df,
             orders,
             defects,
-            speed: Speed {
-                rpm: spec.speed.rpm as f32,
-                confidence: 0.0,
-                source: crate::report::SpeedSource::Nominal,
-            },
+            speed: spec.speed.nominal(0.0),
             null: Vec::with_capacity(null_orders.len()),
             null_hz: Vec::with_capacity(null_orders.len()),
             null_orders,
@@ -219,8 +215,9 @@ impl Envelope {
 
     /// The evidence for the window `history` (oldest first), of which the
     /// last `filled` samples are real, `fresh` of them new since the last
-    /// call, with the lines placed at `speed`; None until full. The first window is evaluated at once. Later
-    /// ones, every `UPDATE` new samples, are spread over the next calls a
+    /// call, with the lines placed at `speed`; None until full. The first
+    /// window is evaluated at once. Later ones, every `UPDATE` new samples,
+    /// are spread over the next calls a
     /// few bands at a time (see `bands_per_call`): one whole evaluation
     /// takes about 5 ms, and a frame that waited for it was the daemon's
     /// p99 latency. Until the new evidence is complete the last one stands.
@@ -537,11 +534,7 @@ mod tests {
     }
 
     fn nominal() -> Speed {
-        Speed {
-            rpm: 1797.0,
-            confidence: 0.0,
-            source: crate::report::SpeedSource::Nominal,
-        }
+        spec(None).speed.nominal(0.0)
     }
 
     fn spec(band: Option<[f64; 2]>) -> EnvelopeSpec {

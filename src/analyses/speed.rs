@@ -70,7 +70,8 @@ impl SpeedSpec {
         self.range[0] >= self.range[1]
     }
 
-    fn nominal(&self, confidence: f32) -> Speed {
+    /// The configured speed as a measurement would state it.
+    pub fn nominal(&self, confidence: f32) -> Speed {
         Speed {
             rpm: self.rpm as f32,
             confidence,

@@ -6,7 +6,7 @@
 use super::classify::{load_model, predict_all, wav_frames, SensorArgs, Unusable};
 use super::{EX_CONFIG, EX_DATAERR, EX_USAGE};
 use crate::analyses::baseline::{
-    calls_normal, learnable, Baseline, Features, Origin, MIN_ENVELOPE_WINDOWS,
+    add_window, calls_normal, learnable, Baseline, Features, Origin, MIN_ENVELOPE_WINDOWS,
 };
 use crate::analyses::physics::Physics;
 use crate::analyses::Analysis;
@@ -63,19 +63,12 @@ pub fn baseline(a: &BaselineArgs) -> ExitCode {
     }
 }
 
-/// ISO zones do not enter a baseline; the physics analysis wants some.
-const ZONES: [f64; 3] = [1.4, 2.8, 4.5];
-
 fn learn(a: &LearnArgs) -> ExitCode {
     if a.hop == 0 {
         eprintln!("drsnd baseline learn: --hop 0: the hop must be at least 1 sample");
         return ExitCode::from(EX_USAGE);
     }
-    let sensor = match a
-        .sensor
-        .to_ms2()
-        .and_then(|u| Ok((u, a.sensor.envelope()?)))
-    {
+    let sensor = match a.sensor.settings() {
         Ok(s) => s,
         Err(e) => {
             eprintln!("drsnd baseline learn: {e}");
@@ -109,7 +102,9 @@ fn learn(a: &LearnArgs) -> ExitCode {
         // Each file its own run of samples: the envelope's window restarts.
         let physics = match sensor {
             (Some(to_ms2), Some(ref e)) => {
-                match Physics::new(m.sample_rate, to_ms2, ZONES, Some(e)) {
+                // ISO zones do not enter a baseline; the analysis wants some.
+                let zones = crate::config::MonitorConfig::default().iso_zones;
+                match Physics::new(m.sample_rate, to_ms2, zones, Some(e)) {
                     Ok(p) => Some(p),
                     Err(e) => {
                         eprintln!("drsnd baseline learn: {e:#}");
@@ -232,10 +227,7 @@ impl Learned {
             self.frames += 1;
             self.normal += calls_normal(&labels, p) as usize;
             if let Some(Some(e)) = r.physical.and_then(|p| p.envelope) {
-                // A window's evidence repeats on the frames until the next.
-                if self.envelope.last() != Some(&e.z) {
-                    self.envelope.push(e.z);
-                }
+                add_window(&mut self.envelope, &e, usize::MAX);
             }
         }
         Ok(())

@@ -80,8 +80,13 @@ pub struct SensorArgs {
 }
 
 impl SensorArgs {
+    /// Units to m/s² and the envelope settings, both checked.
+    pub fn settings(&self) -> Result<(Option<f64>, Option<EnvelopeSpec>), String> {
+        Ok((self.to_ms2()?, self.envelope()?))
+    }
+
     /// Sensor units to m/s², or why the units cannot be used.
-    pub fn to_ms2(&self) -> Result<Option<f64>, String> {
+    fn to_ms2(&self) -> Result<Option<f64>, String> {
         use crate::config::STANDARD_G;
         match (self.units.as_deref(), self.sensitivity) {
             (None, None) => Ok(None),
@@ -99,7 +104,7 @@ impl SensorArgs {
 
 impl SensorArgs {
     /// The envelope settings, checked as the config checks them.
-    pub fn envelope(&self) -> Result<Option<EnvelopeSpec>, String> {
+    fn envelope(&self) -> Result<Option<EnvelopeSpec>, String> {
         use crate::analyses::speed::SpeedSpec;
         use crate::config::{check_band, check_rpm, check_rpm_range, Bearing};
         let (rpm, orders) = match (self.rpm, self.bearing_orders.as_deref()) {
@@ -322,11 +327,7 @@ pub fn classify(a: &ClassifyArgs) -> ExitCode {
             return ExitCode::from(EX_CONFIG);
         }
     };
-    let (to_ms2, envelope) = match a
-        .sensor
-        .to_ms2()
-        .and_then(|u| Ok((u, a.sensor.envelope()?)))
-    {
+    let (to_ms2, envelope) = match a.sensor.settings() {
         Ok(v) => v,
         Err(e) => {
             eprintln!("drsnd classify: {e}");

@@ -230,16 +230,14 @@ pub struct Monitor {
     /// In no-signal for want of samples, and the source has not yet said why.
     awaiting_reason: bool,
     zone: zone::ZoneWatch,
-    /// The envelope's recent families, and whether the network is in its
-    /// own domain on this machine (`verdict`).
+    /// The envelope's recent families (`verdict`).
     votes: verdict::EnvelopeVotes,
-    /// The latest frame's opinions and verdict source, and the source of
-    /// the current state.
-    /// Kept as they are (moved, not formatted) and stated only when an
-    /// event is made: nothing is allocated for them per frame.
+    /// The latest frame's opinions (the network's state, confidence and
+    /// trust; the envelope's) and who named its verdict. Kept as they are
+    /// (moved, not formatted) and stated only when an event is made:
+    /// nothing is allocated for them per frame.
     said: (State, f32, bool, Option<verdict::EnvelopeOpinion>),
     source: Option<verdict::Source>,
-    state_source: Option<verdict::Source>,
 }
 
 impl Monitor {
@@ -263,7 +261,6 @@ impl Monitor {
             zone: zone::ZoneWatch::default(),
             said: (State::Starting, 0.0, false, None),
             source: None,
-            state_source: None,
         }
     }
 
@@ -273,11 +270,6 @@ impl Monitor {
 
     pub fn state_since_s(&self) -> f64 {
         self.state_since_s
-    }
-
-    /// Who named the current fault's family (None in other states).
-    pub fn family_source(&self) -> Option<verdict::Source> {
-        self.state_source
     }
 
     /// A reloaded model's labels. The smoothing window restarts: the old
@@ -520,10 +512,9 @@ impl Monitor {
         self.state_since_s = since_s;
         let mut evidence = std::mem::take(&mut self.tally).evidence();
         evidence.class = self.fine_detail(&to, &evidence);
-        self.state_source = matches!(to, State::Fault { .. })
+        evidence.family_source = matches!(to, State::Fault { .. })
             .then_some(self.source)
             .flatten();
-        evidence.family_source = self.state_source;
         let (net, conf, trusted, envelope) = &self.said;
         evidence.network = verdict::NetworkSaid::of(net, *conf, *trusted);
         evidence.envelope = envelope.as_ref().map(verdict::EnvelopeSaid::from);

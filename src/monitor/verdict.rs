@@ -58,8 +58,13 @@ impl Source {
 pub struct EnvelopeOpinion {
     pub family: Family,
     pub evidence: Evidence,
+}
+
+impl EnvelopeOpinion {
     /// Placed at a measured or pinned speed (not a fallback to nominal).
-    pub reliable: bool,
+    pub fn reliable(&self) -> bool {
+        self.evidence.speed.source != SpeedSource::Nominal
+    }
 }
 
 /// The envelope's family over the last frames (allocated once).
@@ -103,11 +108,7 @@ impl EnvelopeVotes {
             2 * self.votes.iter().filter(|v| **v == Some(*f)).count() > self.votes.len()
         })?;
         let evidence = self.last[index(family)]?;
-        Some(EnvelopeOpinion {
-            family,
-            evidence,
-            reliable: evidence.speed.source != SpeedSource::Nominal,
-        })
+        Some(EnvelopeOpinion { family, evidence })
     }
 }
 
@@ -200,7 +201,10 @@ pub fn decide(o: &Opinions) -> (State, Option<Source>) {
     // Two sources that agree are evidence even at a fallback speed; alone
     // the envelope counts only at a measured or pinned one.
     let agreed = o.envelope.map(|e| e.family.as_str());
-    let env = o.envelope.filter(|e| e.reliable).map(|e| e.family.as_str());
+    let env = o
+        .envelope
+        .filter(|e| e.reliable())
+        .map(|e| e.family.as_str());
     let fault = |class: &str, source| {
         (
             State::Fault {
@@ -262,10 +266,14 @@ mod tests {
     }
 
     fn opinion(family: Family, reliable: bool) -> EnvelopeOpinion {
+        let source = if reliable {
+            SpeedSource::Signal
+        } else {
+            SpeedSource::Nominal
+        };
         EnvelopeOpinion {
             family,
-            evidence: evidence(Some(family), SpeedSource::Signal),
-            reliable,
+            evidence: evidence(Some(family), source),
         }
     }
 
@@ -379,6 +387,46 @@ mod tests {
         );
     }
 
+    /// What the network alone decided before the envelope joined it still
+    /// holds where the envelope has nothing to say.
+    #[test]
+    fn without_the_envelope_the_learned_normal_overrules_the_network_both_ways() {
+        let learning = |net: &State| {
+            decide(&Opinions {
+                network: net,
+                envelope: None,
+                anomaly: None,
+                learning: true,
+                trusted: true,
+            })
+            .0
+        };
+        assert_eq!(
+            learning(&fault("IR")),
+            fault("IR"),
+            "a fault shows while learning"
+        );
+        assert_eq!(learning(&State::Healthy), State::Learning);
+        assert_eq!(
+            verdict(&State::Uncertain, None, None, true).0,
+            State::Uncertain
+        );
+        assert_eq!(
+            verdict(&State::Uncertain, None, Some(1.5), true).0,
+            State::Anomaly
+        );
+        assert_eq!(
+            verdict(&State::Uncertain, None, Some(0.5), true).0,
+            State::Healthy
+        );
+        assert_eq!(
+            verdict(&State::Healthy, None, Some(1.5), true).0,
+            State::Anomaly
+        );
+        assert!(!State::Suspect { class: "IR".into() }.is_alarm());
+        assert!(State::Anomaly.is_alarm() && fault("IR").is_alarm());
+    }
+
     #[test]
     fn the_envelope_opinion_is_a_majority_of_a_full_window() {
         let mut v = EnvelopeVotes::new(4);
@@ -390,14 +438,14 @@ mod tests {
         assert!(v.opinion().is_none(), "window not full");
         v.push(None);
         let o = v.opinion().expect("3 of 4 name outer");
-        assert_eq!((o.family, o.reliable), (Family::Outer, true));
+        assert_eq!((o.family, o.reliable()), (Family::Outer, true));
         v.push(Some(&none));
         assert!(v.opinion().is_none(), "2 of 4 is no majority");
         let nominal = evidence(Some(Family::Outer), SpeedSource::Nominal);
         for _ in 0..4 {
             v.push(Some(&nominal));
         }
-        assert!(!v.opinion().expect("outer").reliable);
+        assert!(!v.opinion().expect("outer").reliable());
     }
 
     #[test]
