@@ -17,6 +17,7 @@ pub mod config;
 pub mod daemon;
 pub mod fault;
 pub mod frame;
+pub mod history;
 pub mod hub;
 pub mod infer;
 pub mod manifest;

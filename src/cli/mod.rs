@@ -8,6 +8,7 @@ mod check;
 mod classify;
 mod denoise;
 mod fleet;
+mod history;
 mod offline;
 mod run;
 mod watch;
@@ -50,6 +51,8 @@ enum Cmd {
     Denoise(denoise::DenoiseArgs),
     /// Learn a machine's normal from recordings (`baseline learn`).
     Baseline(baseline::BaselineArgs),
+    /// The history store: import recordings, export a stream's rows.
+    History(history::HistoryArgs),
     /// Every node and stream an MQTT broker knows, then events live.
     Fleet(fleet::FleetArgs),
     /// List audio input devices and their supported configs.
@@ -89,6 +92,10 @@ pub fn main() -> ExitCode {
         Cmd::Baseline(a) => {
             init_logging("warn");
             baseline::baseline(&a)
+        }
+        Cmd::History(a) => {
+            init_logging("warn");
+            history::history(&a)
         }
         Cmd::Fleet(a) => {
             init_logging("warn");

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 mod bearing;
 mod denoise;
+mod history;
 mod http;
 mod log;
 mod monitor;
@@ -19,6 +20,7 @@ mod spans;
 
 pub use bearing::{Bearing, Geometry, ORDER_RANGE};
 pub use denoise::DenoiseConfig;
+pub use history::HistoryConfig;
 pub use http::HttpConfig;
 pub use log::LogConfig;
 pub use monitor::{MonitorConfig, MAX_LEARN_S};
@@ -73,6 +75,9 @@ pub struct Config {
     /// The DRSN denoiser on every stream (off when absent).
     #[serde(default)]
     pub denoise: Option<DenoiseConfig>,
+    /// Per-stream summaries kept on the box (off when absent).
+    #[serde(default)]
+    pub history: Option<HistoryConfig>,
     #[serde(default, rename = "source")]
     pub sources: Vec<SourceConfig>,
 }
@@ -145,6 +150,14 @@ impl Config {
     /// Where `[denoise]` serves each stream's `<stream>.f32` socket, if anywhere.
     pub fn denoise_socket_dir(&self) -> Option<&Path> {
         self.denoise.as_ref()?.socket_dir.as_deref()
+    }
+
+    /// Where `[history]` keeps its store, if it is on.
+    pub fn history_path(&self) -> Option<PathBuf> {
+        let h = self.history.as_ref()?;
+        h.path
+            .clone()
+            .or_else(|| Some(self.monitor.state_dir.as_ref()?.join("history.sqlite")))
     }
 
     /// Model-rate samples between two wakes of a stream's worker.
@@ -248,6 +261,16 @@ impl Config {
         if let Some(m) = &self.mqtt {
             m.validate()
                 .map_err(|(key, msg)| err(&[Key("mqtt"), Key(key)], msg))?;
+        }
+        if let Some(h) = &self.history {
+            h.validate()
+                .map_err(|(key, msg)| err(&[Key("history"), Key(key)], msg))?;
+            if h.path.is_none() && self.monitor.state_dir.is_none() {
+                return Err(err(
+                    &[Key("history"), Key("path")],
+                    "is needed when [monitor] names no state-dir".into(),
+                ));
+            }
         }
         let mut names = std::collections::HashSet::new();
         for (i, s) in self.sources.iter().enumerate() {

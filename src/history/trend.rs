@@ -1,0 +1,1 @@
+//! Whether a machine is getting worse: the trend of a stream's rows.
