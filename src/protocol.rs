@@ -57,6 +57,17 @@ pub struct EventMsg {
 pub enum EventState {
     Machine(State),
     Zone(ZoneState),
+    Trend(TrendState),
+}
+
+/// A trend event's `from` and `to` (`{"state":"degrading"}`): whether the
+/// history's trend analysis finds the machine getting worse. Not a
+/// machine state either: a degrading machine may still be healthy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "kebab-case")]
+pub enum TrendState {
+    Steady,
+    Degrading,
 }
 
 /// An ISO zone on the wire; `zone` null before the first was known.
@@ -85,7 +96,7 @@ impl EventState {
     pub fn machine(&self) -> Option<&State> {
         match self {
             EventState::Machine(s) => Some(s),
-            EventState::Zone(_) => None,
+            EventState::Zone(_) | EventState::Trend(_) => None,
         }
     }
 
@@ -95,11 +106,52 @@ impl EventState {
             EventState::Zone(ZoneState::IsoZone { zone }) => {
                 format!("iso-zone({})", zone.as_deref().unwrap_or("?"))
             }
+            EventState::Trend(TrendState::Steady) => "steady".into(),
+            EventState::Trend(TrendState::Degrading) => "degrading".into(),
+        }
+    }
+
+    /// `machine`, `iso-zone` or `trend`: what kind of event it is.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            EventState::Machine(_) => "machine",
+            EventState::Zone(_) => "iso-zone",
+            EventState::Trend(_) => "trend",
         }
     }
 }
 
 impl EventMsg {
+    /// A trend event: the stream started or stopped degrading at `time`
+    /// (Unix seconds), `stream_time_s` into the stream.
+    pub fn trend(
+        stream: String,
+        degrading: bool,
+        trend: crate::monitor::TrendEvidence,
+        time: f64,
+        stream_time_s: f64,
+    ) -> Self {
+        let (from, to) = match degrading {
+            true => (TrendState::Steady, TrendState::Degrading),
+            false => (TrendState::Degrading, TrendState::Steady),
+        };
+        Self {
+            stream,
+            from: EventState::Trend(from),
+            to: EventState::Trend(to),
+            time,
+            since: time,
+            stream_time_s,
+            confidence: 1.0,
+            evidence: Evidence {
+                mean_anomaly: Some(trend.level as f32),
+                trend: Some(trend),
+                ..Evidence::default()
+            },
+            snapshot: None,
+        }
+    }
+
     /// The event of a transition (of the machine or its zone) confirmed
     /// at wall-clock `time`.
     pub fn new<S: Into<EventState>>(stream: String, tr: Transition<S>, time: f64) -> Self {

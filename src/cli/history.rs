@@ -152,6 +152,13 @@ fn import(a: &ImportArgs) -> Result<(), Failure> {
     let mut store = Store::open(&path, retention(&cfg)).map_err(fail(EX_CONFIG))?;
     let (rows, events) = summarise(&offline, &a.files, timeline, &a.at.stream)?;
     store.write(&rows, &events, time::now()).map_err(fail(1))?;
+    let every = cfg.history.as_ref().map_or(300.0, |h| h.trend_interval_s);
+    let trend =
+        trend_events(&store, &a.at.stream, rows.first().map(|r| r.t), every).map_err(fail(1))?;
+    store.write(&[], &trend, time::now()).map_err(fail(1))?;
+    for e in &trend {
+        println!("{}", e.line);
+    }
     let span = match (rows.first(), rows.last()) {
         (Some(f), Some(l)) => format!(" from {} to {}", time::rfc3339(f.t), time::rfc3339(l.t)),
         _ => String::new(),
@@ -160,7 +167,7 @@ fn import(a: &ImportArgs) -> Result<(), Failure> {
         "drsnd history import: {}: {} rows and {} events{span} into {}",
         a.at.stream,
         rows.len(),
-        events.len(),
+        events.len() + trend.len(),
         path.display()
     );
     Ok(())
@@ -220,6 +227,36 @@ fn summarise(
     }
     rows.extend(sum.close());
     Ok((rows, events))
+}
+
+/// The trend events of the stream's rows from `since` on, judged every
+/// `every` seconds over all its stored rows as the live daemon would have.
+fn trend_events(
+    store: &Store,
+    stream: &str,
+    since: Option<f64>,
+    every: f64,
+) -> Result<Vec<EventRow>> {
+    let Some(since) = since else {
+        return Ok(Vec::new());
+    };
+    let rows = store.rows(stream, history::STEPS[0], f64::MIN, f64::MAX)?;
+    let first = rows.first().map_or(since, |r| r.t);
+    let events = history::trend::replay(&rows, every)
+        .into_iter()
+        .filter(|a| a.at >= since)
+        .map(|a| {
+            let e = EventMsg::trend(
+                stream.to_string(),
+                a.degrading,
+                a.evidence(),
+                a.at,
+                a.at - first,
+            );
+            event_row(e, &|s| (s, s))
+        })
+        .collect();
+    Ok(events)
 }
 
 /// An event of the offline run, its times put on the timeline.

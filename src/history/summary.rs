@@ -442,9 +442,9 @@ mod tests {
         assert_eq!(rows[1].rms, 2.0);
         assert_eq!(rows[0].zone.as_deref(), Some("A"));
         assert_eq!(rows[1].zone.as_deref(), Some("C"));
-        // Anomalies 0..9.5 in the first row: the median of 20 values.
-        assert_eq!(rows[0].anomaly_median, Some(4.5));
-        assert_eq!(rows[0].anomaly_max, Some(9.0));
+        // Anomalies 0, 0.5 .. 9.5 in the first row: the median of 20 values.
+        assert_eq!(rows[0].anomaly_median, Some(4.75));
+        assert_eq!(rows[0].anomaly_max, Some(9.5));
         assert_eq!(rows[0].state.as_deref(), Some("normal"));
 
         let up = Row::roll_up(&rows, 60, 960.0).expect("a row");
@@ -454,7 +454,7 @@ mod tests {
         assert!((up.rms - want).abs() < 1e-6, "{} vs {want}", up.rms);
         assert_eq!(up.peak, 6.0);
         assert_eq!(up.zone.as_deref(), Some("C"));
-        assert_eq!(up.anomaly_max, Some(24.0));
+        assert_eq!(up.anomaly_max, Some(24.5));
     }
 
     #[test]

@@ -135,6 +135,25 @@ pub struct Evidence {
     /// `bearing`, while the majority of its windows names a family).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub envelope: Option<verdict::EnvelopeSaid>,
+    /// Trend events: what the history's trend analysis measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trend: Option<TrendEvidence>,
+}
+
+/// A trend event's evidence: the anomaly score's level now and in the
+/// reference, how steadily and how fast it rises, and when it would
+/// reach the alarm limit (1.0) at that rate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrendEvidence {
+    /// Median anomaly score of the last half hour, and of the reference.
+    pub level: f64,
+    pub reference: f64,
+    /// Mann-Kendall z of the last hour's per-minute medians.
+    pub z: f64,
+    /// Growth of the score, ln units per hour.
+    pub slope_per_h: f64,
+    /// Hours until the score reaches 1.0 (0: there; null: not rising).
+    pub eta_h: Option<f64>,
 }
 
 /// A confirmed change: of the machine's [`State`], or of its ISO zone

@@ -261,9 +261,10 @@ impl Sink {
         };
         let node = self.s.node.clone();
         let ev: &EventMsg = &e;
-        // A zone event must not overwrite the machine's retained state.
+        // A zone or trend event must not overwrite the machine's retained state.
         let retained = match ev.to {
             EventState::Zone(_) => self.s.topics.zone(&ev.stream),
+            EventState::Trend(_) => self.s.topics.trend(&ev.stream),
             EventState::Machine(_) => self.s.topics.state(&ev.stream),
         };
         let r = self

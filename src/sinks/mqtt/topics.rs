@@ -33,6 +33,10 @@ impl Topics {
     pub fn zone(&self, stream: &str) -> String {
         format!("{}/{stream}/zone", self.base)
     }
+    /// Retained: whether the stream is degrading, with the trend's figures.
+    pub fn trend(&self, stream: &str) -> String {
+        format!("{}/{stream}/trend", self.base)
+    }
     pub fn event(&self, stream: &str) -> String {
         format!("{}/{stream}/event", self.base)
     }
@@ -85,8 +89,9 @@ pub fn event(id: u64, node: &str, e: &EventMsg) -> String {
 }
 
 /// `<stream>/state` (retained): the state an event moved the stream to,
-/// and for a fault who named its family; `<stream>/zone` (retained) the
-/// same for zone events.
+/// and for a fault who named its family; `<stream>/zone` and
+/// `<stream>/trend` (retained) the same for zone and trend events, the
+/// latter with the trend's figures.
 pub fn state(id: u64, e: &EventMsg) -> String {
     let mut v = json!({
         "v": VERSION,
@@ -98,6 +103,9 @@ pub fn state(id: u64, e: &EventMsg) -> String {
     });
     if let (Some(source), Some(o)) = (e.evidence.family_source, v.as_object_mut()) {
         o.insert("family_source".into(), json!(source.as_str()));
+    }
+    if let (Some(trend), Some(o)) = (e.evidence.trend, v.as_object_mut()) {
+        o.insert("trend".into(), json!(trend));
     }
     v.to_string()
 }
