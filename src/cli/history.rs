@@ -261,18 +261,16 @@ fn trend_events(
 
 /// An event of the offline run, its times put on the timeline.
 fn event_row(mut e: EventMsg, at: &impl Fn(f64) -> (f64, f64)) -> EventRow {
-    let since_s = e.since;
-    e.time = at(e.stream_time_s).1;
-    e.since = at(since_s).1;
-    let kind = if e.to.machine().is_some() {
-        "machine"
-    } else {
-        "iso-zone"
-    };
+    // A trend event is made on the timeline already.
+    if e.to.kind() != "trend" {
+        let since_s = e.since;
+        e.time = at(e.stream_time_s).1;
+        e.since = at(since_s).1;
+    }
     EventRow {
         stream: e.stream.clone(),
         t: e.time,
-        kind: kind.into(),
+        kind: e.to.kind().into(),
         from: e.from.name(),
         to: e.to.name(),
         snapshot: e.snapshot.clone(),
