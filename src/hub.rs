@@ -65,6 +65,9 @@ pub struct StreamHub {
     pub baseline: Arc<BaselineCell>,
     /// The denoised signal, from the denoiser to the stream's socket.
     pub denoised: Arc<crate::tap::DenoisedTap>,
+    /// The trend as the history sink last judged it (None: no `[history]`,
+    /// or not judged yet).
+    pub trend: Mutex<Option<crate::monitor::TrendStatus>>,
 }
 
 /// What a stream's analyses share with the rest of the daemon; kept
@@ -233,6 +236,7 @@ impl StreamHub {
             velocity_mm_s: AtomicU32::new(f32::NAN.to_bits()),
             baseline: Arc::default(),
             denoised: Arc::new(crate::tap::DenoisedTap::new(model_rate)),
+            trend: Mutex::new(None),
         }
     }
 
@@ -309,6 +313,7 @@ impl StreamHub {
             analysis_time: self.analysis_time.snapshot(),
             velocity_mm_s: velocity.is_finite().then_some(velocity),
             baseline: self.baseline.get(),
+            trend: self.trend.lock().map(|g| *g).unwrap_or(None),
             denoised: DenoisedCounts {
                 samples: t.written.load(Relaxed),
                 dropped_samples: t.dropped.load(Relaxed),
@@ -347,6 +352,7 @@ pub struct Snapshot {
     /// The last velocity RMS, mm/s (None: none yet, or no units).
     pub velocity_mm_s: Option<f32>,
     pub baseline: BaselineStatus,
+    pub trend: Option<crate::monitor::TrendStatus>,
     pub denoised: DenoisedCounts,
 }
 

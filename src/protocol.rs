@@ -488,6 +488,30 @@ pub struct Status {
     /// The fleet sink, with `[mqtt]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mqtt: Option<MqttStatus>,
+    /// The history store, with `[history]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<HistoryStatus>,
+}
+
+/// The history store: what it wrote, what it could not, and its size.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct HistoryStatus {
+    pub path: String,
+    pub rows_written: u64,
+    pub events_written: u64,
+    /// Rows and events waiting for the next write.
+    pub pending: u64,
+    /// Rows and events never stored: the writer's queue was full, or
+    /// writes kept failing until the backlog was full (oldest first).
+    pub lost: u64,
+    /// Frames the sink never saw (it fell behind the bus).
+    pub frames_missed: u64,
+    pub write_errors: u64,
+    pub last_error: Option<String>,
+    /// The file's size, as of the last write.
+    pub bytes: u64,
+    /// Where an unusable store found at start was moved.
+    pub moved_aside: Option<String>,
 }
 
 /// The MQTT sink: the connection, and what the spool still owes the broker.
@@ -564,6 +588,9 @@ pub struct StreamStatus {
     /// The denoised signal's hand-over to its socket (with `[denoise]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub denoised: Option<DenoisedStatus>,
+    /// The trend of its history (with `[history]`, once judged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trend: Option<crate::monitor::TrendStatus>,
 }
 
 impl StreamStatus {
@@ -588,6 +615,7 @@ impl StreamStatus {
             machine_since: s.machine_since,
             family_source: s.family_source,
             baseline: s.baseline,
+            trend: s.trend,
             denoised: denoising.then_some(DenoisedStatus {
                 samples: d.samples,
                 dropped_samples: d.dropped_samples,

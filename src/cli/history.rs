@@ -118,10 +118,7 @@ fn open(a: &StoreArgs) -> Result<(Config, PathBuf), Failure> {
 fn retention(cfg: &Config) -> Retention {
     cfg.history
         .as_ref()
-        .map_or_else(Retention::default, |h| Retention {
-            keep_days: h.keep_days,
-            max_bytes: (h.max_mb * 1_048_576.0) as u64,
-        })
+        .map_or_else(Retention::default, Retention::from)
 }
 
 fn import(a: &ImportArgs) -> Result<(), Failure> {
@@ -267,17 +264,7 @@ fn event_row(mut e: EventMsg, at: &impl Fn(f64) -> (f64, f64)) -> EventRow {
         e.time = at(e.stream_time_s).1;
         e.since = at(since_s).1;
     }
-    EventRow {
-        stream: e.stream.clone(),
-        t: e.time,
-        kind: e.to.kind().into(),
-        from: e.from.name(),
-        to: e.to.name(),
-        snapshot: e.snapshot.clone(),
-        line: crate::sinks::to_line(&Message::Event(e))
-            .trim_end()
-            .to_string(),
-    }
+    EventRow::from_event(&e)
 }
 
 fn wav_rate(p: &Path) -> Result<f64> {

@@ -54,6 +54,8 @@ pub struct Prepared {
     reload: Option<Arc<ReloadFn>>,
     /// With `[mqtt]`: its files read and its spool open.
     mqtt: Option<sinks::mqtt::Prepared>,
+    /// With `[history]`: its store open.
+    history: Option<sinks::history::Prepared>,
     /// Writes every stream's snapshots and state files; its thread is
     /// stopped (what it holds written) after the workers'.
     recorder: Recorder,
@@ -76,6 +78,7 @@ pub fn prepare(cfg: Config, reload: Option<Arc<ReloadFn>>) -> Result<Prepared, S
         .map(|m| sinks::mqtt::prepare(m, cfg.monitor.state_dir.as_deref()))
         .transpose()
         .map_err(SetupError)?;
+    let history = sinks::history::prepare(&cfg).map_err(SetupError)?;
     let shared = Shared::load(&cfg).map_err(SetupError)?;
     let (recorder, recorder_thread) = Recorder::spawn()
         .context("cannot start the recorder thread")
@@ -97,6 +100,7 @@ pub fn prepare(cfg: Config, reload: Option<Arc<ReloadFn>>) -> Result<Prepared, S
         stop: Arc::new(AtomicBool::new(false)),
         reload,
         mqtt,
+        history,
         recorder,
         recorder_thread: Some(recorder_thread),
     };

@@ -43,7 +43,7 @@ struct Serving {
 /// Serves until `control` says stop (or is closed), then shuts down in order.
 pub async fn serve(p: Prepared, mut control: mpsc::UnboundedReceiver<Control>) -> Result<()> {
     let mut s = Serving::new(p);
-    s.sinks = sinks::build(&s.p.cfg, &s.bus, s.p.mqtt.take())?;
+    s.sinks = sinks::build(&s.p.cfg, &s.bus, s.p.mqtt.take(), s.p.history.take())?;
     let queue = s.p.queue.take().context("the daemon was started twice")?;
     let drain = {
         let bus = s.bus.clone();
@@ -151,6 +151,7 @@ impl Serving {
             clients: Vec::new(),
             reload: self.reload.clone(),
             mqtt: None,
+            history: None,
         };
         self.sinks.report(&mut st);
         Message::Status(st)

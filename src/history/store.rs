@@ -67,6 +67,31 @@ pub struct EventRow {
     pub line: String,
 }
 
+impl From<&crate::config::HistoryConfig> for Retention {
+    fn from(h: &crate::config::HistoryConfig) -> Self {
+        Self {
+            keep_days: h.keep_days,
+            max_bytes: (h.max_mb * 1_048_576.0) as u64,
+        }
+    }
+}
+
+impl EventRow {
+    /// An event as stored: its line as the bus sends it (no newline).
+    pub fn from_event(e: &crate::protocol::EventMsg) -> Self {
+        let msg = crate::protocol::Message::Event(e.clone());
+        Self {
+            stream: e.stream.clone(),
+            t: e.time,
+            kind: e.to.kind().into(),
+            from: e.from.name(),
+            to: e.to.name(),
+            snapshot: e.snapshot.clone(),
+            line: serde_json::to_string(&msg).unwrap_or_default(),
+        }
+    }
+}
+
 pub struct Store {
     conn: Connection,
     path: PathBuf,

@@ -148,8 +148,19 @@ impl Watcher {
         self.reference
     }
 
+    /// The start of the newest row pushed.
+    pub fn newest(&self) -> Option<f64> {
+        self.recent.back().map(|r| r.t)
+    }
+
     pub fn degrading(&self) -> bool {
         self.degrading
+    }
+
+    /// Carries on from the state last announced (a restart): the next
+    /// check that differs from it is the next event.
+    pub fn resume(&mut self, degrading: bool) {
+        self.degrading = degrading;
     }
 
     /// The trend at `at`; None before there is a reference and enough rows.

@@ -156,6 +156,16 @@ pub struct TrendEvidence {
     pub eta_h: Option<f64>,
 }
 
+/// A stream's trend as last judged (`status`, the page): whether it is
+/// degrading, when it was judged (Unix seconds), and on what.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TrendStatus {
+    pub degrading: bool,
+    pub at: f64,
+    #[serde(flatten)]
+    pub evidence: TrendEvidence,
+}
+
 /// A confirmed change: of the machine's [`State`], or of its ISO zone
 /// (`Transition<zone::Zone>`).
 #[derive(Debug, Clone, PartialEq)]

@@ -5,11 +5,13 @@
 //! sink only falls behind in the broadcast ring and can never slow the
 //! workers or another sink. The sinks: the Unix socket ([`socket`]), the
 //! web page with SSE and Prometheus metrics ([`http`]), the MQTT fleet sink
-//! with its spool ([`mqtt`]) and each stream's denoised signal ([`denoised`]).
+//! with its spool ([`mqtt`]), each stream's denoised signal ([`denoised`])
+//! and the history store with its trend watch ([`history`]).
 //! All share one lifecycle ([`Sink`], [`Sinks`]): built here by [`build`],
 //! started together, stopped by one [`Shutdown`].
 
 pub mod denoised;
+pub mod history;
 pub mod http;
 mod lifecycle;
 pub mod mqtt;
@@ -290,24 +292,34 @@ pub async fn drain(mut q: PublisherQueue, mut deliver: impl FnMut(Message)) {
 }
 
 /// Every sink the config asks for, in start order: the socket, then the
-/// page, MQTT (`mqtt`: its files read and spool opened by `daemon::prepare`)
-/// and the denoised signals. Each binds what it listens on now, so that an
+/// page, MQTT (`mqtt`: its files read and spool opened by `daemon::prepare`),
+/// the denoised signals and the history (`store`: opened by `prepare`). Each binds what it listens on now, so that an
 /// address in use is an error naming its key before the first frame.
-pub fn build(cfg: &Config, bus: &Arc<Bus>, mqtt: Option<mqtt::Prepared>) -> anyhow::Result<Sinks> {
+pub fn build(
+    cfg: &Config,
+    bus: &Arc<Bus>,
+    mqtt: Option<mqtt::Prepared>,
+    store: Option<history::Prepared>,
+) -> anyhow::Result<Sinks> {
     let mode = crate::config::parse_mode(&cfg.socket.mode).unwrap_or(0o660);
     let mut sinks: Vec<Box<dyn Sink>> = vec![Box::new(socket::Socket::bind(
         bus.clone(),
         cfg.socket.clone(),
         mode,
     )?)];
+    let history = store.map(|s| history::History::new(bus.clone(), s));
     if let Some(h) = &cfg.http {
-        sinks.push(Box::new(http::Http::bind(bus.clone(), h.clone())?));
+        let store = history.as_ref().map(|h| (h.path(), h.stats()));
+        sinks.push(Box::new(http::Http::bind(bus.clone(), h.clone(), store)?));
     }
     if let (Some(ready), Some(m)) = (mqtt, &cfg.mqtt) {
         sinks.push(Box::new(mqtt::Mqtt::new(bus.clone(), ready, &m.broker)));
     }
     if let Some(dir) = cfg.denoise_socket_dir() {
         sinks.push(Box::new(denoised::Denoised::bind(dir, mode, &bus.hubs)?));
+    }
+    if let Some(h) = history {
+        sinks.push(Box::new(h));
     }
     Ok(Sinks::new(sinks))
 }

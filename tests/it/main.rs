@@ -19,6 +19,7 @@ mod envelope;
 mod fanout;
 mod frames_per_wake;
 mod fuzz_corpus;
+mod history;
 mod http;
 mod in_process;
 mod monitor;

@@ -140,6 +140,10 @@ fn render(sink: &HttpSink) -> String {
     analysis_histogram(&mut o, streams);
     machine_state(&mut o, streams);
     events(&mut o, streams);
+    trend(&mut o, streams);
+    if let Some((_, stats)) = &sink.history {
+        history(&mut o, &stats.status());
+    }
     o.head("drsnd_clients", "gauge", "subscribers connected, per sink");
     for (name, n) in sink.bus.clients() {
         let _ = writeln!(o.0, "drsnd_clients{{sink=\"{name}\"}} {n}");
@@ -165,6 +169,90 @@ fn render(sink: &HttpSink) -> String {
         sink.started.elapsed().as_secs_f64()
     );
     o.0
+}
+
+/// Each judged stream's trend: degrading or not, and the time to the
+/// anomaly alarm at its current growth (absent when not growing).
+fn trend(o: &mut Out, streams: &[Snapshot]) {
+    let judged: Vec<(&str, crate::monitor::TrendStatus)> = streams
+        .iter()
+        .filter_map(|s| Some((s.name.as_str(), s.trend?)))
+        .collect();
+    if judged.is_empty() {
+        return;
+    }
+    let name = "drsnd_trend_degrading";
+    o.head(
+        name,
+        "gauge",
+        "1 while the stream's anomaly score rises steadily above its normal",
+    );
+    for (s, t) in &judged {
+        let _ = writeln!(
+            o.0,
+            "{name}{{stream=\"{}\"}} {}",
+            esc(s),
+            u8::from(t.degrading)
+        );
+    }
+    let name = "drsnd_trend_eta_seconds";
+    o.head(
+        name,
+        "gauge",
+        "time until the anomaly score reaches the alarm at its current growth",
+    );
+    for (s, t) in &judged {
+        if let Some(h) = t.evidence.eta_h {
+            let _ = writeln!(o.0, "{name}{{stream=\"{}\"}} {}", esc(s), h * 3600.0);
+        }
+    }
+}
+
+/// The history store's counters.
+fn history(o: &mut Out, h: &crate::protocol::HistoryStatus) {
+    let counters = [
+        (
+            "drsnd_history_rows_written_total",
+            "10 s summary rows written",
+            h.rows_written,
+        ),
+        (
+            "drsnd_history_events_written_total",
+            "events written",
+            h.events_written,
+        ),
+        (
+            "drsnd_history_lost_total",
+            "rows and events never stored (queue or backlog full)",
+            h.lost,
+        ),
+        (
+            "drsnd_history_frames_missed_total",
+            "frames the history sink never saw (it fell behind the bus)",
+            h.frames_missed,
+        ),
+        (
+            "drsnd_history_write_errors_total",
+            "failed writes (a full disk, I/O)",
+            h.write_errors,
+        ),
+    ];
+    for (name, help, v) in counters {
+        o.head(name, "counter", help);
+        let _ = writeln!(o.0, "{name} {v}");
+    }
+    o.head(
+        "drsnd_history_pending",
+        "gauge",
+        "rows and events waiting for the next write",
+    );
+    let _ = writeln!(o.0, "drsnd_history_pending {}", h.pending);
+    o.head(
+        "drsnd_history_bytes",
+        "gauge",
+        "size of the history store file",
+    );
+    let _ = writeln!(o.0, "drsnd_history_bytes {}", h.bytes);
 }
 
 fn analysis_histogram(o: &mut Out, streams: &[Snapshot]) {

@@ -1,6 +1,6 @@
 //! The HTTP sink: a live page of every stream (`/`), the bus as
-//! Server-Sent Events (`/events`), Prometheus metrics (`/metrics`) and the
-//! last status (`/api/status`). One more subscriber of the bus: a slow page
+//! Server-Sent Events (`/events`), Prometheus metrics (`/metrics`), the
+//! last status (`/api/status`) and the history store (`/api/history`). One more subscriber of the bus: a slow page
 //! lags in the broadcast ring and never slows the workers or the socket.
 //!
 //! Requests are served by hyper directly (not `axum::serve`) so that a
@@ -12,6 +12,7 @@
 mod auth;
 mod events;
 mod feed;
+mod history;
 mod metrics;
 mod page;
 
@@ -47,7 +48,12 @@ pub struct Http {
 
 impl Http {
     /// Reads the token and binds `[http] listen`; both errors name the key.
-    pub fn bind(bus: Arc<Bus>, cfg: HttpConfig) -> Result<Self> {
+    /// `store`: the history sink's file and counters, with `[history]`.
+    pub fn bind(
+        bus: Arc<Bus>,
+        cfg: HttpConfig,
+        store: Option<(std::path::PathBuf, Arc<super::history::Stats>)>,
+    ) -> Result<Self> {
         let token = cfg.token().map_err(anyhow::Error::msg)?;
         let listener = std::net::TcpListener::bind(cfg.listen)
             .and_then(|l| l.set_nonblocking(true).map(|()| l))
@@ -61,6 +67,7 @@ impl Http {
             token,
             last_status: Mutex::new(None),
             started: Instant::now(),
+            history: store,
         });
         Ok(Self {
             sink,
@@ -106,6 +113,8 @@ pub struct HttpSink {
     /// What every page reads: the bus, thinned and in SSE form once.
     feed: Arc<feed::Feed>,
     started: Instant,
+    /// The history store's file and the sink's counters (`[history]`).
+    history: Option<(std::path::PathBuf, Arc<super::history::Stats>)>,
 }
 
 fn router(sink: Arc<HttpSink>) -> Router {
@@ -117,6 +126,7 @@ fn router(sink: Arc<HttpSink>) -> Router {
         .route("/events", get(events::events))
         .route("/metrics", get(metrics::metrics))
         .route("/api/status", get(status))
+        .route("/api/history", get(history::history))
         .fallback(|| async { (axum::http::StatusCode::NOT_FOUND, "not found\n") })
         .layer(axum::middleware::from_fn_with_state(
             sink.clone(),
