@@ -133,15 +133,23 @@ impl History {
         }
     }
 
-    /// Its counters, which `/metrics` reads too.
-    pub fn stats(&self) -> Arc<Stats> {
-        self.stats.clone()
+    /// What the page's sink reads: the file, the counters, and the ISO
+    /// zone limits to draw behind the velocity.
+    pub fn access(&self, iso_zones: [f64; 3]) -> Access {
+        Access {
+            path: PathBuf::from(&self.stats.path),
+            stats: self.stats.clone(),
+            iso_zones,
+        }
     }
+}
 
-    /// The store's file (for readers such as `/api/history`).
-    pub fn path(&self) -> PathBuf {
-        PathBuf::from(&self.stats.path)
-    }
+/// The history as `/api/history` and `/metrics` read it.
+#[derive(Clone)]
+pub struct Access {
+    pub path: PathBuf,
+    pub stats: Arc<Stats>,
+    pub iso_zones: [f64; 3],
 }
 
 impl Sink for History {

@@ -309,7 +309,7 @@ pub fn build(
     )?)];
     let history = store.map(|s| history::History::new(bus.clone(), s));
     if let Some(h) = &cfg.http {
-        let store = history.as_ref().map(|h| (h.path(), h.stats()));
+        let store = history.as_ref().map(|h| h.access(cfg.monitor.iso_zones));
         sinks.push(Box::new(http::Http::bind(bus.clone(), h.clone(), store)?));
     }
     if let (Some(ready), Some(m)) = (mqtt, &cfg.mqtt) {

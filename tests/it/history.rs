@@ -468,3 +468,102 @@ fn a_rising_score_in_the_store_is_a_degrading_trend() {
     let s = drsnd::history::Store::open_read(&store).expect("store");
     assert_eq!(s.events("pump", 0.0, f64::MAX).expect("events").len(), 1);
 }
+
+/// Acceptance 5: the page shows a day of trends with the ISO zone bands
+/// and the stored events within a second of opening, in a real Chromium;
+/// a click on an event's marker shows its evidence. The screenshot is
+/// kept in target/test-artifacts/history-page.png to be looked at.
+#[test]
+fn the_page_shows_a_day_of_history() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("h.sqlite");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64();
+    let start = (now / 10.0).floor() * 10.0 - 86_400.0;
+    // A day: the velocity drifting from zone A up into C in the last hours,
+    // the anomaly score following it.
+    let rows: Vec<_> = (0..8640)
+        .map(|i| {
+            let t = start + i as f64 * 10.0;
+            let x = i as f32 / 8640.0;
+            let wobble = 0.05 * ((i * 7919) % 17) as f32 / 17.0;
+            let mut r = scored_row(t, 0.2 + 0.9 * x.powi(4) + wobble);
+            r.velocity = Some(1.0 + 4.0 * x.powi(3) + wobble);
+            r
+        })
+        .collect();
+    let event = |t: f64, kind: &str, from: &str, to: &str| drsnd::history::EventRow {
+        stream: "pump".into(),
+        t,
+        kind: kind.into(),
+        from: from.into(),
+        to: to.into(),
+        snapshot: None,
+        line: format!(r#"{{"type":"event","stream":"pump","time":{t},"note":"{to}"}}"#),
+    };
+    let events = [
+        event(start + 70_000.0, "trend", "steady", "degrading"),
+        event(start + 80_000.0, "iso-zone", "B", "C"),
+    ];
+    let mut s = drsnd::history::Store::open(&store, Default::default()).expect("store");
+    s.write(&rows, &events, now).expect("written");
+    drop(s);
+    let fifo = dir.path().join("quiet.fifo");
+    common::mkfifo(&fifo);
+    let port = free_port();
+    let cfg = dir.path().join("drsnd.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "model = \"{}\"\n[history]\npath = \"{}\"\n[http]\nlisten = \"127.0.0.1:{port}\"\n\
+             [[source]]\nkind = \"raw\"\npath = \"{}\"\nformat = \"f32le\"\nrate = 12000\nstreams = [\"pump\"]\n",
+            common::root().join("models/drsn-cw-cwru10.json").display(),
+            store.display(),
+            fifo.display()
+        ),
+    )
+    .expect("config");
+    let _d = Daemon::start(&["--config", cfg.to_str().expect("utf-8")]);
+    let browser = common::web::Browser::start();
+    let t0 = Instant::now();
+    browser.open(&format!("http://127.0.0.1:{port}/"));
+    let drawn = browser.wait_for(
+        "return document.body.dataset.history === 'drawn';",
+        Duration::from_secs(5),
+    );
+    let took = t0.elapsed();
+    eprintln!("a day of history drawn {took:?} after opening the page");
+    assert!(drawn.is_some(), "the history panel was never drawn");
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+    // A day at the finest step within 4000 points: the 1 min tier.
+    let n = browser.eval("return Number(document.body.dataset.historyRows);");
+    // (1439 to 1441 as the day's edges fall within a minute.)
+    assert!(
+        n.as_f64().is_some_and(|n| (1439.0..=1441.0).contains(&n)),
+        "rows drawn: {n}"
+    );
+    let marks = browser.eval("return Number(document.body.dataset.historyEvents);");
+    assert_eq!(marks.as_f64(), Some(2.0), "event markers drawn");
+    let info = browser.eval("return document.getElementById('histinfo').textContent;");
+    assert!(
+        info.as_str()
+            .is_some_and(|s| s.contains("1440 rows at 60 s")),
+        "{info}"
+    );
+    // Click the trend event's marker: its evidence shows.
+    let click = "const u = historyView.plot; const x = u.valToPos(historyView.data.events[0].t, 'x'); \
+                 const r = u.over.getBoundingClientRect(); \
+                 for (const k of ['mousedown', 'mouseup']) \
+                   u.over.dispatchEvent(new MouseEvent(k, {clientX: r.left + x, clientY: r.top + 20, bubbles: true, button: 0})); \
+                 return document.getElementById('evidence').textContent;";
+    let shown = browser.eval(click);
+    assert!(
+        shown.as_str().is_some_and(|s| s.contains("degrading")),
+        "{shown}"
+    );
+    let shot = common::root().join("target/test-artifacts/history-page.png");
+    let _ = std::fs::create_dir_all(shot.parent().expect("dir"));
+    browser.screenshot(&shot);
+}

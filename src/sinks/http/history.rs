@@ -31,6 +31,8 @@ struct Answer {
     step: u32,
     rows: Vec<Row>,
     events: Vec<Event>,
+    /// The velocity limits of ISO zones A/B, B/C and C/D (mm/s).
+    iso_zones: [f64; 3],
 }
 
 /// An event as the page marks it: its time, kind and change, and its
@@ -63,7 +65,7 @@ fn bad(status: StatusCode, why: String) -> Response {
 }
 
 pub async fn history(State(sink): State<Arc<HttpSink>>, Query(p): Query<Params>) -> Response {
-    let Some((path, _)) = sink.history.clone() else {
+    let Some(access) = sink.history.clone() else {
         return bad(
             StatusCode::NOT_FOUND,
             "no history: the daemon has no [history] table".into(),
@@ -90,7 +92,10 @@ pub async fn history(State(sink): State<Arc<HttpSink>>, Query(p): Query<Params>)
     };
     let step = history::choose_step(from, to, p.step);
     let stream = p.stream;
-    let answer = tokio::task::spawn_blocking(move || read(path, stream, from, to, step)).await;
+    let zones = access.iso_zones;
+    let path = access.path;
+    let answer =
+        tokio::task::spawn_blocking(move || read(path, stream, from, to, step, zones)).await;
     match answer {
         Ok(Ok(a)) if csv => {
             let mut body = String::from(history::CSV_HEADER);
@@ -110,7 +115,14 @@ pub async fn history(State(sink): State<Arc<HttpSink>>, Query(p): Query<Params>)
     }
 }
 
-fn read(path: PathBuf, stream: String, from: f64, to: f64, step: u32) -> anyhow::Result<Answer> {
+fn read(
+    path: PathBuf,
+    stream: String,
+    from: f64,
+    to: f64,
+    step: u32,
+    iso_zones: [f64; 3],
+) -> anyhow::Result<Answer> {
     let store = Store::open_read(&path)?;
     let rows = history::query(&store, &stream, from, to, step)?;
     let events = store.events(&stream, from, to)?;
@@ -121,5 +133,6 @@ fn read(path: PathBuf, stream: String, from: f64, to: f64, step: u32) -> anyhow:
         step,
         rows,
         events: events.into_iter().map(Event::from).collect(),
+        iso_zones,
     })
 }

@@ -141,8 +141,8 @@ fn render(sink: &HttpSink) -> String {
     machine_state(&mut o, streams);
     events(&mut o, streams);
     trend(&mut o, streams);
-    if let Some((_, stats)) = &sink.history {
-        history(&mut o, &stats.status());
+    if let Some(h) = &sink.history {
+        history(&mut o, &h.stats.status());
     }
     o.head("drsnd_clients", "gauge", "subscribers connected, per sink");
     for (name, n) in sink.bus.clients() {

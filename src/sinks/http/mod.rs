@@ -52,7 +52,7 @@ impl Http {
     pub fn bind(
         bus: Arc<Bus>,
         cfg: HttpConfig,
-        store: Option<(std::path::PathBuf, Arc<super::history::Stats>)>,
+        store: Option<super::history::Access>,
     ) -> Result<Self> {
         let token = cfg.token().map_err(anyhow::Error::msg)?;
         let listener = std::net::TcpListener::bind(cfg.listen)
@@ -114,13 +114,14 @@ pub struct HttpSink {
     feed: Arc<feed::Feed>,
     started: Instant,
     /// The history store's file and the sink's counters (`[history]`).
-    history: Option<(std::path::PathBuf, Arc<super::history::Stats>)>,
+    history: Option<super::history::Access>,
 }
 
 fn router(sink: Arc<HttpSink>) -> Router {
     Router::new()
         .route("/", get(page::index))
         .route("/app.js", get(page::app_js))
+        .route("/history.js", get(page::history_js))
         .route("/uPlot.iife.min.js", get(page::uplot_js))
         .route("/uPlot.min.css", get(page::uplot_css))
         .route("/events", get(events::events))

@@ -6,6 +6,7 @@ use axum::response::IntoResponse;
 
 const INDEX: &str = include_str!("assets/index.html");
 const APP_JS: &str = include_str!("assets/app.js");
+const HISTORY_JS: &str = include_str!("assets/history.js");
 const UPLOT_JS: &str = include_str!("assets/uPlot.iife.min.js");
 const UPLOT_CSS: &str = include_str!("assets/uPlot.min.css");
 
@@ -26,6 +27,10 @@ pub async fn index() -> impl IntoResponse {
 
 pub async fn app_js() -> impl IntoResponse {
     asset("text/javascript; charset=utf-8", APP_JS)
+}
+
+pub async fn history_js() -> impl IntoResponse {
+    asset("text/javascript; charset=utf-8", HISTORY_JS)
 }
 
 pub async fn uplot_js() -> impl IntoResponse {

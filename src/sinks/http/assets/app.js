@@ -85,13 +85,15 @@ function beside(f) {
 function onEvent(e) {
   const s = stream(e.stream);
   s.events.push(e);
-  // A zone event is not the machine's state; the tile shows the zone from frames.
+  // Zone and trend events are not the machine's state; the tile shows the zone from frames.
+  if (e.to.state === "steady" || e.to.state === "degrading") { if (typeof historyView !== "undefined") historyView.load(); return; }
   if (e.to.state !== "iso-zone") setState(s, e.to, e.since, e.evidence.family_source);
 }
 
 function onStatus(st) {
   lastStatus = st;
   el("clients").textContent = st.clients.length + " socket subscriber(s), up " + Math.round(st.uptime_s) + " s";
+  if (typeof historyView !== "undefined") historyView.status(st);
   dirty = true;
 }
 
@@ -100,6 +102,7 @@ function select(name) {
   selected = name;
   if (changed && source) connect();
   for (const s of streams.values()) s.tile.classList.toggle("sel", s.name === name);
+  if (changed && typeof historyView !== "undefined") historyView.select(name);
   charts.reset();
   dirty = true;
 }
