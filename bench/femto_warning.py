@@ -35,7 +35,6 @@ from scipy.io import wavfile
 
 ROOT = Path(__file__).resolve().parent.parent
 BEARINGS = ["Bearing1_1", "Bearing1_2", "Bearing2_1", "Bearing2_2", "Bearing3_1", "Bearing3_2"]
-RPM = {"1": 1800, "2": 1650, "3": 1500}
 SNAP = 2560  # samples per snapshot (0.1 s at 25.6 kHz), one every 10 s
 FIRST_30_MIN = 180  # snapshots
 HOLD = 6  # snapshots: a minute
@@ -74,6 +73,13 @@ def rms_rule(x: np.ndarray, t: np.ndarray) -> float | None:
     return None
 
 
+def run(cmd: list) -> subprocess.CompletedProcess:
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"{' '.join(cmd)}: exit {out.returncode}\n{out.stderr}")
+    return out
+
+
 def drsnd_lead(drsnd: Path, work: Path, bearing: str, femto: Path, day: float) -> dict:
     wav = femto / f"{bearing}.wav"
     rate, x = wavfile.read(wav)
@@ -82,20 +88,18 @@ def drsnd_lead(drsnd: Path, work: Path, bearing: str, femto: Path, day: float) -
     first = work / f"{bearing}.first30.wav"
     wavfile.write(first, rate, x[: FIRST_30_MIN * SNAP].astype(np.float32))
     model = ROOT / "models" / "drsn-cw-cwru10.json"
-    subprocess.run(
+    run(
         [str(drsnd), "baseline", "learn", "--model", str(model), "--units", "g",
-         "--out", str(state / f"{bearing}.baseline.json"), str(first)],
-        check=True, capture_output=True)
+         "--out", str(state / f"{bearing}.baseline.json"), str(first)])
     cfg = work / f"{bearing}.toml"
     cfg.write_text(
         f'model = "{model}"\n[monitor]\nstate-dir = "{state}"\n'
         f'[history]\npath = "{work / "history.sqlite"}"\n'
         f'[[source]]\nkind = "wav"\npath = "{wav}"\nstreams = ["{bearing}"]\n'
-        f'units = "g"\nrpm = {RPM[bearing[7]]}\n')
-    out = subprocess.run(
+        'units = "g"\n')  # no rpm: the rig's bearing geometry is not given
+    out = run(
         [str(drsnd), "history", "import", "--config", str(cfg), "--stream", bearing,
-         "--times", str(femto / f"{bearing}.snapshots.csv"), "--day", str(int(day)), str(wav)],
-        check=True, capture_output=True, text=True)
+         "--times", str(femto / f"{bearing}.snapshots.csv"), "--day", str(int(day)), str(wav)])
     events = [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
     t = snapshot_times(femto / f"{bearing}.snapshots.csv", day)
     warned = None

@@ -12,6 +12,10 @@
 #                          50 daemons publishing to one mosquitto (results/mqtt.md)
 #   bench/run.sh --steps physics   the physical measures' cost: 16 streams
 #                          without and with `units = "g"` (results/physics.md)
+#   bench/run.sh --steps history   the history store's cost: 16 streams with
+#                          units, without and with [history] (results/history.md),
+#                          then a year of 16 streams through the store
+#                          (results/history-year.json: size, flush, queries)
 #   bench/run.sh --steps envelope  the envelope evidence's cost: 16 streams with
 #                          units, without and with `rpm` and `bearing` (results/envelope.md)
 #   bench/run.sh --steps speed     the shaft speed's cost: 16 streams with units,
@@ -71,7 +75,7 @@ py=models/.venv/bin/python
 scripts/setup-system.sh
 command -v valgrind >/dev/null || { apt-get install -y -qq valgrind >/dev/null; }
 scripts/setup-python.sh
-cargo build --release --locked --quiet --bin drsnd --example infer_speed --example profile_model --example paced_infer --example e2e_bench
+cargo build --release --locked --quiet --bin drsnd --example infer_speed --example profile_model --example paced_infer --example e2e_bench --example history_year
 if [ "$steps" = model,e2e,python,scale,classify,criterion ]; then rm -rf "$out"; fi
 mkdir -p "$out"
 run() { echo "+ $*" >&2; "$@"; }
@@ -88,7 +92,7 @@ callgrind_total() {
 # Side-by-side steps (http, mqtt, compare) write their own tables only.
 side_only=1
 for st in ${steps//,/ }; do
-  case $st in http|mqtt|physics|envelope|speed|anomaly|denoise|model-swap|wake|compare) ;; *) side_only=0 ;; esac
+  case $st in http|mqtt|physics|history|envelope|speed|anomaly|denoise|model-swap|wake|compare) ;; *) side_only=0 ;; esac
 done
 if [ $side_only = 0 ]; then
   echo "$e2e_s $py_s $scale_s $quick $(git rev-parse --short HEAD)" > "$out/settings"
@@ -208,6 +212,22 @@ for r in $(seq $phys_rounds); do
 done
 $py bench/side_by_side.py "$out" physics "physical measures (velocity, zone, crest, kurtosis)" > "$out/physics.md"
 cat "$out/physics.md"
+fi
+
+if want history; then
+echo "== the history store: 16 streams with units = g, without and with [history]" >&2
+rm -f "$out"/history-*.json
+# Long enough for the writes of one a minute (flush-s) to be in the figure.
+hist_rounds=3; hist_s=125; [ $quick = 1 ] && hist_s=65
+for r in $(seq $hist_rounds); do
+  run $e2e --wav "$wav" --streams 16 --subscribers 1 --units g --seconds $hist_s -- "${drsnd_cmd[@]}" > "$out/history-$r-off.json"
+  run $e2e --wav "$wav" --streams 16 --subscribers 1 --units g --history on --seconds $hist_s -- "${drsnd_cmd[@]}" > "$out/history-$r-on.json"
+done
+$py bench/side_by_side.py "$out" history "history store (10 s rows, one write a minute; beside units = g)" > "$out/history.md"
+cat "$out/history.md"
+year_days=365; [ $quick = 1 ] && year_days=60
+run ./target/release/examples/history_year --days $year_days --streams 16 > "$out/history-year.json"
+cat "$out/history-year.json"
 fi
 
 if want envelope; then

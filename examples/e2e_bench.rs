@@ -58,6 +58,8 @@ struct Opts {
     /// state kept (`[monitor] state-dir`), both in the run's folder: the
     /// files a daemon writes at each alarm.
     snapshots: bool,
+    /// `[history]` on (the store in the run's temp dir, default settings).
+    history: bool,
 }
 
 fn parse_args() -> Result<Opts> {
@@ -79,6 +81,7 @@ fn parse_args() -> Result<Opts> {
         denoise: None,
         frames_per_wake: 1,
         snapshots: false,
+        history: false,
     };
     let mut http = false;
     let mut args = std::env::args().skip(1);
@@ -105,11 +108,12 @@ fn parse_args() -> Result<Opts> {
             "--denoise" => o.denoise = Some(v.into()),
             "--frames-per-wake" => o.frames_per_wake = v.parse().context("--frames-per-wake")?,
             "--snapshots" => o.snapshots = v == "on",
+            "--history" => o.history = v == "on",
             _ => bail!("unknown option {a}"),
         }
     }
     if o.command.is_empty() {
-        bail!("usage: e2e_bench [--streams N] [--subscribers M] [--http on|off] [--page-clients P] [--mqtt URL] [--units g] [--rpm R] [--rpm-range LO,HI] [--baseline FILE] [--denoise MODEL] [--frames-per-wake N] [--snapshots on|off] [--seconds S] [--warmup S] [--wav F] -- COMMAND ({{dir}} is replaced)");
+        bail!("usage: e2e_bench [--streams N] [--subscribers M] [--http on|off] [--page-clients P] [--mqtt URL] [--units g] [--rpm R] [--rpm-range LO,HI] [--baseline FILE] [--denoise MODEL] [--frames-per-wake N] [--snapshots on|off] [--history on|off] [--seconds S] [--warmup S] [--wav F] -- COMMAND ({{dir}} is replaced)");
     }
     if http || o.page_clients > 0 {
         o.http_port = std::net::TcpListener::bind("127.0.0.1:0")?
@@ -339,6 +343,9 @@ fn write_config(dir: &Path, o: &Opts) -> Result<()> {
             "[snapshots]\ndir = \"{}/snapshots\"\npre-s = 2\npost-s = 2\n",
             dir.display()
         );
+    }
+    if o.history {
+        cfg += &format!("[history]\npath = \"{}/history.sqlite\"\n", dir.display());
     }
     let state = dir.join("state");
     if let Some(b) = &o.baseline {

@@ -31,7 +31,7 @@ fn default_keep_days() -> [f64; 3] {
     [14.0, 365.0, 3650.0]
 }
 fn default_max_mb() -> f64 {
-    1024.0
+    2560.0
 }
 fn default_flush_s() -> f64 {
     60.0

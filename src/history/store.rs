@@ -17,6 +17,10 @@ const SCHEMA_VERSION: i64 = 1;
 /// The tiers' steps, finest first.
 pub const STEPS: [u32; 3] = [10, 60, 3600];
 const DAY: f64 = 86_400.0;
+/// What the size cap deletes first: the oldest 1 min rows down to their
+/// last 30 days, then the 10 s rows down to their last day, then the 1 min
+/// and 1 h rows down to theirs.
+const CAP_ORDER: [(u32, f64); 4] = [(60, 30.0), (10, 1.0), (60, 1.0), (3600, 1.0)];
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS summary (
@@ -24,7 +28,7 @@ CREATE TABLE IF NOT EXISTS summary (
     frames INTEGER NOT NULL, rms REAL, peak REAL, velocity REAL, zone TEXT,
     crest REAL, kurtosis REAL, anomaly_median REAL, anomaly_max REAL,
     bpfo REAL, bpfi REAL, bsf REAL, envelope_family TEXT, speed_rpm REAL,
-    family TEXT, family_probs TEXT, snr_db REAL, state TEXT,
+    family TEXT, family_probs BLOB, snr_db REAL, state TEXT,
     PRIMARY KEY (stream, step, t)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS event (
@@ -32,6 +36,7 @@ CREATE TABLE IF NOT EXISTS event (
     from_state TEXT, to_state TEXT, snapshot TEXT, line TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS event_by_time ON event (stream, t);
+CREATE TABLE IF NOT EXISTS stream (name TEXT PRIMARY KEY) WITHOUT ROWID;
 ";
 
 const COLUMNS: &str = "stream, step, t, frames, rms, peak, velocity, zone, crest, kurtosis, \
@@ -49,7 +54,7 @@ impl Default for Retention {
     fn default() -> Self {
         Self {
             keep_days: [14.0, 365.0, 3650.0],
-            max_bytes: 1024 << 20,
+            max_bytes: 2560 << 20,
         }
     }
 }
@@ -163,6 +168,15 @@ impl Store {
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         conn.execute_batch(SCHEMA)
             .with_context(|| format!("{}: cannot make the tables", path.display()))?;
+        // The streams' names, so that retention deletes by primary key
+        // (a delete by step and time alone scans the whole table).
+        let known: i64 = conn.query_row("SELECT count(*) FROM stream", [], |r| r.get(0))?;
+        if known == 0 {
+            conn.execute_batch(
+                "INSERT OR IGNORE INTO stream SELECT DISTINCT stream FROM summary; \
+                 INSERT OR IGNORE INTO stream SELECT DISTINCT stream FROM event;",
+            )?;
+        }
         Ok(Self {
             conn,
             path: path.to_path_buf(),
@@ -201,6 +215,15 @@ impl Store {
     pub fn write(&mut self, rows: &[Row], events: &[EventRow], now: f64) -> Result<()> {
         let tx = self.conn.transaction()?;
         {
+            let mut known = tx.prepare_cached("INSERT OR IGNORE INTO stream (name) VALUES (?1)")?;
+            let names: BTreeSet<&str> = rows
+                .iter()
+                .map(|r| r.stream.as_str())
+                .chain(events.iter().map(|e| e.stream.as_str()))
+                .collect();
+            for n in names {
+                known.execute([n])?;
+            }
             let mut ins = tx.prepare_cached(&insert_sql())?;
             for r in rows {
                 insert(&mut ins, r)?;
@@ -229,33 +252,36 @@ impl Store {
         self.cap()
     }
 
-    /// Deletes the oldest rows while the file holds more than its cap:
-    /// first 10 s rows older than a day, then 1 min rows, then 1 h rows.
+    /// Deletes the oldest rows while the file holds more than its cap, in
+    /// [`CAP_ORDER`]: resolution is lost, never a period (a coarser tier
+    /// holds every row deleted).
     fn cap(&mut self) -> Result<()> {
-        for step in STEPS {
+        let streams = self.streams()?;
+        for (step, keep_days) in CAP_ORDER {
             while self.used_bytes()? > self.retention.max_bytes {
-                let oldest: Option<f64> = self.conn.query_row(
-                    "SELECT min(t) FROM summary WHERE step = ?1",
-                    [step],
-                    |r| r.get(0),
-                )?;
-                let newest: Option<f64> = self.conn.query_row(
-                    "SELECT max(t) FROM summary WHERE step = ?1",
-                    [step],
-                    |r| r.get(0),
-                )?;
-                let (Some(lo), Some(hi)) = (oldest, newest) else {
+                let (mut lo, mut hi) = (f64::MAX, f64::MIN);
+                for s in &streams {
+                    let (a, b): (Option<f64>, Option<f64>) = self.conn.query_row(
+                        "SELECT min(t), max(t) FROM summary WHERE stream = ?1 AND step = ?2",
+                        params![s, step],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )?;
+                    lo = lo.min(a.unwrap_or(f64::MAX));
+                    hi = hi.max(b.unwrap_or(f64::MIN));
+                }
+                if lo > hi {
                     break;
-                };
-                // A tier keeps its last day whatever the cap.
-                let until = (lo + (hi - lo) / 10.0 + 1.0).min(hi - DAY);
+                }
+                let until = (lo + (hi - lo) / 10.0 + 1.0).min(hi - keep_days * DAY);
                 if until <= lo {
                     break;
                 }
-                self.conn.execute(
-                    "DELETE FROM summary WHERE step = ?1 AND t < ?2",
-                    params![step, until],
-                )?;
+                for s in &streams {
+                    self.conn.execute(
+                        "DELETE FROM summary WHERE stream = ?1 AND step = ?2 AND t < ?3",
+                        params![s, step, until],
+                    )?;
+                }
             }
         }
         Ok(())
@@ -284,7 +310,7 @@ impl Store {
     pub fn streams(&self) -> Result<Vec<String>> {
         let mut q = self
             .conn
-            .prepare_cached("SELECT DISTINCT stream FROM summary ORDER BY stream")?;
+            .prepare_cached("SELECT name FROM stream ORDER BY name")?;
         let v = q
             .query_map([], |r| r.get(0))?
             .collect::<Result<Vec<String>, _>>()?;
@@ -335,10 +361,7 @@ fn insert_sql() -> String {
 }
 
 fn insert(ins: &mut rusqlite::CachedStatement, r: &Row) -> Result<()> {
-    let probs = r
-        .family_probs
-        .as_ref()
-        .map(|p| serde_json::to_string(p).unwrap_or_default());
+    let probs = r.family_probs.as_deref().map(probs_to_blob);
     ins.execute(params![
         r.stream,
         r.step,
@@ -366,7 +389,12 @@ fn insert(ins: &mut rusqlite::CachedStatement, r: &Row) -> Result<()> {
 }
 
 fn read_row(r: &rusqlite::Row) -> rusqlite::Result<Row> {
-    let probs: Option<String> = r.get(18)?;
+    // A blob; text (JSON) in stores of the first development builds.
+    let probs = match r.get::<_, rusqlite::types::Value>(18)? {
+        rusqlite::types::Value::Blob(b) => Some(probs_from_blob(&b)),
+        rusqlite::types::Value::Text(t) => serde_json::from_str(&t).ok(),
+        _ => None,
+    };
     Ok(Row {
         stream: r.get(0)?,
         step: r.get(1)?,
@@ -386,10 +414,23 @@ fn read_row(r: &rusqlite::Row) -> rusqlite::Result<Row> {
         envelope_family: r.get(15)?,
         speed_rpm: r.get(16)?,
         family: r.get(17)?,
-        family_probs: probs.and_then(|p| serde_json::from_str(&p).ok()),
+        family_probs: probs,
         snr_db: r.get(19)?,
         state: r.get(20)?,
     })
+}
+
+/// Family probabilities as stored: little-endian f32 each, in the
+/// model's family order (16 bytes for four families, against 60 as text:
+/// a third of a row).
+fn probs_to_blob(p: &[f32]) -> Vec<u8> {
+    p.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+fn probs_from_blob(b: &[u8]) -> Vec<f32> {
+    b.chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
 }
 
 /// The start of the `step`-long period `t` falls in.
@@ -417,12 +458,19 @@ fn roll_up(tx: &rusqlite::Transaction, stream: &str, from: u32, to: u32, start: 
 /// Deletes each tier's rows older than it keeps them (events live as
 /// long as the coarsest tier).
 fn expire(tx: &rusqlite::Transaction, ret: &Retention, now: f64) -> Result<()> {
-    for (step, days) in STEPS.iter().zip(ret.keep_days) {
-        tx.prepare_cached("DELETE FROM summary WHERE step = ?1 AND t < ?2")?
-            .execute(params![step, now - days * DAY])?;
+    let streams: Vec<String> = tx
+        .prepare_cached("SELECT name FROM stream")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    // By stream, so that each delete is a range of the primary key.
+    for s in &streams {
+        for (step, days) in STEPS.iter().zip(ret.keep_days) {
+            tx.prepare_cached("DELETE FROM summary WHERE stream = ?1 AND step = ?2 AND t < ?3")?
+                .execute(params![s, step, now - days * DAY])?;
+        }
+        tx.prepare_cached("DELETE FROM event WHERE stream = ?1 AND t < ?2")?
+            .execute(params![s, now - ret.keep_days[2] * DAY])?;
     }
-    tx.prepare_cached("DELETE FROM event WHERE t < ?1")?
-        .execute(params![now - ret.keep_days[2] * DAY])?;
     Ok(())
 }
 
