@@ -119,6 +119,16 @@ def drsnd_lead(drsnd: Path, work: Path, bearing: str, femto: Path, day: float) -
     }
 
 
+def write_between(doc: Path, begin: str, end: str, body: str) -> None:
+    """Puts `body` between the marker lines `begin` and `end` of `doc`."""
+    text = doc.read_text()
+    if begin not in text or end not in text:
+        sys.exit(f"{doc}: no {begin} ... {end} markers")
+    pre, rest = text.split(begin, 1)
+    _, post = rest.split(end, 1)
+    doc.write_text(f"{pre}{begin}\n{body}\n{end}{post}")
+
+
 def fmt(v, digits=0):
     return "never" if v is None else f"{v:.{digits}f}"
 
@@ -161,12 +171,7 @@ def main() -> int:
     out = ROOT / "bench" / "results" / "femto_warning.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(results, indent=1) + "\n")
-    doc = Path(a.doc)
-    text = doc.read_text()
-    if BEGIN in text and END in text:
-        pre, rest = text.split(BEGIN, 1)
-        _, post = rest.split(END, 1)
-        doc.write_text(f"{pre}{BEGIN}\n{table(results)}\n{END}{post}")
+    write_between(Path(a.doc), BEGIN, END, table(results))
     print(table(results))
     return 0
 

@@ -172,12 +172,7 @@ fn live_and_import_write_the_same_rows() {
     let imported_store = dir.path().join("import.sqlite");
     // Within the finest tier's 14 days (older 10 s rows are kept only
     // rolled up) and in the past (export stops at now).
-    let hour_ago = (std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-        - 3600)
-        .to_string();
+    let hour_ago = format!("{:.0}", unix_now() - 3600.0);
     run_ok(&[
         "history",
         "import",
@@ -219,10 +214,7 @@ fn a_store_survives_sigkill() {
     written(&mut d);
     std::thread::sleep(Duration::from_secs(2));
     let _ = d.child.kill();
-    let killed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs_f64();
+    let killed = unix_now();
     let _ = d.child.wait();
     let rows = export(&cfg, &store);
     let newest = rows.last().expect("rows were kept")["t"]
@@ -371,6 +363,32 @@ fn a_full_disk_is_counted_and_monitoring_goes_on() {
     assert!(d.stop().success(), "{}", d.stderr());
 }
 
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64()
+}
+
+/// A config of one stream `pump` that never gets a sample (a FIFO nobody
+/// writes), `[history]` in `store` and the page on a free port: the
+/// daemon's history is only what the test put in the store.
+fn quiet_config(dir: &Path, store: &Path, extra: &str) -> (PathBuf, u16) {
+    let fifo = dir.join("quiet.fifo");
+    common::mkfifo(&fifo);
+    let port = free_port();
+    let cfg = dir.join("drsnd.toml");
+    let text = format!(
+        "model = \"{}\"\n{extra}[history]\npath = \"{}\"\n[http]\nlisten = \"127.0.0.1:{port}\"\n\
+         [[source]]\nkind = \"raw\"\npath = \"{}\"\nformat = \"f32le\"\nrate = 12000\nstreams = [\"pump\"]\n",
+        common::root().join("models/drsn-cw-cwru10.json").display(),
+        store.display(),
+        fifo.display()
+    );
+    std::fs::write(&cfg, text).expect("config");
+    (cfg, port)
+}
+
 /// A 10 s row of `pump` at `t` with anomaly score `a` (the rest empty).
 fn scored_row(t: f64, a: f32) -> drsnd::history::Row {
     drsnd::history::Row {
@@ -407,10 +425,7 @@ fn scored_row(t: f64, a: f32) -> drsnd::history::Row {
 fn a_rising_score_in_the_store_is_a_degrading_trend() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = dir.path().join("h.sqlite");
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs_f64();
+    let now = unix_now();
     let start = (now / 10.0).floor() * 10.0 - 9000.0;
     let rows: Vec<_> = (0..900)
         .map(|i| {
@@ -425,19 +440,7 @@ fn a_rising_score_in_the_store_is_a_degrading_trend() {
     let mut s = drsnd::history::Store::open(&store, Default::default()).expect("store");
     s.write(&rows, &[], now).expect("rows written");
     drop(s);
-    let fifo = dir.path().join("quiet.fifo");
-    common::mkfifo(&fifo);
-    let port = free_port();
-    let cfg = dir.path().join("drsnd.toml");
-    let text = format!(
-        "model = \"{}\"\n[socket]\nstatus-interval-ms = 200\n[history]\npath = \"{}\"\n\
-         [http]\nlisten = \"127.0.0.1:{port}\"\n\
-         [[source]]\nkind = \"raw\"\npath = \"{}\"\nformat = \"f32le\"\nrate = 12000\nstreams = [\"pump\"]\n",
-        common::root().join("models/drsn-cw-cwru10.json").display(),
-        store.display(),
-        fifo.display()
-    );
-    std::fs::write(&cfg, text).expect("config");
+    let (cfg, port) = quiet_config(dir.path(), &store, "[socket]\nstatus-interval-ms = 200\n");
     let mut d = Daemon::start(&["--config", cfg.to_str().expect("utf-8")]);
     let st = status_when(&mut d, |st| !st["streams"][0]["trend"].is_null());
     let trend = &st["streams"][0]["trend"];
@@ -477,10 +480,7 @@ fn a_rising_score_in_the_store_is_a_degrading_trend() {
 fn the_page_shows_a_day_of_history() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = dir.path().join("h.sqlite");
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs_f64();
+    let now = unix_now();
     let start = (now / 10.0).floor() * 10.0 - 86_400.0;
     // A day: the velocity drifting from zone A up into C in the last hours,
     // the anomaly score following it.
@@ -510,21 +510,7 @@ fn the_page_shows_a_day_of_history() {
     let mut s = drsnd::history::Store::open(&store, Default::default()).expect("store");
     s.write(&rows, &events, now).expect("written");
     drop(s);
-    let fifo = dir.path().join("quiet.fifo");
-    common::mkfifo(&fifo);
-    let port = free_port();
-    let cfg = dir.path().join("drsnd.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "model = \"{}\"\n[history]\npath = \"{}\"\n[http]\nlisten = \"127.0.0.1:{port}\"\n\
-             [[source]]\nkind = \"raw\"\npath = \"{}\"\nformat = \"f32le\"\nrate = 12000\nstreams = [\"pump\"]\n",
-            common::root().join("models/drsn-cw-cwru10.json").display(),
-            store.display(),
-            fifo.display()
-        ),
-    )
-    .expect("config");
+    let (cfg, port) = quiet_config(dir.path(), &store, "");
     let _d = Daemon::start(&["--config", cfg.to_str().expect("utf-8")]);
     let browser = common::web::Browser::start();
     let t0 = Instant::now();
