@@ -168,8 +168,19 @@ fn render(m: &Message, machines: &HashMap<String, String>) -> String {
     }
 }
 
-/// Into a fault: who named it, and what each source said.
+/// Into a fault: who named it, and what each source said. A trend:
+/// the score's level against its normal, and the time to the alarm.
 fn opinions(ev: &crate::monitor::Evidence) -> String {
+    if let Some(t) = &ev.trend {
+        let eta = t.eta_h.map_or_else(
+            || "not rising".to_string(),
+            |h| format!("alarm in about {h:.1} h"),
+        );
+        return format!(
+            "\n   anomaly level {:.3} (normal {:.3}), rise z {:.1}, {eta}",
+            t.level, t.reference, t.z
+        );
+    }
     let Some(source) = ev.family_source else {
         return String::new();
     };
@@ -265,6 +276,26 @@ mod tests {
             "network inner 71%, out of its domain",
             "envelope outer at 104.6 Hz +12.3 dB (1751 rpm, signal)",
             "anomaly 3.20",
+        ] {
+            assert!(line.contains(want), "{want:?} not in {line}");
+        }
+    }
+
+    #[test]
+    fn a_trend_event_shows_its_level_and_time_to_alarm() {
+        let t = crate::monitor::TrendEvidence {
+            level: 0.52,
+            reference: 0.2,
+            z: 6.3,
+            slope_per_h: 0.7,
+            eta_h: Some(0.9),
+        };
+        let e = crate::protocol::EventMsg::trend("pump".into(), true, t, 1000.0, 3600.0);
+        let line = render(&Message::Event(e), &HashMap::new());
+        for want in [
+            "pump is now DEGRADING (was steady",
+            "anomaly level 0.520 (normal 0.200)",
+            "alarm in about 0.9 h",
         ] {
             assert!(line.contains(want), "{want:?} not in {line}");
         }
