@@ -37,6 +37,9 @@ CREATE TABLE IF NOT EXISTS event (
 );
 CREATE INDEX IF NOT EXISTS event_by_time ON event (stream, t);
 CREATE TABLE IF NOT EXISTS stream (name TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS trend_reference (
+    stream TEXT PRIMARY KEY, ref_from REAL NOT NULL, ref_to REAL NOT NULL, level REAL NOT NULL
+) WITHOUT ROWID;
 ";
 
 const COLUMNS: &str = "stream, step, t, frames, rms, peak, velocity, zone, crest, kurtosis, \
@@ -315,6 +318,32 @@ impl Store {
             .query_map([], |r| r.get(0))?
             .collect::<Result<Vec<String>, _>>()?;
         Ok(v)
+    }
+
+    /// Keeps a stream's trend reference (written at once: it changes
+    /// only after a learning).
+    pub fn save_reference(&mut self, stream: &str, r: &super::trend::Reference) -> Result<()> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO trend_reference (stream, ref_from, ref_to, level) \
+             VALUES (?1, ?2, ?3, ?4)",
+            params![stream, r.from, r.to, r.level],
+        )?;
+        Ok(())
+    }
+
+    /// The trend reference kept for a stream, if any.
+    pub fn reference(&self, stream: &str) -> Result<Option<super::trend::Reference>> {
+        let mut q = self.conn.prepare_cached(
+            "SELECT ref_from, ref_to, level FROM trend_reference WHERE stream = ?1",
+        )?;
+        let mut rows = q.query_map([stream], |r| {
+            Ok(super::trend::Reference {
+                from: r.get(0)?,
+                to: r.get(1)?,
+                level: r.get(2)?,
+            })
+        })?;
+        Ok(rows.next().transpose()?)
     }
 
     /// One stream's events with `from <= t < to`, oldest first.

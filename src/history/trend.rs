@@ -100,13 +100,18 @@ pub struct Watcher {
     /// The rows of the last hour (the longest span judged).
     recent: std::collections::VecDeque<Row>,
     degrading: bool,
+    /// The time of the newest row of learning seen.
+    learned_at: Option<f64>,
 }
 
 impl Watcher {
     pub fn push(&mut self, row: Row) {
         if row.state.as_deref() == Some("learning") {
             // A new normal is being learned: its own reference follows.
-            *self = Self::default();
+            *self = Self {
+                learned_at: Some(row.t),
+                ..Self::default()
+            };
             return;
         }
         if self.reference.is_none() {
@@ -146,6 +151,17 @@ impl Watcher {
 
     pub fn reference(&self) -> Option<Reference> {
         self.reference
+    }
+
+    /// Takes a reference kept from before (a restart), unless the rows
+    /// pushed since show a newer learning: rows expire, a kept reference
+    /// does not, so a restart weeks after learning keeps its normal.
+    pub fn restore_reference(&mut self, r: Reference) {
+        if self.learned_at.is_some_and(|t| t >= r.from) {
+            return;
+        }
+        self.reference = Some(r);
+        self.pending = Vec::new();
     }
 
     /// The start of the newest row pushed.
@@ -392,6 +408,35 @@ mod tests {
     fn a_small_steady_rise_is_not_degrading() {
         let r = rows(|t| 0.2 * (1.0 + 0.05 * t / 86_400.0), 24.0);
         assert!(replay(&r, 300.0).is_empty());
+    }
+
+    /// A restart weeks after learning: the rows kept start at a higher
+    /// level than the normal, and the kept reference is the one judged by;
+    /// a learning among the rows pushed sets a kept reference aside.
+    #[test]
+    fn a_kept_reference_survives_expired_rows_but_not_a_new_learning() {
+        let kept = Reference {
+            from: 0.0,
+            to: 1800.0,
+            level: 0.1f64.ln(),
+        };
+        let mut w = Watcher::default();
+        for r in rows(|_| 0.2, 1.0) {
+            w.push(r);
+        }
+        w.restore_reference(kept);
+        assert_eq!(w.reference(), Some(kept));
+        let mut learning = rows(|_| 0.2, 0.1);
+        learning
+            .iter_mut()
+            .for_each(|r| r.state = Some("learning".into()));
+        let mut w = Watcher::default();
+        for r in learning.into_iter().chain(rows(|_| 0.2, 1.0)) {
+            w.push(r);
+        }
+        let own = w.reference().expect("its own reference");
+        w.restore_reference(kept);
+        assert_eq!(w.reference(), Some(own));
     }
 
     #[test]

@@ -11,7 +11,11 @@
 
 use super::{Bus, Kind, Running, Shutdown, Sink};
 use crate::config::{Config, HistoryConfig};
-use crate::history::{self, trend::Watcher, Digest, EventRow, Retention, Row, Store, Summariser};
+use crate::history::{
+    self,
+    trend::{Reference, Watcher},
+    Digest, EventRow, Retention, Row, Store, Summariser,
+};
 use crate::monitor::TrendStatus;
 use crate::protocol::{EventMsg, HistoryStatus, Message};
 use anyhow::{Context, Result};
@@ -311,6 +315,8 @@ struct Writer {
     watchers: HashMap<String, Watcher>,
     /// The newest row's end, in stream seconds, per stream (trend events).
     stream_s: HashMap<String, f64>,
+    /// Each stream's trend reference as kept in the store.
+    references: HashMap<String, Reference>,
     rows: Vec<Row>,
     events: Vec<EventRow>,
 }
@@ -324,6 +330,7 @@ impl Writer {
             stats,
             watchers: HashMap::new(),
             stream_s: HashMap::new(),
+            references: HashMap::new(),
             rows: Vec::new(),
             events: Vec::new(),
         }
@@ -374,6 +381,10 @@ impl Writer {
                 .rfind(|e| e.kind == "trend")
                 .is_some_and(|e| e.to == "degrading");
             w.resume(degrading);
+            if let Ok(Some(r)) = self.store.reference(&hub.name) {
+                w.restore_reference(r);
+                self.references.insert(hub.name.clone(), r);
+            }
             self.watchers.insert(hub.name.clone(), w);
         }
     }
@@ -459,6 +470,18 @@ impl Writer {
             let Some(a) = w.check(at) else {
                 continue;
             };
+            if let Some(r) = w.reference() {
+                if self.references.get(&hub.name) != Some(&r) {
+                    match self.store.save_reference(&hub.name, &r) {
+                        Ok(()) => {
+                            self.references.insert(hub.name.clone(), r);
+                        }
+                        Err(e) => {
+                            tracing::warn!("history: {}: reference not kept: {e:#}", hub.name)
+                        }
+                    }
+                }
+            }
             if let Ok(mut g) = hub.trend.lock() {
                 *g = Some(TrendStatus {
                     degrading: a.degrading,

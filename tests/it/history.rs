@@ -463,6 +463,9 @@ fn a_rising_score_in_the_store_is_a_degrading_trend() {
     assert_eq!(events[0].kind, "trend");
     assert_eq!(events[0].to, "degrading");
     assert_eq!(events[0].t, newest + 10.0);
+    // The reference is kept: the first half hour of the rows.
+    let kept = s.reference("pump").expect("read").expect("kept");
+    assert_eq!((kept.from, kept.to), (start, start + 1800.0));
     // Started again, it carries on degrading without a second event.
     let mut again = Daemon::start(&["--config", cfg.to_str().expect("utf-8")]);
     let st = status_when(&mut again, |st| !st["streams"][0]["trend"].is_null());
