@@ -246,11 +246,11 @@ fn trend_events(
             let e = EventMsg::trend(
                 stream.to_string(),
                 a.degrading,
-                a.evidence(),
+                a.evidence,
                 a.at,
                 a.at - first,
             );
-            event_row(e, &|s| (s, s))
+            EventRow::from_event(&e)
         })
         .collect();
     Ok(events)
@@ -258,12 +258,9 @@ fn trend_events(
 
 /// An event of the offline run, its times put on the timeline.
 fn event_row(mut e: EventMsg, at: &impl Fn(f64) -> (f64, f64)) -> EventRow {
-    // A trend event is made on the timeline already.
-    if e.to.kind() != "trend" {
-        let since_s = e.since;
-        e.time = at(e.stream_time_s).1;
-        e.since = at(since_s).1;
-    }
+    let since_s = e.since;
+    e.time = at(e.stream_time_s).1;
+    e.since = at(since_s).1;
     EventRow::from_event(&e)
 }
 

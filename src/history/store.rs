@@ -531,19 +531,13 @@ mod tests {
             peak: rms * 2.0,
             velocity: Some(rms),
             zone: Some("A".into()),
-            crest: None,
             kurtosis: Some(3.0),
             anomaly_median: Some(0.2),
             anomaly_max: Some(0.4),
-            bpfo: None,
-            bpfi: None,
-            bsf: None,
-            envelope_family: None,
-            speed_rpm: None,
             family: Some("normal".into()),
             family_probs: Some(vec![0.9, 0.1]),
-            snr_db: None,
             state: Some("normal".into()),
+            ..Row::default()
         }
     }
 

@@ -76,7 +76,7 @@ impl Digest {
 
 /// One stream's summary over `step` seconds from `t`: the finest tier
 /// sums frames, coarser tiers sum rows ([`Row::roll_up`]).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Row {
     pub stream: String,
     /// Seconds a row covers: 10, 60 or 3600.

@@ -43,51 +43,14 @@ pub struct Reference {
     pub level: f64,
 }
 
-/// The trend at one time.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Assessment {
-    pub at: f64,
-    /// The median anomaly score of the last half hour, and of the reference.
-    pub level: f64,
-    pub reference: f64,
-    /// Mann-Kendall z of the last hour's per-minute medians.
-    pub z: f64,
-    /// The score's growth, ln units per hour (Theil-Sen).
-    pub slope_per_h: f64,
-    /// Hours until the score reaches 1.0 at that growth (0: already
-    /// there; None: not growing).
-    pub eta_h: Option<f64>,
-    pub degrading: bool,
-}
-
-impl Assessment {
-    /// What a trend event carries.
-    pub fn evidence(&self) -> crate::monitor::TrendEvidence {
-        crate::monitor::TrendEvidence {
-            level: self.level,
-            reference: self.reference,
-            z: self.z,
-            slope_per_h: self.slope_per_h,
-            eta_h: self.eta_h,
-        }
-    }
-}
+/// The trend at one time: whether degrading, when judged, and on what
+/// (`status` and trend events carry it as it is).
+pub type Assessment = crate::monitor::TrendStatus;
 
 fn ln_score(r: &Row) -> Option<f64> {
     r.anomaly_median
         .filter(|a| a.is_finite() && *a > 0.0)
         .map(|a| (a as f64).ln())
-}
-
-/// The reference of `rows` (one stream's 10 s rows, oldest first): the
-/// first [`REFERENCE_S`] of rows with a score after the last row of
-/// learning. None until that much has been seen.
-pub fn reference(rows: &[Row]) -> Option<Reference> {
-    let mut w = Watcher::default();
-    for r in rows {
-        w.push(r.clone());
-    }
-    w.reference
 }
 
 /// One stream's trend, fed its 10 s rows in time order and asked now and
@@ -218,13 +181,15 @@ pub fn assess(rows: &[Row], r: &Reference, at: f64, was_degrading: bool) -> Opti
         (slope_per_h > 0.0).then(|| -level / slope_per_h)
     };
     Some(Assessment {
-        at,
-        level: level.exp(),
-        reference: r.level.exp(),
-        z,
-        slope_per_h,
-        eta_h,
         degrading,
+        at,
+        evidence: crate::monitor::TrendEvidence {
+            level: level.exp(),
+            reference: r.level.exp(),
+            z,
+            slope_per_h,
+            eta_h,
+        },
     })
 }
 
@@ -340,21 +305,8 @@ mod tests {
                     frames: 200,
                     rms: 1.0,
                     peak: 1.0,
-                    velocity: None,
-                    zone: None,
-                    crest: None,
-                    kurtosis: None,
                     anomaly_median: Some((score(t - 1_000_000.0) * wobble) as f32),
-                    anomaly_max: None,
-                    bpfo: None,
-                    bpfi: None,
-                    bsf: None,
-                    envelope_family: None,
-                    speed_rpm: None,
-                    family: None,
-                    family_probs: None,
-                    snr_db: None,
-                    state: None,
+                    ..Row::default()
                 }
             })
             .collect()
@@ -393,12 +345,14 @@ mod tests {
         // An hour into the rise the window holds only the rise: ln 2 per
         // hour, and the time to 1.0 is the doublings left.
         let at = 1_000_000.0 + start + 3600.0;
-        let reference = reference(&r).expect("a reference");
+        let mut w = Watcher::default();
+        r.iter().for_each(|x| w.push(x.clone()));
+        let reference = w.reference().expect("a reference");
         let a = assess(&r, &reference, at, true).expect("an assessment");
         assert!(a.degrading);
-        assert!((a.slope_per_h - 2f64.ln()).abs() < 0.1, "{a:?}");
-        let eta = a.eta_h.expect("an estimate");
-        let want = (1.0 / a.level).log2();
+        assert!((a.evidence.slope_per_h - 2f64.ln()).abs() < 0.1, "{a:?}");
+        let eta = a.evidence.eta_h.expect("an estimate");
+        let want = (1.0 / a.evidence.level).log2();
         assert!((eta - want).abs() < 0.3, "eta {eta} h, want {want}");
     }
 

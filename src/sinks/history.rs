@@ -117,6 +117,7 @@ pub struct History {
     bus: Arc<Bus>,
     ready: Option<Prepared>,
     stats: Arc<Stats>,
+    path: PathBuf,
 }
 
 impl History {
@@ -132,6 +133,7 @@ impl History {
         });
         Self {
             bus,
+            path: ready.store.path().to_path_buf(),
             ready: Some(ready),
             stats,
         }
@@ -141,7 +143,7 @@ impl History {
     /// zone limits to draw behind the velocity.
     pub fn access(&self, iso_zones: [f64; 3]) -> Access {
         Access {
-            path: PathBuf::from(&self.stats.path),
+            path: self.path.clone(),
             stats: self.stats.clone(),
             iso_zones,
         }
@@ -193,8 +195,9 @@ impl Sink for History {
 
 /// From the reader to the writer.
 enum Item {
-    /// A closed row, and the stream time (s) at its end.
-    Row(Row, f64),
+    /// A closed row, and the stream time (s) at its end (None: closed
+    /// at the shutdown).
+    Row(Row, Option<f64>),
     Event(EventRow),
 }
 
@@ -260,7 +263,7 @@ impl Reader {
         }
         let open: Vec<Row> = self.rows.values_mut().filter_map(|s| s.close()).collect();
         for r in open {
-            self.send(Item::Row(r, 0.0));
+            self.send(Item::Row(r, None));
         }
     }
 
@@ -285,7 +288,7 @@ impl Reader {
             .entry(d.stream.clone())
             .or_insert_with(|| Summariser::new(&d.stream, families.clone(), None));
         if let Some(row) = sum.push(&d, key, d.time) {
-            self.send(Item::Row(row, key));
+            self.send(Item::Row(row, Some(key)));
         }
     }
 
@@ -396,8 +399,8 @@ impl Writer {
                     .entry(r.stream.clone())
                     .or_default()
                     .push(r.clone());
-                if stream_s > 0.0 {
-                    self.stream_s.insert(r.stream.clone(), stream_s);
+                if let Some(s) = stream_s {
+                    self.stream_s.insert(r.stream.clone(), s);
                 }
                 self.rows.push(r);
             }
@@ -483,16 +486,11 @@ impl Writer {
                 }
             }
             if let Ok(mut g) = hub.trend.lock() {
-                *g = Some(TrendStatus {
-                    degrading: a.degrading,
-                    at: a.at,
-                    evidence: a.evidence(),
-                });
+                *g = Some(a);
             }
             if a.degrading != was {
                 let stream_s = self.stream_s.get(&hub.name).copied().unwrap_or(0.0);
-                let e =
-                    EventMsg::trend(hub.name.clone(), a.degrading, a.evidence(), a.at, stream_s);
+                let e = EventMsg::trend(hub.name.clone(), a.degrading, a.evidence, a.at, stream_s);
                 log_trend(&e, &a);
                 self.bus.send(&Message::Event(e));
             }
@@ -500,16 +498,17 @@ impl Writer {
     }
 }
 
-fn log_trend(e: &EventMsg, a: &history::trend::Assessment) {
-    let eta = a
+fn log_trend(e: &EventMsg, a: &TrendStatus) {
+    let t = &a.evidence;
+    let eta = t
         .eta_h
         .map_or_else(|| "none".to_string(), |h| format!("{h:.1} h"));
     tracing::warn!(
         "{}: trend {} (anomaly level {:.3}, reference {:.3}, z {:.1}, time to alarm {eta})",
         e.stream,
         e.to.name(),
-        a.level,
-        a.reference,
-        a.z
+        t.level,
+        t.reference,
+        t.z
     );
 }

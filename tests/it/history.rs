@@ -398,21 +398,10 @@ fn scored_row(t: f64, a: f32) -> drsnd::history::Row {
         frames: 234,
         rms: 0.1,
         peak: 0.4,
-        velocity: None,
-        zone: None,
-        crest: None,
-        kurtosis: None,
         anomaly_median: Some(a),
         anomaly_max: Some(a),
-        bpfo: None,
-        bpfi: None,
-        bsf: None,
-        envelope_family: None,
-        speed_rpm: None,
-        family: None,
-        family_probs: None,
-        snr_db: None,
         state: Some("healthy".into()),
+        ..Default::default()
     }
 }
 
@@ -538,7 +527,7 @@ fn the_page_shows_a_day_of_history() {
     let info = browser.eval("return document.getElementById('histinfo').textContent;");
     assert!(
         info.as_str()
-            .is_some_and(|s| s.contains("1440 rows at 60 s")),
+            .is_some_and(|s| s.contains(" rows at 60 s over 24.0 h, 2 events")),
         "{info}"
     );
     // Click the trend event's marker: its evidence shows.
