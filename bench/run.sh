@@ -40,6 +40,10 @@
 #   bench/run.sh --compare REV [--quick]   only the side-by-side step: one
 #                          real-time stream of this tree's drsnd and of REV's,
 #                          in alternating rounds (bench/results/compare.md)
+#   bench/run.sh --compare REV --streams N [--all] [--quick]   the same with N
+#                          real-time streams; --all turns every analysis on
+#                          (units, rpm and bearing, a baseline, the denoiser)
+#                          (bench/results/compare-N[-all].md)
 #   bench/run.sh --compare REV --snapshots [--quick]   the same with 16 streams
 #                          of a recording that turns faulty and healthy every
 #                          4 s, with [snapshots] on, so evidence is written
@@ -57,6 +61,8 @@ while [ $# -gt 0 ]; do
     --steps) steps=$2; shift ;;
     --compare) base_rev=$2; steps=compare; shift ;;
     --snapshots) compare_snapshots=1 ;;
+    --streams) compare_streams=$2; shift ;;
+    --all) compare_all=1 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -151,7 +157,7 @@ fi
 if want scale; then
 echo "== 4. scale: streams, then subscribers" >&2
 rm -f "$out"/streams-*.json "$out"/subscribers-*.json
-for n in 64 128 192 256 320; do
+for n in 64 128 192 256 320 384 448 512 576 640; do
   run $e2e --wav "$wav" --streams $n --seconds $scale_s -- "${drsnd_cmd[@]}" > "$out/streams-$n.json"
   $py bench/report.py --sustained "$out/streams-$n.json" || break
 done
@@ -367,6 +373,17 @@ wavfile.write(sys.argv[3], 12_000, np.concatenate(parts).astype(np.float32))
 PY
   )
   opts=(--streams 16 --snapshots on)
+elif [ -n "${compare_streams:-}" ]; then
+  prefix=compare-$compare_streams
+  title="$compare_streams real-time streams, 1797_IR_14.wav at 12 kHz, the classifier"
+  opts=(--streams "$compare_streams")
+  if [ "${compare_all:-0}" = 1 ]; then
+    prefix=$prefix-all
+    title="$compare_streams real-time streams, 1797_IR_14.wav at 12 kHz, every analysis (classifier, denoiser, baseline, physics, envelope)"
+    base_file=$(mktemp --suffix .baseline.json)
+    run ./target/release/drsnd baseline learn --out "$base_file" "$data/1797_Normal_48k.wav" 2> /dev/null
+    opts+=(--units g --rpm 1797 --baseline "$base_file" --denoise models/drsn-denoise.json)
+  fi
 fi
 rm -f "$out/$prefix"-[0-9]*.json
 for r in $(seq $rounds); do

@@ -6,7 +6,7 @@
 //! `/metrics` render alike.
 
 use crate::ring::RingCounters;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 /// A stream's worker as `status` reports it while its source says nothing.
@@ -43,8 +43,11 @@ pub struct StreamHub {
     pub recorder_dropped: Arc<AtomicU64>,
     pub nonfinite_frames: AtomicU64,
     pub clipped_frames: AtomicU64,
-    /// Last time the worker went round its loop, monotonic ns.
+    /// Last time the worker had its turn, monotonic ns.
     pub heartbeat_ns: AtomicU64,
+    /// The worker is done (its source ended): the watchdog expects no
+    /// more heartbeats from it.
+    pub ended: AtomicBool,
     /// Sum and max of processing latency, µs.
     pub latency_sum_us: AtomicU64,
     pub latency_max_us: AtomicU64,
@@ -226,6 +229,7 @@ impl StreamHub {
             nonfinite_frames: AtomicU64::new(0),
             clipped_frames: AtomicU64::new(0),
             heartbeat_ns: AtomicU64::new(0),
+            ended: AtomicBool::new(false),
             latency_sum_us: AtomicU64::new(0),
             latency_max_us: AtomicU64::new(0),
             state: AtomicU8::new(SourceState::Starting as u8),

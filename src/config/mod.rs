@@ -37,6 +37,8 @@ pub const DEFAULT_MODEL_NAME: &str = "drsn-cw-cwru10.json";
 pub const DEFAULT_DENOISER_NAME: &str = "drsn-denoise.json";
 /// 64 frames at hop 512 is 2.7 s: beyond that a fault would wait too long.
 pub const MAX_FRAMES_PER_WAKE: usize = 64;
+/// More threads than this would be a thread per stream again, at scale.
+pub const MAX_WORKER_THREADS: usize = 1024;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -58,6 +60,11 @@ pub struct Config {
     /// frames reach the sinks up to 3 hops (128 ms) later (bench/NOTES.md).
     #[serde(default = "default_frames_per_wake")]
     pub frames_per_wake: usize,
+    /// Analysis threads serving every stream; 0 (the default): one per
+    /// core. Streams that share a thread run back to back on one wake-up,
+    /// on warm caches (bench/NOTES.md, issue 36).
+    #[serde(default)]
+    pub worker_threads: usize,
     #[serde(default)]
     pub socket: SocketConfig,
     #[serde(default)]
@@ -233,6 +240,15 @@ impl Config {
                 format!(
                     "{} is out of range 1..={MAX_FRAMES_PER_WAKE}",
                     self.frames_per_wake
+                ),
+            ));
+        }
+        if self.worker_threads > MAX_WORKER_THREADS {
+            return Err(err(
+                &[Key("worker-threads")],
+                format!(
+                    "{} is out of range 0..={MAX_WORKER_THREADS} (0: one per core)",
+                    self.worker_threads
                 ),
             ));
         }

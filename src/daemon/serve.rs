@@ -12,10 +12,10 @@ use crate::protocol::{
 };
 use crate::sinks::{self, Bus, Shutdown, Sinks};
 use crate::source::Running;
+use crate::worker::pool::{self, Pool};
 use anyhow::{Context, Result};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
@@ -58,11 +58,11 @@ pub async fn serve(p: Prepared, mut control: mpsc::UnboundedReceiver<Control>) -
         std::mem::take(&mut s.sinks).stop().await;
         return Err(e);
     }
-    let threads = start_workers(&mut s.p)?;
-    let running = start_sources(&mut s.p, &s.streams, &threads)?;
+    let pool = start_workers(&mut s.p)?;
+    let running = start_sources(&mut s.p, &s.streams, &pool)?;
     s.announce_ready();
-    s.serve_until_stopped(&mut control, &threads).await;
-    s.shut_down(running, threads, drain).await;
+    s.serve_until_stopped(&mut control).await;
+    s.shut_down(running, pool, drain).await;
     s.stop_recorder().await;
     s.bus.send(&s.status("stopping"));
     trigger.raise();
@@ -71,36 +71,30 @@ pub async fn serve(p: Prepared, mut control: mpsc::UnboundedReceiver<Control>) -
     Ok(())
 }
 
-/// Starts every worker thread, in stream order.
-fn start_workers(p: &mut Prepared) -> Result<Vec<JoinHandle<()>>> {
-    p.workers
-        .drain(..)
-        .map(|w| w.worker.spawn().context("cannot start a stream worker"))
-        .collect()
+/// Starts the analysis threads over every stream's worker, in stream order.
+fn start_workers(p: &mut Prepared) -> Result<Pool> {
+    let workers: Vec<_> = p.workers.drain(..).map(|w| w.worker).collect();
+    let n = pool::size(p.cfg.worker_threads, workers.len());
+    let pool = Pool::start(workers, n).context("cannot start the analysis threads")?;
+    tracing::debug!("{} analysis thread(s)", pool.threads());
+    Ok(pool)
 }
 
 /// Starts every source, each ring writer waking its worker exactly when a
 /// frame completes (first at the frame length, then every `frames-per-wake`
 /// hops).
-fn start_sources(
-    p: &mut Prepared,
-    streams: &[StreamHandle],
-    threads: &[JoinHandle<()>],
-) -> Result<Vec<Running>> {
+fn start_sources(p: &mut Prepared, streams: &[StreamHandle], pool: &Pool) -> Result<Vec<Running>> {
     let m = &p.shared.classifier.manifest;
     let every = p.cfg.wake_samples();
     let to_src = |n: usize, rate: u32| (n as u64 * rate as u64).div_ceil(m.sample_rate as u64);
-    let mut handles = streams.iter().zip(threads);
+    let mut handles = streams.iter().enumerate();
     let mut running = Vec::new();
     for mut src in p.sources.drain(..) {
         for w in src.writers.iter_mut().flatten() {
-            let Some((s, t)) = handles.next() else { break };
+            let Some((i, s)) = handles.next() else { break };
+            let Some(t) = pool.waker(i) else { break };
             let rate = s.hub.source_rate;
-            w.set_waker(
-                t.thread().clone(),
-                to_src(m.frame_length, rate),
-                to_src(every, rate),
-            );
+            w.set_waker(t.clone(), to_src(m.frame_length, rate), to_src(every, rate));
         }
         running.push(
             src.source
@@ -169,11 +163,7 @@ impl Serving {
     }
 
     /// Control, the status tick and the watchdog, until told to stop.
-    async fn serve_until_stopped(
-        &mut self,
-        control: &mut mpsc::UnboundedReceiver<Control>,
-        threads: &[JoinHandle<()>],
-    ) {
+    async fn serve_until_stopped(&mut self, control: &mut mpsc::UnboundedReceiver<Control>) {
         let every = Duration::from_millis(self.p.cfg.socket.status_interval_ms.max(100));
         let mut tick = tokio::time::interval(every);
         tick.tick().await;
@@ -193,17 +183,18 @@ impl Serving {
                 _ = tick.tick() => self.bus.send(&self.status("running")),
                 _ = dog.tick(), if watchdog.is_some() => {
                     let limit = watchdog.map_or(Duration::ZERO, |d| d / 2);
-                    self.feed_watchdog(threads, limit);
+                    self.feed_watchdog(limit);
                 }
             }
         }
     }
 
-    fn feed_watchdog(&self, threads: &[JoinHandle<()>], limit: Duration) {
+    fn feed_watchdog(&self, limit: Duration) {
         let limit = limit.as_nanos() as u64;
         let now = crate::clock::mono_ns();
-        let alive = threads.iter().zip(&self.streams).all(|(t, s)| {
-            t.is_finished() || now.saturating_sub(s.hub.heartbeat_ns.load(Relaxed)) < limit
+        let alive = self.streams.iter().all(|s| {
+            s.hub.ended.load(Relaxed)
+                || now.saturating_sub(s.hub.heartbeat_ns.load(Relaxed)) < limit
         });
         if alive {
             notify("WATCHDOG=1");
@@ -267,7 +258,7 @@ impl Serving {
     async fn shut_down(
         &self,
         mut running: Vec<Running>,
-        threads: Vec<JoinHandle<()>>,
+        pool: Pool,
         drain: tokio::task::JoinHandle<()>,
     ) {
         tracing::info!("stopping: draining captured samples");
@@ -280,14 +271,8 @@ impl Serving {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         self.p.stop.store(true, Relaxed);
-        for t in &threads {
-            t.thread().unpark();
-        }
-        let joined = tokio::task::spawn_blocking(move || {
-            for t in threads {
-                let _ = t.join();
-            }
-        });
+        pool.wake_all();
+        let joined = tokio::task::spawn_blocking(move || pool.join());
         // The drain ends once every worker has let go of its publisher and
         // everything queued is broadcast.
         let drained = async {

@@ -28,5 +28,6 @@ mod offline_live;
 mod package;
 mod parity;
 mod physics;
+mod pool;
 mod properties;
 mod service;

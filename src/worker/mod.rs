@@ -1,9 +1,12 @@
-//! The worker of one stream: a plain std thread (not tokio) that drains the
-//! stream's ring into the stream's [`StreamPipeline`] (frames, analyses,
-//! machine state), and keeps only the thread's own concerns: waking,
-//! heartbeat, load shedding, reloads, snapshots, the state file, wall-clock
-//! stamps and publishing. What a frame is analysed for lives in
-//! [`crate::analyses`] and what the machine is in [`crate::monitor`].
+//! The worker of one stream: drains the stream's ring into the stream's
+//! [`StreamPipeline`] (frames, analyses, machine state), and keeps only the
+//! worker's own concerns: heartbeat, load shedding, reloads, snapshots, the
+//! state file, wall-clock stamps and publishing. It owns no thread: the
+//! [`pool`] runs every stream's worker a turn at a time. What a frame is
+//! analysed for lives in [`crate::analyses`] and what the machine is in
+//! [`crate::monitor`].
+
+pub mod pool;
 
 use crate::analyses::Analyses;
 use crate::clock::{self, mono_ns};
@@ -19,8 +22,26 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How long the thread sleeps when nothing arrives (it is woken on data).
+/// How long a pool thread sleeps when nothing arrives (it is woken on data).
 const IDLE: Duration = Duration::from_millis(100);
+
+/// Frames one turn analyses at most, and the time after which it starts
+/// no other: a stream with a backlog (after a stall, a reload's first cold
+/// calls) takes several turns, and the other streams of its thread get
+/// theirs in between, so none waits on it for more than a fraction of a hop.
+const FRAMES_PER_TURN: usize = 4;
+const TURN_TIME: Duration = Duration::from_millis(5);
+
+/// What a turn left behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Turn {
+    /// More is waiting: frames to analyse or samples in the ring.
+    Busy,
+    /// Caught up; the ring wakes the thread when a frame completes.
+    Idle,
+    /// The source has ended (or the daemon stops) and everything is out.
+    Done,
+}
 
 /// What the daemon builds for one stream before its worker starts.
 pub struct Parts {
@@ -122,42 +143,58 @@ impl StreamWorker {
         (w, swap_tx)
     }
 
-    pub fn spawn(self) -> std::io::Result<std::thread::JoinHandle<()>> {
-        let name = format!("stream-{}", self.p.hub.name);
-        std::thread::Builder::new()
-            .name(name)
-            .spawn(move || self.run())
+    pub fn is_ended(&self) -> bool {
+        self.p.hub.ended.load(Relaxed)
     }
 
-    fn run(mut self) {
+    /// How long the thread may sleep for this stream when nothing arrives.
+    /// Never shorter than the ring's period: an early timeout would split a
+    /// `frames-per-wake` group.
+    pub fn idle_wait(&self) -> Duration {
+        IDLE.max(self.p.wake_period * 3 / 2)
+    }
+
+    /// Called once, on the thread that will run the turns.
+    pub fn begin(&mut self) {
         self.started_ns = mono_ns();
         self.p.hub.set_state(SourceState::Running);
-        loop {
-            crate::fault::stall_while_asked();
-            let now = mono_ns();
-            self.p.hub.heartbeat_ns.store(now, Relaxed);
-            self.log_left_out(now);
-            self.p.state.save_if_due(now);
-            self.take_swap();
-            self.shed_backlog();
-            let stopping = self.stop.load(Relaxed);
-            let finished = self.p.reader.finished();
+    }
+
+    /// One turn: housekeeping, then the ring drained into the pipeline and
+    /// at most `FRAMES_PER_TURN` frames analysed and published.
+    pub fn turn(&mut self) -> Turn {
+        let now = mono_ns();
+        self.p.hub.heartbeat_ns.store(now, Relaxed);
+        self.log_left_out(now);
+        self.p.state.save_if_due(now);
+        self.take_swap();
+        self.shed_backlog();
+        let stopping = self.stop.load(Relaxed);
+        let finished = self.p.reader.finished();
+        // Frames still waiting from the last turn go first, so that what is
+        // drained never outgrows what is analysed.
+        let mut more = false;
+        if !self.p.pipeline.has_pending() {
             let (drained, max) = self.drain_ring();
-            if self.p.pipeline.has_pending() {
-                self.analyse_pending();
-                continue;
-            }
-            if drained >= max {
-                continue; // more is waiting in the ring
-            }
-            if finished || stopping {
-                break;
-            }
-            self.check_idle();
-            // Never shorter than the ring's period: an early timeout would
-            // split a `frames-per-wake` group.
-            std::thread::park_timeout(IDLE.max(self.p.wake_period * 3 / 2));
+            more = drained >= max;
         }
+        if self.p.pipeline.has_pending() {
+            self.analyse_pending(FRAMES_PER_TURN);
+            return Turn::Busy;
+        }
+        if more {
+            return Turn::Busy;
+        }
+        if finished || stopping {
+            return Turn::Done;
+        }
+        self.check_idle();
+        Turn::Idle
+    }
+
+    /// The last word once the stream is done: the log's count, the state
+    /// file, and the stream marked ended for the watchdog.
+    pub fn end(&mut self) {
         let left_out = self.change_log.take_left_out();
         self.report_left_out(left_out);
         self.p.state.save_now(mono_ns());
@@ -168,6 +205,7 @@ impl StreamWorker {
                 "stream ended"
             );
         }
+        self.p.hub.ended.store(true, Relaxed);
     }
 
     /// A reload's new analyses, if one waits: the monitor learns the classes.
@@ -203,19 +241,23 @@ impl StreamWorker {
         (drained, max)
     }
 
-    /// Runs the analyses on the frames that wait, in batches, and passes
-    /// each frame with its report on.
-    fn analyse_pending(&mut self) {
-        while self.p.pipeline.has_pending() {
+    /// Runs the analyses on up to `budget` of the frames that wait, in
+    /// batches, and passes each frame with its report on.
+    fn analyse_pending(&mut self, budget: usize) {
+        let mut done_frames = 0;
+        let start = std::time::Instant::now();
+        while self.p.pipeline.has_pending() && done_frames < budget && start.elapsed() < TURN_TIME {
             let t0 = std::time::Instant::now();
             let n = match self.p.pipeline.analyse() {
                 Ok(n) => n,
                 Err(f) => {
                     tracing::error!(stream = %self.p.hub.name, "analysis failed: {:#}", f.error);
                     self.p.hub.dropped_frames.fetch_add(f.frames, Relaxed);
+                    done_frames += (f.frames as usize).max(1);
                     continue;
                 }
             };
+            done_frames += n.max(1);
             let per_frame = t0.elapsed() / n.max(1) as u32;
             let mut done = std::mem::take(&mut self.analysed);
             self.p.pipeline.emit(|a| done.push(a));
