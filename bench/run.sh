@@ -37,6 +37,12 @@
 #                          <= 2 % of a core per stream)
 #   bench/run.sh --steps wake   one real-time stream with frames-per-wake 1
 #                          and 4, alternating rounds (results/wake.md)
+#   bench/run.sh --steps pool   the shared analysis threads (issue 36): the
+#                          per-stream-thread daemon (DRSN_POOL_BASE, default
+#                          93869ce) against this tree's pool waking per frame
+#                          and once per hop, in rotating order each round, on
+#                          16 streams (aligned; staggered over the hop; every
+#                          analysis on) and on one stream (results/pool.md)
 #   bench/run.sh --compare REV [--quick]   only the side-by-side step: one
 #                          real-time stream of this tree's drsnd and of REV's,
 #                          in alternating rounds (bench/results/compare.md)
@@ -98,7 +104,7 @@ callgrind_total() {
 # Side-by-side steps (http, mqtt, compare) write their own tables only.
 side_only=1
 for st in ${steps//,/ }; do
-  case $st in http|mqtt|physics|history|envelope|speed|anomaly|denoise|model-swap|wake|compare) ;; *) side_only=0 ;; esac
+  case $st in http|mqtt|physics|history|envelope|speed|anomaly|denoise|model-swap|wake|pool|compare) ;; *) side_only=0 ;; esac
 done
 if [ $side_only = 0 ]; then
   echo "$e2e_s $py_s $scale_s $quick $(git rev-parse --short HEAD)" > "$out/settings"
@@ -299,6 +305,42 @@ for r in $(seq $wk_rounds); do
 done
 $py bench/side_by_side.py "$out" wake "frames-per-wake = 4 (off: 1)" > "$out/wake.md"
 cat "$out/wake.md"
+fi
+
+if want pool; then
+echo "== shared analysis threads against a thread per stream" >&2
+pool_base=${DRSN_POOL_BASE:-93869ce}
+base_dir=$(mktemp -d)
+git worktree add --detach -q "$base_dir" "$pool_base"
+(cd "$base_dir" && CARGO_TARGET_DIR="$root/target" cargo build --release --quiet --bin drsnd)
+cp target/release/drsnd target/release/drsnd-base
+git worktree remove --force "$base_dir"
+cargo build --release --locked --quiet --bin drsnd
+pool_baseline=$(mktemp --suffix .baseline.json)
+run ./target/release/drsnd baseline learn --out "$pool_baseline" "$data/1797_Normal_48k.wav" 2> /dev/null
+every=(--units g --rpm 1797 --baseline "$pool_baseline" --denoise models/drsn-denoise.json)
+rm -f "$out"/pool-*.json
+pool_rounds=2; [ $quick = 1 ] || pool_rounds=3
+for r in $(seq $pool_rounds); do
+  for sc in aligned16 staggered16 every16 one; do
+    case $sc in
+      aligned16) opts=(--streams 16) ;;
+      staggered16) opts=(--streams 16 --stagger on) ;;
+      every16) opts=(--streams 16 "${every[@]}") ;;
+      one) opts=(--streams 1) ;;
+    esac
+    # The order rotates with the round, so a drift falls on every variant.
+    variants=(base frame hop); k=$(( (r - 1) % 3 ))
+    for v in "${variants[@]:$k}" "${variants[@]:0:$k}"; do
+      bin=target/release/drsnd; extra=()
+      [ $v = base ] && bin=target/release/drsnd-base
+      [ $v = hop ] && extra=(--pool-wake hop)
+      run $e2e --wav "$wav" "${opts[@]}" "${extra[@]}" --seconds $scale_s -- $bin run --config '{dir}/drsnd.toml' > "$out/pool-$sc-$r-$v.json"
+    done
+  done
+done
+$py bench/pool.py "$out" "$pool_base" "$(git rev-parse --short HEAD)" > "$out/pool.md"
+cat "$out/pool.md"
 fi
 
 if want model-swap; then

@@ -60,6 +60,10 @@ struct Opts {
     snapshots: bool,
     /// `[history]` on (the store in the run's temp dir, default settings).
     history: bool,
+    /// Streams' chunks spread over the hop instead of all at once.
+    stagger: bool,
+    /// Extra top-level config lines (`--pool-wake`, `--worker-threads`).
+    top_level: String,
 }
 
 fn parse_args() -> Result<Opts> {
@@ -82,6 +86,8 @@ fn parse_args() -> Result<Opts> {
         frames_per_wake: 1,
         snapshots: false,
         history: false,
+        stagger: false,
+        top_level: String::new(),
     };
     let mut http = false;
     let mut args = std::env::args().skip(1);
@@ -109,11 +115,14 @@ fn parse_args() -> Result<Opts> {
             "--frames-per-wake" => o.frames_per_wake = v.parse().context("--frames-per-wake")?,
             "--snapshots" => o.snapshots = v == "on",
             "--history" => o.history = v == "on",
+            "--stagger" => o.stagger = v == "on",
+            "--pool-wake" => o.top_level += &format!("pool-wake = \"{v}\"\n"),
+            "--worker-threads" => o.top_level += &format!("worker-threads = {v}\n"),
             _ => bail!("unknown option {a}"),
         }
     }
     if o.command.is_empty() {
-        bail!("usage: e2e_bench [--streams N] [--subscribers M] [--http on|off] [--page-clients P] [--mqtt URL] [--units g] [--rpm R] [--rpm-range LO,HI] [--baseline FILE] [--denoise MODEL] [--frames-per-wake N] [--snapshots on|off] [--history on|off] [--seconds S] [--warmup S] [--wav F] -- COMMAND ({{dir}} is replaced)");
+        bail!("usage: e2e_bench [--streams N] [--subscribers M] [--http on|off] [--page-clients P] [--mqtt URL] [--units g] [--rpm R] [--rpm-range LO,HI] [--baseline FILE] [--denoise MODEL] [--frames-per-wake N] [--snapshots on|off] [--history on|off] [--stagger on|off] [--pool-wake frame|hop] [--worker-threads N] [--seconds S] [--warmup S] [--wav F] -- COMMAND ({{dir}} is replaced)");
     }
     if http || o.page_clients > 0 {
         o.http_port = std::net::TcpListener::bind("127.0.0.1:0")?
@@ -195,10 +204,10 @@ fn main() -> Result<()> {
     let cpu_at_warm = Arc::new(Mutex::new(None));
     let feeder = {
         let (dir, times, cpu) = (dir.path().to_path_buf(), times.clone(), cpu_at_warm.clone());
-        let (streams, seconds, warmup) = (o.streams, o.seconds, o.warmup);
+        let (streams, seconds, warmup, stagger) = (o.streams, o.seconds, o.warmup, o.stagger);
         std::thread::spawn(move || {
             feed(
-                &dir, streams, &signal, seconds, warmup, start, &times, pid, &cpu,
+                &dir, streams, &signal, seconds, warmup, start, &times, pid, &cpu, stagger,
             )
         })
     };
@@ -312,10 +321,11 @@ fn write_config(dir: &Path, o: &Opts) -> Result<()> {
     let model =
         std::fs::canonicalize(&o.model).with_context(|| format!("{}", o.model.display()))?;
     let mut cfg = format!(
-        "model = \"{}\"\nhop = {HOP}\nframes-per-wake = {}\n[socket]\npath = \"{}/drsn.sock\"\nmax-clients = 4096\n\
+        "model = \"{}\"\nhop = {HOP}\nframes-per-wake = {}\n{}[socket]\npath = \"{}/drsn.sock\"\nmax-clients = 4096\n\
          [log]\nlevel = \"warn\"\n",
         model.display(),
         o.frames_per_wake,
+        o.top_level,
         dir.display()
     );
     if o.http_port != 0 {
@@ -446,6 +456,7 @@ fn feed(
     times: &FeedTimes,
     pid: u32,
     cpu_at_warm: &Mutex<Option<(f64, f64)>>,
+    stagger: bool,
 ) -> Result<FeedStats> {
     let mut fifos = Vec::new();
     for i in 0..streams {
@@ -469,17 +480,17 @@ fn feed(
     while pos + HOP <= total {
         let end = if k == 0 { FRAME } else { pos + HOP };
         let due = t0 + Duration::from_secs_f64(end as f64 / RATE as f64);
-        let now = Instant::now();
-        if now < due {
-            std::thread::sleep(due - now);
-        } else {
-            let late = (now - due).as_secs_f64() * 1e3;
-            if late > 5.0 {
-                stats.late_ticks += 1;
-            }
-            stats.max_late_ms = stats.max_late_ms.max(late);
-        }
         for (i, f) in fifos.iter_mut().enumerate() {
+            // Staggered: stream i's chunk is due i/N of a hop later, as
+            // with N sensors whose clocks do not share a phase.
+            let shift = if stagger {
+                i as f64 * HOP as f64 / streams as f64 / RATE as f64
+            } else {
+                0.0
+            };
+            if i == 0 || stagger {
+                wait_until(due + Duration::from_secs_f64(shift), &mut stats);
+            }
             // Streams start at different offsets so they do not share frames.
             let off = i * 7919;
             bytes.clear();
@@ -502,6 +513,20 @@ fn feed(
     }
     stats.samples_per_stream = pos;
     Ok(stats)
+}
+
+/// Sleeps until `due`; a tick more than 5 ms late is counted.
+fn wait_until(due: Instant, stats: &mut FeedStats) {
+    let now = Instant::now();
+    if now < due {
+        std::thread::sleep(due - now);
+    } else {
+        let late = (now - due).as_secs_f64() * 1e3;
+        if late > 5.0 {
+            stats.late_ticks += 1;
+        }
+        stats.max_late_ms = stats.max_late_ms.max(late);
+    }
 }
 
 fn subscribe(
@@ -679,6 +704,8 @@ fn report(
     let out = serde_json::json!({
         "command": o.command.join(" "),
         "streams": o.streams,
+        "stagger": o.stagger,
+        "config_top_level": o.top_level,
         "subscribers": o.subscribers,
         "http": o.http_port != 0,
         "page_clients": o.page_clients,

@@ -51,6 +51,11 @@ fn summary(cfg: &Config) -> Result<String> {
     let t = std::time::Instant::now();
     model.predict(&[frame.as_slice()], &mut out)?;
     let ms = t.elapsed().as_secs_f64() * 1e3;
+    let streams: usize = cfg
+        .sources
+        .iter()
+        .map(|s| s.streams.iter().filter(|n| !n.is_empty()).count())
+        .sum();
     let mut lines = vec![
         format!(
             "model     {} {} ({})",
@@ -85,6 +90,16 @@ fn summary(cfg: &Config) -> Result<String> {
         format!(
             "hop       {} samples, max batch {}, {} frame(s) per wake",
             cfg.hop, cfg.max_batch, cfg.frames_per_wake
+        ),
+        format!(
+            "threads   {} analysis thread(s) for {} stream(s){}",
+            crate::worker::pool::size(cfg.worker_threads, streams),
+            streams,
+            if cfg.worker_threads == 0 {
+                " (one per core)"
+            } else {
+                ""
+            }
         ),
     ];
     if let Some(d) = &cfg.denoise {

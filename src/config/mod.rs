@@ -65,6 +65,10 @@ pub struct Config {
     /// on warm caches (bench/NOTES.md, issue 36).
     #[serde(default)]
     pub worker_threads: usize,
+    /// When an analysis thread wakes: "frame" (as soon as one of its
+    /// streams has a frame due) or "hop" (once per hop, for all of them).
+    #[serde(default)]
+    pub pool_wake: PoolWake,
     #[serde(default)]
     pub socket: SocketConfig,
     #[serde(default)]
@@ -119,6 +123,18 @@ impl Default for Config {
     fn default() -> Self {
         toml::from_str("").expect("empty config uses defaults")
     }
+}
+
+/// When an analysis thread wakes (see `worker::pool`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PoolWake {
+    /// As soon as a frame of any of its streams is due: no added latency.
+    #[default]
+    Frame,
+    /// Once per hop: streams whose frames fall due at different instants
+    /// share one wake-up; a frame waits up to one hop more.
+    Hop,
 }
 
 /// A config problem, already phrased for the user (file, key, line).
@@ -342,6 +358,27 @@ mod tests {
                 "{e}"
             );
         }
+    }
+
+    #[test]
+    fn worker_threads_and_pool_wake_parse_and_bad_values_name_the_key() {
+        let c = Config::parse("", "t").expect("defaults");
+        assert_eq!((c.worker_threads, c.pool_wake), (0, PoolWake::Frame));
+        let c = Config::parse("worker-threads = 3\npool-wake = \"hop\"\n", "t").expect("set");
+        assert_eq!((c.worker_threads, c.pool_wake), (3, PoolWake::Hop));
+        let e = Config::parse("hop = 512\nworker-threads = 5000\n", "f.toml")
+            .unwrap_err()
+            .0;
+        assert!(
+            e.contains("f.toml line 2")
+                && e.contains("worker-threads")
+                && e.contains("5000 is out of range"),
+            "{e}"
+        );
+        let e = Config::parse("pool-wake = \"sometimes\"\n", "f.toml")
+            .unwrap_err()
+            .0;
+        assert!(e.contains("sometimes") && e.contains("frame"), "{e}");
     }
 
     #[test]

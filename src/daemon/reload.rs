@@ -109,6 +109,11 @@ fn restart_notes(cfg: &Config, running: &Config) -> Vec<String> {
             "frames-per-wake",
             cfg.frames_per_wake != running.frames_per_wake,
         ),
+        (
+            "worker-threads",
+            cfg.worker_threads != running.worker_threads,
+        ),
+        ("pool-wake", cfg.pool_wake != running.pool_wake),
     ]
     .into_iter()
     .filter(|(_, changed)| *changed)

@@ -75,7 +75,8 @@ pub async fn serve(p: Prepared, mut control: mpsc::UnboundedReceiver<Control>) -
 fn start_workers(p: &mut Prepared) -> Result<Pool> {
     let workers: Vec<_> = p.workers.drain(..).map(|w| w.worker).collect();
     let n = pool::size(p.cfg.worker_threads, workers.len());
-    let pool = Pool::start(workers, n).context("cannot start the analysis threads")?;
+    let pool =
+        Pool::start(workers, n, p.cfg.pool_wake).context("cannot start the analysis threads")?;
     tracing::debug!("{} analysis thread(s)", pool.threads());
     Ok(pool)
 }

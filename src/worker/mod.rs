@@ -147,6 +147,11 @@ impl StreamWorker {
         self.p.hub.ended.load(Relaxed)
     }
 
+    /// How often the stream's ring wakes its thread (`frames-per-wake` hops).
+    pub fn wake_period(&self) -> Duration {
+        self.p.wake_period
+    }
+
     /// How long the thread may sleep for this stream when nothing arrives.
     /// Never shorter than the ring's period: an early timeout would split a
     /// `frames-per-wake` group.

@@ -8,13 +8,21 @@
 //! BENCHMARKS.md), and every wake-up costs a context switch. Streams that
 //! share a thread run back to back on warm caches, on one wake-up.
 //!
+//! When a thread wakes is `pool-wake`: "frame" (the default), as soon as
+//! a frame of any of its streams is due; "hop", once per hop (of
+//! `frames-per-wake` hops), so that streams whose frames fall due at
+//! different instants (sensors on separate interfaces) share a wake-up too,
+//! and a frame waits up to one hop more.
+//!
 //! Each stream belongs to one thread for its whole life (stream i to
 //! thread i mod n), so its order, sequence numbers and state never cross
 //! threads, and a slow stream can only delay the streams of its own thread,
 //! by at most one turn (`FRAMES_PER_TURN` frames) per round.
 
 use super::{StreamWorker, Turn, IDLE};
+use crate::config::PoolWake;
 use std::thread::{JoinHandle, Thread};
+use std::time::{Duration, Instant};
 
 /// The running threads, and which one serves each stream.
 pub struct Pool {
@@ -35,7 +43,7 @@ pub fn size(configured: usize, streams: usize) -> usize {
 
 impl Pool {
     /// Starts `n` threads over `workers` (stream i on thread i mod n).
-    pub fn start(workers: Vec<StreamWorker>, n: usize) -> std::io::Result<Self> {
+    pub fn start(workers: Vec<StreamWorker>, n: usize, wake: PoolWake) -> std::io::Result<Self> {
         let n = n.clamp(1, workers.len().max(1));
         let count = workers.len();
         let mut groups: Vec<Vec<StreamWorker>> = (0..n).map(|_| Vec::new()).collect();
@@ -49,7 +57,7 @@ impl Pool {
             }
             let t = std::thread::Builder::new()
                 .name(format!("stream-pool-{k}"))
-                .spawn(move || run(group))?;
+                .spawn(move || run(group, wake))?;
             threads.push(t);
         }
         let wakers = (0..count)
@@ -83,7 +91,7 @@ impl Pool {
 }
 
 /// One thread's life: rounds of turns until every stream is done.
-fn run(mut streams: Vec<StreamWorker>) {
+fn run(mut streams: Vec<StreamWorker>, wake: PoolWake) {
     for w in &mut streams {
         w.begin();
     }
@@ -92,6 +100,12 @@ fn run(mut streams: Vec<StreamWorker>) {
         .map(StreamWorker::idle_wait)
         .min()
         .unwrap_or(IDLE);
+    let period = streams
+        .iter()
+        .map(StreamWorker::wake_period)
+        .min()
+        .unwrap_or(IDLE);
+    let mut tick = Ticks::new(period);
     // Where each round starts moves on by one, so no stream is always last.
     let mut first = 0usize;
     while !streams.is_empty() {
@@ -99,9 +113,40 @@ fn run(mut streams: Vec<StreamWorker>) {
         let busy = round(&mut streams, first);
         streams.retain(|w| !w.is_ended());
         first = first.wrapping_add(1);
-        if !busy {
-            std::thread::park_timeout(wait);
+        if busy {
+            continue;
         }
+        match wake {
+            PoolWake::Frame => std::thread::park_timeout(wait),
+            // A sleep, not a park: the rings' wake-ups in between are what
+            // the next tick gathers.
+            PoolWake::Hop => std::thread::sleep(tick.until_next()),
+        }
+    }
+}
+
+/// A clock that ticks every `period` from its start, skipping ticks missed.
+struct Ticks {
+    next: Instant,
+    period: Duration,
+}
+
+impl Ticks {
+    fn new(period: Duration) -> Self {
+        let period = period.max(Duration::from_millis(1));
+        Self {
+            next: Instant::now() + period,
+            period,
+        }
+    }
+
+    /// How long until the next tick (which then becomes the current one).
+    fn until_next(&mut self) -> Duration {
+        let now = Instant::now();
+        while self.next <= now {
+            self.next += self.period;
+        }
+        self.next - now
     }
 }
 
@@ -123,6 +168,21 @@ fn round(streams: &mut [StreamWorker], first: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ticks_keep_their_phase_and_skip_what_was_missed() {
+        let period = Duration::from_millis(40);
+        let mut t = Ticks::new(period);
+        let first = t.until_next();
+        assert!(first <= period && first > period / 2, "{first:?}");
+        std::thread::sleep(period * 2 + period / 4);
+        let next = t.until_next();
+        assert!(
+            next < period,
+            "a missed tick is skipped, not run late: {next:?}"
+        );
+        assert!(next > period / 2, "the phase is kept: {next:?}");
+    }
 
     #[test]
     fn size_is_the_configured_count_or_the_cores_never_more_than_the_streams() {

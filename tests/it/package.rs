@@ -2,7 +2,12 @@
 //! with `dpkg -i` into a throwaway root (creating the drsn user there), puts
 //! every file where the unit expects it, the unit verifies against that root
 //! and scores as hardened, and `drsnd check` passes with the installed
-//! config and model.
+//! config and model. `Depends` names the oldest glibc the binary runs on.
+//!
+//! By default the package is this machine's; `scripts/test-arm64.sh` runs
+//! the same test on the arm64 package (`DRSN_DEB_ARCH=arm64`,
+//! `DRSN_DEB_BIN=` the cross-built binary), whose installed binary runs
+//! under QEMU through binfmt.
 
 use crate::common;
 
@@ -40,6 +45,30 @@ fn run(cmd: &mut Command) -> String {
     text
 }
 
+/// The package's architecture and binary: this machine's by default.
+fn target() -> (Option<String>, String) {
+    let arch = std::env::var("DRSN_DEB_ARCH").ok();
+    let bin = std::env::var("DRSN_DEB_BIN").unwrap_or_else(|_| BIN.to_string());
+    (arch, bin)
+}
+
+/// The newest `GLIBC_x.y` symbol version `bin` asks for, as (x, y).
+fn newest_glibc(bin: &str) -> (u32, u32) {
+    let text = run(Command::new("readelf").args(["--version-info", "--wide", bin]));
+    text.split("GLIBC_")
+        .skip(1)
+        .filter_map(|t| {
+            let v: String = t
+                .chars()
+                .take_while(|c| c.is_ascii_digit() || *c == '.')
+                .collect();
+            let mut parts = v.split('.').map(|p| p.parse::<u32>().ok());
+            Some((parts.next()??, parts.next().flatten().unwrap_or(0)))
+        })
+        .max()
+        .expect("the binary names a glibc version")
+}
+
 fn value_of<'a>(unit: &'a str, key: &str) -> &'a str {
     unit.lines()
         .find_map(|l| l.strip_prefix(key))
@@ -49,11 +78,25 @@ fn value_of<'a>(unit: &'a str, key: &str) -> &'a str {
 #[test]
 fn package_installs_into_a_throwaway_root_and_checks_out() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let out = run(Command::new("bash")
-        .arg(root().join("scripts/build-deb.sh"))
-        .arg(BIN)
-        .arg(tmp.path()));
+    let (arch, bin) = target();
+    let mut build = Command::new("bash");
+    build.arg(root().join("scripts/build-deb.sh"));
+    if let Some(a) = &arch {
+        build.args(["--arch", a]);
+    }
+    let out = run(build.arg(&bin).arg(tmp.path()));
     let deb = out.trim().lines().last().expect("deb path").to_string();
+    if let Some(a) = &arch {
+        assert!(deb.ends_with(&format!("_{a}.deb")), "{deb} is not {a}");
+    }
+
+    // Depends: the glibc floor read from the binary itself.
+    let depends = run(Command::new("dpkg-deb").args(["-f", &deb, "Depends"]));
+    let (major, minor) = newest_glibc(&bin);
+    assert!(
+        depends.contains(&format!("libc6 (>= {major}.{minor})")),
+        "Depends does not name glibc {major}.{minor}: {depends}"
+    );
 
     // The file list.
     let listing = run(Command::new("dpkg-deb").arg("-c").arg(&deb));
@@ -85,6 +128,11 @@ fn package_installs_into_a_throwaway_root_and_checks_out() {
         std::fs::create_dir_all(r.join(d)).expect("mkdir");
     }
     std::fs::write(r.join("var/lib/dpkg/status"), "").expect("status");
+    if let Some(a) = &arch {
+        run(Command::new("dpkg")
+            .arg(format!("--root={}", r.display()))
+            .args(["--add-architecture", a]));
+    }
     run(Command::new("dpkg")
         .arg(format!("--root={}", r.display()))
         .args(["--force-script-chrootless", "--force-depends", "-i"])
