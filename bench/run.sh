@@ -91,6 +91,17 @@ cargo build --release --locked --quiet --bin drsnd --example infer_speed --examp
 if [ "$steps" = model,e2e,python,scale,classify,criterion ]; then rm -rf "$out"; fi
 mkdir -p "$out"
 run() { echo "+ $*" >&2; "$@"; }
+# REV's drsnd as target/release/drsnd-base: built from a worktree into the
+# same target dir, so only drsnd itself is compiled again; then this tree's.
+build_base() {
+  local dir
+  dir=$(mktemp -d)
+  git worktree add --detach -q "$dir" "$1"
+  (cd "$dir" && CARGO_TARGET_DIR="$root/target" cargo build --release --quiet --bin drsnd)
+  cp target/release/drsnd target/release/drsnd-base
+  git worktree remove --force "$dir"
+  cargo build --release --locked --quiet --bin drsnd
+}
 # Instructions tract runs for N frames of MODEL.json under callgrind. Only the
 # total is kept; the profiles themselves are megabytes.
 callgrind_total() {
@@ -310,12 +321,7 @@ fi
 if want pool; then
 echo "== shared analysis threads against a thread per stream" >&2
 pool_base=${DRSN_POOL_BASE:-93869ce}
-base_dir=$(mktemp -d)
-git worktree add --detach -q "$base_dir" "$pool_base"
-(cd "$base_dir" && CARGO_TARGET_DIR="$root/target" cargo build --release --quiet --bin drsnd)
-cp target/release/drsnd target/release/drsnd-base
-git worktree remove --force "$base_dir"
-cargo build --release --locked --quiet --bin drsnd
+build_base "$pool_base"
 pool_baseline=$(mktemp --suffix .baseline.json)
 run ./target/release/drsnd baseline learn --out "$pool_baseline" "$data/1797_Normal_48k.wav" 2> /dev/null
 every=(--units g --rpm 1797 --baseline "$pool_baseline" --denoise models/drsn-denoise.json)
@@ -383,14 +389,7 @@ fi
 
 if want compare; then
 echo "== side by side with ${base_rev}: one real-time stream, alternating rounds" >&2
-# REV is built from a worktree into the same target dir, so only drsnd
-# itself is compiled again, then kept as target/release/drsnd-base.
-base_dir=$(mktemp -d)
-git worktree add --detach -q "$base_dir" "$base_rev"
-(cd "$base_dir" && CARGO_TARGET_DIR="$root/target" cargo build --release --quiet --bin drsnd)
-cp target/release/drsnd target/release/drsnd-base
-git worktree remove --force "$base_dir"
-cargo build --release --locked --quiet --bin drsnd
+build_base "$base_rev"
 rounds=6
 round_s=$(( e2e_s / 2 > 20 ? e2e_s / 2 : 20 ))
 prefix=compare; opts=(); cmp_wav=$wav

@@ -15,7 +15,7 @@ if ! dpkg --print-foreign-architectures | grep -qx arm64; then
   $sudo_cmd dpkg --add-architecture arm64
   $sudo_cmd apt-get update -qq
 fi
-pkgs=(rustc-web cargo-web libstd-rust-web-dev:arm64 crossbuild-essential-arm64 libasound2-dev:arm64
+pkgs=(rustc-web cargo-web libstd-rust-web-dev:arm64 crossbuild-essential-arm64 libasound2-dev:arm64 libasound2-plugins:arm64
   qemu-user-static binutils pkg-config)
 missing=()
 for p in "${pkgs[@]}"; do

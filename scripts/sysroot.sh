@@ -10,7 +10,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=${1:-target/sysroot-bullseye-arm64}
-if [ -e "$dir/usr/lib/aarch64-linux-gnu/libasound.so" ] && [ -e "$dir/usr/include/stdio.h" ]; then
+if [ -e "$dir/usr/lib/aarch64-linux-gnu/libasound.so" ] && [ -e "$dir/usr/include/stdio.h" ] \
+  && [ -z "$(find "$dir" -type l -lname '/*' -print -quit)" ]; then
   echo "$dir"
   exit 0
 fi
@@ -22,5 +23,10 @@ debootstrap --foreign --arch=arm64 --variant=minbase --include=libc6-dev,libasou
 # The first stage unpacks only the base set; the rest waits in the cache.
 for deb in "$dir"/var/cache/apt/archives/*.deb; do
   dpkg-deb -x "$deb" "$dir"
+done
+# Absolute links (libpthread.so -> /lib/aarch64-linux-gnu/libpthread.so.0)
+# would reach this machine's own arm64 libraries: point them inside.
+find "$dir" -type l -lname '/*' | while read -r link; do
+  ln -sfn "$(realpath -m --relative-to="$(dirname "$link")" "$dir$(readlink "$link")")" "$link"
 done
 echo "$dir"

@@ -5,8 +5,10 @@
 # 1. cross-builds drsnd for arm64 (and the amd64 release build to compare);
 # 2. `drsnd check` under emulation, and once with binfmt off, where the
 #    model's trial load (a child process) cannot start: exit 78 naming why;
-# 3. `drsnd classify --json` on every CWRU recording: labels, families,
-#    probabilities and thresholds equal to the amd64 build's within 1e-4;
+# 3. `drsnd classify --json` on the 16 CWRU recordings at 1797 rpm (every
+#    fault and the healthy one; hop 2048, since emulation runs the network
+#    about a hundred times slower): labels, families, probabilities and
+#    thresholds equal to the amd64 build's within 1e-4;
 # 4. a short `drsnd run` replay whose socket the amd64 `drsnd watch` reads;
 # 5. the library's unit tests, built for arm64 and run under emulation;
 # 6. the arm64 .deb installed into a throwaway root: what the amd64 package
@@ -47,10 +49,10 @@ cat "$work/nobinfmt.txt" >&2
 grep -Eq "cannot run .*check-model: .+|trial load .*failed with .+" "$work/nobinfmt.txt" \
   || { echo "without binfmt: the reason does not say why the child failed" >&2; exit 1; }
 
-step "3. classify every CWRU recording, arm64 against amd64"
-files=("$data"/*.wav)
-"$amd" classify --json --threads 2 "${files[@]}" > "$work/amd64.ndjson"
-"$arm" classify --json --threads 2 "${files[@]}" > "$work/arm64.ndjson"
+step "3. classify the CWRU recordings at 1797 rpm, arm64 against amd64"
+files=("$data"/1797_*.wav)
+"$amd" classify --json --hop 2048 "${files[@]}" > "$work/amd64.ndjson"
+"$arm" classify --json --hop 2048 "${files[@]}" > "$work/arm64.ndjson"
 python3 - "$work/amd64.ndjson" "$work/arm64.ndjson" <<'PY'
 import json, sys
 def frames(p):
@@ -72,12 +74,13 @@ PY
 
 step "4. drsnd run (arm64) read by drsnd watch (amd64)"
 sock=$work/drsn.sock
-"$arm" run --socket "$sock" --model models/drsn-cw-cwru10.json --wav "$data/1797_IR_14.wav" \
+"$arm" run --socket "$sock" --model models/drsn-cw-cwru10.json --hop 2048 --wav "$data/1797_IR_14.wav" \
   2> "$work/run.log" &
 pid=$!
 for _ in $(seq 600); do [ -S "$sock" ] && break; sleep 0.1; done
-# The recording lasts 10 s in real time; the daemon then serves on until told.
-timeout 20 "$amd" watch --socket "$sock" --json > "$work/watch.ndjson" || true
+# The recording lasts 10 s in real time (longer if emulation cannot keep up:
+# the replay then waits for the worker); the daemon serves on until told.
+timeout 30 "$amd" watch --socket "$sock" --json > "$work/watch.ndjson" || true
 kill -TERM $pid
 wait $pid || { cat "$work/run.log" >&2; exit 1; }
 python3 - "$work/watch.ndjson" "$work/amd64.ndjson" "$data/1797_IR_14.wav" <<'PY'
@@ -86,7 +89,7 @@ watch = [m for m in map(json.loads, open(sys.argv[1])) if m.get("type") == "fram
 ref = {f["sample_index"]: f["label"] for f in map(json.loads, open(sys.argv[2]))
        if f.get("type") == "frame" and f["stream"] == sys.argv[3]}
 assert ref, f"no amd64 frames of {sys.argv[3]}"
-assert len(watch) >= 100, f"watch saw {len(watch)} frames"
+assert len(watch) >= 40, f"watch saw {len(watch)} frames"
 seqs = [f["seq"] for f in watch]
 assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "gaps in seq"
 same = sum(ref.get(f["sample_index"]) == f["label"] for f in watch)

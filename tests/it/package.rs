@@ -237,7 +237,8 @@ fn package_installs_into_a_throwaway_root_and_checks_out() {
             "ALSA_CONFIG_PATH",
             format!("/usr/share/alsa/alsa.conf:{}", asound.display()),
         ));
-    assert!(check.lines().last() == Some("ok"), "{check}");
+    // stdout ends with "ok"; under emulation tract warns on stderr too.
+    assert!(check.lines().any(|l| l == "ok"), "{check}");
     assert!(check.contains("denoiser  drsn-denoise"), "{check}");
     assert!(
         check.contains("sha256") && check.contains("(matches)"),
