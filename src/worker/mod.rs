@@ -22,9 +22,6 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How long a pool thread sleeps when nothing arrives (it is woken on data).
-const IDLE: Duration = Duration::from_millis(100);
-
 /// Frames one turn analyses at most, and the time after which it starts
 /// no other: a stream with a backlog (after a stall, a reload's first cold
 /// calls) takes several turns, and the other streams of its thread get
@@ -152,13 +149,6 @@ impl StreamWorker {
         self.p.wake_period
     }
 
-    /// How long the thread may sleep for this stream when nothing arrives.
-    /// Never shorter than the ring's period: an early timeout would split a
-    /// `frames-per-wake` group.
-    pub fn idle_wait(&self) -> Duration {
-        IDLE.max(self.p.wake_period * 3 / 2)
-    }
-
     /// Called once, on the thread that will run the turns.
     pub fn begin(&mut self) {
         self.started_ns = mono_ns();
@@ -184,7 +174,7 @@ impl StreamWorker {
             more = drained >= max;
         }
         if self.p.pipeline.has_pending() {
-            self.analyse_pending(FRAMES_PER_TURN);
+            self.analyse_pending();
             return Turn::Busy;
         }
         if more {
@@ -246,12 +236,15 @@ impl StreamWorker {
         (drained, max)
     }
 
-    /// Runs the analyses on up to `budget` of the frames that wait, in
-    /// batches, and passes each frame with its report on.
-    fn analyse_pending(&mut self, budget: usize) {
+    /// Runs the analyses on up to `FRAMES_PER_TURN` of the frames that
+    /// wait, in batches, and passes each frame with its report on.
+    fn analyse_pending(&mut self) {
         let mut done_frames = 0;
         let start = std::time::Instant::now();
-        while self.p.pipeline.has_pending() && done_frames < budget && start.elapsed() < TURN_TIME {
+        while self.p.pipeline.has_pending()
+            && done_frames < FRAMES_PER_TURN
+            && start.elapsed() < TURN_TIME
+        {
             let t0 = std::time::Instant::now();
             let n = match self.p.pipeline.analyse() {
                 Ok(n) => n,

@@ -19,10 +19,13 @@
 //! threads, and a slow stream can only delay the streams of its own thread,
 //! by at most one turn (`FRAMES_PER_TURN` frames) per round.
 
-use super::{StreamWorker, Turn, IDLE};
+use super::{StreamWorker, Turn};
 use crate::config::PoolWake;
 use std::thread::{JoinHandle, Thread};
 use std::time::{Duration, Instant};
+
+/// How long a thread sleeps when nothing arrives (it is woken on data).
+const IDLE: Duration = Duration::from_millis(100);
 
 /// The running threads, and which one serves each stream.
 pub struct Pool {
@@ -44,7 +47,8 @@ pub fn size(configured: usize, streams: usize) -> usize {
 impl Pool {
     /// Starts `n` threads over `workers` (stream i on thread i mod n).
     pub fn start(workers: Vec<StreamWorker>, n: usize, wake: PoolWake) -> std::io::Result<Self> {
-        let n = n.clamp(1, workers.len().max(1));
+        // `size` picks n; more threads than streams would only be idle ones.
+        let n = n.max(1);
         let count = workers.len();
         let mut groups: Vec<Vec<StreamWorker>> = (0..n).map(|_| Vec::new()).collect();
         for (i, w) in workers.into_iter().enumerate() {
@@ -95,16 +99,14 @@ fn run(mut streams: Vec<StreamWorker>, wake: PoolWake) {
     for w in &mut streams {
         w.begin();
     }
-    let wait = streams
-        .iter()
-        .map(StreamWorker::idle_wait)
-        .min()
-        .unwrap_or(IDLE);
     let period = streams
         .iter()
         .map(StreamWorker::wake_period)
         .min()
         .unwrap_or(IDLE);
+    // Never shorter than the rings' period: an early timeout would split a
+    // `frames-per-wake` group.
+    let wait = IDLE.max(period * 3 / 2);
     let mut tick = Ticks::new(period);
     // Where each round starts moves on by one, so no stream is always last.
     let mut first = 0usize;
