@@ -531,6 +531,29 @@ pub struct MqttStatus {
     pub frames_not_sent: u64,
     /// Why the last connection failed (refused credentials, TLS, ...).
     pub last_error: Option<String>,
+    /// The Sparkplug B connection, with `sparkplug = true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sparkplug: Option<SparkplugStatus>,
+}
+
+/// The Sparkplug B connection's counters (`[mqtt] sparkplug`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SparkplugStatus {
+    pub group_id: String,
+    pub connected: bool,
+    /// The bdSeq of the current (or last) connection's NBIRTH and will.
+    pub bd_seq: u64,
+    /// NBIRTHs sent: one per connection, one more per rebirth request.
+    pub births: u64,
+    pub rebirth_requests: u64,
+    pub messages_sent: u64,
+    /// Refused by the client's full queue (never while connected and idle).
+    pub messages_not_sent: u64,
+    /// Events raised while the broker was away, replayed with is_historical.
+    pub historical_sent: u64,
+    /// Events not yet written to the broker.
+    pub spool_entries: u64,
+    pub last_error: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -32,6 +32,17 @@ pub struct MqttConfig {
     pub spool_dir: Option<PathBuf>,
     #[serde(default = "default_spool_mb")]
     pub spool_max_mb: f64,
+    /// Sparkplug B (spec 3.0) on a second connection: the box is the edge
+    /// node, each stream a device (`sinks::mqtt::sparkplug`).
+    #[serde(default)]
+    pub sparkplug: bool,
+    #[serde(default = "default_group_id")]
+    pub group_id: String,
+    /// Home Assistant MQTT discovery: one device per stream.
+    #[serde(default)]
+    pub homeassistant: bool,
+    #[serde(default = "default_ha_prefix")]
+    pub homeassistant_prefix: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -64,6 +75,12 @@ fn default_frame_interval() -> f64 {
 }
 fn default_spool_mb() -> f64 {
     64.0
+}
+fn default_group_id() -> String {
+    "drsnd".into()
+}
+fn default_ha_prefix() -> String {
+    "homeassistant".into()
 }
 
 impl BrokerUrl {
@@ -118,6 +135,8 @@ impl MqttConfig {
             }
         };
         topic_part("site", &self.site)?;
+        topic_part("group-id", &self.group_id)?;
+        topic_part("homeassistant-prefix", &self.homeassistant_prefix)?;
         if let Some(n) = &self.node {
             topic_part("node", n)?;
         }

@@ -313,7 +313,7 @@ pub fn build(
         sinks.push(Box::new(http::Http::bind(bus.clone(), h.clone(), store)?));
     }
     if let (Some(ready), Some(m)) = (mqtt, &cfg.mqtt) {
-        sinks.push(Box::new(mqtt::Mqtt::new(bus.clone(), ready, &m.broker)));
+        sinks.push(Box::new(mqtt::Mqtt::new(bus.clone(), ready, m)));
     }
     if let Some(dir) = cfg.denoise_socket_dir() {
         sinks.push(Box::new(denoised::Denoised::bind(dir, mode, &bus.hubs)?));

@@ -31,3 +31,4 @@ mod physics;
 mod pool;
 mod properties;
 mod service;
+mod sparkplug;

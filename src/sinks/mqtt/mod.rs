@@ -9,6 +9,7 @@
 //! owed, and a new connection starts sending from its oldest entry.
 
 mod session;
+pub mod sparkplug;
 mod spool;
 pub mod topics;
 
@@ -16,7 +17,8 @@ use super::{Bus, Running, Shutdown, Sink};
 use crate::config::{FramesMode, MqttConfig};
 use crate::protocol::{MqttStatus, Status};
 use anyhow::{Context, Result};
-use std::path::Path;
+use rumqttc::{LastWill, MqttOptions, TlsConfiguration, Transport};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -49,6 +51,7 @@ impl MqttStats {
             frames_sent: self.frames_sent.load(Relaxed),
             frames_not_sent: self.frames_not_sent.load(Relaxed),
             last_error: self.last_error.lock().ok().and_then(|e| e.clone()),
+            sparkplug: None,
         }
     }
 
@@ -114,6 +117,28 @@ impl Settings {
         })
     }
 
+    /// What both connections share: the broker, credentials and TLS.
+    pub fn options(&self, client_id: &str, will: LastWill) -> MqttOptions {
+        let url = self.cfg.url();
+        let mut o = MqttOptions::new(client_id, &url.host, url.port);
+        o.set_keep_alive(Duration::from_secs(self.cfg.keep_alive_s));
+        o.set_clean_session(true);
+        o.set_inflight(100);
+        o.set_max_packet_size(1 << 20, 1 << 20);
+        o.set_last_will(will);
+        if let Some(u) = &self.cfg.username {
+            o.set_credentials(u, self.password.clone().unwrap_or_default());
+        }
+        if url.tls {
+            o.set_transport(Transport::Tls(TlsConfiguration::Simple {
+                ca: self.ca.clone().unwrap_or_default(),
+                alpn: None,
+                client_auth: self.client_auth.clone(),
+            }));
+        }
+        o
+    }
+
     pub fn frames_mode(&self) -> &'static str {
         match self.cfg.frames {
             FramesMode::Summary => "summary",
@@ -123,18 +148,32 @@ impl Settings {
     }
 }
 
-/// The sink, built and not started: settings read and the spool open.
+/// The sink, built and not started: settings read and the spools open.
 pub struct Prepared {
     settings: Settings,
     spool: spool::Spool,
+    /// With `sparkplug`: its own spool and where its bdSeq is kept.
+    sparkplug: Option<(spool::Spool, PathBuf)>,
 }
 
 /// Reads every file the settings name and opens the spool; each error
 /// names its key (exit 78 at start; at a reload the old settings stay).
 pub fn prepare(cfg: &MqttConfig, state_dir: Option<&Path>) -> Result<Prepared> {
     let settings = Settings::read(cfg)?;
-    let spool = spool::Spool::open(&cfg.spool_dir(state_dir), cfg.spool_max_mb)?;
-    Ok(Prepared { settings, spool })
+    let dir = cfg.spool_dir(state_dir);
+    let spool = spool::Spool::open(&dir, cfg.spool_max_mb)?;
+    let sparkplug = if cfg.sparkplug {
+        let dir = dir.join("sparkplug");
+        let spool = spool::Spool::open(&dir, cfg.spool_max_mb)?;
+        Some((spool, dir.join("bdseq")))
+    } else {
+        None
+    };
+    Ok(Prepared {
+        settings,
+        spool,
+        sparkplug,
+    })
 }
 
 /// The sink as the daemon runs it: on a thread of its own, which after
@@ -143,18 +182,23 @@ pub struct Mqtt {
     bus: Arc<Bus>,
     prepared: Option<Prepared>,
     stats: Arc<MqttStats>,
+    sparkplug: Arc<sparkplug::Stats>,
     broker: String,
+    /// With `sparkplug`.
+    group_id: Option<String>,
 }
 
 impl Mqtt {
-    pub fn new(bus: Arc<Bus>, prepared: Prepared, broker: &str) -> Self {
+    pub fn new(bus: Arc<Bus>, prepared: Prepared, cfg: &MqttConfig) -> Self {
         // Events raised before the sink reads them are not lost.
         bus.keep_events(1000);
         Self {
             bus,
             prepared: Some(prepared),
             stats: Arc::default(),
-            broker: broker.to_string(),
+            sparkplug: Arc::default(),
+            broker: cfg.broker.clone(),
+            group_id: cfg.sparkplug.then(|| cfg.group_id.clone()),
         }
     }
 }
@@ -169,25 +213,50 @@ impl Sink for Mqtt {
     }
 
     fn start(&mut self, shutdown: Shutdown) -> Result<Running> {
-        let Prepared { settings, spool } = self
+        let Prepared {
+            settings,
+            spool,
+            sparkplug,
+        } = self
             .prepared
             .take()
             .context("[mqtt]: the sink was started twice")?;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("[mqtt]: cannot start its runtime")?;
+        let rt = runtime()?;
+        let mut threads = Vec::new();
+        if let Some(sp) = sparkplug {
+            let (bus, stats, s) = (self.bus.clone(), self.sparkplug.clone(), settings.clone());
+            let rx = bus.tx.subscribe();
+            let shutdown = shutdown.clone();
+            let rt = runtime()?;
+            threads.push(
+                std::thread::Builder::new()
+                    .name("sparkplug".into())
+                    .spawn(move || rt.block_on(sparkplug::run(bus, rx, s, sp, stats, shutdown)))
+                    .context("[mqtt]: cannot start the sparkplug thread")?,
+            );
+        }
         let (bus, stats) = (self.bus.clone(), self.stats.clone());
         // Subscribed here, before the thread runs: nothing sent after start is missed.
         let rx = bus.tx.subscribe();
-        let thread = std::thread::Builder::new()
-            .name("mqtt".into())
-            .spawn(move || rt.block_on(session::run(bus, rx, settings, spool, stats, shutdown)))
-            .context("[mqtt]: cannot start its thread")?;
-        Ok(Running::Threads(vec![thread]))
+        threads.push(
+            std::thread::Builder::new()
+                .name("mqtt".into())
+                .spawn(move || rt.block_on(session::run(bus, rx, settings, spool, stats, shutdown)))
+                .context("[mqtt]: cannot start its thread")?,
+        );
+        Ok(Running::Threads(threads))
     }
 
     fn report(&self, status: &mut Status) {
-        status.mqtt = Some(self.stats.status(&self.broker));
+        let mut s = self.stats.status(&self.broker);
+        s.sparkplug = self.group_id.as_ref().map(|g| self.sparkplug.status(g));
+        status.mqtt = Some(s);
     }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("[mqtt]: cannot start its runtime")
 }

@@ -12,7 +12,7 @@ use crate::sinks::Shutdown;
 use crate::sinks::{Bus, Kind, Outgoing};
 use rumqttc::{
     AsyncClient, ConnectionError, Event, EventLoop, LastWill, MqttOptions, Outgoing as Out, Packet,
-    QoS, TlsConfiguration, Transport,
+    QoS,
 };
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering::Relaxed;
@@ -38,7 +38,7 @@ struct Sink {
     summaries: HashMap<String, Summary>,
     /// Frame messages ready for the next send (summaries or frames).
     frames: Vec<(String, String)>,
-    rng: u64,
+    backoff: Backoff,
 }
 
 /// One connection: the client, and which publish is which.
@@ -68,7 +68,6 @@ pub async fn run(
     stats: Arc<MqttStats>,
     mut shutdown: Shutdown,
 ) {
-    let seed = crate::clock::mono_ns() ^ std::process::id() as u64;
     let mut sink = Sink {
         bus,
         s,
@@ -78,7 +77,7 @@ pub async fn run(
         last_id: 0,
         summaries: HashMap::new(),
         frames: Vec::new(),
-        rng: seed | 1,
+        backoff: Backoff::new(),
     };
     sink.note_spool();
     if sink.spool.unreadable > 0 {
@@ -107,7 +106,7 @@ pub async fn run(
                 sink.stats.set_error(Some(msg));
             }
         }
-        let wait = sink.backoff(failures);
+        let wait = sink.backoff.wait(failures);
         failures = failures.saturating_add(1);
         if sink.wait(wait, &mut shutdown).await {
             return;
@@ -117,29 +116,13 @@ pub async fn run(
 
 impl Sink {
     fn options(&self) -> MqttOptions {
-        let url = self.s.cfg.url();
-        let mut o = MqttOptions::new(&self.s.client_id, &url.host, url.port);
-        o.set_keep_alive(Duration::from_secs(self.s.cfg.keep_alive_s));
-        o.set_clean_session(true);
-        o.set_inflight(100);
-        o.set_max_packet_size(1 << 20, 1 << 20);
-        o.set_last_will(LastWill::new(
+        let will = LastWill::new(
             self.s.topics.status(),
             topics::will(&self.s.node),
             QoS::AtLeastOnce,
             true,
-        ));
-        if let Some(u) = &self.s.cfg.username {
-            o.set_credentials(u, self.s.password.clone().unwrap_or_default());
-        }
-        if url.tls {
-            o.set_transport(Transport::Tls(TlsConfiguration::Simple {
-                ca: self.s.ca.clone().unwrap_or_default(),
-                alpn: None,
-                client_auth: self.s.client_auth.clone(),
-            }));
-        }
-        o
+        );
+        self.s.options(&self.s.client_id, will)
     }
 
     /// One connection, until it is lost or the daemon stops.
@@ -406,17 +389,6 @@ impl Sink {
         }
     }
 
-    /// 0.5 s doubling to 30 s, each wait drawn from its upper half.
-    fn backoff(&mut self, failures: u32) -> Duration {
-        let top = (BACKOFF_MIN * 2f64.powi(failures.min(16) as i32)).min(BACKOFF_MAX);
-        // xorshift: jitter needs no more than this.
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        let u = (self.rng >> 11) as f64 / (1u64 << 53) as f64;
-        Duration::from_secs_f64(top * (0.5 + 0.5 * u))
-    }
-
     fn note_spool(&self) {
         self.stats
             .spool_entries
@@ -426,8 +398,27 @@ impl Sink {
     }
 }
 
+/// 0.5 s doubling to 30 s, each wait drawn from its upper half.
+pub(super) struct Backoff(u64);
+
+impl Backoff {
+    pub fn new() -> Self {
+        Self((crate::clock::mono_ns() ^ std::process::id() as u64) | 1)
+    }
+
+    pub fn wait(&mut self, failures: u32) -> Duration {
+        let top = (BACKOFF_MIN * 2f64.powi(failures.min(16) as i32)).min(BACKOFF_MAX);
+        // xorshift: jitter needs no more than this.
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        let u = (self.0 >> 11) as f64 / (1u64 << 53) as f64;
+        Duration::from_secs_f64(top * (0.5 + 0.5 * u))
+    }
+}
+
 /// A connection error as a user reads it.
-fn describe(e: &ConnectionError) -> String {
+pub(super) fn describe(e: &ConnectionError) -> String {
     use rumqttc::ConnectReturnCode as C;
     let why = match e {
         ConnectionError::ConnectionRefused(C::BadUserNamePassword) => "bad username or password",

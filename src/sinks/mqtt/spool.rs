@@ -144,6 +144,11 @@ impl Spool {
         self.pending.range(start..).find(|e| !e.acked)
     }
 
+    /// The id of the newest entry pushed (0 before any).
+    pub fn last_id(&self) -> u64 {
+        self.next_id.saturating_sub(1)
+    }
+
     pub fn len(&self) -> usize {
         self.unacked
     }
