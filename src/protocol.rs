@@ -491,6 +491,29 @@ pub struct Status {
     /// The history store, with `[history]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub history: Option<HistoryStatus>,
+    /// Each `[[notify]]` target's counters.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notify: Vec<NotifyStatus>,
+}
+
+/// One `[[notify]]` target: what it delivered, held back, or could not.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NotifyStatus {
+    pub name: String,
+    /// Scheme, host and port (the path of a webhook is a secret), or the program.
+    pub target: String,
+    pub sent: u64,
+    /// Given up on after every retry.
+    pub failed: u64,
+    /// Failed attempts that were tried again.
+    pub retries: u64,
+    /// Held back: another of the same stream and kind went out within `interval-s`.
+    pub suppressed: u64,
+    /// Not queued: the target's queue was full.
+    pub dropped: u64,
+    /// Queued or being delivered now.
+    pub pending: u64,
+    pub last_error: Option<String>,
 }
 
 /// The history store: what it wrote, what it could not, and its size.

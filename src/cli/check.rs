@@ -126,6 +126,23 @@ fn summary(cfg: &Config) -> Result<String> {
             "mqtt      {} as {} under drsnd/v1/{}/{}/",
             mq.broker, st.client_id, mq.site, st.node
         ));
+        if mq.sparkplug {
+            lines.push(format!(
+                "sparkplug spBv1.0/{}/NBIRTH/{} (each stream a device)",
+                mq.group_id, st.node
+            ));
+        }
+        if mq.homeassistant {
+            lines.push(format!(
+                "homeassistant discovery under {}/",
+                mq.homeassistant_prefix
+            ));
+        }
+    }
+    // The files each target names are read, as at start; none is sent.
+    let targets = crate::sinks::notify::prepare(&cfg.notify)?;
+    for line in targets.describe() {
+        lines.push(format!("notify    {line}"));
     }
     lines.push("ok".into());
     Ok(lines.join("\n"))

@@ -13,6 +13,7 @@ mod http;
 mod log;
 mod monitor;
 mod mqtt;
+mod notify;
 mod snapshots;
 mod socket;
 mod source;
@@ -24,7 +25,8 @@ pub use history::HistoryConfig;
 pub use http::HttpConfig;
 pub use log::LogConfig;
 pub use monitor::{MonitorConfig, MAX_LEARN_S};
-pub use mqtt::{BrokerUrl, FramesMode, MqttConfig};
+pub use mqtt::{hostname, BrokerUrl, FramesMode, MqttConfig};
+pub use notify::{check_url, find_program, AlarmKind, Format, NotifyConfig};
 pub use snapshots::SnapshotConfig;
 pub use socket::SocketConfig;
 pub use source::{
@@ -89,6 +91,9 @@ pub struct Config {
     /// Per-stream summaries kept on the box (off when absent).
     #[serde(default)]
     pub history: Option<HistoryConfig>,
+    /// Alarm notifications: webhooks or commands (none when absent).
+    #[serde(default)]
+    pub notify: Vec<NotifyConfig>,
     #[serde(default, rename = "source")]
     pub sources: Vec<SourceConfig>,
 }
@@ -303,6 +308,10 @@ impl Config {
                     "is needed when [monitor] names no state-dir".into(),
                 ));
             }
+        }
+        for (i, n) in self.notify.iter().enumerate() {
+            n.validate()
+                .map_err(|(key, msg)| err(&[Key("notify"), Step::Index(i), Key(key)], msg))?;
         }
         let mut names = std::collections::HashSet::new();
         for (i, s) in self.sources.iter().enumerate() {

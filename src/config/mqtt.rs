@@ -219,7 +219,7 @@ impl MqttConfig {
 }
 
 /// The host name, for a node that names none; "node" if it cannot be read.
-fn hostname() -> String {
+pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|h| h.trim().replace(['/', '+', '#'], "-"))

@@ -56,6 +56,8 @@ pub struct Prepared {
     mqtt: Option<sinks::mqtt::Prepared>,
     /// With `[history]`: its store open.
     history: Option<sinks::history::Prepared>,
+    /// With `[[notify]]`: each target's files read.
+    notify: Option<sinks::notify::Prepared>,
     /// Writes every stream's snapshots and state files; its thread is
     /// stopped (what it holds written) after the workers'.
     recorder: Recorder,
@@ -79,6 +81,10 @@ pub fn prepare(cfg: Config, reload: Option<Arc<ReloadFn>>) -> Result<Prepared, S
         .transpose()
         .map_err(SetupError)?;
     let history = sinks::history::prepare(&cfg).map_err(SetupError)?;
+    let notify = (!cfg.notify.is_empty())
+        .then(|| sinks::notify::prepare(&cfg.notify))
+        .transpose()
+        .map_err(SetupError)?;
     let shared = Shared::load(&cfg).map_err(SetupError)?;
     let (recorder, recorder_thread) = Recorder::spawn()
         .context("cannot start the recorder thread")
@@ -101,6 +107,7 @@ pub fn prepare(cfg: Config, reload: Option<Arc<ReloadFn>>) -> Result<Prepared, S
         reload,
         mqtt,
         history,
+        notify,
         recorder,
         recorder_thread: Some(recorder_thread),
     };

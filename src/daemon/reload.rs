@@ -49,6 +49,9 @@ pub fn prepare(
         // Applied at a restart, but checked now: a restart must not fail on it.
         crate::sinks::mqtt::Settings::read(mq)?;
     }
+    if cfg.notify != running.notify {
+        crate::sinks::notify::prepare(&cfg.notify)?;
+    }
     // A new denoiser replaces the running one; adding or removing
     // [denoise] (its sockets) waits for a restart.
     let denoise = running.denoise.as_ref().map(|r| {
@@ -97,6 +100,7 @@ fn restart_notes(cfg: &Config, running: &Config) -> Vec<String> {
         ("socket", cfg.socket != running.socket),
         ("http", cfg.http != running.http),
         ("mqtt", cfg.mqtt != running.mqtt),
+        ("notify", cfg.notify != running.notify),
         (
             "denoise",
             cfg.denoise.is_some() != running.denoise.is_some()

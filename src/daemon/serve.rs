@@ -43,7 +43,12 @@ struct Serving {
 /// Serves until `control` says stop (or is closed), then shuts down in order.
 pub async fn serve(p: Prepared, mut control: mpsc::UnboundedReceiver<Control>) -> Result<()> {
     let mut s = Serving::new(p);
-    s.sinks = sinks::build(&s.p.cfg, &s.bus, s.p.mqtt.take(), s.p.history.take())?;
+    let prepared = sinks::Prepared {
+        mqtt: s.p.mqtt.take(),
+        store: s.p.history.take(),
+        notify: s.p.notify.take(),
+    };
+    s.sinks = sinks::build(&s.p.cfg, &s.bus, prepared)?;
     let queue = s.p.queue.take().context("the daemon was started twice")?;
     let drain = {
         let bus = s.bus.clone();
@@ -146,6 +151,7 @@ impl Serving {
             clients: Vec::new(),
             reload: self.reload.clone(),
             mqtt: None,
+            notify: Vec::new(),
             history: None,
         };
         self.sinks.report(&mut st);

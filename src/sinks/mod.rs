@@ -15,6 +15,7 @@ pub mod history;
 pub mod http;
 mod lifecycle;
 pub mod mqtt;
+pub mod notify;
 pub mod socket;
 
 pub use lifecycle::{Running, Shutdown, ShutdownTrigger, Sink, Sinks};
@@ -291,16 +292,24 @@ pub async fn drain(mut q: PublisherQueue, mut deliver: impl FnMut(Message)) {
     }
 }
 
+/// What `daemon::prepare` made ready for the sinks: files read, spools
+/// and stores open, so that their errors come before the first frame.
+pub struct Prepared {
+    pub mqtt: Option<mqtt::Prepared>,
+    pub store: Option<history::Prepared>,
+    pub notify: Option<notify::Prepared>,
+}
+
 /// Every sink the config asks for, in start order: the socket, then the
 /// page, MQTT (`mqtt`: its files read and spool opened by `daemon::prepare`),
 /// the denoised signals and the history (`store`: opened by `prepare`). Each binds what it listens on now, so that an
 /// address in use is an error naming its key before the first frame.
-pub fn build(
-    cfg: &Config,
-    bus: &Arc<Bus>,
-    mqtt: Option<mqtt::Prepared>,
-    store: Option<history::Prepared>,
-) -> anyhow::Result<Sinks> {
+pub fn build(cfg: &Config, bus: &Arc<Bus>, prepared: Prepared) -> anyhow::Result<Sinks> {
+    let Prepared {
+        mqtt,
+        store,
+        notify,
+    } = prepared;
     let mode = crate::config::parse_mode(&cfg.socket.mode).unwrap_or(0o660);
     let mut sinks: Vec<Box<dyn Sink>> = vec![Box::new(socket::Socket::bind(
         bus.clone(),
@@ -308,9 +317,16 @@ pub fn build(
         mode,
     )?)];
     let history = store.map(|s| history::History::new(bus.clone(), s));
+    let notify = notify.map(|n| notify::Notify::new(bus.clone(), n));
     if let Some(h) = &cfg.http {
         let store = history.as_ref().map(|h| h.access(cfg.monitor.iso_zones));
-        sinks.push(Box::new(http::Http::bind(bus.clone(), h.clone(), store)?));
+        let alarms = notify.as_ref().map(|n| n.stats()).unwrap_or_default();
+        sinks.push(Box::new(http::Http::bind(
+            bus.clone(),
+            h.clone(),
+            store,
+            alarms,
+        )?));
     }
     if let (Some(ready), Some(m)) = (mqtt, &cfg.mqtt) {
         sinks.push(Box::new(mqtt::Mqtt::new(bus.clone(), ready, m)));
@@ -320,6 +336,9 @@ pub fn build(
     }
     if let Some(h) = history {
         sinks.push(Box::new(h));
+    }
+    if let Some(n) = notify {
+        sinks.push(Box::new(n));
     }
     Ok(Sinks::new(sinks))
 }

@@ -24,6 +24,7 @@ mod http;
 mod in_process;
 mod monitor;
 mod mqtt;
+mod notify;
 mod offline_live;
 mod package;
 mod parity;

@@ -144,6 +144,7 @@ fn render(sink: &HttpSink) -> String {
     if let Some(h) = &sink.history {
         history(&mut o, &h.stats.status());
     }
+    notify(&mut o, &sink.alarms);
     o.head("drsnd_clients", "gauge", "subscribers connected, per sink");
     for (name, n) in sink.bus.clients() {
         let _ = writeln!(o.0, "drsnd_clients{{sink=\"{name}\"}} {n}");
@@ -204,6 +205,46 @@ fn trend(o: &mut Out, streams: &[Snapshot]) {
     for (s, t) in &judged {
         if let Some(h) = t.evidence.eta_h {
             let _ = writeln!(o.0, "{name}{{stream=\"{}\"}} {}", esc(s), h * 3600.0);
+        }
+    }
+}
+
+/// Each `[[notify]]` target's counters.
+fn notify(o: &mut Out, targets: &[Arc<crate::sinks::notify::Stats>]) {
+    if targets.is_empty() {
+        return;
+    }
+    let all: Vec<_> = targets.iter().map(|t| t.status()).collect();
+    type Get = fn(&crate::protocol::NotifyStatus) -> u64;
+    let counters: [(&str, &str, Get); 5] = [
+        ("drsnd_notify_sent_total", "notifications delivered", |s| {
+            s.sent
+        }),
+        (
+            "drsnd_notify_failed_total",
+            "notifications given up on after every retry",
+            |s| s.failed,
+        ),
+        (
+            "drsnd_notify_retries_total",
+            "failed attempts tried again",
+            |s| s.retries,
+        ),
+        (
+            "drsnd_notify_suppressed_total",
+            "notifications held back by the per-stream, per-kind interval",
+            |s| s.suppressed,
+        ),
+        (
+            "drsnd_notify_dropped_total",
+            "notifications dropped: the target's queue was full",
+            |s| s.dropped,
+        ),
+    ];
+    for (name, help, get) in counters {
+        o.head(name, "counter", help);
+        for s in &all {
+            let _ = writeln!(o.0, "{name}{{target=\"{}\"}} {}", esc(&s.name), get(s));
         }
     }
 }

@@ -53,6 +53,7 @@ impl Http {
         bus: Arc<Bus>,
         cfg: HttpConfig,
         store: Option<super::history::Access>,
+        alarms: Arc<Vec<Arc<super::notify::Stats>>>,
     ) -> Result<Self> {
         let token = cfg.token().map_err(anyhow::Error::msg)?;
         let listener = std::net::TcpListener::bind(cfg.listen)
@@ -68,6 +69,7 @@ impl Http {
             last_status: Mutex::new(None),
             started: Instant::now(),
             history: store,
+            alarms,
         });
         Ok(Self {
             sink,
@@ -115,6 +117,8 @@ pub struct HttpSink {
     started: Instant,
     /// The history store's file and the sink's counters (`[history]`).
     history: Option<super::history::Access>,
+    /// Each `[[notify]]` target's counters.
+    alarms: Arc<Vec<Arc<super::notify::Stats>>>,
 }
 
 fn router(sink: Arc<HttpSink>) -> Router {
