@@ -22,3 +22,5 @@ make_venv() {
 make_venv "$venv" "$req"
 # The tests' real protocol peers (a Sparkplug B host).
 make_venv "$root/tests/.venv" "$root/tests/tools/requirements.txt"
+# A real Home Assistant (tests/it/homeassistant.rs).
+make_venv "$root/tests/.venv-ha" "$root/tests/tools/homeassistant-requirements.txt"

@@ -20,6 +20,7 @@ mod fanout;
 mod frames_per_wake;
 mod fuzz_corpus;
 mod history;
+mod homeassistant;
 mod http;
 mod in_process;
 mod monitor;

@@ -8,6 +8,7 @@
 //! lost connection lingers in its queue: the spool alone says what is still
 //! owed, and a new connection starts sending from its oldest entry.
 
+pub mod homeassistant;
 mod session;
 pub mod sparkplug;
 mod spool;

@@ -3,6 +3,7 @@
 //! wait (exponential backoff with jitter, 0.5 s to 30 s) while still
 //! spooling, and connect anew.
 
+use super::homeassistant;
 use super::spool::Spool;
 use super::topics::{self, FrameDigest, Summary};
 use super::{MqttStats, Settings};
@@ -35,6 +36,8 @@ struct Sink {
     stats: Arc<MqttStats>,
     rx: broadcast::Receiver<Arc<Outgoing>>,
     last_id: u64,
+    /// The Home Assistant config topics published for the current streams.
+    ha_configs: std::collections::HashSet<String>,
     summaries: HashMap<String, Summary>,
     /// Frame messages ready for the next send (summaries or frames).
     frames: Vec<(String, String)>,
@@ -75,6 +78,7 @@ pub async fn run(
         stats,
         rx,
         last_id: 0,
+        ha_configs: Default::default(),
         summaries: HashMap::new(),
         frames: Vec::new(),
         backoff: Backoff::new(),
@@ -194,14 +198,15 @@ impl Sink {
                     ),
                 ];
                 for (topic, payload) in retained {
-                    if c.client
-                        .try_publish(topic, QoS::AtLeastOnce, true, payload)
-                        .is_ok()
-                    {
-                        c.handed.push_back(None);
-                    }
+                    retain(c, topic, payload);
+                }
+                if self.s.cfg.homeassistant {
+                    self.discovery(c);
                 }
                 self.send(c);
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) if self.s.cfg.homeassistant => {
+                self.on_discovery_message(c, &p.topic, &p.payload);
             }
             Ok(Event::Outgoing(Out::Publish(pkid))) => {
                 if let Some(Some(id)) = c.handed.pop_front() {
@@ -222,6 +227,47 @@ impl Sink {
             Err(e) => return Err(describe(&e)),
         }
         Ok(())
+    }
+
+    /// Home Assistant discovery: every stream's configs (retained), and
+    /// a look at the node's configs on the broker to clear stale ones.
+    fn discovery(&mut self, c: &mut Conn) {
+        let prefix = &self.s.cfg.homeassistant_prefix;
+        let _ = c
+            .client
+            .try_subscribe(homeassistant::filter(prefix, &self.s.node), QoS::AtMostOnce);
+        // HA says `online` on this topic when it starts: configs again then.
+        let _ = c
+            .client
+            .try_subscribe(format!("{prefix}/status"), QoS::AtMostOnce);
+        self.publish_configs(c);
+    }
+
+    fn publish_configs(&mut self, c: &mut Conn) {
+        let Some(hello) = self.bus.hello_now() else {
+            return;
+        };
+        let prefix = &self.s.cfg.homeassistant_prefix;
+        let configs = homeassistant::configs(prefix, &self.s.node, &self.s.topics, &hello);
+        self.ha_configs = configs.iter().map(|(t, _)| t.clone()).collect();
+        for (topic, payload) in configs {
+            retain(c, topic, payload);
+        }
+    }
+
+    fn on_discovery_message(&mut self, c: &mut Conn, topic: &str, payload: &[u8]) {
+        let prefix = &self.s.cfg.homeassistant_prefix;
+        if topic == format!("{prefix}/status") {
+            if payload == b"online" {
+                self.publish_configs(c);
+            }
+        } else if homeassistant::is_config(prefix, &self.s.node, topic)
+            && !payload.is_empty()
+            && !self.ha_configs.contains(topic)
+        {
+            // A stream this node no longer has: HA removes its entity.
+            retain(c, topic.to_string(), String::new());
+        }
     }
 
     /// Takes one bus message (and, after a lag, the events it missed).
@@ -395,6 +441,16 @@ impl Sink {
             .store(self.spool.len() as u64, Relaxed);
         self.stats.spool_bytes.store(self.spool.bytes(), Relaxed);
         self.stats.spool_dropped.store(self.spool.dropped, Relaxed);
+    }
+}
+
+/// A retained QoS 1 message outside the spool (status, meta, discovery).
+fn retain(c: &mut Conn, topic: String, payload: String) {
+    if c.client
+        .try_publish(topic, QoS::AtLeastOnce, true, payload)
+        .is_ok()
+    {
+        c.handed.push_back(None);
     }
 }
 

@@ -125,6 +125,8 @@ pub struct FrameDigest {
     #[serde(default)]
     pub iso_zone: Option<char>,
     #[serde(default)]
+    pub kurtosis: Option<f32>,
+    #[serde(default)]
     pub family: Option<String>,
     #[serde(default)]
     pub anomaly: Option<f32>,
@@ -151,6 +153,8 @@ pub struct Summary {
     velocity_sum: f64,
     velocity_n: u64,
     zone: Option<char>,
+    /// The last frame's kurtosis (streams with units).
+    kurtosis: Option<f32>,
     /// The last envelope family of the interval (streams with rpm and bearing).
     envelope: Option<String>,
     /// Sum and count of the denoiser's input SNR (streams with [denoise]).
@@ -167,6 +171,7 @@ impl Summary {
         self.confidence = f.confidence;
         self.family.clone_from(&f.family);
         self.anomaly = f.anomaly;
+        self.kurtosis = f.kurtosis.or(self.kurtosis);
         if let Some(v) = f.velocity_rms_mm_s {
             self.velocity_sum += v as f64;
             self.velocity_n += 1;
@@ -210,6 +215,9 @@ impl Summary {
         if self.velocity_n > 0 {
             out["velocity_rms_mm_s"] = json!(self.velocity_sum / self.velocity_n as f64);
             out["iso_zone"] = json!(self.zone.map(String::from));
+        }
+        if let Some(k) = self.kurtosis {
+            out["kurtosis"] = json!(k);
         }
         if let Some(family) = &self.envelope {
             out["envelope"] = json!(family);
@@ -266,6 +274,7 @@ mod tests {
                 thresholds: Some(vec![tau.to_vec(), vec![2.0]]),
                 velocity_rms_mm_s: Some(rms * 2.0),
                 iso_zone: Some('C'),
+                kurtosis: Some(rms * 4.0),
                 family: Some("inner".into()),
                 anomaly: Some(rms),
                 envelope: Some(EnvelopeMsg {
@@ -292,6 +301,7 @@ mod tests {
         assert_eq!(v["anomaly"], 3.0, "and its anomaly score");
         assert_eq!(v["velocity_rms_mm_s"], 4.0);
         assert_eq!(v["iso_zone"], "C");
+        assert_eq!(v["kurtosis"], 12.0, "the last frame's kurtosis");
         assert_eq!(v["envelope"], "inner", "the last frame's envelope family");
         assert_eq!(v["denoise_snr_db"], 6.0, "the mean input SNR");
         assert!(s.take("pump").is_none(), "a summary starts afresh");
