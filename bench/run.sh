@@ -208,15 +208,16 @@ cat "$out/http.md"
 fi
 
 if want mqtt; then
-echo "== the MQTT sink: 16 streams with [mqtt] off / on (summaries), then a 50-daemon fleet" >&2
+echo "== the MQTT sink: 16 streams (units g) with [mqtt] off / on (summaries) / on with Sparkplug B and HA discovery, then a 50-daemon fleet" >&2
 rm -f "$out"/mqtt-*.json
 mport=$($py -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 mosquitto -p "$mport" 2>/dev/null & mpid=$!
 sleep 0.5
 mqtt_rounds=3; [ $quick = 1 ] || mqtt_rounds=5
 for r in $(seq $mqtt_rounds); do
-  run $e2e --wav "$wav" --streams 16 --subscribers 1 --seconds $scale_s -- "${drsnd_cmd[@]}" > "$out/mqtt-$r-off.json"
-  run $e2e --wav "$wav" --streams 16 --subscribers 1 --mqtt "mqtt://127.0.0.1:$mport" --seconds $scale_s -- "${drsnd_cmd[@]}" > "$out/mqtt-$r-on.json"
+  run $e2e --wav "$wav" --streams 16 --units g --subscribers 1 --seconds $scale_s -- "${drsnd_cmd[@]}" > "$out/mqtt-$r-off.json"
+  run $e2e --wav "$wav" --streams 16 --units g --subscribers 1 --mqtt "mqtt://127.0.0.1:$mport" --seconds $scale_s -- "${drsnd_cmd[@]}" > "$out/mqtt-$r-on.json"
+  run $e2e --wav "$wav" --streams 16 --units g --subscribers 1 --mqtt "mqtt://127.0.0.1:$mport" --plants on --seconds $scale_s -- "${drsnd_cmd[@]}" > "$out/mqtt-$r-plants.json"
 done
 kill $mpid
 fleet_n=50; [ $quick = 1 ] && fleet_n=10

@@ -40,6 +40,8 @@ struct Opts {
     page_clients: usize,
     /// `[mqtt]` to this broker (summaries every second), if set.
     mqtt: Option<String>,
+    /// With `--mqtt`: Sparkplug B and Home Assistant discovery on too.
+    plants: bool,
     /// `units` of every source (turns the physical measures on), if set.
     units: Option<String>,
     /// `rpm` of every source, with the CWRU bearing's orders (turns the
@@ -78,6 +80,7 @@ fn parse_args() -> Result<Opts> {
         http_port: 0,
         page_clients: 0,
         mqtt: None,
+        plants: false,
         units: None,
         rpm: None,
         rpm_range: None,
@@ -107,6 +110,7 @@ fn parse_args() -> Result<Opts> {
             "--http" => http = v == "on",
             "--page-clients" => o.page_clients = v.parse().context("--page-clients")?,
             "--mqtt" => o.mqtt = Some(v),
+            "--plants" => o.plants = v == "on",
             "--units" => o.units = Some(v),
             "--rpm" => o.rpm = Some(v.parse().context("--rpm")?),
             "--rpm-range" => o.rpm_range = Some(v),
@@ -122,7 +126,7 @@ fn parse_args() -> Result<Opts> {
         }
     }
     if o.command.is_empty() {
-        bail!("usage: e2e_bench [--streams N] [--subscribers M] [--http on|off] [--page-clients P] [--mqtt URL] [--units g] [--rpm R] [--rpm-range LO,HI] [--baseline FILE] [--denoise MODEL] [--frames-per-wake N] [--snapshots on|off] [--history on|off] [--stagger on|off] [--pool-wake frame|hop] [--worker-threads N] [--seconds S] [--warmup S] [--wav F] -- COMMAND ({{dir}} is replaced)");
+        bail!("usage: e2e_bench [--streams N] [--subscribers M] [--http on|off] [--page-clients P] [--mqtt URL] [--plants on|off] [--units g] [--rpm R] [--rpm-range LO,HI] [--baseline FILE] [--denoise MODEL] [--frames-per-wake N] [--snapshots on|off] [--history on|off] [--stagger on|off] [--pool-wake frame|hop] [--worker-threads N] [--seconds S] [--warmup S] [--wav F] -- COMMAND ({{dir}} is replaced)");
     }
     if http || o.page_clients > 0 {
         o.http_port = std::net::TcpListener::bind("127.0.0.1:0")?
@@ -340,6 +344,9 @@ fn write_config(dir: &Path, o: &Opts) -> Result<()> {
             std::process::id(),
             dir.display()
         );
+        if o.plants {
+            cfg += "sparkplug = true\ngroup-id = \"bench\"\nhomeassistant = true\n";
+        }
     }
     if let Some(m) = &o.denoise {
         cfg += &format!(
@@ -710,6 +717,7 @@ fn report(
         "http": o.http_port != 0,
         "page_clients": o.page_clients,
         "mqtt": o.mqtt.is_some(),
+        "plants": o.plants,
         "units": o.units,
         "rpm": o.rpm,
         "rpm_range": o.rpm_range,

@@ -131,7 +131,9 @@ impl Sink {
 
     /// One connection, until it is lost or the daemon stops.
     async fn connected(&mut self, shutdown: &mut Shutdown) -> Stop {
-        let (client, events) = AsyncClient::new(self.options(), 4 * WINDOW + 64);
+        // Room for the retained messages of every stream (discovery) too.
+        let streams = self.bus.hello_now().map_or(0, |h| h.streams.len());
+        let (client, events) = AsyncClient::new(self.options(), 4 * WINDOW + 64 + 8 * streams);
         let mut c = Conn {
             client,
             events,

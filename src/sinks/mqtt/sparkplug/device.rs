@@ -47,6 +47,8 @@ pub fn ms(unix_s: f64) -> u64 {
 pub struct Device {
     /// Name -> (datatype, value); the set is fixed at the first frame.
     values: BTreeMap<String, (u32, Option<Value>)>,
+    /// The machine state before the first frame (from `hello`).
+    initial: Option<State>,
     /// The values the consumer has (from the DBIRTH or a DDATA).
     sent: BTreeMap<String, Option<Value>>,
     /// The time of the latest frame (ms).
@@ -72,6 +74,13 @@ pub fn state_name(s: &State) -> String {
 }
 
 impl Device {
+    pub fn starting_in(state: Option<&State>) -> Self {
+        Self {
+            initial: state.cloned(),
+            ..Self::default()
+        }
+    }
+
     pub fn has_frame(&self) -> bool {
         !self.values.is_empty()
     }
@@ -83,8 +92,10 @@ impl Device {
     /// Takes a frame's values (the event metrics keep theirs).
     pub fn frame(&mut self, f: &SpFrame) {
         if !self.has_frame() {
-            // The event metrics exist from birth, null until an event.
-            self.set("state", dt::STRING, None);
+            // The event metrics exist from birth: the state hello gave,
+            // the rest null until an event.
+            let state = self.initial.take().map(|s| state_name(&s));
+            self.set("state", dt::STRING, text(state.as_deref()));
             self.set("verdict/family", dt::STRING, None);
             self.set("verdict/source", dt::STRING, None);
             self.set("trend/degrading", dt::BOOLEAN, None);

@@ -274,6 +274,19 @@ impl Sink {
         true
     }
 
+    /// A stream's device, new ones starting from the state `hello` gives.
+    fn device(&mut self, stream: &str) -> &mut Device {
+        if !self.devices.contains_key(stream) {
+            let state = (self.bus.hello_now().into_iter())
+                .flat_map(|h| h.streams)
+                .find(|s| s.name == stream)
+                .map(|s| s.machine);
+            self.devices
+                .insert(stream.to_string(), Device::starting_in(state.as_ref()));
+        }
+        self.devices.entry(stream.to_string()).or_default()
+    }
+
     /// Takes one bus message (and, after a lag, the events it missed).
     fn on_bus(&mut self, m: Result<Arc<Outgoing>, broadcast::error::RecvError>) -> Result<(), ()> {
         let batch = self.bus.catch_up(m, &mut self.last_id).ok_or(())?;
@@ -281,7 +294,7 @@ impl Sink {
             match m.kind {
                 Kind::Frame => {
                     if let Ok(f) = serde_json::from_str::<SpFrame>(&m.line) {
-                        self.devices.entry(f.stream.clone()).or_default().frame(&f);
+                        self.device(&f.stream).frame(&f);
                     }
                 }
                 Kind::Event => self.spool_event(&m.line),
