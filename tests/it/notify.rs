@@ -267,19 +267,23 @@ fn a_hung_receiver_never_delays_a_frame() {
     let hung = Receiver::on(0, true);
     let wav = dir.path().join("flap.wav");
     write_wav_f32(&wav, 12_000, &two_faults_in_turn(2, 1.2));
-    let run = |notify: &str| -> (Vec<Value>, Value) {
+    let port = common::web::free_port();
+    // The page's /metrics, read at the end of the run.
+    let run = |notify: &str| -> (Vec<Value>, Value, String) {
         let cfg = config(dir.path(), &wav, "loop = true", notify);
         let mut d = Daemon::start(&["--config", cfg.to_str().expect("utf-8")]);
         let mut c = d.connect();
         let (mut frames, mut events) = (Vec::new(), Vec::new());
         let st = read(&mut c, Duration::from_secs(10), &mut frames, &mut events).expect("status");
+        let metrics = common::web::get(port, "/metrics").body;
         d.stop();
         assert!(events.len() >= 3, "{} events", events.len());
-        (frames, st)
+        (frames, st, metrics)
     };
-    let (plain, _) = run("");
-    let (frames, st) = run(&format!(
-        "[[notify]]\non = [\"fault\"]\ninterval-s = 0\ntimeout-s = 1\nurl = \"http://127.0.0.1:{}/\"\n",
+    let http = format!("[http]\nlisten = \"127.0.0.1:{port}\"\n");
+    let (plain, _, _) = run(&http);
+    let (frames, st, metrics) = run(&format!(
+        "{http}[[notify]]\non = [\"fault\"]\ninterval-s = 0\ntimeout-s = 1\nurl = \"http://127.0.0.1:{}/\"\n",
         hung.port
     ));
     let seqs: Vec<u64> = frames.iter().filter_map(|f| f["seq"].as_u64()).collect();
@@ -296,6 +300,29 @@ fn a_hung_receiver_never_delays_a_frame() {
     assert!(
         t["last_error"].as_str().unwrap_or("").contains("no answer"),
         "{t}"
+    );
+    // /metrics says the same, and promtool reads it.
+    let retries = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("drsnd_notify_retries_total{target=\"notify-1\"} "))
+        .and_then(|v| v.trim().parse::<f64>().ok());
+    assert!(retries.is_some_and(|r| r >= 1.0), "{metrics}");
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (scripts/setup-system.sh installs prometheus)");
+    let mut stdin = promtool.stdin.take().expect("stdin");
+    stdin.write_all(metrics.as_bytes()).expect("feed promtool");
+    drop(stdin);
+    let out = promtool.wait_with_output().expect("promtool");
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
     let (a, b) = (p99(&plain), p99(&frames));
     eprintln!("frame latency p99: {a:.2} ms without, {b:.2} ms with a hung receiver");

@@ -1,6 +1,6 @@
 //! One stream as a Sparkplug device: the metrics its DBIRTH declares (a
-//! fixed set, null where the stream has no such analysis, so the set never
-//! changes and needs no rebirth), the latest values, and which of them
+//! fixed set, known from `hello` before the first frame, null where the
+//! stream has no such analysis), the latest values, and which of them
 //! changed since the last DDATA.
 
 use super::proto::{datatype as dt, Metric, Value};
@@ -45,10 +45,8 @@ pub fn ms(unix_s: f64) -> u64 {
 
 #[derive(Debug, Default)]
 pub struct Device {
-    /// Name -> (datatype, value); the set is fixed at the first frame.
+    /// Name -> (datatype, value): every metric the DBIRTH declares.
     values: BTreeMap<String, (u32, Option<Value>)>,
-    /// The machine state before the first frame (from `hello`).
-    initial: Option<State>,
     /// The values the consumer has (from the DBIRTH or a DDATA).
     sent: BTreeMap<String, Option<Value>>,
     /// The time of the latest frame (ms).
@@ -74,32 +72,46 @@ pub fn state_name(s: &State) -> String {
 }
 
 impl Device {
-    pub fn starting_in(state: Option<&State>) -> Self {
-        Self {
-            initial: state.cloned(),
-            ..Self::default()
+    /// Every metric, null but the machine state `hello` gave; `units`:
+    /// the model's shrinkage units.
+    pub fn new(units: usize, state: Option<&State>) -> Self {
+        let mut d = Self::default();
+        let state = state.map(state_name);
+        d.set("state", dt::STRING, text(state.as_deref()));
+        for (name, t) in [
+            ("verdict/family", dt::STRING),
+            ("verdict/source", dt::STRING),
+            ("trend/degrading", dt::BOOLEAN),
+            ("frame/seq", dt::UINT64),
+            ("class", dt::STRING),
+            ("confidence", dt::FLOAT),
+            ("family", dt::STRING),
+            ("family_confidence", dt::FLOAT),
+            ("rms", dt::FLOAT),
+            ("anomaly", dt::FLOAT),
+            ("velocity_rms_mm_s", dt::FLOAT),
+            ("iso_zone", dt::STRING),
+            ("kurtosis", dt::FLOAT),
+            ("crest", dt::FLOAT),
+            ("speed_rpm", dt::FLOAT),
+        ] {
+            d.set(name, t, None);
         }
-    }
-
-    pub fn has_frame(&self) -> bool {
-        !self.values.is_empty()
+        for i in 0..units {
+            d.set(&unit_metric(i), dt::FLOAT, None);
+        }
+        d
     }
 
     fn set(&mut self, name: &str, datatype: u32, value: Option<Value>) {
         self.values.insert(name.to_string(), (datatype, value));
     }
 
-    /// Takes a frame's values (the event metrics keep theirs).
-    pub fn frame(&mut self, f: &SpFrame) {
-        if !self.has_frame() {
-            // The event metrics exist from birth: the state hello gave,
-            // the rest null until an event.
-            let state = self.initial.take().map(|s| state_name(&s));
-            self.set("state", dt::STRING, text(state.as_deref()));
-            self.set("verdict/family", dt::STRING, None);
-            self.set("verdict/source", dt::STRING, None);
-            self.set("trend/degrading", dt::BOOLEAN, None);
-        }
+    /// Takes a frame's values (the event metrics keep theirs); true if it
+    /// brought a metric the DBIRTH did not declare (a reload swapped in a
+    /// model with more units): the device must be born again.
+    pub fn frame(&mut self, f: &SpFrame) -> bool {
+        let before = self.values.len();
         self.at = ms(f.time);
         self.fresh = true;
         self.set("frame/seq", dt::UINT64, Some(Value::Long(f.seq)));
@@ -121,12 +133,9 @@ impl Device {
         );
         for (i, unit) in f.thresholds.iter().flatten().enumerate() {
             let mean = unit.iter().sum::<f32>() / unit.len().max(1) as f32;
-            self.set(
-                &format!("thresholds/unit{}", i + 1),
-                dt::FLOAT,
-                float(Some(mean)),
-            );
+            self.set(&unit_metric(i), dt::FLOAT, float(Some(mean)));
         }
+        self.values.len() != before
     }
 
     /// An event's metrics (state, verdict, zone or trend), to send at once.
@@ -155,10 +164,8 @@ impl Device {
         };
         out.into_iter()
             .map(|(n, d, v)| {
-                if self.values.contains_key(n) {
-                    self.set(n, d, v.clone());
-                    self.sent.insert(n.to_string(), v.clone());
-                }
+                self.set(n, d, v.clone());
+                self.sent.insert(n.to_string(), v.clone());
                 (n.to_string(), d, v)
             })
             .collect()
@@ -172,7 +179,7 @@ impl Device {
             .map(|(k, (_, v))| (k.clone(), v.clone()))
             .collect();
         self.fresh = false;
-        let at = self.at;
+        let at = self.time();
         self.values
             .iter()
             .map(|(k, (d, v))| Metric::new(k, *d, v.clone(), at))
@@ -185,7 +192,7 @@ impl Device {
         if !std::mem::take(&mut self.fresh) {
             return None;
         }
-        let at = self.at;
+        let at = self.time();
         let mut out = Vec::new();
         for (k, (d, v)) in &self.values {
             if self.sent.get(k) != Some(v) {
@@ -195,6 +202,22 @@ impl Device {
         }
         (!out.is_empty()).then_some(out)
     }
+}
+
+impl Device {
+    /// The latest frame's time, or now before the first.
+    fn time(&self) -> u64 {
+        if self.at > 0 {
+            self.at
+        } else {
+            ms(crate::clock::wall_s())
+        }
+    }
+}
+
+/// `thresholds/unit1`.. (1-based, as a user counts units).
+fn unit_metric(i: usize) -> String {
+    format!("thresholds/unit{}", i + 1)
 }
 
 #[cfg(test)]
@@ -211,8 +234,14 @@ mod tests {
 
     #[test]
     fn a_birth_declares_every_metric_and_data_only_what_changed() {
-        let mut d = Device::default();
-        d.frame(&frame(1, 0.25));
+        let mut d = Device::new(2, Some(&State::Healthy));
+        let before = d.birth();
+        let state = before.iter().find(|m| m.name.as_deref() == Some("state"));
+        assert_eq!(
+            state.and_then(|m| m.value.clone()),
+            Some(Value::String("healthy".into()))
+        );
+        assert!(!d.frame(&frame(1, 0.25)), "the frame fits the declared set");
         let birth = d.birth();
         let names: Vec<_> = birth.iter().filter_map(|m| m.name.clone()).collect();
         for want in [

@@ -34,6 +34,10 @@ struct Sink {
     rx: broadcast::Receiver<Arc<Outgoing>>,
     last_id: u64,
     devices: BTreeMap<String, Device>,
+    /// Devices whose metric set grew (a reload's model): born again.
+    reborn: std::collections::HashSet<String>,
+    /// Each stream's latest frame since the last tick, not yet read.
+    latest: std::collections::HashMap<String, Arc<Outgoing>>,
 }
 
 /// One connection: its client, its bdSeq and where its births stand.
@@ -73,6 +77,8 @@ pub async fn run(
         rx,
         last_id: 0,
         devices: BTreeMap::new(),
+        reborn: Default::default(),
+        latest: Default::default(),
     };
     sink.note_spool();
     let mut backoff = Backoff::new();
@@ -167,10 +173,13 @@ impl Sink {
                         self.finish(&mut c).await;
                         return None;
                     }
-                    self.birth_new_devices(&mut c);
                     self.send_spooled(&mut c);
                 }
-                _ = tick.tick() => self.send_changes(&mut c),
+                _ = tick.tick() => {
+                    self.absorb();
+                    self.birth_new_devices(&mut c);
+                    self.send_changes(&mut c);
+                }
             }
         }
     }
@@ -184,6 +193,8 @@ impl Sink {
                 let _ = c
                     .client
                     .try_subscribe(self.topics.node("NCMD"), QoS::AtMostOnce);
+                // Events spooled before this connection are history.
+                c.historical_through = self.spool.last_id();
                 self.birth(c);
                 tracing::info!("[mqtt] sparkplug: NBIRTH sent, bdSeq {}", c.bd_seq);
             }
@@ -212,8 +223,8 @@ impl Sink {
         }
     }
 
-    /// NBIRTH (seq 0), every known device's DBIRTH, then the events owed,
-    /// those raised before now marked historical.
+    /// NBIRTH (seq 0), every device's DBIRTH, then the events owed. On a
+    /// rebirth what was handed over already stays handed over.
     fn birth(&mut self, c: &mut Conn) {
         c.seq = 0;
         c.born_devices.clear();
@@ -223,18 +234,20 @@ impl Sink {
             return;
         }
         self.stats.births.fetch_add(1, Relaxed);
+        self.absorb();
+        // Every stream is a device from the start, frames or not.
+        for s in self.bus.hello_now().map(|h| h.streams).unwrap_or_default() {
+            self.device(&s.name);
+        }
         let names: Vec<String> = self.devices.keys().cloned().collect();
         for name in names {
             self.device_birth(c, &name);
         }
-        c.historical_through = self.spool.last_id();
-        c.sent_through = 0;
-        c.handed.retain(|h| h.is_none());
         self.send_spooled(c);
     }
 
     fn device_birth(&mut self, c: &mut Conn, name: &str) {
-        let Some(d) = self.devices.get_mut(name).filter(|d| d.has_frame()) else {
+        let Some(d) = self.devices.get_mut(name) else {
             return;
         };
         let metrics = d.birth();
@@ -244,15 +257,16 @@ impl Sink {
         }
     }
 
-    /// A DBIRTH for each stream whose first frame came since the NBIRTH.
+    /// A DBIRTH for each device new since the NBIRTH, or whose metrics grew.
     fn birth_new_devices(&mut self, c: &mut Conn) {
         if !c.born {
             return;
         }
         let new: Vec<String> = (self.devices.iter())
-            .filter(|(name, d)| d.has_frame() && !c.born_devices.contains(*name))
+            .filter(|(name, _)| !c.born_devices.contains(*name) || self.reborn.contains(*name))
             .map(|(name, _)| name.clone())
             .collect();
+        self.reborn.clear();
         for name in new {
             self.device_birth(c, &name);
         }
@@ -274,17 +288,31 @@ impl Sink {
         true
     }
 
-    /// A stream's device, new ones starting from the state `hello` gives.
+    /// A stream's device, a new one starting from what `hello` says.
     fn device(&mut self, stream: &str) -> &mut Device {
         if !self.devices.contains_key(stream) {
-            let state = (self.bus.hello_now().into_iter())
+            let hello = self.bus.hello_now();
+            let units = hello.as_ref().map_or(0, |h| h.model.thresholds.len());
+            let state = (hello.into_iter())
                 .flat_map(|h| h.streams)
                 .find(|s| s.name == stream)
                 .map(|s| s.machine);
-            self.devices
-                .insert(stream.to_string(), Device::starting_in(state.as_ref()));
+            let d = Device::new(units, state.as_ref());
+            self.devices.insert(stream.to_string(), d);
         }
         self.devices.entry(stream.to_string()).or_default()
+    }
+
+    /// Reads each stream's latest frame into its device.
+    fn absorb(&mut self) {
+        let latest: Vec<Arc<Outgoing>> = self.latest.drain().map(|(_, m)| m).collect();
+        for m in latest {
+            if let Ok(f) = serde_json::from_str::<SpFrame>(&m.line) {
+                if self.device(&f.stream).frame(&f) {
+                    self.reborn.insert(f.stream.clone());
+                }
+            }
+        }
     }
 
     /// Takes one bus message (and, after a lag, the events it missed).
@@ -292,9 +320,11 @@ impl Sink {
         let batch = self.bus.catch_up(m, &mut self.last_id).ok_or(())?;
         for m in batch {
             match m.kind {
+                // Only the latest frame of a stream is read (at the tick):
+                // a DDATA carries its values, not an average.
                 Kind::Frame => {
-                    if let Ok(f) = serde_json::from_str::<SpFrame>(&m.line) {
-                        self.device(&f.stream).frame(&f);
+                    if let Some(stream) = m.stream.clone() {
+                        self.latest.insert(stream, m);
                     }
                 }
                 Kind::Event => self.spool_event(&m.line),
@@ -334,7 +364,12 @@ impl Sink {
                 continue;
             };
             if !c.born_devices.contains(&device) {
-                break; // its DBIRTH comes with the stream's first frame
+                // A stream of an earlier run's config: born for its events.
+                self.device(&device);
+                self.device_birth(c, &device);
+                if !c.born_devices.contains(&device) {
+                    break;
+                }
             }
             let historical = id <= c.historical_through;
             let Some(d) = self.devices.get_mut(&device) else {
