@@ -4,6 +4,7 @@
 
 pub mod broker;
 pub mod pulse;
+pub mod tls;
 pub mod web;
 #[allow(unused_imports)]
 pub use pulse::{player, Pulse};

@@ -386,3 +386,88 @@ fn bad_notify_and_sparkplug_settings_exit_78_naming_the_key_and_a_reload_keeps_t
     );
     d.stop();
 }
+
+#[test]
+fn a_webhook_over_https_trusts_its_ca_file_and_sends_the_token_from_its_file() {
+    let dir = tempfile::tempdir().expect("tmp");
+    common::tls::certificates(dir.path());
+    let port = common::web::free_port();
+    let out = dir.path().join("received.jsonl");
+    let mut receiver = Command::new("python3")
+        .arg(root().join("tests/tools/https_receiver.py"))
+        .arg(port.to_string())
+        .arg(dir.path().join("server.pem"))
+        .arg(dir.path().join("server.key"))
+        .arg(&out)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("https_receiver.py");
+    let mut ready = String::new();
+    BufReader::new(receiver.stdout.take().expect("stdout"))
+        .read_line(&mut ready)
+        .expect("ready line");
+    assert_eq!(ready.trim(), "ready");
+    std::fs::write(dir.path().join("token"), "s3cret\n").expect("token");
+    let wav = dir.path().join("flap.wav");
+    write_wav_f32(&wav, 12_000, &two_faults_in_turn(2, 1.2));
+    let target = |name: &str, ca: &str| {
+        format!(
+            "[[notify]]\nname = \"{name}\"\non = [\"fault\"]\ninterval-s = 0\nretries = 1\nformat = \"ntfy\"\n\
+             url = \"https://127.0.0.1:{port}/pump-7\"\nca-file = \"{}\"\ntoken-file = \"{}\"\n",
+            dir.path().join(ca).display(),
+            dir.path().join("token").display()
+        )
+    };
+    let notify = target("phone", "ca.pem") + &target("wrong-ca", "other-ca.pem");
+    let cfg = config(dir.path(), &wav, "", &notify);
+    let mut d = Daemon::start(&["--config", cfg.to_str().expect("utf-8")]);
+    let mut c = d.connect();
+    let (mut frames, mut events) = (Vec::new(), Vec::new());
+    let mut st = Value::Null;
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(9) {
+        st = read(&mut c, Duration::from_millis(500), &mut frames, &mut events).unwrap_or(st);
+    }
+    let faults = events
+        .iter()
+        .filter(|e| e["to"]["state"] == "fault")
+        .count();
+    assert!(faults >= 2, "{events:?}");
+    let got: Vec<Value> = std::fs::read_to_string(&out)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert_eq!(got.len(), faults, "one per fault over TLS: {got:?}");
+    for g in &got {
+        assert_eq!(g["path"], "/pump-7");
+        assert_eq!(
+            g["authorization"], "Bearer s3cret",
+            "the token from its file"
+        );
+        assert!(
+            g["title"].as_str().unwrap_or("").contains("pump: fault"),
+            "{g}"
+        );
+        assert!(g["body"].as_str().unwrap_or("").contains("pump on"), "{g}");
+    }
+    let wrong = st["notify"]
+        .as_array()
+        .and_then(|a| a.iter().find(|t| t["name"] == "wrong-ca").cloned())
+        .unwrap_or_default();
+    assert_eq!(wrong["sent"], 0, "{wrong}");
+    assert!(
+        wrong["last_error"].as_str().unwrap_or("").contains("TLS"),
+        "{wrong}"
+    );
+    assert!(
+        wrong["target"]
+            .as_str()
+            .unwrap_or("")
+            .ends_with(":{port}/…".replace("{port}", &port.to_string()).as_str()),
+        "the path stays secret: {wrong}"
+    );
+    d.stop();
+    let _ = receiver.kill();
+    let _ = receiver.wait();
+}
