@@ -3,7 +3,7 @@
 //! across restarts, so a subscriber that sees one twice (at-least-once
 //! delivery after an outage) can tell.
 
-use crate::protocol::{DenoiseMsg, EnvelopeMsg, EventMsg, Hello};
+use crate::protocol::{DenoiseMsg, EnvelopeMsg, EventMsg, Hello, SpeedMsg};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -110,14 +110,23 @@ pub fn state(id: u64, e: &EventMsg) -> String {
     v.to_string()
 }
 
-/// The parts of a frame a summary needs (everything else is skipped).
+/// The parts of a frame a summary or a Sparkplug device needs
+/// (everything else is skipped).
 #[derive(Debug, Deserialize)]
 pub struct FrameDigest {
     pub stream: String,
+    #[serde(default)]
+    pub seq: u64,
     pub time: f64,
     pub label: String,
     pub confidence: f32,
     pub rms: f32,
+    #[serde(default)]
+    pub family_confidence: Option<f32>,
+    #[serde(default)]
+    pub crest: Option<f32>,
+    #[serde(default)]
+    pub speed: Option<SpeedMsg>,
     #[serde(default)]
     pub thresholds: Option<Vec<Vec<f32>>>,
     #[serde(default)]
@@ -267,6 +276,10 @@ mod tests {
         for (rms, tau) in [(1.0, [0.5, 1.5]), (3.0, [1.0, 1.0])] {
             s.add(&FrameDigest {
                 stream: "pump".into(),
+                seq: 1,
+                family_confidence: None,
+                crest: None,
+                speed: None,
                 time: 10.0,
                 label: "IR_14".into(),
                 confidence: 0.9,

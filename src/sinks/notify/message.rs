@@ -3,6 +3,7 @@
 //! Title, Priority and Tags headers.
 
 use crate::config::{AlarmKind, Format};
+use crate::history::time::rfc3339;
 use crate::protocol::{EventMsg, EventState};
 use serde_json::json;
 
@@ -106,38 +107,5 @@ impl Notification {
             AlarmKind::Recovered => "low",
             _ => "default",
         }
-    }
-}
-
-/// Unix seconds as UTC `YYYY-MM-DDTHH:MM:SSZ` (civil-from-days).
-fn rfc3339(unix_s: f64) -> String {
-    let secs = unix_s.max(0.0) as i64;
-    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dates_are_utc() {
-        assert_eq!(rfc3339(0.0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_796_608_170.4), "2026-12-07T01:49:30Z");
-        assert_eq!(rfc3339(951_782_400.0), "2000-02-29T00:00:00Z");
     }
 }

@@ -5,38 +5,9 @@
 
 use super::proto::{datatype as dt, Metric, Value};
 use crate::monitor::State;
-use crate::protocol::{EventMsg, EventState, SpeedMsg, TrendState, ZoneState};
-use serde::Deserialize;
+use crate::protocol::{EventMsg, EventState, TrendState, ZoneState};
+use crate::sinks::mqtt::topics::FrameDigest;
 use std::collections::BTreeMap;
-
-/// The parts of a frame the device publishes (everything else is skipped).
-#[derive(Debug, Deserialize)]
-pub struct SpFrame {
-    pub stream: String,
-    pub seq: u64,
-    pub time: f64,
-    pub label: String,
-    pub confidence: f32,
-    pub rms: f32,
-    #[serde(default)]
-    pub family: Option<String>,
-    #[serde(default)]
-    pub family_confidence: Option<f32>,
-    #[serde(default)]
-    pub thresholds: Option<Vec<Vec<f32>>>,
-    #[serde(default)]
-    pub velocity_rms_mm_s: Option<f32>,
-    #[serde(default)]
-    pub iso_zone: Option<char>,
-    #[serde(default)]
-    pub kurtosis: Option<f32>,
-    #[serde(default)]
-    pub crest: Option<f32>,
-    #[serde(default)]
-    pub speed: Option<SpeedMsg>,
-    #[serde(default)]
-    pub anomaly: Option<f32>,
-}
 
 /// Milliseconds since the epoch, as Sparkplug counts time.
 pub fn ms(unix_s: f64) -> u64 {
@@ -110,7 +81,7 @@ impl Device {
     /// Takes a frame's values (the event metrics keep theirs); true if it
     /// brought a metric the DBIRTH did not declare (a reload swapped in a
     /// model with more units): the device must be born again.
-    pub fn frame(&mut self, f: &SpFrame) -> bool {
+    pub fn frame(&mut self, f: &FrameDigest) -> bool {
         let before = self.values.len();
         self.at = ms(f.time);
         self.fresh = true;
@@ -224,7 +195,7 @@ fn unit_metric(i: usize) -> String {
 mod tests {
     use super::*;
 
-    fn frame(seq: u64, rms: f32) -> SpFrame {
+    fn frame(seq: u64, rms: f32) -> FrameDigest {
         let line = format!(
             r#"{{"stream":"pump","seq":{seq},"time":1700000000.5,"label":"Normal","confidence":0.9,
                "rms":{rms},"thresholds":[[1.0,3.0],[0.5]],"iso_zone":"B","speed":null}}"#

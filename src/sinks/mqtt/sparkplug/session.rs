@@ -3,12 +3,13 @@
 //! client, back off (as the plain connection does) and connect anew with
 //! the next bdSeq.
 
-use super::device::{ms, Device, SpFrame};
+use super::device::{ms, Device};
 use super::proto::{datatype as dt, Metric, Payload, Value};
 use super::{next_bd_seq, Stats, Topics};
 use crate::protocol::{EventMsg, Message};
 use crate::sinks::mqtt::session::{describe, Backoff};
 use crate::sinks::mqtt::spool::Spool;
+use crate::sinks::mqtt::topics::FrameDigest;
 use crate::sinks::mqtt::Settings;
 use crate::sinks::{Bus, Kind, Outgoing, Shutdown};
 use prost::Message as _;
@@ -307,7 +308,7 @@ impl Sink {
     fn absorb(&mut self) {
         let latest: Vec<Arc<Outgoing>> = self.latest.drain().map(|(_, m)| m).collect();
         for m in latest {
-            if let Ok(f) = serde_json::from_str::<SpFrame>(&m.line) {
+            if let Ok(f) = serde_json::from_str::<FrameDigest>(&m.line) {
                 if self.device(&f.stream).frame(&f) {
                     self.reborn.insert(f.stream.clone());
                 }
