@@ -26,7 +26,7 @@ pub use http::HttpConfig;
 pub use log::LogConfig;
 pub use monitor::{MonitorConfig, MAX_LEARN_S};
 pub use mqtt::{hostname, BrokerUrl, FramesMode, MqttConfig};
-pub use notify::{check_url, find_program, AlarmKind, Format, NotifyConfig};
+pub use notify::{check_url, AlarmKind, Format, NotifyConfig};
 pub use snapshots::SnapshotConfig;
 pub use socket::SocketConfig;
 pub use source::{

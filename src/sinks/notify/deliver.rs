@@ -3,7 +3,7 @@
 //! caller bounds each attempt with the target's timeout and retries.
 
 use super::message::Body;
-use crate::config::{check_url, find_program, AlarmKind, Format, NotifyConfig};
+use crate::config::{check_url, AlarmKind, Format, NotifyConfig};
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use http_body_util::Full;
@@ -105,13 +105,7 @@ impl Target {
             Ok(text.trim().to_string())
         };
         let via = if let Some(cmd) = &cfg.command {
-            if cmd.first().and_then(|p| find_program(p)).is_none() {
-                anyhow::bail!(
-                    "{}: {:?} is not an executable file",
-                    key("command"),
-                    cmd.first()
-                );
-            }
+            // validate() found the program when the config was read.
             Via::Command(cmd.clone())
         } else {
             let (k, text) = match (&cfg.url, &cfg.url_file) {

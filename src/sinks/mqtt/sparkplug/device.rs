@@ -110,7 +110,8 @@ impl Device {
     }
 
     /// An event's metrics (state, verdict, zone or trend), to send at once.
-    pub fn event(&mut self, e: &EventMsg) -> Vec<(String, u32, Option<Value>)> {
+    /// `historical`: raised while the broker was away, replayed now.
+    pub fn event(&mut self, e: &EventMsg, historical: bool) -> Vec<Metric> {
         let out: Vec<(&str, u32, Option<Value>)> = match &e.to {
             EventState::Machine(s) => {
                 let family = match s {
@@ -133,11 +134,15 @@ impl Device {
                 Some(Value::Boolean(*t == TrendState::Degrading)),
             )],
         };
+        let at = ms(e.time);
         out.into_iter()
             .map(|(n, d, v)| {
                 self.set(n, d, v.clone());
                 self.sent.insert(n.to_string(), v.clone());
-                (n.to_string(), d, v)
+                Metric {
+                    is_historical: historical.then_some(true),
+                    ..Metric::new(n, d, v, at)
+                }
             })
             .collect()
     }

@@ -104,34 +104,31 @@ pub async fn run(
     }
 }
 
-fn encode(p: &Payload) -> Vec<u8> {
-    p.encode_to_vec()
+/// The NBIRTH's (`birth`) or NDEATH's payload: the connection's bdSeq.
+fn bd_seq_payload(bd_seq: u64, birth: bool) -> Payload {
+    let now = ms(crate::clock::wall_s());
+    let mut metrics = vec![Metric::new(
+        "bdSeq",
+        dt::INT64,
+        Some(Value::Long(bd_seq)),
+        now,
+    )];
+    if birth {
+        metrics.push(Metric::new(
+            REBIRTH,
+            dt::BOOLEAN,
+            Some(Value::Boolean(false)),
+            now,
+        ));
+    }
+    Payload {
+        timestamp: Some(now),
+        metrics,
+        seq: None,
+    }
 }
 
 impl Sink {
-    fn bd_seq_payload(&self, bd_seq: u64, birth: bool) -> Payload {
-        let now = ms(crate::clock::wall_s());
-        let mut metrics = vec![Metric::new(
-            "bdSeq",
-            dt::INT64,
-            Some(Value::Long(bd_seq)),
-            now,
-        )];
-        if birth {
-            metrics.push(Metric::new(
-                REBIRTH,
-                dt::BOOLEAN,
-                Some(Value::Boolean(false)),
-                now,
-            ));
-        }
-        Payload {
-            timestamp: Some(now),
-            metrics,
-            seq: None,
-        }
-    }
-
     /// One connection, until it is lost (why, and whether it came up) or
     /// the daemon stops (None).
     async fn connected(&mut self, shutdown: &mut Shutdown) -> Option<(String, bool)> {
@@ -139,7 +136,7 @@ impl Sink {
         self.stats.bd_seq.store(bd_seq, Relaxed);
         let will = LastWill::new(
             self.topics.node("NDEATH"),
-            encode(&self.bd_seq_payload(bd_seq, false)),
+            bd_seq_payload(bd_seq, false).encode_to_vec(),
             QoS::AtLeastOnce,
             false,
         );
@@ -229,7 +226,7 @@ impl Sink {
     fn birth(&mut self, c: &mut Conn) {
         c.seq = 0;
         c.born_devices.clear();
-        let nbirth = self.bd_seq_payload(c.bd_seq, true);
+        let nbirth = bd_seq_payload(c.bd_seq, true);
         c.born = self.publish(c, self.topics.node("NBIRTH"), nbirth, None);
         if !c.born {
             return;
@@ -277,7 +274,7 @@ impl Sink {
     fn publish(&self, c: &mut Conn, topic: String, mut p: Payload, id: Option<u64>) -> bool {
         p.seq = Some(c.seq);
         if c.client
-            .try_publish(topic, QoS::AtMostOnce, false, encode(&p))
+            .try_publish(topic, QoS::AtMostOnce, false, p.encode_to_vec())
             .is_err()
         {
             self.stats.messages_not_sent.fetch_add(1, Relaxed);
@@ -376,15 +373,7 @@ impl Sink {
             let Some(d) = self.devices.get_mut(&device) else {
                 break;
             };
-            let at = ms(ev.time);
-            let metrics = d
-                .event(&ev)
-                .into_iter()
-                .map(|(n, t, v)| Metric {
-                    is_historical: historical.then_some(true),
-                    ..Metric::new(&n, t, v, at)
-                })
-                .collect();
+            let metrics = d.event(&ev, historical);
             if !self.publish(
                 c,
                 self.topics.device("DDATA", &device),
@@ -429,12 +418,12 @@ impl Sink {
             return;
         }
         self.send_spooled(c);
-        let death = self.bd_seq_payload(c.bd_seq, false);
+        let death = bd_seq_payload(c.bd_seq, false);
         let _ = c.client.try_publish(
             self.topics.node("NDEATH"),
             QoS::AtLeastOnce,
             false,
-            encode(&death),
+            death.encode_to_vec(),
         );
         let _ = c.client.try_disconnect();
         let until = tokio::time::Instant::now() + Duration::from_millis(500);
