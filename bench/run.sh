@@ -35,6 +35,11 @@
 #                          the daemon with each, alternating rounds
 #                          (results/model-swap.md; target: <= 1.2x per frame,
 #                          <= 2 % of a core per stream)
+#   bench/run.sh --steps denoise-swap   the same for the shipped denoiser
+#                          against the one it replaced (DRSN_OLD_DENOISE_REV,
+#                          default 9ba375b: model 1.1.0), the daemon running
+#                          [denoise] with each (results/denoise-swap.md;
+#                          target: the new one costs no more)
 #   bench/run.sh --steps wake   one real-time stream with frames-per-wake 1
 #                          and 4, alternating rounds (results/wake.md)
 #   bench/run.sh --steps pool   the shared analysis threads (issue 36): the
@@ -115,7 +120,7 @@ callgrind_total() {
 # Side-by-side steps (http, mqtt, compare) write their own tables only.
 side_only=1
 for st in ${steps//,/ }; do
-  case $st in http|mqtt|physics|history|envelope|speed|anomaly|denoise|model-swap|wake|pool|compare) ;; *) side_only=0 ;; esac
+  case $st in http|mqtt|physics|history|envelope|speed|anomaly|denoise|model-swap|denoise-swap|wake|pool|compare) ;; *) side_only=0 ;; esac
 done
 if [ $side_only = 0 ]; then
   echo "$e2e_s $py_s $scale_s $quick $(git rev-parse --short HEAD)" > "$out/settings"
@@ -350,42 +355,58 @@ $py bench/pool.py "$out" "$pool_base" "$(git rev-parse --short HEAD)" > "$out/po
 cat "$out/pool.md"
 fi
 
+# A shipped model against the one it replaced, side by side: tract at
+# real-time pace with the two taking turns, then one real-time stream of the
+# daemon with each in alternating rounds. Arguments: the step's name, the
+# model's file stem under models/, the e2e_bench option that loads it, the
+# revision holding the old one, and what the model is.
+swap_models() {
+  local step=$1 stem=$2 flag=$3 old_rev=$4 what=$5 old new r rounds
+  old=$(mktemp -d)/$old_rev
+  mkdir -p "$old"
+  for f in json onnx; do git show "$old_rev:models/$stem.$f" > "$old/$stem.$f"; done
+  new=models/$stem
+  rm -f "$out/$step"-*
+  {
+    echo "# The shipped $what against the one it replaced ($old_rev)"
+    echo
+    ver() { sed -n 's/.*"version": *"\([^"]*\)".*/\1/p' "$1" | head -1; }
+    echo "off = model $(ver "$old/$stem.json") (from $old_rev), on = model $(ver "$new.json") (this tree)"
+    echo
+    if [ "$step" = model-swap ]; then
+      echo "## Instructions per frame (callgrind, 300 minus 100 frames, over 200)"
+      echo
+      echo "| model | instructions per frame |"
+      echo "|---|---:|"
+      for m in "$old/$stem" "$new"; do
+        echo "| $m | $(( ($(callgrind_total "$m.json" 300) - $(callgrind_total "$m.json" 100)) / 200 )) |"
+      done
+      echo
+    fi
+    echo "## tract at real-time pace, one call every 42.7 ms, the two models taking turns"
+    echo
+    ./target/release/examples/paced_infer --seconds $depth_s "$old/$stem.onnx" "$new.onnx"
+  } > "$out/$step-head.md"
+  rounds=3; [ $quick = 1 ] || rounds=5
+  for r in $(seq $rounds); do
+    run $e2e --wav "$wav" --streams 1 --subscribers 1 "$flag" "$old/$stem.json" --seconds $scale_s -- "${drsnd_cmd[@]}" > "$out/$step-$r-off.json"
+    run $e2e --wav "$wav" --streams 1 --subscribers 1 "$flag" "$new.json" --seconds $scale_s -- "${drsnd_cmd[@]}" > "$out/$step-$r-on.json"
+  done
+  rm -rf "$(dirname "$old")"
+  { cat "$out/$step-head.md"; echo
+    $py bench/side_by_side.py "$out" "$step" "shipped $what (on) instead of the old one (off)"; } > "$out/$step.md"
+  rm -f "$out/$step-head.md"
+  cat "$out/$step.md"
+}
+
 if want model-swap; then
 echo "== the shipped model against the one it replaced, side by side" >&2
-old_rev=${DRSN_OLD_MODEL_REV:-6b5d6e8}
-old=$(mktemp -d)/$old_rev
-mkdir -p "$old"
-for f in json onnx; do git show "$old_rev:models/drsn-cw-cwru10.$f" > "$old/drsn-cw-cwru10.$f"; done
-new=models/drsn-cw-cwru10
-rm -f "$out"/model-swap-*
-{
-  echo "# The shipped classifier against the one it replaced ($old_rev)"
-  echo
-  ver() { sed -n 's/.*"version": *"\([^"]*\)".*/\1/p' "$1" | head -1; }
-  echo "off = model $(ver "$old/drsn-cw-cwru10.json") (from $old_rev), on = model $(ver "$new.json") (this tree)"
-  echo
-  echo "## Instructions per frame (callgrind, 300 minus 100 frames, over 200)"
-  echo
-  echo "| model | instructions per frame |"
-  echo "|---|---:|"
-  for m in "$old/drsn-cw-cwru10" "$new"; do
-    echo "| $m | $(( ($(callgrind_total "$m.json" 300) - $(callgrind_total "$m.json" 100)) / 200 )) |"
-  done
-  echo
-  echo "## tract at real-time pace, one call every 42.7 ms, the two models taking turns"
-  echo
-  ./target/release/examples/paced_infer --seconds $depth_s "$old/drsn-cw-cwru10.onnx" "$new.onnx"
-} > "$out/model-swap-head.md"
-ms_rounds=3; [ $quick = 1 ] || ms_rounds=5
-for r in $(seq $ms_rounds); do
-  run $e2e --wav "$wav" --streams 1 --subscribers 1 --model "$old/drsn-cw-cwru10.json" --seconds $scale_s -- "${drsnd_cmd[@]}" > "$out/model-swap-$r-off.json"
-  run $e2e --wav "$wav" --streams 1 --subscribers 1 --model "$new.json" --seconds $scale_s -- "${drsnd_cmd[@]}" > "$out/model-swap-$r-on.json"
-done
-rm -rf "$(dirname "$old")"
-{ cat "$out/model-swap-head.md"; echo
-  $py bench/side_by_side.py "$out" model-swap "shipped model (on) instead of the old one (off)"; } > "$out/model-swap.md"
-rm -f "$out/model-swap-head.md"
-cat "$out/model-swap.md"
+swap_models model-swap drsn-cw-cwru10 --model "${DRSN_OLD_MODEL_REV:-6b5d6e8}" classifier
+fi
+
+if want denoise-swap; then
+echo "== the shipped denoiser against the one it replaced, side by side" >&2
+swap_models denoise-swap drsn-denoise --denoise "${DRSN_OLD_DENOISE_REV:-9ba375b}" denoiser
 fi
 
 if want compare; then

@@ -70,6 +70,12 @@ def main(argv=None) -> None:
                     help="the learned transform's length")
     dt.add_argument("--stride", type=int, default=denoiser.SHIPPED["stride"], help="the learned transform's hop")
     dt.add_argument("--loss", default="snr", choices=denoise_fit.LOSSES)
+    dt.add_argument("--floor", action=argparse.BooleanOptionalAction, default=denoiser.SHIPPED["floor"],
+                    help="noise-floor conditioning (denoiser.FloorCondition)")
+    dt.add_argument("--dc", action=argparse.BooleanOptionalAction, default=denoiser.SHIPPED["dc"],
+                    help="gate the frame's mean (denoiser.DcGate)")
+    dt.add_argument("--mix", default=denoiser.SHIPPED["mix"], choices=list(denoise_table.NOISE_MIX),
+                    help="training noise (denoise_table.NOISE_MIX)")
     dt.add_argument("--steps", type=int, default=denoiser.SHIPPED["steps"])
     dt.add_argument("--seed", type=int, default=0)
     dt.add_argument("--name", default="drsn-denoise")
@@ -86,6 +92,12 @@ def main(argv=None) -> None:
     dtb.add_argument("--kernel", type=int, default=denoiser.SHIPPED["kernel"])
     dtb.add_argument("--stride", type=int, default=denoiser.SHIPPED["stride"])
     dtb.add_argument("--steps", type=int, default=denoiser.SHIPPED["steps"])
+    dtb.add_argument("--floor", action=argparse.BooleanOptionalAction, default=denoiser.SHIPPED["floor"],
+                     help="noise-floor conditioning (denoiser.FloorCondition)")
+    dtb.add_argument("--dc", action=argparse.BooleanOptionalAction, default=denoiser.SHIPPED["dc"],
+                    help="gate the frame's mean (denoiser.DcGate)")
+    dtb.add_argument("--mix", default=denoiser.SHIPPED["mix"], choices=list(denoise_table.NOISE_MIX),
+                     help="training noise (denoise_table.NOISE_MIX)")
     dtb.add_argument("--seeds", type=int, default=3)
     dtb.add_argument("--workers", type=int, default=2)
     dtb.add_argument("--out", default=os.path.join(ROOT, "models"))

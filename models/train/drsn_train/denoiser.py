@@ -26,7 +26,8 @@ KERNEL, STRIDE = 16, 8
 # The shipped recipe (model 1.1.0): a longer transform at stride 16 leaves
 # the units 128 steps, so 64 channels cost about what 32 did at stride 8 in
 # tract, and 4x the steps of 1.0.0 (models/RESULTS-denoise.md, variants).
-SHIPPED = {"channels": 64, "kernel": 32, "stride": 16, "steps": 12000}
+SHIPPED = {"channels": 64, "kernel": 32, "stride": 16, "steps": 12000, "floor": False, "dc": False,
+           "mix": "paper"}
 
 
 class DUnit(nn.Module):
@@ -50,9 +51,63 @@ class DUnit(nn.Module):
         return h + x, tau
 
 
+class FloorCondition(nn.Module):
+    """Noise-floor conditioning: minimum statistics inside the frame.
+
+    Per channel of the learned transform, the coefficients' local energy
+    (a moving average over `window` steps), its minimum over the frame and
+    its mean, in log units: where a channel's floor sits under its mean is
+    how much of it is impacts and how much steady noise, which is what a
+    Wiener filter needs the noise spectrum for. A small FC turns the two
+    per-channel figures into a scale and shift of the units' output before
+    the mask. Cost: a few thousand operations per frame."""
+
+    def __init__(self, channels: int, window: int = 8):
+        super().__init__()
+        self.pool = nn.AvgPool1d(window, 1)
+        self.fc1 = nn.Linear(2 * channels, channels)
+        self.fc2 = nn.Linear(channels, 2 * channels)
+        nn.init.zeros_(self.fc2.weight)  # starts as the identity
+        nn.init.zeros_(self.fc2.bias)
+
+    def forward(self, coef: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        energy = self.pool(coef * coef)
+        low = torch.log(energy.amin(dim=-1) + 1e-6)
+        mean = torch.log(energy.mean(dim=-1) + 1e-6)
+        g, b = self.fc2(F.relu(self.fc1(torch.cat([low - mean, mean], dim=1)))).chunk(2, dim=1)
+        return h * (1.0 + g.unsqueeze(-1)) + b.unsqueeze(-1)
+
+
+class DcGate(nn.Module):
+    """How much of the frame's mean to put back.
+
+    A continuous coloured noise has power below a frame's lowest bin (about
+    6 Hz), which a frame sees as its mean: a fifth of pink noise's power and
+    four fifths of brown noise's (noise.add_noise). With the mean put back
+    whole, as model 1.1.0 does, no mask can remove it, and pink noise can
+    gain at most 7 dB. A vibration has no DC worth keeping, but a sensor's
+    offset must pass exactly: the gate acts only on a mean within R times
+    the frame's RMS, and passes a larger one (an offset) whole."""
+
+    R = 4.0
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.fc = nn.Linear(channels + 1, 1)
+        nn.init.zeros_(self.fc.weight)
+        nn.init.constant_(self.fc.bias, 4.0)  # starts by keeping 98 %
+
+    def forward(self, h: torch.Tensor, dc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        r = (dc / scale).abs()  # [N, 1, 1]
+        z = torch.cat([h.mean(dim=-1), torch.log1p(r[:, :, 0])], dim=1)
+        keep = torch.sigmoid(self.fc(z)).unsqueeze(-1)
+        near = torch.sigmoid(4.0 * (self.R - r))  # 1 for a small mean, 0 for an offset
+        return dc * (1.0 - (1.0 - keep) * near)
+
+
 class Denoiser(nn.Module):
     def __init__(self, arch: str = "drsn", channels: int = 32, units: int = 4,
-                 kernel: int = KERNEL, stride: int = STRIDE):
+                 kernel: int = KERNEL, stride: int = STRIDE, floor: bool = False, dc: bool = False):
         super().__init__()
         if arch not in DENOISE_ARCHS:
             raise ValueError(f"unknown denoiser arch {arch!r} (expected one of {DENOISE_ARCHS})")
@@ -64,6 +119,8 @@ class Denoiser(nn.Module):
         pad = (kernel - stride) // 2
         self.enc = nn.Conv1d(1, channels, kernel, stride, pad, bias=False)
         self.units = nn.ModuleList(DUnit(channels, 2**i, arch) for i in range(units))
+        self.floor = FloorCondition(channels) if floor else None
+        self.dc = DcGate(channels) if dc else None
         self.mask_bn = nn.BatchNorm1d(channels)
         self.mask = nn.Conv1d(channels, channels, 1)
         self.dec = nn.ConvTranspose1d(channels, 1, kernel, stride, pad, bias=False)
@@ -82,9 +139,14 @@ class Denoiser(nn.Module):
             h, tau = u(h)
             if tau is not None:
                 taus.append(tau)
+        if self.floor is not None:
+            h = self.floor(coef, h)
         m = torch.sigmoid(self.mask(F.relu(self.mask_bn(h))))
         y = self.dec(coef * m)
-        return y * scale + mean + x0, taus
+        dc = mean + x0
+        if self.dc is not None:
+            dc = self.dc(h, dc, scale)
+        return y * scale + dc, taus
 
     def threshold_layout(self) -> list[int]:
         return [self.channels] * (self.n_units if self.arch == "drsn" else 0)

@@ -8,7 +8,7 @@ import tempfile
 import numpy as np
 import torch
 
-from . import data, denoise_export, denoise_fit, export, fit, ship
+from . import checks, data, denoise_export, denoise_fit, denoise_table, export, fit, ship
 
 
 def cmd_smoke(args) -> None:
@@ -26,12 +26,16 @@ def cmd_smoke(args) -> None:
             sys.exit(f"smoke: unexpected threshold layout {layout}")
     print(f"smoke: {args.steps} steps, clean accuracy on 64 frames {acc:.3f}, "
           f"onnxruntime vs PyTorch max |diff| {worst:.2e} (<= {export.PARITY_TOLERANCE})")
-    # The denoiser's recipe too: a few steps, exported and checked.
+    # The denoiser's recipe too (its gates, the plant's noise): a few steps,
+    # exported and checked.
     parts = [[r.train for r in recs if r.rig == "cwru"]]
-    den, _ = denoise_fit.train("drsn", parts, seed=0, steps=args.steps, channels=8, units=2, batch=8)
+    kinds, span = denoise_table.NOISE_MIX["plant"]
+    den, _ = denoise_fit.train("drsn", parts, seed=0, steps=args.steps, channels=8, units=2, batch=8,
+                               floor=True, dc=True, kinds=kinds, span=span)
     with tempfile.TemporaryDirectory() as d:
         _, worst = ship.export_checked(denoise_export, den, d, "smoke-denoise")
     y = denoise_fit.denoise_signal(den, recs[0].test[:5000])
     if y.shape != (5000,) or not np.isfinite(y).all():
         sys.exit(f"smoke: the denoiser's overlap-add gave {y.shape}, finite {np.isfinite(y).all()}")
     print(f"smoke: denoiser {args.steps} steps, onnxruntime vs PyTorch max relative diff {worst:.2e}")
+    checks.run_all()
