@@ -100,6 +100,10 @@ pub struct Manifest {
     /// A denoiser's output: the cleaned frame, as long as the input.
     #[serde(default)]
     pub denoised_output: Option<String>,
+    /// A denoiser's estimate of the input's SNR in dB, one value per frame
+    /// (denoisers from 2.0.0; older ones are judged by what they removed).
+    #[serde(default)]
+    pub snr_output: Option<String>,
     /// A classifier's classes (a denoiser has none).
     #[serde(default)]
     pub classes: Vec<Class>,

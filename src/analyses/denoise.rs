@@ -137,8 +137,17 @@ pub fn denoise_signal(model: &mut Denoiser, x: &[f32]) -> Result<Vec<f32>> {
     Ok(out)
 }
 
-/// The input's SNR as the denoiser sees it: what it kept over what it
-/// removed, in dB (None when it removed nothing).
+/// The input's SNR as the denoiser sees it: its model's estimate when it
+/// has one (denoiser 2.0.0 on), else what it kept over what it removed.
+fn frame_snr_db(model: &Denoiser, x: &[f32], y: &[f32]) -> Option<f32> {
+    match model.snr_db() {
+        Some(v) => Some(v.clamp(-99.0, 99.0)),
+        None => snr_db(x, y),
+    }
+}
+
+/// What a denoiser kept over what it removed, in dB (None when it removed
+/// nothing).
 pub fn snr_db(x: &[f32], y: &[f32]) -> Option<f32> {
     let (mut kept, mut removed) = (0.0f64, 0.0f64);
     for (&a, &b) in x.iter().zip(y) {
@@ -196,7 +205,7 @@ impl Denoise {
         self.tap.write(f.index, done);
         self.next = Some(f.index + done.len() as u64);
         self.last = Some(DenoiseInfo {
-            snr_db: snr_db(&f.samples, &self.out),
+            snr_db: frame_snr_db(&self.model, &f.samples, &self.out),
             thresholds: self.taus.clone(),
         });
         Ok(())

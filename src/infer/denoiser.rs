@@ -13,7 +13,10 @@ pub struct Denoiser {
     state: TypedSimpleState,
     out_ix: usize,
     tau_ix: Vec<usize>,
+    snr_ix: Option<usize>,
     input: Arc<Tensor>,
+    /// The model's SNR estimate of the last frame run, if it has that output.
+    snr_db: Option<f32>,
 }
 
 impl Denoiser {
@@ -34,6 +37,11 @@ impl Denoiser {
             .iter()
             .map(|t| find(&names, &t.name, &path))
             .collect::<Result<Vec<_>>>()?;
+        let snr_ix = m
+            .snr_output
+            .as_deref()
+            .map(|name| find(&names, name, &path))
+            .transpose()?;
         let plan = optimise(&proto, 1, m.frame_length)
             .with_context(|| format!("{path}: cannot prepare the denoiser"))?;
         let state = TypedSimpleState::new(&plan)?;
@@ -43,7 +51,9 @@ impl Denoiser {
             state,
             out_ix,
             tau_ix,
+            snr_ix,
             input: Arc::new(Tensor::zero::<f32>(&[1, 1, m.frame_length])?),
+            snr_db: None,
         };
         d.warm_up(&path)?;
         Ok(d)
@@ -76,8 +86,16 @@ impl Denoiser {
             state: TypedSimpleState::new(&self.plan)?,
             out_ix: self.out_ix,
             tau_ix: self.tau_ix.clone(),
+            snr_ix: self.snr_ix,
             input: Arc::new(Tensor::zero::<f32>(&[1, 1, self.manifest.frame_length])?),
+            snr_db: None,
         })
+    }
+
+    /// The model's estimate of the last frame's input SNR in dB (None for
+    /// a model without that output, or a non-finite value).
+    pub fn snr_db(&self) -> Option<f32> {
+        self.snr_db
     }
 
     /// Denoises one frame into `out` (same length) and sets `taus` to each
@@ -121,6 +139,15 @@ impl Denoiser {
             }
             taus.push(v.iter().sum::<f32>() / v.len().max(1) as f32);
         }
+        self.snr_db = match self.snr_ix {
+            Some(i) => outputs[i]
+                .try_as_plain_ram()?
+                .as_slice::<f32>()?
+                .first()
+                .copied()
+                .filter(|v| v.is_finite()),
+            None => None,
+        };
         Ok(())
     }
 }

@@ -112,6 +112,18 @@ fn tract_matches_pytorch_on_the_denoised_frame_and_every_threshold() {
             );
         }
         assert_eq!(taus.len(), files.manifest.thresholds.len());
+        // A model with an SNR output reports it, as PyTorch computed it.
+        match files.manifest.snr_output.as_deref() {
+            Some(name) => {
+                let w = nums(&case["outputs"][name])[0];
+                let got = d.snr_db().expect("the SNR output is read") as f64;
+                assert!(
+                    (w - got).abs() <= tol * w.abs().max(1.0),
+                    "{name}: {got} vs {w}"
+                );
+            }
+            None => assert_eq!(d.snr_db(), None),
+        }
     }
 }
 

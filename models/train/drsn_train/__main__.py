@@ -74,6 +74,8 @@ def main(argv=None) -> None:
                     help="noise-floor conditioning (denoiser.FloorCondition)")
     dt.add_argument("--dc", action=argparse.BooleanOptionalAction, default=denoiser.SHIPPED["dc"],
                     help="gate the frame's mean (denoiser.DcGate)")
+    dt.add_argument("--snr-head", action=argparse.BooleanOptionalAction,
+                    default=denoiser.SHIPPED["snr_head"], help="an input-SNR output (denoiser.SnrHead)")
     dt.add_argument("--mix", default=denoiser.SHIPPED["mix"], choices=list(denoise_table.NOISE_MIX),
                     help="training noise (denoise_table.NOISE_MIX)")
     dt.add_argument("--steps", type=int, default=denoiser.SHIPPED["steps"])
@@ -96,9 +98,12 @@ def main(argv=None) -> None:
                      help="noise-floor conditioning (denoiser.FloorCondition)")
     dtb.add_argument("--dc", action=argparse.BooleanOptionalAction, default=denoiser.SHIPPED["dc"],
                     help="gate the frame's mean (denoiser.DcGate)")
+    dtb.add_argument("--snr-head", action=argparse.BooleanOptionalAction,
+                    default=denoiser.SHIPPED["snr_head"], help="an input-SNR output (denoiser.SnrHead)")
     dtb.add_argument("--mix", default=denoiser.SHIPPED["mix"], choices=list(denoise_table.NOISE_MIX),
                      help="training noise (denoise_table.NOISE_MIX)")
     dtb.add_argument("--seeds", type=int, default=3)
+    dtb.add_argument("--relu-seeds", type=int, default=3, help="seeds of the ReLU control row")
     dtb.add_argument("--workers", type=int, default=2)
     dtb.add_argument("--out", default=os.path.join(ROOT, "models"))
     dtb.set_defaults(func=denoise_table.cmd_table)

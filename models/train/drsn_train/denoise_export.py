@@ -12,7 +12,8 @@ from .model import POWER_FLOOR
 
 
 def output_names(net: Denoiser) -> list[str]:
-    return ["denoised", *[f"tau_{i + 1}" for i in range(len(net.threshold_layout()))]]
+    taus = [f"tau_{i + 1}" for i in range(len(net.threshold_layout()))]
+    return ["denoised", *taus] + (["snr_db"] if net.snr is not None else [])
 
 
 def export_onnx(net: Denoiser, path: str) -> None:
@@ -51,6 +52,7 @@ def manifest(net: Denoiser, name: str, version: str, onnx_file: str, onnx_path: 
                              f"{POWER_FLOOR:g}); undone on the output",
         },
         "denoised_output": "denoised",
+        **({"snr_output": "snr_db"} if net.snr is not None else {}),
         "layers": {"channels": net.channels, "units": net.n_units,
                    "transform": f"Conv1d kernel {net.kernel} stride {net.stride} / ConvTranspose1d"},
         "overlap_add": {"hop": FRAME // 2, "window": "periodic Hann (weight 1 where no frame overlaps)"},

@@ -25,6 +25,10 @@ EVAL_SNRS = (-4, 0, 4)
 # Training loss: -10 log10(signal / (error + CAP * signal)), i.e. SNR capped
 # at 30 dB, so clean frames teach "pass through" without dominating.
 SNR_CAP = 1e-3
+# `--loss snr50`: capped at 50 dB instead. With the DC gate a clean frame
+# can lose its mean (a DAQ's offset: -34 dB of a CWRU frame's power at the
+# median) at no cost under a 30 dB cap, and the gate learns to drop it.
+SNR_CAP_50 = 1e-5
 
 
 def load_rig(root: str) -> list[tuple[str, np.ndarray, np.ndarray]]:
@@ -65,10 +69,10 @@ class CleanSampler:
         return random_eq(out, rng, self.eq_db, self.knots) if self.eq_db > 0 else out
 
 
-def snr_loss(clean: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+def snr_loss(clean: torch.Tensor, out: torch.Tensor, cap: float = SNR_CAP) -> torch.Tensor:
     sig = (clean * clean).sum(dim=-1)
     err = ((clean - out) ** 2).sum(dim=-1)
-    return (10.0 * torch.log10((err + SNR_CAP * sig + 1e-12) / (sig + 1e-12))).mean()
+    return (10.0 * torch.log10((err + cap * sig + 1e-12) / (sig + 1e-12))).mean()
 
 
 # Band loss: the frame's STFT (256 points, hop 64) in 16 bands of 375 Hz.
@@ -76,7 +80,7 @@ def snr_loss(clean: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
 # band, so a weak resonance band matters as much as the strongest one; a
 # whole-frame SNR alone lets the network trade a weak band away.
 BAND_FFT, BAND_HOP, BANDS = 256, 64, 16
-LOSSES = ("snr", "snr+bands")
+LOSSES = ("snr", "snr+bands", "snr50")
 
 
 def band_snr_loss(clean: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
@@ -93,7 +97,22 @@ def band_snr_loss(clean: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     return (10.0 * torch.log10((err + SNR_CAP * sig + 1e-12) / (sig + 1e-12))).mean()
 
 
+# The SNR head learns each frame's true SNR (clean frames: 40 dB) with an
+# L1 loss; small, so its gradients never dominate the clipped norm (its
+# features are detached, so it is the only part this term trains).
+SNR_HEAD_WEIGHT, SNR_HEAD_RANGE = 0.01, (-20.0, 40.0)
+
+
+def true_snr(clean: np.ndarray, noisy: np.ndarray) -> np.ndarray:
+    sig = (clean.astype(np.float64) ** 2).mean(axis=-1)
+    err = ((noisy.astype(np.float64) - clean) ** 2).mean(axis=-1)
+    snr = 10.0 * np.log10(np.maximum(sig, 1e-30) / np.maximum(err, 1e-30))
+    return np.clip(snr, *SNR_HEAD_RANGE).astype(np.float32)
+
+
 def frame_loss(kind: str, clean: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    if kind == "snr50":
+        return snr_loss(clean, out, SNR_CAP_50)
     loss = snr_loss(clean, out)
     return loss + band_snr_loss(clean, out) if kind == "snr+bands" else loss
 
@@ -101,11 +120,12 @@ def frame_loss(kind: str, clean: torch.Tensor, out: torch.Tensor) -> torch.Tenso
 def train(arch: str, rigs: list[list[np.ndarray]], seed: int, steps: int, channels: int = 32,
           units: int = 4, batch: int = 32, lr: float = 3e-3, log_every: int = 0,
           kernel: int = KERNEL, stride: int = STRIDE, loss_kind: str = "snr", floor: bool = False, dc: bool = False,
+          snr_head: bool = False,
           kinds: tuple[str, ...] = noise.KINDS, span: int = 0) -> tuple[Denoiser, float]:
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed + 2000)
     sampler = CleanSampler(rigs, seed)
-    net = Denoiser(arch, channels, units, kernel, stride, floor, dc)
+    net = Denoiser(arch, channels, units, kernel, stride, floor, dc, snr_head)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
     t0 = time.time()
@@ -114,8 +134,10 @@ def train(arch: str, rigs: list[list[np.ndarray]], seed: int, steps: int, channe
         clean = sampler.batch(batch)
         noisy = noise.augment(clean, rng, TRAIN_SNR[0], TRAIN_SNR[1], p_clean=0.1, kinds=kinds,
                               span=span)
-        out, _ = net(torch.from_numpy(noisy).unsqueeze(1))
+        out, _, snr = net.run(torch.from_numpy(noisy).unsqueeze(1))
         loss = frame_loss(loss_kind, torch.from_numpy(clean), out.squeeze(1))
+        if snr is not None:
+            loss = loss + SNR_HEAD_WEIGHT * (snr[:, 0] - torch.from_numpy(true_snr(clean, noisy))).abs().mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
@@ -230,10 +252,11 @@ def oracle(tests: list[tuple[str, np.ndarray]], nperseg: int = 256, cells=MAIN_C
 @torch.no_grad()
 def snr_estimate_errors(frames_fn, tests: list[tuple[str, np.ndarray]], cells=MAIN_CELLS) -> dict:
     """The daemon's per-frame input-SNR estimate (src/analyses/denoise.rs:
-    what the denoiser kept over what it removed, in dB) against the frame's
-    true SNR, on frames at hop 1024. frames_fn maps noisy frames [N, FRAME]
-    to denoised ones. Per cell: the median of |estimate - truth| and the
-    median signed error (a bias)."""
+    the model's SNR output if it has one, else what the denoiser kept over
+    what it removed, in dB) against the frame's true SNR, on frames at hop
+    1024. frames_fn maps noisy frames [N, FRAME] to (denoised frames, the
+    SNR output [N] or None). Per cell: the median of |estimate - truth| and
+    the median signed error (a bias)."""
     out: dict = {}
     for kind, snr in cells:
         errs = []
@@ -242,8 +265,10 @@ def snr_estimate_errors(frames_fn, tests: list[tuple[str, np.ndarray]], cells=MA
             k = (len(clean) - FRAME) // HOP + 1
             idx = np.arange(k)[:, None] * HOP + np.arange(FRAME)[None, :]
             x, c = noisy[idx].astype(np.float64), clean[idx].astype(np.float64)
-            y = frames_fn(noisy[idx]).astype(np.float64)
-            est = 10 * np.log10((y * y).sum(1) / np.maximum(((x - y) ** 2).sum(1), 1e-30))
+            y, est = frames_fn(noisy[idx])
+            if est is None:
+                y = y.astype(np.float64)
+                est = 10 * np.log10((y * y).sum(1) / np.maximum(((x - y) ** 2).sum(1), 1e-30))
             true = 10 * np.log10((c * c).sum(1) / np.maximum(((x - c) ** 2).sum(1), 1e-30))
             errs.append(est - true)
         e = np.concatenate(errs)
@@ -263,7 +288,8 @@ def cmd_denoise_train(args) -> None:
     if args.weights:
         # Weights this recipe saved before (models/work/<name>.pt): export
         # and measure again without the half hour of training.
-        net = Denoiser(args.arch, args.channels, args.units, args.kernel, args.stride, args.floor, args.dc)
+        net = Denoiser(args.arch, args.channels, args.units, args.kernel, args.stride, args.floor, args.dc,
+                       args.snr_head)
         net.load_state_dict(torch.load(args.weights, weights_only=True))
         net.eval()
         seconds = float(args.train_seconds)
@@ -274,7 +300,7 @@ def cmd_denoise_train(args) -> None:
         net, seconds = train(args.arch, denoise_table._train_parts(rigs), args.seed,
                              args.steps, args.channels, args.units, log_every=250,
                              kernel=args.kernel, stride=args.stride, loss_kind=args.loss,
-                             floor=args.floor, dc=args.dc, kinds=kinds, span=span)
+                             floor=args.floor, dc=args.dc, snr_head=args.snr_head, kinds=kinds, span=span)
     metrics = {"test_set": "last 20 % of every recording of ../shared/cwru and ../shared/uestc"}
     for r in denoise_table.RIGS:
         tests = denoise_table._tests(rigs[r])
@@ -293,7 +319,8 @@ def cmd_denoise_train(args) -> None:
                 "resampled to 12 kHz), first 80 % of each",
         "recipe": f"python -m drsn_train denoise-train --arch {args.arch} --channels {args.channels} "
                   f"--units {args.units} --kernel {args.kernel} --stride {args.stride} --loss {args.loss} "
-                  f"--{'' if args.floor else 'no-'}floor --{'' if args.dc else 'no-'}dc --mix {args.mix} --steps {args.steps} --seed {args.seed}",
+                  f"--{'' if args.floor else 'no-'}floor --{'' if args.dc else 'no-'}dc "
+                  f"--{'' if args.snr_head else 'no-'}snr-head --mix {args.mix} --steps {args.steps} --seed {args.seed}",
         "noise": f"per frame: clean (p=0.1 of the draws) or one of {'/'.join(kinds)} at SNR "
                  f"U{TRAIN_SNR} dB, made over {max(span, FRAME)} samples; target: the recording",
         "loss": "-SNR of the output against the recording, capped at 30 dB"

@@ -23,7 +23,7 @@ CELLS = MAIN_CELLS + COLOURED_CELLS
 # test sets' and a stream's noise is; and with the coloured noise of a plant
 # added (denoiser 2).
 NOISE_MIX = {"paper": (noise.KINDS, 0), "paper-long": (noise.KINDS, 24000),
-             "plant": (noise.TRAIN_KINDS, 24000)}
+             "brown": (noise.KINDS + ("brown",), 24000), "plant": (noise.TRAIN_KINDS, 24000)}
 RIG_NAMES = {"cwru": "CWRU (12 kHz, 46 recordings)", "uestc": "UESTC (20 kHz resampled to 12 kHz, 80 recordings)"}
 
 
@@ -39,16 +39,27 @@ def _train_parts(rigs: dict) -> list:
     return [[tr for _, tr, _ in rigs[r]] for r in RIGS]
 
 
-# Variants, one seed each, beside the 3-seed rows' recipe (the shipped one:
-# 64 channels, transform 32/16, 12000 steps): quality against cost.
+# Variants, one seed each at 3000 steps, beside the 3-seed rows' recipe:
+# the levers of denoiser 2 one by one, from model 1.1.0's recipe.
+_BASE = {"channels": 64, "kernel": 32, "stride": 16, "steps": 3000}
 VARIANTS = (
-    ("32 channels, transform 16/8 (model 1.0.0)", {"steps": 3000}),
-    ("48 channels, transform 32/16", {"channels": 48, "kernel": 32, "stride": 16, "steps": 3000}),
-    ("64 channels, transform 32/16", {"channels": 64, "kernel": 32, "stride": 16, "steps": 3000}),
-    ("32 channels, transform 16/8, 6 units", {"units": 6, "steps": 3000}),
-    ("32 channels, transform 16/8, band loss added (16 bands of 375 Hz)", {"loss": "snr+bands",
-                                                                           "steps": 3000}),
+    ("model 1.1.0's recipe (noise made frame by frame, the paper's kinds)", {**_BASE, "mix": "paper"}),
+    ("noise made over 2 s, as a stream's", {**_BASE, "mix": "paper-long"}),
+    ("+ DC gate", {**_BASE, "mix": "paper-long", "dc": True}),
+    ("+ DC gate, brown noise in training", {**_BASE, "mix": "brown", "dc": True}),
+    ("+ DC gate, brown and hum in training", {**_BASE, "mix": "plant", "dc": True}),
+    ("+ DC gate, brown and hum, loss capped at 50 dB", {**_BASE, "mix": "plant", "dc": True,
+                                                        "loss": "snr50"}),
 )
+
+
+def _frames(net, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """Denoised frames and the SNR head's estimate (None without one)."""
+    import torch
+
+    with torch.no_grad():
+        y, _, snr = net.run(torch.from_numpy(frames).unsqueeze(1))
+    return y.squeeze(1).numpy(), None if snr is None else snr[:, 0].numpy()
 
 
 def run_one(job: dict) -> dict:
@@ -63,15 +74,16 @@ def run_one(job: dict) -> dict:
     net, seconds = denoise_fit.train(job["arch"], _train_parts(rigs), job["seed"], job["steps"],
                                      job["channels"], job["units"], kernel=job["kernel"],
                                      stride=job["stride"], loss_kind=job["loss"], floor=job["floor"], dc=job["dc"],
+                                     snr_head=job["snr_head"],
                                      kinds=NOISE_MIX[job["mix"]][0], span=NOISE_MIX[job["mix"]][1])
     res = {k: job[k] for k in ("arch", "channels", "units", "kernel", "stride", "loss", "seed", "steps",
-                               "floor", "dc", "mix")}
+                               "floor", "dc", "snr_head", "mix")}
     res.update(train_seconds=round(seconds, 1), macs=macs_per_frame(net))
     for r in RIGS:
         tests = _tests(rigs[r])
         res[r] = evaluate(lambda x: denoise_fit.denoise_signal(net, x), tests, CELLS)
         res[r]["snr_estimate"] = denoise_fit.snr_estimate_errors(
-            lambda fr: net(torch.from_numpy(fr).unsqueeze(1))[0].squeeze(1).numpy(), tests, CELLS)
+            lambda fr: _frames(net, fr), tests, CELLS)
     path = job["path"]
     with open(path, "w") as f:
         json.dump(res, f)
@@ -81,12 +93,13 @@ def run_one(job: dict) -> dict:
 
 def job_for(shared: str, cache: str, seed: int, steps: int, threads: int, arch: str = "drsn",
             channels: int = 32, units: int = 4, kernel: int = KERNEL, stride: int = STRIDE,
-            loss: str = "snr", floor: bool = False, dc: bool = False, mix: str = "paper") -> dict:
+            loss: str = "snr", floor: bool = False, dc: bool = False, snr_head: bool = False,
+            mix: str = "paper") -> dict:
     tag = (f"{arch}-c{channels}-u{units}-k{kernel}s{stride}-{loss}{'-floor' if floor else ''}"
-           f"{'-dc' if dc else ''}-{mix}"
+           f"{'-dc' if dc else ''}{'-snrhead' if snr_head else ''}-{mix}"
            f"-s{seed}-{steps}")
     return {"shared": shared, "arch": arch, "channels": channels, "units": units, "kernel": kernel,
-            "stride": stride, "loss": loss, "floor": floor, "dc": dc, "mix": mix, "seed": seed,
+            "stride": stride, "loss": loss, "floor": floor, "dc": dc, "snr_head": snr_head, "mix": mix, "seed": seed,
             "steps": steps, "threads": threads, "path": os.path.join(cache, tag + ".json")}
 
 
@@ -144,7 +157,7 @@ def shipped_row(rigs: dict, models_dir: str, cache: str) -> dict:
                "train_seconds": m["training"]["seconds"]}
         for r in RIGS:
             res[r] = evaluate(lambda x: denoise_signal(run, x), _tests(rigs[r]), CELLS)
-            res[r]["snr_estimate"] = snr_estimate_errors(run, _tests(rigs[r]), CELLS)
+            res[r]["snr_estimate"] = snr_estimate_errors(lambda fr: (run(fr), None), _tests(rigs[r]), CELLS)
         with open(path, "w") as f:
             json.dump(res, f)
     with open(path) as f:
@@ -235,7 +248,7 @@ def rig_lines(rig: str, classics: dict, trained: dict, shipped: dict | None, len
         L.append(f"| {label} | " + " | ".join(
             f"{classic_gain(classics, rig, name, k, s):+.2f}" for k, s in _cols()) + f" | {tr} |")
     for name, rows in ((n, trained[n]) for n in MAIN if n in trained):
-        L.append(f"| **{name}** ({len(rows)} seeds) | " + " | ".join(
+        L.append(f"| **{name}** ({len(rows)} seed{'s' if len(rows) > 1 else ''}) | " + " | ".join(
             "{:+.2f} ± {:.2f}".format(*cell(rows, rig, k, s)) for k, s in _cols())
             + " | {:.1f} dB |".format(np.mean([r[rig]["transparency_db"] for r in rows])))
     if shipped:
@@ -285,13 +298,14 @@ def variant_lines(trained: dict[str, list[dict]], steps: int) -> list[str]:
          f"frame (the daemon denoises one frame every {HOP} samples); tract's time per call is in "
          "docs/denoise.md.", "",
          "| variant | MACs per frame | training, min | "
-         + " | ".join(f"{r} {k} {s:+d} dB" for r, k, s in cols) + " |",
-         "|---|---:|---:|" + "---:|" * len(cols)]
+         + " | ".join(f"{r} {k} {s:+d} dB" for r, k, s in cols) + " | clean in, " + ", ".join(RIGS) + " |",
+         "|---|---:|---:|" + "---:|" * (len(cols) + 1)]
     rows = [("the 3-seed rows' recipe", trained["DRSN denoiser"][0])] if "DRSN denoiser" in trained else []
     rows += [(name, runs[0]) for name, runs in trained.items() if name not in MAIN]
     for name, row in rows:
         L.append(f"| {name} | {row['macs'] / 1e6:.1f} M | {row['train_seconds'] / 60:.1f} | " + " | ".join(
-            f"{row[r]['improvement'][k][str(s)]:+.2f}" for r, k, s in cols) + " |")
+            f"{row[r]['improvement'][k][str(s)]:+.2f}" for r, k, s in cols) + " | "
+            + ", ".join(f"{row[r]['transparency_db']:.1f}" for r in RIGS) + " dB |")
     return L + [""]
 
 
@@ -415,11 +429,11 @@ def cmd_table(args) -> None:
     lengths = oracle_lengths(rigs, cache)
     threads = max(1, args.threads // args.workers)
     recipe = {"channels": args.channels, "units": args.units, "kernel": args.kernel, "stride": args.stride,
-              "floor": args.floor, "dc": args.dc, "mix": args.mix}
-    variants = {"DRSN denoiser": "drsn", "ReLU instead of soft thresholding": "relu"}
+              "floor": args.floor, "dc": args.dc, "snr_head": args.snr_head, "mix": args.mix}
+    variants = {"DRSN denoiser": ("drsn", args.seeds), "ReLU instead of soft thresholding": ("relu", args.relu_seeds)}
     jobs, paths = [], {}
-    for name, arch in variants.items():
-        for seed in range(args.seeds):
+    for name, (arch, seeds) in variants.items():
+        for seed in range(seeds):
             jobs.append(job_for(shared, cache, seed, args.steps, threads, arch, **recipe))
             paths.setdefault(name, []).append(jobs[-1]["path"])
     for name, kw in VARIANTS:

@@ -26,7 +26,7 @@ KERNEL, STRIDE = 16, 8
 # The shipped recipe (model 1.1.0): a longer transform at stride 16 leaves
 # the units 128 steps, so 64 channels cost about what 32 did at stride 8 in
 # tract, and 4x the steps of 1.0.0 (models/RESULTS-denoise.md, variants).
-SHIPPED = {"channels": 64, "kernel": 32, "stride": 16, "steps": 12000, "floor": False, "dc": False,
+SHIPPED = {"channels": 64, "kernel": 32, "stride": 16, "steps": 12000, "floor": False, "dc": False, "snr_head": False,
            "mix": "paper"}
 
 
@@ -99,15 +99,46 @@ class DcGate(nn.Module):
 
     def forward(self, h: torch.Tensor, dc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
         r = (dc / scale).abs()  # [N, 1, 1]
-        z = torch.cat([h.mean(dim=-1), torch.log1p(r[:, :, 0])], dim=1)
+        # log r resolves the small means of a clean vibration (|mean| ~ 2 %
+        # of the RMS) from a coloured noise's drift (10 % and more).
+        z = torch.cat([h.mean(dim=-1), torch.log(r[:, :, 0] + 1e-4)], dim=1)
         keep = torch.sigmoid(self.fc(z)).unsqueeze(-1)
         near = torch.sigmoid(4.0 * (self.R - r))  # 1 for a small mean, 0 for an offset
         return dc * (1.0 - (1.0 - keep) * near)
 
 
+class SnrHead(nn.Module):
+    """The input's SNR in dB, read from the frame's coefficients: per
+    channel their mean magnitude, the units' output's, and how far the
+    channel's floor (minimum local energy) sits under its mean. Trained on
+    each training frame's true SNR, on detached features, so it reports on
+    the denoising without changing it. Clean frames are taught 40 dB.
+
+    It also lets a clean frame through untouched: the output is
+    x + g (denoised - x) with g = sigmoid((BYPASS_DB - snr) / 2), 1 for any
+    frame the training noise covers (up to +10 dB) and ~0 for a frame
+    judged clean. A coloured-noise denoiser otherwise trims a clean frame's
+    low frequencies a little on every frame (transparency ~40 dB)."""
+
+    BYPASS_DB = 30.0
+
+    def __init__(self, channels: int, window: int = 8):
+        super().__init__()
+        self.pool = nn.AvgPool1d(window, 1)
+        self.fc1 = nn.Linear(3 * channels, channels)
+        self.fc2 = nn.Linear(channels, 1)
+
+    def forward(self, coef: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        energy = self.pool(coef * coef)
+        z = torch.cat([torch.log(coef.abs().mean(dim=-1) + 1e-4), torch.log(h.abs().mean(dim=-1) + 1e-4),
+                       torch.log(energy.amin(dim=-1) + 1e-6) - torch.log(energy.mean(dim=-1) + 1e-6)], dim=1)
+        return self.fc2(F.relu(self.fc1(z.detach())))
+
+
 class Denoiser(nn.Module):
     def __init__(self, arch: str = "drsn", channels: int = 32, units: int = 4,
-                 kernel: int = KERNEL, stride: int = STRIDE, floor: bool = False, dc: bool = False):
+                 kernel: int = KERNEL, stride: int = STRIDE, floor: bool = False, dc: bool = False,
+                 snr: bool = False):
         super().__init__()
         if arch not in DENOISE_ARCHS:
             raise ValueError(f"unknown denoiser arch {arch!r} (expected one of {DENOISE_ARCHS})")
@@ -121,12 +152,18 @@ class Denoiser(nn.Module):
         self.units = nn.ModuleList(DUnit(channels, 2**i, arch) for i in range(units))
         self.floor = FloorCondition(channels) if floor else None
         self.dc = DcGate(channels) if dc else None
+        self.snr = SnrHead(channels) if snr else None
         self.mask_bn = nn.BatchNorm1d(channels)
         self.mask = nn.Conv1d(channels, channels, 1)
         self.dec = nn.ConvTranspose1d(channels, 1, kernel, stride, pad, bias=False)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """x [N, 1, L] in sensor units -> (denoised [N, 1, L], taus per unit)."""
+        y, taus, _ = self.run(x)
+        return y, taus
+
+    def run(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor | None]:
+        """forward, and the input SNR in dB [N, 1] (None without the head)."""
         # The same exact-DC standardisation as the classifier (model.Net.embed).
         x0 = x[..., :1]
         xc = x - x0
@@ -146,7 +183,13 @@ class Denoiser(nn.Module):
         dc = mean + x0
         if self.dc is not None:
             dc = self.dc(h, dc, scale)
-        return y * scale + dc, taus
+        out = y * scale + dc
+        snr = None
+        if self.snr is not None:
+            snr = self.snr(coef, h)
+            g = torch.sigmoid((self.snr.BYPASS_DB - snr.detach()) / 2.0).unsqueeze(-1)
+            out = x + g * (out - x)
+        return out, taus, snr
 
     def threshold_layout(self) -> list[int]:
         return [self.channels] * (self.n_units if self.arch == "drsn" else 0)
@@ -187,5 +230,5 @@ class ExportedDenoiser(nn.Module):
         self.net = net
 
     def forward(self, signal: torch.Tensor):
-        y, taus = self.net(signal)
-        return (y, *taus)
+        y, taus, snr = self.net.run(signal)
+        return (y, *taus) + ((snr,) if snr is not None else ())
