@@ -168,6 +168,53 @@ fn denoise_raises_the_snr_of_real_recordings_and_keeps_them_aligned() {
     assert!(y.iter().all(|v| v.is_finite()));
 }
 
+/// The median `denoise.snr_db` of the frames `drsnd classify` prints for
+/// `wav`, as the daemon would run it with the shipped denoiser.
+fn median_frame_snr(dir: &Path, wav: &Path) -> f64 {
+    let cfg = config(dir, wav, &denoiser(), "");
+    let o = std::process::Command::new(BIN)
+        .args([
+            "classify",
+            "--config",
+            s(&cfg),
+            "--stream",
+            "pump",
+            "--json",
+            s(wav),
+        ])
+        .output()
+        .expect("drsnd classify");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut v: Vec<f64> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(common::validate)
+        .filter_map(|f| f["denoise"]["snr_db"].as_f64())
+        .collect();
+    assert!(v.len() >= 20, "{} frames with an SNR", v.len());
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+#[test]
+fn every_frame_carries_the_models_estimate_of_the_input_snr() {
+    // The estimate (denoiser 2's own output) follows the truth: within
+    // 2 dB at -4 and +4 dB, and a clean recording reads as clean.
+    let dir = tempfile::tempdir().expect("tmp");
+    let (rate, clean) = read_wav_f32(&cwru("1797_IR_14.wav"));
+    let wav = dir.path().join("in.wav");
+    for want in [-4.0, 4.0] {
+        write_wav_f32(&wav, rate, &add_noise(&clean, want, 11));
+        let got = median_frame_snr(dir.path(), &wav);
+        assert!(
+            (got - want).abs() <= 2.0,
+            "input at {want} dB reads {got:.2} dB"
+        );
+    }
+    write_wav_f32(&wav, rate, &clean);
+    let got = median_frame_snr(dir.path(), &wav);
+    assert!(got >= 20.0, "the clean recording reads {got:.2} dB");
+}
+
 #[test]
 fn denoise_refuses_bad_input_naming_it() {
     let dir = tempfile::tempdir().expect("tmp");

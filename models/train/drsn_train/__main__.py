@@ -81,7 +81,7 @@ def main(argv=None) -> None:
     dt.add_argument("--steps", type=int, default=denoiser.SHIPPED["steps"])
     dt.add_argument("--seed", type=int, default=0)
     dt.add_argument("--name", default="drsn-denoise")
-    dt.add_argument("--version", default="1.1.0")
+    dt.add_argument("--version", default="2.0.0")
     dt.add_argument("--out", default=os.path.join(ROOT, "models"))
     dt.add_argument("--weights", help="export these weights (saved by an earlier run) instead of training")
     dt.add_argument("--train-seconds", default=0, help="with --weights: how long their training took")

@@ -50,6 +50,8 @@ VARIANTS = (
     ("+ DC gate, brown and hum in training", {**_BASE, "mix": "plant", "dc": True}),
     ("+ DC gate, brown and hum, loss capped at 50 dB", {**_BASE, "mix": "plant", "dc": True,
                                                         "loss": "snr50"}),
+    ("+ DC gate, brown and hum, SNR head passing clean frames", {**_BASE, "mix": "plant", "dc": True,
+                                                                 "snr_head": True}),
 )
 
 

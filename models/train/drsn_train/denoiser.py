@@ -5,6 +5,9 @@ shrinkage units between them.
       -> C x 256 coefficients -> RSBUs (dilated, soft thresholds learned per
       frame and channel) -> mask = sigmoid(1x1 conv) on the coefficients
       -> dec: ConvTranspose1d(C, 1, 16, stride 8) -> undo the standardisation
+      (the frame's mean through the DC gate, denoiser 2)
+    SNR head (denoiser 2): the input's SNR from the coefficients; a frame it
+      judges clean passes untouched
 
 It is wavelet shrinkage with every part learned: the basis (enc/dec), and a
 threshold per frame (the RSBUs' tau = alpha * mean|x|). The stride-8
@@ -23,11 +26,13 @@ from .model import POWER_FLOOR, Shrink
 
 DENOISE_ARCHS = ("drsn", "relu")
 KERNEL, STRIDE = 16, 8
-# The shipped recipe (model 1.1.0): a longer transform at stride 16 leaves
-# the units 128 steps, so 64 channels cost about what 32 did at stride 8 in
-# tract, and 4x the steps of 1.0.0 (models/RESULTS-denoise.md, variants).
-SHIPPED = {"channels": 64, "kernel": 32, "stride": 16, "steps": 12000, "floor": False, "dc": False, "snr_head": False,
-           "mix": "paper"}
+# The shipped recipe (model 2.0.0). 1.1.0's network: a longer transform at
+# stride 16 leaves the units 128 steps, so 64 channels cost about what 32
+# did at stride 8 in tract, and 4x the steps of 1.0.0. Denoiser 2 adds the
+# DC gate, the SNR head and the plant's coloured noise made over 2 s
+# (models/RESULTS-denoise.md, variants).
+SHIPPED = {"channels": 64, "kernel": 32, "stride": 16, "steps": 12000, "floor": False, "dc": True,
+           "snr_head": True, "mix": "plant"}
 
 
 class DUnit(nn.Module):
