@@ -50,7 +50,8 @@ def cmd_verify(args) -> None:
     names = [o.name for o in sess.get_outputs()]
     embedding = [m["embedding_output"]["name"]] if "embedding_output" in m else []
     if m.get("kind") == "denoiser":
-        want = [m["denoised_output"], *[t["name"] for t in m["thresholds"]]]
+        snr = [m["snr_output"]] if "snr_output" in m else []
+        want = [m["denoised_output"], *[t["name"] for t in m["thresholds"]], *snr]
         if names != want:
             sys.exit(f"{onnx_path}: outputs {names}, manifest says {want}")
         with open(onnx_path[: -len(".onnx")] + ".parity.json") as f:
