@@ -148,18 +148,24 @@ def shipped_row(rigs: dict, models_dir: str, cache: str) -> dict:
     from .denoise_fit import denoise_signal, snr_estimate_errors
 
     m = _denoiser_manifest(models_dir)
-    path = os.path.join(cache, f"shipped-{m['sha256'][:16]}-2.json")
+    path = os.path.join(cache, f"shipped-{m['sha256'][:16]}-3.json")
     if not os.path.exists(path):
         sess = ort.InferenceSession(os.path.join(models_dir, m["onnx"]), providers=["CPUExecutionProvider"])
+        names = [m["denoised_output"]] + ([m["snr_output"]] if "snr_output" in m else [])
+
+        def both(frames):
+            """Denoised frames and the model's SNR output (None without one)."""
+            outs = sess.run(names, {"signal": frames[:, None, :].astype(np.float32)})
+            return outs[0][:, 0, :], outs[1][:, 0] if len(outs) > 1 else None
 
         def run(frames):
-            return sess.run([m["denoised_output"]], {"signal": frames[:, None, :].astype(np.float32)})[0][:, 0, :]
+            return both(frames)[0]
 
         res = {"version": m["version"], "recipe": m["training"]["recipe"],
                "train_seconds": m["training"]["seconds"]}
         for r in RIGS:
             res[r] = evaluate(lambda x: denoise_signal(run, x), _tests(rigs[r]), CELLS)
-            res[r]["snr_estimate"] = snr_estimate_errors(lambda fr: (run(fr), None), _tests(rigs[r]), CELLS)
+            res[r]["snr_estimate"] = snr_estimate_errors(both, _tests(rigs[r]), CELLS)
         with open(path, "w") as f:
             json.dump(res, f)
     with open(path) as f:
@@ -250,8 +256,9 @@ def rig_lines(rig: str, classics: dict, trained: dict, shipped: dict | None, len
         L.append(f"| {label} | " + " | ".join(
             f"{classic_gain(classics, rig, name, k, s):+.2f}" for k, s in _cols()) + f" | {tr} |")
     for name, rows in ((n, trained[n]) for n in MAIN if n in trained):
+        fmt = "{:+.2f} ± {:.2f}" if len(rows) > 1 else "{:+.2f}"
         L.append(f"| **{name}** ({len(rows)} seed{'s' if len(rows) > 1 else ''}) | " + " | ".join(
-            "{:+.2f} ± {:.2f}".format(*cell(rows, rig, k, s)) for k, s in _cols())
+            fmt.format(*cell(rows, rig, k, s)[: 2 if len(rows) > 1 else 1]) for k, s in _cols())
             + " | {:.1f} dB |".format(np.mean([r[rig]["transparency_db"] for r in rows])))
     if shipped:
         L.append(f"| shipped model {shipped['version']} | " + " | ".join(
@@ -330,9 +337,10 @@ def snr_estimate_lines(rows: list[tuple[str, dict]]) -> list[str]:
     """The per-frame input-SNR estimate (what the denoiser kept over what it
     removed) against each frame's true SNR."""
     L = ["## The input-SNR estimate per frame", "",
-         "`denoise.snr_db` in every frame is what the denoiser kept over what it removed, in dB. "
-         "Against the true SNR of each frame (hop 1024, the test sets), the median of |error| and, "
-         "in brackets, the median signed error:", ""] + _head("model, rig")
+         "`denoise.snr_db` in every frame is the model's own estimate of the input SNR (the SNR "
+         "head, denoiser 2.0.0 on; an older model: what it kept over what it removed), in dB. Against "
+         "the true SNR of each frame (hop 1024, the test sets), the median of |error| and, in "
+         "brackets, the median signed error:", ""] + _head("model, rig")
     for label, row in rows:
         for rig in RIGS:
             e = row[rig]["snr_estimate"]
@@ -380,9 +388,9 @@ def render(classics: dict, trained: dict[str, list[dict]], steps: int, classifie
          "held-out part at a fixed seed; mean over the recordings. Trained rows: mean ± std over "
          f"the seeds, {steps} steps each, the whole signal denoised frame by frame ({FRAME} samples, "
          f"hop {HOP}) and overlap-added as the daemon does. The classic rows (models/train/drsn_train/"
-         "classic.py) each run at the setting chosen for that cell on the training parts only (see "
-         "\"The classics' settings\"); rows in italics know the noise or the clean signal, so they "
-         "are bounds, not methods.", ""]
+         "classic.py) run at settings chosen on the training parts only: a blind method one setting "
+         "per rig, a bound one per cell (see \"The classics' settings\"); rows in italics know the "
+         "noise or the clean signal, so they are bounds, not methods.", ""]
     for rig in RIGS:
         L += rig_lines(rig, classics, trained, shipped, lengths)
     L += variant_lines(trained, steps) + length_lines(lengths) + settings_lines(classics)
