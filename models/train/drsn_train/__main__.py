@@ -25,6 +25,18 @@ def main(argv=None) -> None:
         sp.add_argument("--uestc", default=DEFAULT_UESTC, help="UESTC folder (default ../shared/uestc)")
         sp.add_argument("--threads", type=int, default=2)
 
+    def denoiser_parts(sp):
+        """Denoiser 2's parts and training noise, defaults from the shipped recipe."""
+        on_off = argparse.BooleanOptionalAction
+        sp.add_argument("--floor", action=on_off, default=denoiser.SHIPPED["floor"],
+                        help="noise-floor conditioning (denoiser.FloorCondition)")
+        sp.add_argument("--dc", action=on_off, default=denoiser.SHIPPED["dc"],
+                        help="gate the frame's mean (denoiser.DcGate)")
+        sp.add_argument("--snr-head", action=on_off, default=denoiser.SHIPPED["snr_head"],
+                        help="an input-SNR output (denoiser.SnrHead)")
+        sp.add_argument("--mix", default=denoiser.SHIPPED["mix"], choices=list(denoise_table.NOISE_MIX),
+                        help="training noise (denoise_table.NOISE_MIX)")
+
     t = sub.add_parser("train", help="train and export one model")
     common(t)
     t.add_argument("--folders", help="your own data: DIR/<class id>/*.wav instead of CWRU")
@@ -70,14 +82,7 @@ def main(argv=None) -> None:
                     help="the learned transform's length")
     dt.add_argument("--stride", type=int, default=denoiser.SHIPPED["stride"], help="the learned transform's hop")
     dt.add_argument("--loss", default="snr", choices=denoise_fit.LOSSES)
-    dt.add_argument("--floor", action=argparse.BooleanOptionalAction, default=denoiser.SHIPPED["floor"],
-                    help="noise-floor conditioning (denoiser.FloorCondition)")
-    dt.add_argument("--dc", action=argparse.BooleanOptionalAction, default=denoiser.SHIPPED["dc"],
-                    help="gate the frame's mean (denoiser.DcGate)")
-    dt.add_argument("--snr-head", action=argparse.BooleanOptionalAction,
-                    default=denoiser.SHIPPED["snr_head"], help="an input-SNR output (denoiser.SnrHead)")
-    dt.add_argument("--mix", default=denoiser.SHIPPED["mix"], choices=list(denoise_table.NOISE_MIX),
-                    help="training noise (denoise_table.NOISE_MIX)")
+    denoiser_parts(dt)
     dt.add_argument("--steps", type=int, default=denoiser.SHIPPED["steps"])
     dt.add_argument("--seed", type=int, default=0)
     dt.add_argument("--name", default="drsn-denoise")
@@ -87,21 +92,14 @@ def main(argv=None) -> None:
     dt.add_argument("--train-seconds", default=0, help="with --weights: how long their training took")
     dt.set_defaults(func=denoise_fit.cmd_denoise_train)
 
-    dtb = sub.add_parser("denoise-table", help="DRSN vs ReLU vs wavelet; writes models/RESULTS-denoise.md")
+    dtb = sub.add_parser("denoise-table", help="DRSN vs ReLU vs the classics; writes models/RESULTS-denoise.md")
     common(dtb)
     dtb.add_argument("--channels", type=int, default=denoiser.SHIPPED["channels"])
     dtb.add_argument("--units", type=int, default=4)
     dtb.add_argument("--kernel", type=int, default=denoiser.SHIPPED["kernel"])
     dtb.add_argument("--stride", type=int, default=denoiser.SHIPPED["stride"])
     dtb.add_argument("--steps", type=int, default=denoiser.SHIPPED["steps"])
-    dtb.add_argument("--floor", action=argparse.BooleanOptionalAction, default=denoiser.SHIPPED["floor"],
-                     help="noise-floor conditioning (denoiser.FloorCondition)")
-    dtb.add_argument("--dc", action=argparse.BooleanOptionalAction, default=denoiser.SHIPPED["dc"],
-                    help="gate the frame's mean (denoiser.DcGate)")
-    dtb.add_argument("--snr-head", action=argparse.BooleanOptionalAction,
-                    default=denoiser.SHIPPED["snr_head"], help="an input-SNR output (denoiser.SnrHead)")
-    dtb.add_argument("--mix", default=denoiser.SHIPPED["mix"], choices=list(denoise_table.NOISE_MIX),
-                     help="training noise (denoise_table.NOISE_MIX)")
+    denoiser_parts(dtb)
     dtb.add_argument("--seeds", type=int, default=3)
     dtb.add_argument("--relu-seeds", type=int, default=3, help="seeds of the ReLU control row")
     dtb.add_argument("--workers", type=int, default=2)
