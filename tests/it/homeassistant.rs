@@ -6,6 +6,7 @@
 //! config is cleared, and every entity goes unavailable after SIGKILL.
 
 use crate::common;
+use crate::mqtt::{config, mqtt_table};
 
 use common::broker::{Broker, Subscriber};
 use common::*;
@@ -112,20 +113,12 @@ fn home_assistant_shows_the_streams_live_and_unavailable_after_sigkill() {
     let frames = Subscriber::start(broker.port, "drsnd/v1/test/box1/pump/frame", "ha-frames");
     let wav = dir.path().join("pump.wav");
     write_wav_f32(&wav, 12_000, &two_faults_in_turn(2, 2.0));
-    let cfg = dir.path().join("drsnd.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "model = \"{}\"\n[mqtt]\nbroker = \"mqtt://127.0.0.1:{}\"\nsite = \"test\"\nnode = \"box1\"\n\
-             keep-alive-s = 2\nspool-dir = \"{}\"\nhomeassistant = true\n\
-             [[source]]\nkind = \"wav\"\npath = \"{}\"\nstreams = [\"pump\"]\nunits = \"g\"\nloop = true\n",
-            model().display(),
-            broker.port,
-            dir.path().join("spool").display(),
-            wav.display()
-        ),
-    )
-    .expect("config");
+    let mqtt = mqtt_table(
+        broker.port,
+        &dir.path().join("spool"),
+        "homeassistant = true",
+    );
+    let cfg = config(dir.path(), &mqtt, &wav, "units = \"g\"\nloop = true");
     let mut d = Daemon::start(&["--config", cfg.to_str().expect("utf-8")]);
     let started = Instant::now();
     let ids = [

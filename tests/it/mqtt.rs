@@ -14,7 +14,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-fn config(dir: &Path, mqtt: &str, wav: &Path, extra: &str) -> PathBuf {
+/// A config with one WAV stream `pump` and the `[mqtt]` table `mqtt`
+/// (`extra`: more source keys). Also used by the Sparkplug and Home
+/// Assistant tests.
+pub(crate) fn config(dir: &Path, mqtt: &str, wav: &Path, extra: &str) -> PathBuf {
     let text = format!(
         "model = \"{}\"\n[socket]\nstatus-interval-ms = 500\n[mqtt]\n{mqtt}\n\
          [[source]]\nkind = \"wav\"\npath = \"{}\"\nstreams = [\"pump\"]\n{extra}\n",
@@ -26,7 +29,7 @@ fn config(dir: &Path, mqtt: &str, wav: &Path, extra: &str) -> PathBuf {
     p
 }
 
-fn mqtt_table(port: u16, spool: &Path, extra: &str) -> String {
+pub(crate) fn mqtt_table(port: u16, spool: &Path, extra: &str) -> String {
     format!(
         "broker = \"mqtt://127.0.0.1:{port}\"\nsite = \"test\"\nnode = \"box1\"\n\
          keep-alive-s = 2\nspool-dir = \"{}\"\n{extra}",

@@ -6,6 +6,7 @@
 //! NDEATH with the birth's bdSeq after SIGKILL.
 
 use crate::common;
+use crate::mqtt::{config, mqtt_table};
 
 use common::broker::Broker;
 use common::*;
@@ -180,21 +181,13 @@ fn a_sparkplug_host_reads_births_data_rebirth_history_and_death() {
     let mut host = Host::start(broker.port, "plant");
     let wav = dir.path().join("flap.wav");
     write_wav_f32(&wav, 12_000, &two_faults_in_turn(2, 1.2));
-    let cfg = dir.path().join("drsnd.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "model = \"{}\"\n[socket]\nstatus-interval-ms = 500\n[mqtt]\n\
-             broker = \"mqtt://127.0.0.1:{}\"\nnode = \"box1\"\nkeep-alive-s = 2\n\
-             spool-dir = \"{}\"\nframe-interval-s = 0.05\nsparkplug = true\ngroup-id = \"plant\"\n\
-             [[source]]\nkind = \"wav\"\npath = \"{}\"\nstreams = [\"pump\"]\nloop = true\n",
-            model().display(),
-            broker.port,
-            dir.path().join("spool").display(),
-            wav.display()
-        ),
-    )
-    .expect("config");
+    let spool = dir.path().join("spool");
+    let mqtt = mqtt_table(
+        broker.port,
+        &spool,
+        "frame-interval-s = 0.05\nsparkplug = true\ngroup-id = \"plant\"",
+    );
+    let cfg = config(dir.path(), &mqtt, &wav, "loop = true");
     let mut d = Daemon::start(&["--config", cfg.to_str().expect("utf-8")]);
     let mut c = d.connect();
     let mut frames = HashMap::new();
