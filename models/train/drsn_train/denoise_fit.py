@@ -103,11 +103,17 @@ def band_snr_loss(clean: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
 SNR_HEAD_WEIGHT, SNR_HEAD_RANGE = 0.01, (-20.0, 40.0)
 
 
+def row_snr_db(clean: np.ndarray, est: np.ndarray) -> np.ndarray:
+    """snr_db of each row of est [N, L] against clean [N, L]."""
+    c = clean.astype(np.float64)
+    sig = (c * c).sum(axis=-1)
+    err = ((est.astype(np.float64) - c) ** 2).sum(axis=-1)
+    return 10.0 * np.log10(np.maximum(sig, 1e-30) / np.maximum(err, 1e-30))
+
+
 def true_snr(clean: np.ndarray, noisy: np.ndarray) -> np.ndarray:
-    sig = (clean.astype(np.float64) ** 2).mean(axis=-1)
-    err = ((noisy.astype(np.float64) - clean) ** 2).mean(axis=-1)
-    snr = 10.0 * np.log10(np.maximum(sig, 1e-30) / np.maximum(err, 1e-30))
-    return np.clip(snr, *SNR_HEAD_RANGE).astype(np.float32)
+    """The head's training target: each frame's SNR, clipped to its range."""
+    return np.clip(row_snr_db(clean, noisy), *SNR_HEAD_RANGE).astype(np.float32)
 
 
 def frame_loss(kind: str, clean: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
@@ -264,13 +270,10 @@ def snr_estimate_errors(frames_fn, tests: list[tuple[str, np.ndarray]], cells=MA
             noisy = cell_noisy(clean, kind, snr, i)
             k = (len(clean) - FRAME) // HOP + 1
             idx = np.arange(k)[:, None] * HOP + np.arange(FRAME)[None, :]
-            x, c = noisy[idx].astype(np.float64), clean[idx].astype(np.float64)
             y, est = frames_fn(noisy[idx])
-            if est is None:
-                y = y.astype(np.float64)
-                est = 10 * np.log10((y * y).sum(1) / np.maximum(((x - y) ** 2).sum(1), 1e-30))
-            true = 10 * np.log10((c * c).sum(1) / np.maximum(((x - c) ** 2).sum(1), 1e-30))
-            errs.append(est - true)
+            if est is None:  # kept over removed: y against x as "clean" against "estimate"
+                est = row_snr_db(y, noisy[idx])
+            errs.append(est - row_snr_db(clean[idx], noisy[idx]))
         e = np.concatenate(errs)
         out.setdefault(kind, {})[snr] = {"median_abs_db": float(np.median(np.abs(e))),
                                          "median_db": float(np.median(e))}
