@@ -18,8 +18,14 @@
 //!    half-way points are the real odd harmonics);
 //! 4. the best candidate's score over the others' (median and 1.4826 MAD)
 //!    is the confidence. With enough of it, and a high enough score, the
-//!    speed is the candidate's; else there is no clear shaft line and the
-//!    nominal speed stands, said in the frame (`source: nominal`).
+//!    candidate is a measurement; else there is no clear shaft line;
+//! 5. the speed stated is the median of the last `MEDIAN` measurements, so
+//!    that one window whose comb locks on another line series (an
+//!    inner-race fault's sidebands, a gear) does not move the defect lines;
+//!    through up to `HOLD` unclear estimates in a row the last measured
+//!    speed is kept (a shaft does not change speed because a window was
+//!    noisy); after that the nominal speed stands, said in the frame
+//!    (`source: nominal`).
 //!
 //! On CWRU (bench/speed_eval.py, docs/monitoring.md) this agrees with the
 //! recordings' rpm within 0.5 % with the nominal speed set 3 % off on all
@@ -48,8 +54,19 @@ pub const EVERY: usize = 8192;
 /// speed then).
 pub const MIN_CONFIDENCE: f32 = 3.0;
 pub const MIN_SCORE: f32 = 3.0;
+/// A candidate whose 1st, 3rd and 5th harmonics stand (median) less than
+/// this share as high over the floor as twice its do is half the real
+/// speed. In the test `twice_the_speed_in_range_does_not_win` half the
+/// speed won the comb in 4 of 5 windows (a 50 Hz line at its 5th
+/// harmonic); its odd harmonics stood 0.7-1.6, the real speed's 5.6-6.2.
+const ODD_SHARE: f32 = 0.5;
 /// Default `rpm-range` around the nominal speed: ±5 %.
 pub const DEFAULT_RANGE: f64 = 0.05;
+/// Measurements the stated speed is the median of (2.7 s of new signal).
+const MEDIAN: usize = 5;
+/// Unclear estimates in a row through which the last measured speed is
+/// kept: 10 s at 12 kHz.
+const HOLD: usize = 15;
 
 /// What the source says of the speed: the nominal rpm and the range the
 /// real one stays in (equal bounds pin it).
@@ -110,6 +127,11 @@ pub struct SpeedTracker {
     flat: Vec<f32>,
     ranked: Vec<f32>,
     scores: Vec<f32>,
+    /// The last `MEDIAN` measured speeds (rpm), `measured` of them real,
+    /// and the unclear estimates since the last one.
+    recent: [f32; MEDIAN],
+    measured: usize,
+    unclear: usize,
     last: Speed,
 }
 
@@ -165,6 +187,9 @@ impl SpeedTracker {
             flat: vec![0.0; bins],
             ranked: Vec::with_capacity(2 * floor_bins(spec, df) + 1),
             scores: Vec::with_capacity(candidates),
+            recent: [0.0; MEDIAN],
+            measured: 0,
+            unclear: 0,
             last: spec.nominal(0.0),
         })
     }
@@ -175,6 +200,8 @@ impl SpeedTracker {
         self.since = 0;
         self.phase = 0;
         self.delay.fill(0.0);
+        self.measured = 0;
+        self.unclear = 0;
         self.last = self.spec.nominal(0.0);
     }
 
@@ -216,9 +243,34 @@ impl SpeedTracker {
         }
         if self.since >= EVERY || self.last.confidence == 0.0 {
             self.since = 0;
-            self.last = self.estimate()?;
+            let estimate = self.estimate()?;
+            self.last = self.settle(estimate);
         }
         Ok(self.last)
+    }
+
+    /// The speed to state after `estimate`: the median of the recent
+    /// measurements, the last measured one held, or the nominal one.
+    fn settle(&mut self, estimate: Speed) -> Speed {
+        if estimate.source != SpeedSource::Signal {
+            self.unclear += 1;
+            if self.measured > 0 && self.unclear <= HOLD {
+                return self.last;
+            }
+            self.measured = 0;
+            return estimate;
+        }
+        self.unclear = 0;
+        self.recent[self.measured % MEDIAN] = estimate.rpm;
+        self.measured += 1;
+        let n = self.measured.min(MEDIAN);
+        let mut sorted = self.recent;
+        let sorted = &mut sorted[..n];
+        sorted.sort_unstable_by(f32::total_cmp);
+        Speed {
+            rpm: sorted[n / 2],
+            ..estimate
+        }
     }
 
     fn estimate(&mut self) -> Result<Speed> {
@@ -243,6 +295,18 @@ impl SpeedTracker {
             }
             self.scores.push(s);
             f += step;
+        }
+        // Half the real speed: its even harmonics are the real ones, and a
+        // line that is not the shaft's (50 Hz mains) at one of its odd ones
+        // can tip the comb its way. A shaft shows its odd harmonics too
+        // (the 1x above all); where the best candidate's stand out less
+        // than half as much as twice its, and twice it is in range, twice
+        // it is the speed.
+        if 2.0 * best_hz <= hi
+            && self.odd_height(best_hz) < ODD_SHARE * self.odd_height(2.0 * best_hz)
+        {
+            best_hz *= 2.0;
+            best = self.comb(best_hz, harmonics);
         }
         let confidence = self.confidence(best);
         Ok(if confidence >= MIN_CONFIDENCE && best >= MIN_SCORE {
@@ -300,6 +364,16 @@ impl SpeedTracker {
             off += self.at(f - 0.5 * hz);
         }
         (on - off) / harmonics as f32
+    }
+
+    /// The median height of the 1st, 3rd and 5th harmonics of `hz`.
+    fn odd_height(&self, hz: f64) -> f32 {
+        let h = self.df * 0.5;
+        let mut odd = [1.0, 3.0, 5.0]
+            .map(|k| k * hz)
+            .map(|f| self.at(f - h).max(self.at(f)).max(self.at(f + h)));
+        odd.sort_unstable_by(f32::total_cmp);
+        odd[1]
     }
 
     /// The best score's z over every candidate's.
@@ -448,6 +522,33 @@ mod tests {
             assert_eq!(last.source, SpeedSource::Nominal, "{last:?}");
             assert_eq!(last.rpm, 1797.0);
         }
+    }
+
+    #[test]
+    fn one_stray_measurement_does_not_move_the_speed_and_a_short_gap_holds_it() {
+        let spec = SpeedSpec::new(1000.0, None);
+        let mut t = SpeedTracker::new(&spec, RATE).expect("plans");
+        let measured = |rpm: f32| Speed {
+            rpm,
+            confidence: 5.0,
+            source: SpeedSource::Signal,
+        };
+        for rpm in [1012.0, 1013.0, 1011.0, 1012.5] {
+            t.last = t.settle(measured(rpm));
+        }
+        // A window locked on a sideband series 8 % below.
+        t.last = t.settle(measured(931.0));
+        assert_eq!(t.last.rpm, 1012.0, "{:?}", t.last);
+        // Unclear windows: the measured speed is held, then given up.
+        for _ in 0..HOLD {
+            t.last = t.settle(spec.nominal(1.0));
+            assert_eq!((t.last.rpm, t.last.source), (1012.0, SpeedSource::Signal));
+        }
+        t.last = t.settle(spec.nominal(1.0));
+        assert_eq!((t.last.rpm, t.last.source), (1000.0, SpeedSource::Nominal));
+        // And a new measurement after that starts afresh.
+        t.last = t.settle(measured(990.0));
+        assert_eq!(t.last.rpm, 990.0);
     }
 
     #[test]
