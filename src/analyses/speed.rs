@@ -19,9 +19,11 @@
 //! 4. the best candidate's score over the others' (median and 1.4826 MAD)
 //!    is the confidence. With enough of it, and a high enough score, the
 //!    candidate is a measurement; else there is no clear shaft line;
-//! 5. the speed stated is the median of the last `MEDIAN` measurements, so
-//!    that one window whose comb locks on another line series (an
-//!    inner-race fault's sidebands, a gear) does not move the defect lines;
+//! 5. the speed stated is the median of the measurements among the last
+//!    `MEDIAN` estimates (3.4 s), so that one window whose comb locks on
+//!    another line series (an inner-race fault's sidebands, a gear) does
+//!    not move the defect lines, while a real change of speed comes through
+//!    once it holds in most of them;
 //!    through up to `HOLD` unclear estimates in a row the last measured
 //!    speed is kept (a shaft does not change speed because a window was
 //!    noisy); after that the nominal speed stands, said in the frame
@@ -62,7 +64,7 @@ pub const MIN_SCORE: f32 = 3.0;
 const ODD_SHARE: f32 = 0.5;
 /// Default `rpm-range` around the nominal speed: ±5 %.
 pub const DEFAULT_RANGE: f64 = 0.05;
-/// Measurements the stated speed is the median of (2.7 s of new signal).
+/// Estimates whose measurements the stated speed is the median of.
 const MEDIAN: usize = 5;
 /// Unclear estimates in a row through which the last measured speed is
 /// kept: 10 s at 12 kHz.
@@ -127,10 +129,11 @@ pub struct SpeedTracker {
     flat: Vec<f32>,
     ranked: Vec<f32>,
     scores: Vec<f32>,
-    /// The last `MEDIAN` measured speeds (rpm), `measured` of them real,
-    /// and the unclear estimates since the last one.
+    /// The speeds of the last `MEDIAN` estimates (rpm; NaN where unclear),
+    /// how many estimates were made, and the unclear ones since the last
+    /// measurement.
     recent: [f32; MEDIAN],
-    measured: usize,
+    estimates: usize,
     unclear: usize,
     last: Speed,
 }
@@ -187,8 +190,8 @@ impl SpeedTracker {
             flat: vec![0.0; bins],
             ranked: Vec::with_capacity(2 * floor_bins(spec, df) + 1),
             scores: Vec::with_capacity(candidates),
-            recent: [0.0; MEDIAN],
-            measured: 0,
+            recent: [f32::NAN; MEDIAN],
+            estimates: 0,
             unclear: 0,
             last: spec.nominal(0.0),
         })
@@ -200,7 +203,8 @@ impl SpeedTracker {
         self.since = 0;
         self.phase = 0;
         self.delay.fill(0.0);
-        self.measured = 0;
+        self.recent = [f32::NAN; MEDIAN];
+        self.estimates = 0;
         self.unclear = 0;
         self.last = self.spec.nominal(0.0);
     }
@@ -252,19 +256,25 @@ impl SpeedTracker {
     /// The speed to state after `estimate`: the median of the recent
     /// measurements, the last measured one held, or the nominal one.
     fn settle(&mut self, estimate: Speed) -> Speed {
-        if estimate.source != SpeedSource::Signal {
+        let measured = estimate.source == SpeedSource::Signal;
+        self.recent[self.estimates % MEDIAN] = if measured { estimate.rpm } else { f32::NAN };
+        self.estimates += 1;
+        if !measured {
             self.unclear += 1;
-            if self.measured > 0 && self.unclear <= HOLD {
-                return self.last;
-            }
-            self.measured = 0;
-            return estimate;
+            let held = self.last.source == SpeedSource::Signal && self.unclear <= HOLD;
+            return if held { self.last } else { estimate };
         }
         self.unclear = 0;
-        self.recent[self.measured % MEDIAN] = estimate.rpm;
-        self.measured += 1;
-        let n = self.measured.min(MEDIAN);
-        let mut sorted = self.recent;
+        let mut sorted = [f32::NAN; MEDIAN];
+        let mut n = 0;
+        for &rpm in self.recent.iter().take(self.estimates).filter(|r| r.is_finite()) {
+            sorted[n] = rpm;
+            n += 1;
+        }
+        // Two are no majority: the newer stands.
+        if n <= 2 {
+            return estimate;
+        }
         let sorted = &mut sorted[..n];
         sorted.sort_unstable_by(f32::total_cmp);
         Speed {
