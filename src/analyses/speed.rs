@@ -270,7 +270,12 @@ impl SpeedTracker {
         self.unclear = 0;
         let mut sorted = [f32::NAN; MEDIAN];
         let mut n = 0;
-        for &rpm in self.recent.iter().take(self.estimates).filter(|r| r.is_finite()) {
+        for &rpm in self
+            .recent
+            .iter()
+            .take(self.estimates)
+            .filter(|r| r.is_finite())
+        {
             sorted[n] = rpm;
             n += 1;
         }
