@@ -128,7 +128,9 @@ pub struct SpeedTracker {
     input: Vec<f32>,
     spectrum: Vec<Complex<f32>>,
     scratch: Vec<Complex<f32>>,
-    /// Log power minus its local median, bins up to the comb's reach.
+    /// Log power of the bins the floor reaches, and that minus its local
+    /// median, bins up to the comb's reach.
+    log: Vec<f32>,
     flat: Vec<f32>,
     ranked: Vec<f32>,
     scores: Vec<f32>,
@@ -190,6 +192,7 @@ impl SpeedTracker {
             spectrum: fft.make_output_vec(),
             scratch: fft.make_scratch_vec(),
             fft,
+            log: vec![0.0; (bins + floor_bins(spec, df) + 1).min(n / 2 + 1)],
             flat: vec![0.0; bins],
             ranked: Vec::with_capacity(2 * floor_bins(spec, df) + 1),
             scores: Vec::with_capacity(candidates),
@@ -349,14 +352,18 @@ impl SpeedTracker {
     fn flatten(&mut self) {
         let w = floor_bins(&self.spec, self.df);
         let n = self.flat.len();
-        let log = |z: &Complex<f32>| (z.norm_sqr() + 1e-30).ln();
+        // Each bin's log once: every median window holds 2w+1 of them.
+        let m = self.log.len();
+        for (d, z) in self.log.iter_mut().zip(&self.spectrum) {
+            *d = (z.norm_sqr() + 1e-30).ln();
+        }
         for i in 0..n {
-            let (a, b) = (i.saturating_sub(w), (i + w + 1).min(self.spectrum.len()));
+            let (a, b) = (i.saturating_sub(w), (i + w + 1).min(m));
             self.ranked.clear();
-            self.ranked.extend(self.spectrum[a..b].iter().map(log));
+            self.ranked.extend_from_slice(&self.log[a..b]);
             let mid = self.ranked.len() / 2;
             let median = *self.ranked.select_nth_unstable_by(mid, f32::total_cmp).1;
-            self.flat[i] = log(&self.spectrum[i]) - median;
+            self.flat[i] = self.log[i] - median;
         }
     }
 
