@@ -23,15 +23,14 @@
 //!    `MEDIAN` estimates (3.4 s), so that one window whose comb locks on
 //!    another line series (an inner-race fault's sidebands, a gear) does
 //!    not move the defect lines, while a real change of speed comes through
-//!    once it holds in most of them;
-//!    through up to `HOLD` unclear estimates in a row the last measured
-//!    speed is kept (a shaft does not change speed because a window was
-//!    noisy); after that the nominal speed stands, said in the frame
-//!    (`source: nominal`).
+//!    once it holds in most of them. Through up to `HOLD` unclear
+//!    estimates in a row the last measured speed is kept (a shaft does not
+//!    change speed because a window was noisy); after that the nominal
+//!    speed stands, said in the frame (`source: nominal`).
 //!
 //! On CWRU (bench/speed_eval.py, docs/monitoring.md) this agrees with the
 //! recordings' rpm within 0.5 % with the nominal speed set 3 % off on all
-//! but two recordings: one whose shaft lines barely show, and one whose
+//! but three recordings: two whose shaft lines barely show, and one whose
 //! file name's speed its own lines contradict.
 //! Everything is allocated in `new`; `push` and `update` allocate nothing.
 
