@@ -53,9 +53,9 @@ pub const EVERY: usize = 8192;
 /// candidates' at least `MIN_CONFIDENCE`, and its harmonics on average
 /// `MIN_SCORE` (natural log of power: 13 dB) above the local floor minus
 /// the half-way points. White noise alone reached z 4.9 but score 2.8;
-/// on CWRU the right speeds scored z 3.0-11 and 3.1-9.9, except the
-/// 1750 rpm 28-mil ball fault (2.1: its shaft lines barely show, nominal
-/// speed then).
+/// on CWRU the right speeds scored z 3.0-11 and 3.1-9.9 (6 s windows),
+/// except the 28-mil ball faults, whose shaft lines barely show (z 2.1-3.3
+/// over 8 s: nominal speed then).
 pub const MIN_CONFIDENCE: f32 = 3.0;
 pub const MIN_SCORE: f32 = 3.0;
 /// A candidate whose 1st, 3rd and 5th harmonics stand (median) less than
