@@ -270,22 +270,13 @@ impl SpeedTracker {
             return if held { self.last } else { estimate };
         }
         self.unclear = 0;
-        let mut sorted = [f32::NAN; MEDIAN];
-        let mut n = 0;
-        for &rpm in self
-            .recent
-            .iter()
-            .take(self.estimates)
-            .filter(|r| r.is_finite())
-        {
-            sorted[n] = rpm;
-            n += 1;
-        }
+        let n = self.recent.iter().filter(|r| r.is_finite()).count();
         // Two are no majority: the newer stands.
         if n <= 2 {
             return estimate;
         }
-        let sorted = &mut sorted[..n];
+        // The NaNs of unclear estimates sort after every speed.
+        let mut sorted = self.recent;
         sorted.sort_unstable_by(f32::total_cmp);
         Speed {
             rpm: sorted[n / 2],
@@ -377,14 +368,19 @@ impl SpeedTracker {
         self.flat[i] * (1.0 - a) + self.flat[i + 1] * a
     }
 
+    /// The flattened spectrum's best within half a bin of `hz`.
+    fn peak(&self, hz: f64) -> f32 {
+        let h = self.df * 0.5;
+        self.at(hz - h).max(self.at(hz)).max(self.at(hz + h))
+    }
+
     /// Mean height of the harmonics of `hz` (each the best within half a
     /// bin) minus the mean height half-way between them.
     fn comb(&self, hz: f64, harmonics: usize) -> f32 {
-        let h = self.df * 0.5;
         let (mut on, mut off) = (0.0f32, 0.0f32);
         for k in 1..=harmonics {
             let f = k as f64 * hz;
-            on += self.at(f - h).max(self.at(f)).max(self.at(f + h));
+            on += self.peak(f);
             off += self.at(f - 0.5 * hz);
         }
         (on - off) / harmonics as f32
@@ -392,10 +388,7 @@ impl SpeedTracker {
 
     /// The median height of the 1st, 3rd and 5th harmonics of `hz`.
     fn odd_height(&self, hz: f64) -> f32 {
-        let h = self.df * 0.5;
-        let mut odd = [1.0, 3.0, 5.0]
-            .map(|k| k * hz)
-            .map(|f| self.at(f - h).max(self.at(f)).max(self.at(f + h)));
+        let mut odd = [1.0, 3.0, 5.0].map(|k| self.peak(k * hz));
         odd.sort_unstable_by(f32::total_cmp);
         odd[1]
     }
