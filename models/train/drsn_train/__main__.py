@@ -34,6 +34,8 @@ def main(argv=None) -> None:
                         help="gate the frame's mean (denoiser.DcGate)")
         sp.add_argument("--snr-head", action=on_off, default=denoiser.SHIPPED["snr_head"],
                         help="an input-SNR output (denoiser.SnrHead)")
+        sp.add_argument("--features", default=denoiser.SHIPPED["features"], choices=denoiser.HEAD_FEATURES,
+                        help="what the DC gate and the SNR head read (denoiser.HEAD_FEATURES)")
         sp.add_argument("--mix", default=denoiser.SHIPPED["mix"], choices=list(denoise_table.NOISE_MIX),
                         help="training noise (denoise_table.NOISE_MIX)")
 

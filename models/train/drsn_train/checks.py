@@ -64,7 +64,7 @@ def dc_gate() -> None:
     """With the gate set to drop every mean, a frame riding on an offset 100x
     its RMS keeps the offset, and a noise drift around zero is removed."""
     torch.manual_seed(0)
-    net = Denoiser("drsn", 8, 2, 32, 16, floor=True, dc=True).eval()
+    net = Denoiser("drsn", 8, 2, 32, 16, floor=True, dc=True, features="taus").eval()
     net.dc.fc.bias.fill_(-30.0)  # keep nothing the gate acts on
     rng = np.random.default_rng(2)
     ac = torch.from_numpy(rng.standard_normal((1, 1, 2048)).astype(np.float32))

@@ -126,12 +126,12 @@ def frame_loss(kind: str, clean: torch.Tensor, out: torch.Tensor) -> torch.Tenso
 def train(arch: str, rigs: list[list[np.ndarray]], seed: int, steps: int, channels: int = 32,
           units: int = 4, batch: int = 32, lr: float = 3e-3, log_every: int = 0,
           kernel: int = KERNEL, stride: int = STRIDE, loss_kind: str = "snr", floor: bool = False, dc: bool = False,
-          snr_head: bool = False,
+          snr_head: bool = False, features: str = "floor",
           kinds: tuple[str, ...] = noise.KINDS, span: int = 0) -> tuple[Denoiser, float]:
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed + 2000)
     sampler = CleanSampler(rigs, seed)
-    net = Denoiser(arch, channels, units, kernel, stride, floor, dc, snr_head)
+    net = Denoiser(arch, channels, units, kernel, stride, floor, dc, snr_head, features)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
     t0 = time.time()
@@ -292,18 +292,20 @@ def cmd_denoise_train(args) -> None:
         # Weights this recipe saved before (models/work/<name>.pt): export
         # and measure again without the half hour of training.
         net = Denoiser(args.arch, args.channels, args.units, args.kernel, args.stride, args.floor, args.dc,
-                       args.snr_head)
+                       args.snr_head, args.features)
         net.load_state_dict(torch.load(args.weights, weights_only=True))
         net.eval()
         seconds = float(args.train_seconds)
     else:
         print(f"training the {args.arch} denoiser, {args.channels} channels, {args.units} units, "
-              f"kernel {args.kernel} stride {args.stride}, floor {args.floor}, dc {args.dc}, noise {args.mix}, "
+              f"kernel {args.kernel} stride {args.stride}, floor {args.floor}, dc {args.dc}, "
+              f"head features {args.features}, noise {args.mix}, "
               f"{args.steps} steps", flush=True)
         net, seconds = train(args.arch, denoise_table._train_parts(rigs), args.seed,
                              args.steps, args.channels, args.units, log_every=250,
                              kernel=args.kernel, stride=args.stride, loss_kind=args.loss,
-                             floor=args.floor, dc=args.dc, snr_head=args.snr_head, kinds=kinds, span=span)
+                             floor=args.floor, dc=args.dc, snr_head=args.snr_head, features=args.features,
+                             kinds=kinds, span=span)
     metrics = {"test_set": "last 20 % of every recording of ../shared/cwru and ../shared/uestc"}
     for r in denoise_table.RIGS:
         tests = denoise_table._tests(rigs[r])
@@ -323,7 +325,7 @@ def cmd_denoise_train(args) -> None:
         "recipe": f"python -m drsn_train denoise-train --arch {args.arch} --channels {args.channels} "
                   f"--units {args.units} --kernel {args.kernel} --stride {args.stride} --loss {args.loss} "
                   f"--{'' if args.floor else 'no-'}floor --{'' if args.dc else 'no-'}dc "
-                  f"--{'' if args.snr_head else 'no-'}snr-head --mix {args.mix} --steps {args.steps} --seed {args.seed}",
+                  f"--{'' if args.snr_head else 'no-'}snr-head --features {args.features} --mix {args.mix} --steps {args.steps} --seed {args.seed}",
         "noise": f"per frame: clean (p=0.1 of the draws) or one of {'/'.join(kinds)} at SNR "
                  f"U{TRAIN_SNR} dB, made over {max(span, FRAME)} samples; target: the recording",
         "loss": "-SNR of the output against the recording, capped at 30 dB"

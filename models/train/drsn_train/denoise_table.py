@@ -52,6 +52,8 @@ VARIANTS = (
                                                         "loss": "snr50"}),
     ("+ DC gate, brown and hum, SNR head passing clean frames", {**_BASE, "mix": "plant", "dc": True,
                                                                  "snr_head": True}),
+    ("the same, gate and head reading the units' thresholds (2.1.0)", {**_BASE, "mix": "plant", "dc": True,
+                                                                        "snr_head": True, "features": "taus"}),
 )
 
 
@@ -76,10 +78,10 @@ def run_one(job: dict) -> dict:
     net, seconds = denoise_fit.train(job["arch"], _train_parts(rigs), job["seed"], job["steps"],
                                      job["channels"], job["units"], kernel=job["kernel"],
                                      stride=job["stride"], loss_kind=job["loss"], floor=job["floor"], dc=job["dc"],
-                                     snr_head=job["snr_head"],
+                                     snr_head=job["snr_head"], features=job["features"],
                                      kinds=NOISE_MIX[job["mix"]][0], span=NOISE_MIX[job["mix"]][1])
     res = {k: job[k] for k in ("arch", "channels", "units", "kernel", "stride", "loss", "seed", "steps",
-                               "floor", "dc", "snr_head", "mix")}
+                               "floor", "dc", "snr_head", "features", "mix")}
     res.update(train_seconds=round(seconds, 1), macs=macs_per_frame(net))
     for r in RIGS:
         tests = _tests(rigs[r])
@@ -96,12 +98,14 @@ def run_one(job: dict) -> dict:
 def job_for(shared: str, cache: str, seed: int, steps: int, threads: int, arch: str = "drsn",
             channels: int = 32, units: int = 4, kernel: int = KERNEL, stride: int = STRIDE,
             loss: str = "snr", floor: bool = False, dc: bool = False, snr_head: bool = False,
+            features: str = "floor",
             mix: str = "paper") -> dict:
     tag = (f"{arch}-c{channels}-u{units}-k{kernel}s{stride}-{loss}{'-floor' if floor else ''}"
-           f"{'-dc' if dc else ''}{'-snrhead' if snr_head else ''}-{mix}"
+           f"{'-dc' if dc else ''}{'-snrhead' if snr_head else ''}{'-taus' if features == 'taus' else ''}-{mix}"
            f"-s{seed}-{steps}")
     return {"shared": shared, "arch": arch, "channels": channels, "units": units, "kernel": kernel,
-            "stride": stride, "loss": loss, "floor": floor, "dc": dc, "snr_head": snr_head, "mix": mix, "seed": seed,
+            "stride": stride, "loss": loss, "floor": floor, "dc": dc, "snr_head": snr_head, "features": features, "mix": mix,
+            "seed": seed,
             "steps": steps, "threads": threads, "path": os.path.join(cache, tag + ".json")}
 
 
@@ -439,7 +443,8 @@ def cmd_table(args) -> None:
     lengths = oracle_lengths(rigs, cache)
     threads = max(1, args.threads // args.workers)
     recipe = {"channels": args.channels, "units": args.units, "kernel": args.kernel, "stride": args.stride,
-              "floor": args.floor, "dc": args.dc, "snr_head": args.snr_head, "mix": args.mix}
+              "floor": args.floor, "dc": args.dc, "snr_head": args.snr_head, "features": args.features,
+              "mix": args.mix}
     variants = {"DRSN denoiser": ("drsn", args.seeds), "ReLU instead of soft thresholding": ("relu", args.relu_seeds)}
     jobs, paths = [], {}
     for name, (arch, seeds) in variants.items():

@@ -6,8 +6,9 @@ shrinkage units between them.
       frame and channel) -> mask = sigmoid(1x1 conv) on the coefficients
       -> dec: ConvTranspose1d(C, 1, 16, stride 8) -> undo the standardisation
       (the frame's mean through the DC gate, denoiser 2)
-    SNR head (denoiser 2): the input's SNR from the coefficients; a frame it
-      judges clean passes untouched
+    SNR head (denoiser 2): the input's SNR from the units' thresholds (2.1.0;
+      2.0.0 read the coefficients' floor); a frame it judges clean passes
+      untouched
 
 It is wavelet shrinkage with every part learned: the basis (enc/dec), and a
 threshold per frame (the RSBUs' tau = alpha * mean|x|). The stride-8
@@ -26,13 +27,19 @@ from .model import POWER_FLOOR, Shrink
 
 DENOISE_ARCHS = ("drsn", "relu")
 KERNEL, STRIDE = 16, 8
-# The shipped recipe (model 2.0.0). 1.1.0's network: a longer transform at
+# The shipped recipe (model 2.1.0). 1.1.0's network: a longer transform at
 # stride 16 leaves the units 128 steps, so 64 channels cost about what 32
 # did at stride 8 in tract, and 4x the steps of 1.0.0. Denoiser 2 adds the
-# DC gate, the SNR head and the plant's coloured noise made over 2 s
+# DC gate, the SNR head and the plant's coloured noise made over 2 s; 2.1.0
+# the same, its gate and head reading the units' thresholds
 # (models/RESULTS-denoise.md, variants).
 SHIPPED = {"channels": 64, "kernel": 32, "stride": 16, "steps": 12000, "floor": False, "dc": True,
-           "snr_head": True, "mix": "plant"}
+           "snr_head": True, "mix": "plant", "features": "taus"}
+# What the DC gate and the SNR head read (denoiser 2.0.0: "floor"): the
+# coefficients' mean magnitudes and a pooled noise floor, which cost tract
+# 0.24 ms a frame of small ops (a 1.5 ms frame); or ("taus") the thresholds
+# the units have already computed, which cost nothing to read.
+HEAD_FEATURES = ("floor", "taus")
 
 
 class DUnit(nn.Module):
@@ -96,18 +103,25 @@ class DcGate(nn.Module):
 
     R = 4.0
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, features: str = "floor"):
         super().__init__()
+        self.features = features
         self.fc = nn.Linear(channels + 1, 1)
         nn.init.zeros_(self.fc.weight)
         nn.init.constant_(self.fc.bias, 4.0)  # starts by keeping 98 %
 
-    def forward(self, h: torch.Tensor, dc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    def forward(self, h: torch.Tensor, levels: list[torch.Tensor], dc: torch.Tensor,
+                scale: torch.Tensor) -> torch.Tensor:
         r = (dc / scale).abs()  # [N, 1, 1]
         # log r resolves the small means of a clean vibration (|mean| ~ 2 %
         # of the RMS) from a coloured noise's drift (10 % and more).
-        z = torch.cat([h.mean(dim=-1), torch.log(r[:, :, 0] + 1e-4)], dim=1)
-        keep = torch.sigmoid(self.fc(z)).unsqueeze(-1)
+        what = h.mean(dim=-1) if self.features == "floor" else torch.log(levels[-1] + 1e-4)
+        # fc over [what, log r], written as two terms: tract runs a linear
+        # layer over a concatenation as one matmul per part, and packing the
+        # one-wide part cost as much as the rest of the gate.
+        w = self.fc.weight
+        logit = F.linear(what, w[:, :-1], self.fc.bias) + torch.log(r.squeeze(-1) + 1e-4) * w[:, -1:]
+        keep = torch.sigmoid(logit).unsqueeze(-1)
         near = torch.sigmoid(4.0 * (self.R - r))  # 1 for a small mean, 0 for an offset
         return dc * (1.0 - (1.0 - keep) * near)
 
@@ -115,7 +129,9 @@ class DcGate(nn.Module):
 class SnrHead(nn.Module):
     """The input's SNR in dB, read from the frame's coefficients: per
     channel their mean magnitude, the units' output's, and how far the
-    channel's floor (minimum local energy) sits under its mean. Trained on
+    channel's floor (minimum local energy) sits under its mean (features
+    "floor"); or from every unit's thresholds ("taus": a noisier frame gets
+    larger ones, relative to the standardised frame). Trained on
     each training frame's true SNR, on detached features, so it reports on
     the denoising without changing it. Clean frames are taught 40 dB.
 
@@ -127,13 +143,17 @@ class SnrHead(nn.Module):
 
     BYPASS_DB = 30.0
 
-    def __init__(self, channels: int, window: int = 8):
+    def __init__(self, channels: int, units: int, features: str = "floor", window: int = 8):
         super().__init__()
-        self.pool = nn.AvgPool1d(window, 1)
-        self.fc1 = nn.Linear(3 * channels, channels)
+        self.features = features
+        self.pool = nn.AvgPool1d(window, 1) if features == "floor" else None
+        self.fc1 = nn.Linear((3 if features == "floor" else units) * channels, channels)
         self.fc2 = nn.Linear(channels, 1)
 
-    def forward(self, coef: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    def forward(self, coef: torch.Tensor, h: torch.Tensor, levels: list[torch.Tensor]) -> torch.Tensor:
+        if self.features == "taus":
+            z = torch.log(torch.cat(levels, dim=1) + 1e-4)
+            return self.fc2(F.relu(self.fc1(z.detach())))
         energy = self.pool(coef * coef)
         z = torch.cat([torch.log(coef.abs().mean(dim=-1) + 1e-4), torch.log(h.abs().mean(dim=-1) + 1e-4),
                        torch.log(energy.amin(dim=-1) + 1e-6) - torch.log(energy.mean(dim=-1) + 1e-6)], dim=1)
@@ -143,21 +163,24 @@ class SnrHead(nn.Module):
 class Denoiser(nn.Module):
     def __init__(self, arch: str = "drsn", channels: int = 32, units: int = 4,
                  kernel: int = KERNEL, stride: int = STRIDE, floor: bool = False, dc: bool = False,
-                 snr: bool = False):
+                 snr: bool = False, features: str = "floor"):
         super().__init__()
         if arch not in DENOISE_ARCHS:
             raise ValueError(f"unknown denoiser arch {arch!r} (expected one of {DENOISE_ARCHS})")
         if kernel < stride or (kernel - stride) % 2:
             raise ValueError(f"denoiser kernel {kernel} and stride {stride}: the kernel must be "
                              "at least the stride, by an even number")
+        if features not in HEAD_FEATURES:
+            raise ValueError(f"unknown head features {features!r} (expected one of {HEAD_FEATURES})")
         self.arch, self.channels, self.n_units = arch, channels, units
+        self.features = features
         self.kernel, self.stride = kernel, stride
         pad = (kernel - stride) // 2
         self.enc = nn.Conv1d(1, channels, kernel, stride, pad, bias=False)
         self.units = nn.ModuleList(DUnit(channels, 2**i, arch) for i in range(units))
         self.floor = FloorCondition(channels) if floor else None
-        self.dc = DcGate(channels) if dc else None
-        self.snr = SnrHead(channels) if snr else None
+        self.dc = DcGate(channels, features) if dc else None
+        self.snr = SnrHead(channels, units, features) if snr else None
         self.mask_bn = nn.BatchNorm1d(channels)
         self.mask = nn.Conv1d(channels, channels, 1)
         self.dec = nn.ConvTranspose1d(channels, 1, kernel, stride, pad, bias=False)
@@ -176,22 +199,26 @@ class Denoiser(nn.Module):
         xc = xc - mean
         scale = torch.sqrt((xc * xc).mean(dim=-1, keepdim=True) + POWER_FLOOR)
         coef = self.enc(xc / scale)
-        h, taus = coef, []
+        h, taus, levels = coef, [], []
         for u in self.units:
             h, tau = u(h)
             if tau is not None:
                 taus.append(tau)
+            # Each unit's level for the heads: its thresholds, or (the ReLU
+            # control, which has none) its output's mean magnitude.
+            if self.features == "taus":
+                levels.append(tau if tau is not None else h.abs().mean(dim=-1))
         if self.floor is not None:
             h = self.floor(coef, h)
         m = torch.sigmoid(self.mask(F.relu(self.mask_bn(h))))
         y = self.dec(coef * m)
         dc = mean + x0
         if self.dc is not None:
-            dc = self.dc(h, dc, scale)
+            dc = self.dc(h, levels, dc, scale)
         out = y * scale + dc
         snr = None
         if self.snr is not None:
-            snr = self.snr(coef, h)
+            snr = self.snr(coef, h, levels)
             g = torch.sigmoid((self.snr.BYPASS_DB - snr.detach()) / 2.0).unsqueeze(-1)
             out = x + g * (out - x)
         return out, taus, snr

@@ -82,9 +82,12 @@ def write_parity(net: Net, path: str) -> dict:
     return save_parity(path, list(inputs), x, torch_outputs(net, x, names), relative=False)
 
 
-def save_parity(path: str, case_names: list[str], x: np.ndarray, outs: dict, relative: bool) -> dict:
+def save_parity(path: str, case_names: list[str], x: np.ndarray, outs: dict, relative: bool,
+                absolute: dict | None = None) -> dict:
     """The parity file: each case's input and every output, per case.
-    `relative`: differences are judged against max(1, the output's scale)."""
+    `relative`: differences are judged against max(1, the output's scale).
+    `absolute`: output name -> the largest |difference| allowed for it,
+    instead (an output in dB)."""
     cases = [
         {"name": name, "signal": [float(v) for v in x[i]],
          "outputs": {n: [float(v) for v in np.ravel(o[i])] for n, o in outs.items()}}
@@ -93,6 +96,8 @@ def save_parity(path: str, case_names: list[str], x: np.ndarray, outs: dict, rel
     doc = {"tolerance": PARITY_TOLERANCE, "frame_length": FRAME, "cases": cases}
     if relative:
         doc["relative"] = True
+    if absolute:
+        doc["absolute"] = absolute
     with open(path, "w") as f:
         json.dump(doc, f, separators=(",", ":"))
     return doc
@@ -107,11 +112,18 @@ def check_onnxruntime(onnx_path: str, parity: dict) -> float:
     x = np.array([c["signal"] for c in parity["cases"]], dtype=np.float32)[:, None, :]
     got = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {"signal": x})))
     worst = 0.0
+    absolute = parity.get("absolute", {})
     for i, case in enumerate(parity["cases"]):
         for name, want in case["outputs"].items():
             want = np.array(want)
+            diff = float(np.abs(np.ravel(got[name][i]) - want).max())
+            if name in absolute:
+                if not diff <= absolute[name]:
+                    raise SystemExit(f"{onnx_path}: {name} differs from PyTorch's by {diff:.3g} "
+                                     f"> {absolute[name]} in case {case['name']}")
+                continue
             scale = max(1.0, float(np.abs(want).max())) if parity.get("relative") else 1.0
-            worst = max(worst, float(np.abs(np.ravel(got[name][i]) - want).max()) / scale)
+            worst = max(worst, diff / scale)
     if not worst <= parity["tolerance"]:
         raise SystemExit(f"{onnx_path}: onnxruntime differs from PyTorch by {worst:.3g} > {parity['tolerance']}")
     return worst

@@ -59,7 +59,8 @@ def cmd_verify(args) -> None:
         worst = denoise_export.check_onnxruntime(onnx_path, parity)
         print(f"verify: {m['name']} {m['version']}: sha256 ok, {len(names)} outputs as the manifest "
               f"says, onnxruntime vs PyTorch parity max relative diff {worst:.2e} over "
-              f"{len(parity['cases'])} cases (<= {parity['tolerance']})")
+              f"{len(parity['cases'])} cases (<= {parity['tolerance']}"
+              + "".join(f"; {k} within {v}" for k, v in parity.get("absolute", {}).items()) + ")")
         return
     family = [m["family_output"]] if "family_output" in m else []
     want = [m["probs_output"], *family, *embedding, *[t["name"] for t in m["thresholds"]]]

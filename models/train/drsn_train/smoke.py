@@ -31,7 +31,7 @@ def cmd_smoke(args) -> None:
     parts = [[r.train for r in recs if r.rig == "cwru"]]
     kinds, span = denoise_table.NOISE_MIX["plant"]
     den, _ = denoise_fit.train("drsn", parts, seed=0, steps=args.steps, channels=8, units=2, batch=8,
-                               floor=True, dc=True, kinds=kinds, span=span)
+                               floor=True, dc=True, snr_head=True, features="taus", kinds=kinds, span=span)
     with tempfile.TemporaryDirectory() as d:
         _, worst = ship.export_checked(denoise_export, den, d, "smoke-denoise")
     y = denoise_fit.denoise_signal(den, recs[0].test[:5000])
