@@ -325,7 +325,8 @@ def cmd_denoise_train(args) -> None:
         "recipe": f"python -m drsn_train denoise-train --arch {args.arch} --channels {args.channels} "
                   f"--units {args.units} --kernel {args.kernel} --stride {args.stride} --loss {args.loss} "
                   f"--{'' if args.floor else 'no-'}floor --{'' if args.dc else 'no-'}dc "
-                  f"--{'' if args.snr_head else 'no-'}snr-head --features {args.features} --mix {args.mix} --steps {args.steps} --seed {args.seed}",
+                  f"--{'' if args.snr_head else 'no-'}snr-head --features {args.features} --mix {args.mix} "
+                  f"--steps {args.steps} --seed {args.seed}",
         "noise": f"per frame: clean (p=0.1 of the draws) or one of {'/'.join(kinds)} at SNR "
                  f"U{TRAIN_SNR} dB, made over {max(span, FRAME)} samples; target: the recording",
         "loss": "-SNR of the output against the recording, capped at 30 dB"

@@ -104,9 +104,9 @@ def job_for(shared: str, cache: str, seed: int, steps: int, threads: int, arch: 
            f"{'-dc' if dc else ''}{'-snrhead' if snr_head else ''}{'-taus' if features == 'taus' else ''}-{mix}"
            f"-s{seed}-{steps}")
     return {"shared": shared, "arch": arch, "channels": channels, "units": units, "kernel": kernel,
-            "stride": stride, "loss": loss, "floor": floor, "dc": dc, "snr_head": snr_head, "features": features, "mix": mix,
-            "seed": seed,
-            "steps": steps, "threads": threads, "path": os.path.join(cache, tag + ".json")}
+            "stride": stride, "loss": loss, "floor": floor, "dc": dc, "snr_head": snr_head,
+            "features": features, "mix": mix, "seed": seed, "steps": steps, "threads": threads,
+            "path": os.path.join(cache, tag + ".json")}
 
 
 def oracle_lengths(rigs: dict, cache: str, lengths=(32, 64, 128, 256, 1024, 2048)) -> dict:
