@@ -25,6 +25,7 @@ mod http;
 mod in_process;
 mod monitor;
 mod mqtt;
+mod no_alloc;
 mod notify;
 mod offline_live;
 mod package;
