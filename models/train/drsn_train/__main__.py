@@ -38,6 +38,8 @@ def main(argv=None) -> None:
                         help="what the DC gate and the SNR head read (denoiser.HEAD_FEATURES)")
         sp.add_argument("--mix", default=denoiser.SHIPPED["mix"], choices=list(denoise_table.NOISE_MIX),
                         help="training noise (denoise_table.NOISE_MIX)")
+        sp.add_argument("--refit-head", action=on_off, default=denoiser.SHIPPED["refit_head"],
+                        help="fit the SNR head again on the trained body (denoise_fit.HEAD_REFIT)")
 
     t = sub.add_parser("train", help="train and export one model")
     common(t)
@@ -88,7 +90,7 @@ def main(argv=None) -> None:
     dt.add_argument("--steps", type=int, default=denoiser.SHIPPED["steps"])
     dt.add_argument("--seed", type=int, default=0)
     dt.add_argument("--name", default="drsn-denoise")
-    dt.add_argument("--version", default="2.0.0")
+    dt.add_argument("--version", default="2.2.0")
     dt.add_argument("--out", default=os.path.join(ROOT, "models"))
     dt.add_argument("--weights", help="export these weights (saved by an earlier run) instead of training")
     dt.add_argument("--train-seconds", default=0, help="with --weights: how long their training took")

@@ -12,7 +12,7 @@ from .model import POWER_FLOOR
 
 # The largest |difference| in dB allowed between a runtime's SNR output
 # and PyTorch's (write_parity).
-SNR_PARITY_DB = 0.01
+SNR_PARITY_DB = 0.05
 
 
 def output_names(net: Denoiser) -> list[str]:
@@ -34,9 +34,10 @@ def write_parity(net: Denoiser, path: str) -> dict:
     names = output_names(net)
     outs = ExportedDenoiser(net).eval()(torch.from_numpy(x).unsqueeze(1))
     outs = {n: o.numpy().reshape(len(x), -1) for n, o in zip(names, outs)}
-    # The SNR output is read from the log of the thresholds, which turns
-    # their float rounding (1e-5 of a small tau) into ~1e-3 dB: judged in
-    # dB, 100 times finer than anyone reads it.
+    # The SNR output is read from the log of the thresholds: a relative
+    # rounding error e of every tau moves it by about 8.7 e dB (20 log10 of
+    # an amplitude), so tract's 1e-3 becomes ~0.02 dB. Judged in dB, 15
+    # times finer than the estimate's own median error (0.8 dB).
     absolute = {"snr_db": SNR_PARITY_DB} if net.snr is not None else None
     return save_parity(path, list(inputs), x, outs, relative=True, absolute=absolute)
 

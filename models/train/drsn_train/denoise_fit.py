@@ -127,7 +127,7 @@ def train(arch: str, rigs: list[list[np.ndarray]], seed: int, steps: int, channe
           units: int = 4, batch: int = 32, lr: float = 3e-3, log_every: int = 0,
           kernel: int = KERNEL, stride: int = STRIDE, loss_kind: str = "snr", floor: bool = False, dc: bool = False,
           snr_head: bool = False, features: str = "floor",
-          kinds: tuple[str, ...] = noise.KINDS, span: int = 0) -> tuple[Denoiser, float]:
+          kinds: tuple[str, ...] = noise.KINDS, span: int = 0, refit_head: bool = False) -> tuple[Denoiser, float]:
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed + 2000)
     sampler = CleanSampler(rigs, seed)
@@ -153,7 +153,51 @@ def train(arch: str, rigs: list[list[np.ndarray]], seed: int, steps: int, channe
             print(f"  denoiser {arch} C{channels} seed {seed} step {step}/{steps} "
                   f"loss {loss.item():.2f} dB", flush=True)
     net.eval()
+    if refit_head:
+        refit_snr_head(net, rigs, seed, kinds, span)
     return net, time.time() - t0
+
+
+# `--refit-head` (denoiser 2.2.0): after training, the SNR head is fitted
+# again from scratch on the finished body's features, on a pool of training
+# frames. Trained beside the body it sees each frame once, at batch 32, on
+# features that keep moving, and ends near 1 dB of median error; refitted it
+# reads the SNR 0.2-0.3 dB closer (validation on training frames 0.88 ->
+# 0.56 dB). The body, and so the denoising, is untouched.
+HEAD_REFIT = {"frames": 65536, "steps": 8000, "batch": 256, "lr": 3e-3}
+
+
+@torch.no_grad()
+def head_pool(net: Denoiser, sampler, rng, n: int, kinds, span: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """n training frames with noise as in training: the head's features and targets."""
+    zs, ts = [], []
+    for _ in range(n // 256):
+        clean = sampler.batch(256)
+        noisy = noise.augment(clean, rng, TRAIN_SNR[0], TRAIN_SNR[1], p_clean=0.1, kinds=kinds, span=span)
+        zs.append(net.snr_features(torch.from_numpy(noisy).unsqueeze(1)))
+        ts.append(torch.from_numpy(true_snr(clean, noisy)))
+    return torch.cat(zs), torch.cat(ts)
+
+
+def refit_snr_head(net: Denoiser, rigs: list[list[np.ndarray]], seed: int, kinds, span: int,
+                   cfg: dict = HEAD_REFIT) -> None:
+    """The SNR head fitted afresh (same shape) on the frozen body's features."""
+    net.eval()
+    z, t = head_pool(net, CleanSampler(rigs, seed + 3000), np.random.default_rng(seed + 4000),
+                      cfg["frames"], kinds, span)
+    torch.manual_seed(seed + 5000)
+    for layer in (net.snr.fc1, net.snr.fc2):
+        layer.reset_parameters()
+    params = list(net.snr.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg["lr"], weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg["lr"], total_steps=cfg["steps"], pct_start=0.1)
+    for _ in range(cfg["steps"]):
+        i = torch.randint(0, len(z), (cfg["batch"],))
+        loss = (net.snr.predict(z[i])[:, 0] - t[i]).abs().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
 
 
 def hann(n: int = FRAME) -> np.ndarray:
@@ -296,6 +340,11 @@ def cmd_denoise_train(args) -> None:
         net.load_state_dict(torch.load(args.weights, weights_only=True))
         net.eval()
         seconds = float(args.train_seconds)
+        if args.refit_head and args.snr_head:
+            # The weights are the body this recipe trains (the head before its refit).
+            t0 = time.time()
+            refit_snr_head(net, denoise_table._train_parts(rigs), args.seed, kinds, span)
+            seconds += time.time() - t0
     else:
         print(f"training the {args.arch} denoiser, {args.channels} channels, {args.units} units, "
               f"kernel {args.kernel} stride {args.stride}, floor {args.floor}, dc {args.dc}, "
@@ -305,7 +354,7 @@ def cmd_denoise_train(args) -> None:
                              args.steps, args.channels, args.units, log_every=250,
                              kernel=args.kernel, stride=args.stride, loss_kind=args.loss,
                              floor=args.floor, dc=args.dc, snr_head=args.snr_head, features=args.features,
-                             kinds=kinds, span=span)
+                             kinds=kinds, span=span, refit_head=args.refit_head)
     metrics = {"test_set": "last 20 % of every recording of ../shared/cwru and ../shared/uestc"}
     for r in denoise_table.RIGS:
         tests = denoise_table._tests(rigs[r])
@@ -326,7 +375,7 @@ def cmd_denoise_train(args) -> None:
                   f"--units {args.units} --kernel {args.kernel} --stride {args.stride} --loss {args.loss} "
                   f"--{'' if args.floor else 'no-'}floor --{'' if args.dc else 'no-'}dc "
                   f"--{'' if args.snr_head else 'no-'}snr-head --features {args.features} --mix {args.mix} "
-                  f"--steps {args.steps} --seed {args.seed}",
+                  f"--{'' if args.refit_head else 'no-'}refit-head --steps {args.steps} --seed {args.seed}",
         "noise": f"per frame: clean (p=0.1 of the draws) or one of {'/'.join(kinds)} at SNR "
                  f"U{TRAIN_SNR} dB, made over {max(span, FRAME)} samples; target: the recording",
         "loss": "-SNR of the output against the recording, capped at 30 dB"

@@ -19,6 +19,8 @@ every soft threshold, the control the results table needs.
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -34,7 +36,7 @@ KERNEL, STRIDE = 16, 8
 # the same, its gate and head reading the units' thresholds
 # (models/RESULTS-denoise.md, variants).
 SHIPPED = {"channels": 64, "kernel": 32, "stride": 16, "steps": 12000, "floor": False, "dc": True,
-           "snr_head": True, "mix": "plant", "features": "taus"}
+           "snr_head": True, "mix": "plant", "features": "taus", "refit_head": True}
 # What the DC gate and the SNR head read (denoiser 2.0.0: "floor"): the
 # coefficients' mean magnitudes and a pooled noise floor, which cost tract
 # 0.24 ms a frame of small ops (a 1.5 ms frame); or ("taus") the thresholds
@@ -145,19 +147,34 @@ class SnrHead(nn.Module):
 
     def __init__(self, channels: int, units: int, features: str = "floor", window: int = 8):
         super().__init__()
-        self.features = features
+        self.features_kind = features
         self.pool = nn.AvgPool1d(window, 1) if features == "floor" else None
         self.fc1 = nn.Linear((3 if features == "floor" else units) * channels, channels)
         self.fc2 = nn.Linear(channels, 1)
 
-    def forward(self, coef: torch.Tensor, h: torch.Tensor, levels: list[torch.Tensor]) -> torch.Tensor:
-        if self.features == "taus":
-            z = torch.log(torch.cat(levels, dim=1) + 1e-4)
-            return self.fc2(F.relu(self.fc1(z.detach())))
+    def features(self, coef: torch.Tensor, h: torch.Tensor, levels: list[torch.Tensor]) -> torch.Tensor:
+        if self.features_kind == "taus":
+            return torch.log(torch.cat(levels, dim=1) + 1e-4).detach()
         energy = self.pool(coef * coef)
         z = torch.cat([torch.log(coef.abs().mean(dim=-1) + 1e-4), torch.log(h.abs().mean(dim=-1) + 1e-4),
                        torch.log(energy.amin(dim=-1) + 1e-6) - torch.log(energy.mean(dim=-1) + 1e-6)], dim=1)
-        return self.fc2(F.relu(self.fc1(z.detach())))
+        return z.detach()
+
+    def predict(self, z: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.relu(self.fc1(z)))
+
+    def forward(self, coef: torch.Tensor, h: torch.Tensor, levels: list[torch.Tensor]) -> torch.Tensor:
+        return self.predict(self.features(coef, h, levels))
+
+
+class Encoded(NamedTuple):
+    x0: torch.Tensor
+    mean: torch.Tensor
+    scale: torch.Tensor
+    coef: torch.Tensor
+    h: torch.Tensor
+    taus: list[torch.Tensor]
+    levels: list[torch.Tensor]
 
 
 class Denoiser(nn.Module):
@@ -190,8 +207,9 @@ class Denoiser(nn.Module):
         y, taus, _ = self.run(x)
         return y, taus
 
-    def run(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor | None]:
-        """forward, and the input SNR in dB [N, 1] (None without the head)."""
+    def encode(self, x: torch.Tensor) -> Encoded:
+        """The standardised frame through the encoder and the units: what the
+        mask, the DC gate and the SNR head read."""
         # The same exact-DC standardisation as the classifier (model.Net.embed).
         x0 = x[..., :1]
         xc = x - x0
@@ -210,6 +228,16 @@ class Denoiser(nn.Module):
                 levels.append(tau if tau is not None else h.abs().mean(dim=-1))
         if self.floor is not None:
             h = self.floor(coef, h)
+        return Encoded(x0, mean, scale, coef, h, taus, levels)
+
+    def snr_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The SNR head's input for frames x [N, 1, L] (denoise_fit.refit_snr_head)."""
+        e = self.encode(x)
+        return self.snr.features(e.coef, e.h, e.levels)
+
+    def run(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor | None]:
+        """forward, and the input SNR in dB [N, 1] (None without the head)."""
+        x0, mean, scale, coef, h, taus, levels = self.encode(x)
         m = torch.sigmoid(self.mask(F.relu(self.mask_bn(h))))
         y = self.dec(coef * m)
         dc = mean + x0

@@ -32,6 +32,7 @@ def cmd_smoke(args) -> None:
     kinds, span = denoise_table.NOISE_MIX["plant"]
     den, _ = denoise_fit.train("drsn", parts, seed=0, steps=args.steps, channels=8, units=2, batch=8,
                                floor=True, dc=True, snr_head=True, features="taus", kinds=kinds, span=span)
+    check_head_refit(den, parts, kinds, span)
     with tempfile.TemporaryDirectory() as d:
         _, worst = ship.export_checked(denoise_export, den, d, "smoke-denoise")
     y = denoise_fit.denoise_signal(den, recs[0].test[:5000])
@@ -39,3 +40,24 @@ def cmd_smoke(args) -> None:
         sys.exit(f"smoke: the denoiser's overlap-add gave {y.shape}, finite {np.isfinite(y).all()}")
     print(f"smoke: denoiser {args.steps} steps, onnxruntime vs PyTorch max relative diff {worst:.2e}")
     checks.run_all()
+
+
+def check_head_refit(den, parts, kinds, span) -> None:
+    """The SNR head refitted on the body (a small pool): on fresh frames it
+    must read the SNR better than the head trained beside the body, and
+    no worse than the best constant guess (a 20-step body says little)."""
+    z, t = denoise_fit.head_pool(den, denoise_fit.CleanSampler(parts, 7), np.random.default_rng(8), 1024,
+                                 kinds, span)
+
+    def error() -> float:
+        with torch.no_grad():
+            return float((den.snr.predict(z)[:, 0] - t).abs().median())
+
+    before = error()
+    small = {"frames": 2048, "steps": 300, "batch": 128, "lr": 3e-3}
+    denoise_fit.refit_snr_head(den, parts, 0, kinds, span, small)
+    after, const = error(), float((t - t.median()).abs().median())
+    if not (after < before and after <= const):
+        sys.exit(f"smoke: the refitted SNR head's median error {after:.2f} dB (before {before:.2f}, "
+                 f"a constant {const:.2f})")
+    print(f"smoke: SNR head refitted, median error {before:.2f} -> {after:.2f} dB (a constant: {const:.2f})")
