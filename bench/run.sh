@@ -21,6 +21,9 @@
 #   bench/run.sh --steps speed     the shaft speed's cost: 16 streams with units,
 #                          rpm and bearing, the speed pinned (rpm-range =
 #                          [rpm, rpm]) and measured (results/speed.md)
+#   bench/run.sh --steps healthy-envelope   the baseline's healthy envelope:
+#                          16 streams with units, rpm, bearing and a baseline
+#                          learned without and with it (results/healthy-envelope.md)
 #   bench/run.sh --steps anomaly   one real-time stream: the classifier alone,
 #                          and with a baseline, the physical measures and the
 #                          envelope evidence
@@ -120,7 +123,7 @@ callgrind_total() {
 # Side-by-side steps (http, mqtt, compare) write their own tables only.
 side_only=1
 for st in ${steps//,/ }; do
-  case $st in http|mqtt|physics|history|envelope|speed|anomaly|denoise|model-swap|denoise-swap|wake|pool|compare) ;; *) side_only=0 ;; esac
+  case $st in http|mqtt|physics|history|envelope|speed|healthy-envelope|anomaly|denoise|model-swap|denoise-swap|wake|pool|compare) ;; *) side_only=0 ;; esac
 done
 if [ $side_only = 0 ]; then
   echo "$e2e_s $py_s $scale_s $quick $(git rev-parse --short HEAD)" > "$out/settings"
@@ -281,6 +284,26 @@ for r in $(seq $speed_rounds); do
 done
 $py bench/side_by_side.py "$out" speed "shaft speed measured (rpm-range ±5 %, beside it pinned)" > "$out/speed.md"
 cat "$out/speed.md"
+fi
+
+if want healthy-envelope; then
+echo "== the healthy envelope: 16 streams with rpm, bearing and a baseline, without and with its envelope normal" >&2
+rm -f "$out"/healthy-envelope-*.json
+# CWRU's healthy recording holds 4 envelope windows and a normal needs 5:
+# it is given twice. Both baselines come from the same frames; only the
+# envelope normal (and the comparison against it each window) differs.
+he_plain=$(mktemp --suffix .baseline.json); he_env=$(mktemp --suffix .baseline.json)
+he_learn=(./target/release/drsnd baseline learn --units g "$data/1797_Normal_48k.wav" "$data/1797_Normal_48k.wav")
+run "${he_learn[@]}" --out "$he_plain" 2> /dev/null
+run "${he_learn[@]}" --rpm 1797 --bearing-orders 3.5848,5.4152,2.357,0.39828 --out "$he_env" 2> /dev/null
+he_rounds=3; [ $quick = 1 ] || he_rounds=5
+for r in $(seq $he_rounds); do
+  run $e2e --wav "$wav" --streams 16 --subscribers 1 --units g --rpm 1797 --baseline "$he_plain" --seconds $scale_s -- "${drsnd_cmd[@]}" > "$out/healthy-envelope-$r-off.json"
+  run $e2e --wav "$wav" --streams 16 --subscribers 1 --units g --rpm 1797 --baseline "$he_env" --seconds $scale_s -- "${drsnd_cmd[@]}" > "$out/healthy-envelope-$r-on.json"
+done
+rm -f "$he_plain" "$he_env"
+$py bench/side_by_side.py "$out" healthy-envelope "baseline's envelope normal (beside the same baseline without it)" > "$out/healthy-envelope.md"
+cat "$out/healthy-envelope.md"
 fi
 
 if want anomaly; then
