@@ -15,7 +15,7 @@ import time
 import numpy as np
 import torch
 
-from . import denoise_export, export, noise, ship
+from . import denoise_export, denoiser, export, noise, ship
 from .data import FRAME, RATE, TRAIN_FRACTION, EQ_KNOTS, eq_knots, random_eq, read_wav, to_model_rate
 from .denoiser import KERNEL, STRIDE, Denoiser
 
@@ -180,8 +180,10 @@ def head_pool(net: Denoiser, sampler, rng, n: int, kinds, span: int) -> tuple[to
 
 
 def refit_snr_head(net: Denoiser, rigs: list[list[np.ndarray]], seed: int, kinds, span: int,
-                   cfg: dict = HEAD_REFIT) -> None:
-    """The SNR head fitted afresh (same shape) on the frozen body's features."""
+                   cfg: dict = HEAD_REFIT) -> float:
+    """The SNR head fitted afresh (same shape) on the frozen body's features;
+    returns the seconds it took."""
+    t0 = time.time()
     net.eval()
     z, t = head_pool(net, CleanSampler(rigs, seed + 3000), np.random.default_rng(seed + 4000),
                       cfg["frames"], kinds, span)
@@ -198,6 +200,7 @@ def refit_snr_head(net: Denoiser, rigs: list[list[np.ndarray]], seed: int, kinds
         loss.backward()
         opt.step()
         sched.step()
+    return time.time() - t0
 
 
 def hann(n: int = FRAME) -> np.ndarray:
@@ -335,16 +338,12 @@ def cmd_denoise_train(args) -> None:
     if args.weights:
         # Weights this recipe saved before (models/work/<name>.pt): export
         # and measure again without the half hour of training.
-        net = Denoiser(args.arch, args.channels, args.units, args.kernel, args.stride, args.floor, args.dc,
-                       args.snr_head, args.features)
-        net.load_state_dict(torch.load(args.weights, weights_only=True))
-        net.eval()
+        net = denoiser.load(args.weights, args.arch, args.channels, args.units, args.kernel, args.stride,
+                            args.floor, args.dc, args.snr_head, args.features)
         seconds = float(args.train_seconds)
         if args.refit_head and args.snr_head:
             # The weights are the body this recipe trains (the head before its refit).
-            t0 = time.time()
-            refit_snr_head(net, denoise_table._train_parts(rigs), args.seed, kinds, span)
-            seconds += time.time() - t0
+            seconds += refit_snr_head(net, denoise_table._train_parts(rigs), args.seed, kinds, span)
     else:
         print(f"training the {args.arch} denoiser, {args.channels} channels, {args.units} units, "
               f"kernel {args.kernel} stride {args.stride}, floor {args.floor}, dc {args.dc}, "

@@ -14,7 +14,8 @@ import numpy as np
 from . import noise
 from .denoise_fit import COLOURED_CELLS, EVAL_SNRS, HOP, MAIN_CELLS, evaluate, load_rig
 from .data import FRAME
-from .denoiser import KERNEL, STRIDE, Denoiser
+from . import denoiser
+from .denoiser import KERNEL, STRIDE
 
 RIGS = ("cwru", "uestc")
 CELLS = MAIN_CELLS + COLOURED_CELLS
@@ -80,14 +81,11 @@ def run_one(job: dict) -> dict:
     if body and os.path.exists(body + ".pt"):
         # The same recipe without the head's refit ran before: its body is
         # this run's body (training is deterministic), so only the head is fitted.
-        net = Denoiser(job["arch"], job["channels"], job["units"], job["kernel"], job["stride"], job["floor"],
-                       job["dc"], job["snr_head"], job["features"])
-        net.load_state_dict(torch.load(body + ".pt", weights_only=True))
+        net = denoiser.load(body + ".pt", job["arch"], job["channels"], job["units"], job["kernel"],
+                            job["stride"], job["floor"], job["dc"], job["snr_head"], job["features"])
         with open(body + ".json") as f:
             seconds = json.load(f)["train_seconds"]
-        t0 = time.time()
-        denoise_fit.refit_snr_head(net, _train_parts(rigs), job["seed"], kinds, span)
-        seconds += time.time() - t0
+        seconds += denoise_fit.refit_snr_head(net, _train_parts(rigs), job["seed"], kinds, span)
     else:
         net, seconds = denoise_fit.train(job["arch"], _train_parts(rigs), job["seed"], job["steps"],
                                          job["channels"], job["units"], kernel=job["kernel"],

@@ -29,11 +29,12 @@ from .model import POWER_FLOOR, Shrink
 
 DENOISE_ARCHS = ("drsn", "relu")
 KERNEL, STRIDE = 16, 8
-# The shipped recipe (model 2.1.0). 1.1.0's network: a longer transform at
+# The shipped recipe (model 2.2.0). 1.1.0's network: a longer transform at
 # stride 16 leaves the units 128 steps, so 64 channels cost about what 32
 # did at stride 8 in tract, and 4x the steps of 1.0.0. Denoiser 2 adds the
 # DC gate, the SNR head and the plant's coloured noise made over 2 s; 2.1.0
-# the same, its gate and head reading the units' thresholds
+# the same, its gate and head reading the units' thresholds; 2.2.0 the same
+# with the head fitted again on the finished body (denoise_fit.HEAD_REFIT)
 # (models/RESULTS-denoise.md, variants).
 SHIPPED = {"channels": 64, "kernel": 32, "stride": 16, "steps": 12000, "floor": False, "dc": True,
            "snr_head": True, "mix": "plant", "features": "taus", "refit_head": True}
@@ -253,6 +254,13 @@ class Denoiser(nn.Module):
 
     def threshold_layout(self) -> list[int]:
         return [self.channels] * (self.n_units if self.arch == "drsn" else 0)
+
+
+def load(path: str, *args, **kw) -> Denoiser:
+    """`Denoiser(*args, **kw)` with the weights saved at `path`, in eval mode."""
+    net = Denoiser(*args, **kw)
+    net.load_state_dict(torch.load(path, weights_only=True))
+    return net.eval()
 
 
 @torch.no_grad()
