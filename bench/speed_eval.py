@@ -39,9 +39,9 @@ def main():
     ap.add_argument("--drsnd", default=str(here / "target/release/drsnd"))
     ap.add_argument("--data", default=str(here.parent / "shared/cwru"))
     a = ap.parse_args()
-    files = sorted(p for p in pathlib.Path(a.data).glob("*.wav") if "Normal" not in p.name)
+    files = sorted(pathlib.Path(a.data).glob("*.wav"))
     if not files:
-        sys.exit(f"no CWRU fault recordings in {a.data}")
+        sys.exit(f"no CWRU recordings in {a.data}")
     hits = {o: 0 for o in OFFSETS}
     for wav in files:
         true = float(wav.name.split("_")[0])
