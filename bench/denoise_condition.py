@@ -1,0 +1,180 @@
+#!/usr/bin/env python3
+"""Would knowing the noise level close the white-noise gap? (issue 38, items 1-2)
+
+The denoiser reads each 2048-sample frame alone. A daemon could also track
+the noise from the stream (minimum statistics over many frames) and give
+the network that as a second input; that changes the model's contract, so
+this measures first what it could be worth at most. The shipped recipe's
+seed-0 body (before its head refit; `scripts/denoise-table.sh` caches it)
+is fine-tuned twice, with the same frames, noise and seeds:
+
+- control: its units' output passes a FiLM (a per-channel scale and shift
+  from a small FC) fed 0, i.e. more of the same training;
+- oracle: the FiLM fed each frame's TRUE noise level, log(noise RMS /
+  frame RMS), which no tracker can beat for stationary noise.
+
+Both FiLMs start as the identity. The gap between the two rows, on the
+table's test sets (last 20 % of every recording, the table's noise seeds),
+is the most a tracked noise level could add.
+
+    models/.venv/bin/python bench/denoise_condition.py [--steps 3000] [--threads 2]
+
+Prints the SNR gain per rig and cell for the body as shipped, the control
+and the oracle; about 15 minutes on 2 cores.
+"""
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "models", "train"))
+
+from drsn_train import denoise_fit, denoise_table, noise  # noqa: E402
+from drsn_train.data import FRAME  # noqa: E402
+from drsn_train.denoiser import Denoiser  # noqa: E402
+
+BODY = os.path.join(HERE, "..", "models", "work", "denoise",
+                    "drsn-c64-u4-k32s16-snr-dc-snrhead-taus-plant-s0-12000.pt")
+CELLS = tuple((k, s) for k in ("gaussian", "laplacian") for s in denoise_fit.EVAL_SNRS)
+# A clean frame's level: far below any noise the training adds (-10 dB SNR
+# at most is log 1.6; +10 dB is log 0.3).
+CLEAN_LEVEL = -7.0
+
+
+class Film(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.fc1 = nn.Linear(1, channels)
+        self.fc2 = nn.Linear(channels, 2 * channels)
+        nn.init.zeros_(self.fc2.weight)
+        nn.init.zeros_(self.fc2.bias)
+
+    def forward(self, level: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        g, b = self.fc2(F.relu(self.fc1(level))).chunk(2, dim=1)
+        return h * (1.0 + g.unsqueeze(-1)) + b.unsqueeze(-1)
+
+
+class Conditioned(Denoiser):
+    """The shipped denoiser with a FiLM on the units' output (the mask's input)."""
+
+    def __init__(self):
+        super().__init__("drsn", 64, 4, 32, 16, floor=False, dc=True, snr=True, features="taus")
+        self.film = Film(self.channels)
+        self.level = None  # [N, 1], set before each run
+
+    def encode(self, x):
+        e = super().encode(x)
+        return e._replace(h=self.film(self.level, e.h))
+
+
+def levels(noisy: np.ndarray, clean: np.ndarray) -> np.ndarray:
+    """log(noise RMS / frame RMS) per row, each centred as the network centres it."""
+    n = noisy - clean
+    n = n - n.mean(axis=-1, keepdims=True)
+    x = noisy - noisy.mean(axis=-1, keepdims=True)
+    rn = np.sqrt((n * n).mean(axis=-1))
+    rx = np.sqrt((x * x).mean(axis=-1)) + 1e-12
+    return np.maximum(np.log(rn / rx + 1e-30), CLEAN_LEVEL).astype(np.float32)[:, None]
+
+
+def fine_tune(rigs, oracle: bool, steps: int, seed: int = 0, lr: float = 1e-3) -> Conditioned:
+    torch.manual_seed(seed)
+    net = Conditioned()
+    missing, unexpected = net.load_state_dict(torch.load(BODY, weights_only=True), strict=False)
+    assert not unexpected and all(k.startswith("film.") for k in missing), (missing, unexpected)
+    kinds, span = denoise_table.NOISE_MIX["plant"]
+    sampler = denoise_fit.CleanSampler(rigs, seed + 7000)
+    rng = np.random.default_rng(seed + 8000)
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
+    net.train()
+    for step in range(steps):
+        clean = sampler.batch(32)
+        noisy = noise.augment(clean, rng, *denoise_fit.TRAIN_SNR, p_clean=0.1, kinds=kinds, span=span)
+        lv = levels(noisy, clean) if oracle else np.zeros((32, 1), np.float32)
+        net.level = torch.from_numpy(lv)
+        out, _, snr = net.run(torch.from_numpy(noisy).unsqueeze(1))
+        loss = denoise_fit.frame_loss("snr", torch.from_numpy(clean), out.squeeze(1))
+        loss = loss + denoise_fit.SNR_HEAD_WEIGHT * (
+            snr[:, 0] - torch.from_numpy(denoise_fit.true_snr(clean, noisy))).abs().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+        opt.step()
+        sched.step()
+        if step % 500 == 0:
+            print(f"  {'oracle' if oracle else 'control'} step {step}/{steps} loss {loss.item():.2f} dB",
+                  flush=True)
+    return net.eval()
+
+
+def frames_of(x: np.ndarray) -> np.ndarray:
+    """x cut as denoise_fit.denoise_signal cuts it."""
+    n, hop = len(x), denoise_fit.HOP
+    frames = max(1, -(-(max(n, FRAME) - FRAME) // hop) + 1)
+    padded = np.zeros((frames - 1) * hop + FRAME, dtype=np.float32)
+    padded[:n] = x
+    return padded[np.arange(frames)[:, None] * hop + np.arange(FRAME)[None, :]]
+
+
+@torch.no_grad()
+def gains(net: Conditioned, tests, oracle: bool) -> dict:
+    out = {}
+    for kind, snr in CELLS:
+        g = []
+        for i, (_, clean) in enumerate(tests):
+            noisy = denoise_fit.cell_noisy(clean, kind, snr, i)
+            lv = levels(frames_of(noisy), frames_of(clean))
+            k = 0
+
+            def run(part):
+                nonlocal k
+                net.level = torch.from_numpy(lv[k:k + len(part)] if oracle else np.zeros((len(part), 1), np.float32))
+                k += len(part)
+                y, _, _ = net.run(torch.from_numpy(part).unsqueeze(1))
+                return y.squeeze(1).numpy()
+
+            y = denoise_fit.denoise_signal(run, noisy)
+            g.append(denoise_fit.snr_db(clean, y) - denoise_fit.snr_db(clean, noisy))
+        out[(kind, snr)] = float(np.mean(g))
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--data", default=os.path.join(HERE, "..", "..", "shared"))
+    a = ap.parse_args()
+    if not os.path.exists(BODY):
+        sys.exit(f"{BODY}: missing; scripts/denoise-table.sh trains and caches it")
+    torch.set_num_threads(a.threads)
+    rigs = denoise_table.rigs_from(os.path.abspath(a.data))
+    parts = denoise_table._train_parts(rigs)
+    shipped = Conditioned()
+    shipped.load_state_dict(torch.load(BODY, weights_only=True), strict=False)
+    shipped.eval()
+    rows = [("body as trained (12000 steps)", shipped, False)]
+    for oracle in (False, True):
+        t0 = time.time()
+        net = fine_tune(parts, oracle, a.steps)
+        print(f"  fine-tuned in {time.time() - t0:.0f} s", flush=True)
+        rows.append((f"+{a.steps} steps, {'the true noise level in' if oracle else 'control (0 in)'}",
+                     net, oracle))
+    head = "| | " + " | ".join(f"{k} {s:+d}" for k, s in CELLS) + " |"
+    for rig in denoise_table.RIGS:
+        tests = denoise_table._tests(rigs[rig])
+        print(f"\n{rig}: SNR gain (dB), test sets\n\n{head}\n|---|" + "---|" * len(CELLS))
+        for label, net, oracle in rows:
+            g = gains(net, tests, oracle)
+            print(f"| {label} | " + " | ".join(f"{g[c]:+.2f}" for c in CELLS) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
