@@ -22,9 +22,7 @@ is the most a tracked noise level could add.
 Prints the SNR gain per rig and cell for the body as shipped, the control
 and the oracle; about 15 minutes on 2 cores.
 """
-import argparse
 import os
-import sys
 import time
 
 import numpy as np
@@ -32,15 +30,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "models", "train"))
+from denoise_lab import WORK, frames_of, setup
+from drsn_train import denoise_fit, denoise_table, noise
+from drsn_train.denoiser import Denoiser
 
-from drsn_train import denoise_fit, denoise_table, noise  # noqa: E402
-from drsn_train.data import FRAME  # noqa: E402
-from drsn_train.denoiser import Denoiser  # noqa: E402
-
-BODY = os.path.join(HERE, "..", "models", "work", "denoise",
-                    "drsn-c64-u4-k32s16-snr-dc-snrhead-taus-plant-s0-12000.pt")
+BODY = os.path.join(WORK, "drsn-c64-u4-k32s16-snr-dc-snrhead-taus-plant-s0-12000.pt")
 CELLS = tuple((k, s) for k in ("gaussian", "laplacian") for s in denoise_fit.EVAL_SNRS)
 # A clean frame's level: far below any noise the training adds (-10 dB SNR
 # at most is log 1.6; +10 dB is log 0.3).
@@ -114,15 +108,6 @@ def fine_tune(rigs, oracle: bool, steps: int, seed: int = 0, lr: float = 1e-3) -
     return net.eval()
 
 
-def frames_of(x: np.ndarray) -> np.ndarray:
-    """x cut as denoise_fit.denoise_signal cuts it."""
-    n, hop = len(x), denoise_fit.HOP
-    frames = max(1, -(-(max(n, FRAME) - FRAME) // hop) + 1)
-    padded = np.zeros((frames - 1) * hop + FRAME, dtype=np.float32)
-    padded[:n] = x
-    return padded[np.arange(frames)[:, None] * hop + np.arange(FRAME)[None, :]]
-
-
 @torch.no_grad()
 def gains(net: Conditioned, tests, oracle: bool) -> dict:
     out = {}
@@ -147,16 +132,7 @@ def gains(net: Conditioned, tests, oracle: bool) -> dict:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=3000)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--data", default=os.path.join(HERE, "..", "..", "shared"))
-    a = ap.parse_args()
-    if not os.path.exists(BODY):
-        sys.exit(f"{BODY}: missing; scripts/denoise-table.sh trains and caches it")
-    torch.set_num_threads(a.threads)
-    rigs = denoise_table.rigs_from(os.path.abspath(a.data))
-    parts = denoise_table._train_parts(rigs)
+    a, rigs, parts = setup(__doc__, BODY)
     shipped = Conditioned()
     shipped.load_state_dict(torch.load(BODY, weights_only=True), strict=False)
     shipped.eval()
