@@ -5,8 +5,9 @@ The denoiser reads each 2048-sample frame alone. A daemon could also track
 the noise from the stream (minimum statistics over many frames) and give
 the network that as a second input; that changes the model's contract, so
 this measures first what it could be worth at most. The shipped recipe's
-seed-0 body (before its head refit; `scripts/denoise-table.sh` caches it)
-is fine-tuned twice, with the same frames, noise and seeds:
+seed-0 body (before its head refit; the table's cache, or trained here in
+about 32 minutes when the cache lacks it) is fine-tuned twice, with the
+same frames, noise and seeds:
 
 - control: its units' output passes a FiLM (a per-channel scale and shift
   from a small FC) fed 0, i.e. more of the same training;
@@ -22,7 +23,6 @@ is the most a tracked noise level could add.
 Prints the SNR gain per rig and cell for the body as shipped, the control
 and the oracle; about 15 minutes on 2 cores.
 """
-import os
 import time
 
 import numpy as np
@@ -30,11 +30,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from denoise_lab import WORK, frames_of, setup
-from drsn_train import denoise_fit, denoise_table, noise
+from denoise_lab import body, fit, frames_of, setup
+from drsn_train import denoise_fit, denoise_table
 from drsn_train.denoiser import Denoiser
 
-BODY = os.path.join(WORK, "drsn-c64-u4-k32s16-snr-dc-snrhead-taus-plant-s0-12000.pt")
+BODY_STEPS = 12000  # the shipped recipe's steps
 CELLS = tuple((k, s) for k in ("gaussian", "laplacian") for s in denoise_fit.EVAL_SNRS)
 # A clean frame's level: far below any noise the training adds (-10 dB SNR
 # at most is log 1.6; +10 dB is log 0.3).
@@ -77,35 +77,19 @@ def levels(noisy: np.ndarray, clean: np.ndarray) -> np.ndarray:
     return np.maximum(np.log(rn / rx + 1e-30), CLEAN_LEVEL).astype(np.float32)[:, None]
 
 
-def fine_tune(rigs, oracle: bool, steps: int, seed: int = 0, lr: float = 1e-3) -> Conditioned:
+def fine_tune(rigs, path: str, oracle: bool, steps: int, seed: int = 0, lr: float = 1e-3) -> Conditioned:
     torch.manual_seed(seed)
     net = Conditioned()
-    missing, unexpected = net.load_state_dict(torch.load(BODY, weights_only=True), strict=False)
+    missing, unexpected = net.load_state_dict(torch.load(path, weights_only=True), strict=False)
     assert not unexpected and all(k.startswith("film.") for k in missing), (missing, unexpected)
-    kinds, span = denoise_table.NOISE_MIX["plant"]
     sampler = denoise_fit.CleanSampler(rigs, seed + 7000)
     rng = np.random.default_rng(seed + 8000)
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
-    net.train()
-    for step in range(steps):
-        clean = sampler.batch(32)
-        noisy = noise.augment(clean, rng, *denoise_fit.TRAIN_SNR, p_clean=0.1, kinds=kinds, span=span)
-        lv = levels(noisy, clean) if oracle else np.zeros((32, 1), np.float32)
+
+    def level_in(noisy, clean):
+        lv = levels(noisy, clean) if oracle else np.zeros((len(noisy), 1), np.float32)
         net.level = torch.from_numpy(lv)
-        out, _, snr = net.run(torch.from_numpy(noisy).unsqueeze(1))
-        loss = denoise_fit.frame_loss("snr", torch.from_numpy(clean), out.squeeze(1))
-        loss = loss + denoise_fit.SNR_HEAD_WEIGHT * (
-            snr[:, 0] - torch.from_numpy(denoise_fit.true_snr(clean, noisy))).abs().mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
-        opt.step()
-        sched.step()
-        if step % 500 == 0:
-            print(f"  {'oracle' if oracle else 'control'} step {step}/{steps} loss {loss.item():.2f} dB",
-                  flush=True)
-    return net.eval()
+
+    return fit(net, sampler, rng, steps, lr, "oracle" if oracle else "control", before=level_in)
 
 
 @torch.no_grad()
@@ -132,14 +116,15 @@ def gains(net: Conditioned, tests, oracle: bool) -> dict:
 
 
 def main():
-    a, rigs, parts = setup(__doc__, BODY)
+    a, rigs, parts = setup(__doc__)
+    path = body(a, BODY_STEPS)
     shipped = Conditioned()
-    shipped.load_state_dict(torch.load(BODY, weights_only=True), strict=False)
+    shipped.load_state_dict(torch.load(path, weights_only=True), strict=False)
     shipped.eval()
     rows = [("body as trained (12000 steps)", shipped, False)]
     for oracle in (False, True):
         t0 = time.time()
-        net = fine_tune(parts, oracle, a.steps)
+        net = fine_tune(parts, path, oracle, a.steps)
         print(f"  fine-tuned in {time.time() - t0:.0f} s", flush=True)
         rows.append((f"+{a.steps} steps, {'the true noise level in' if oracle else 'control (0 in)'}",
                      net, oracle))
