@@ -23,8 +23,10 @@ RECIPE = dict(arch="drsn", channels=64, units=4, kernel=32, stride=16, dc=True, 
 
 def body(a, steps: int) -> str:
     """The recipe's seed-0 body trained for `steps` steps, as the table
-    caches it; trained here (deterministically, so the same body) when the
-    cache lacks it: about 8 minutes per 3000 steps on 2 cores."""
+    caches it; trained here when the cache lacks it (about 8 minutes per
+    3000 steps on 2 cores). The same seed on another machine is not the
+    same body to the bit: the 3000-step body retrained on a fresh machine
+    moved the test gains by -0.11 to +0.04 dB."""
     shared = os.path.abspath(a.data)
     job = denoise_table.job_for(shared, WORK, 0, steps, a.threads, **RECIPE)
     path = job["path"][: -len(".json")] + ".pt"
