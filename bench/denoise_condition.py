@@ -121,7 +121,7 @@ def main():
     shipped = Conditioned()
     shipped.load_state_dict(torch.load(path, weights_only=True), strict=False)
     shipped.eval()
-    rows = [("body as trained (12000 steps)", shipped, False)]
+    rows = [(f"body as trained ({BODY_STEPS} steps)", shipped, False)]
     for oracle in (False, True):
         t0 = time.time()
         net = fine_tune(parts, path, oracle, a.steps)
