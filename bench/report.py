@@ -195,7 +195,7 @@ def write(path: str, d: str) -> None:
     subs_max = best_sustained(d, "subscribers", "subscribers")
     lat_budget = 2.0 + infer_ms
     checks = [
-        (f"tract per frame <= 1.0x onnxruntime (batch 1, one thread)", r1 <= 1.0, f"{r1:.2f}x"),
+        ("tract per frame <= 1.0x onnxruntime (batch 1, one thread)", r1 <= 1.0, f"{r1:.2f}x"),
         (f"end-to-end p99 <= 2 ms + inference ({infer_ms:.3f} ms) = {lat_budget:.2f} ms",
          drsnd["latency_ms"]["p99"] <= lat_budget, f"p99 {drsnd['latency_ms']['p99']:.3f} ms over {drsnd['latency_samples']} frames"),
         ("one real-time stream <= 2 % of one core", drsnd["cpu_percent_of_one_core"] <= 2.0,
