@@ -30,7 +30,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from denoise_lab import body, fit, frames_of, setup
+from denoise_lab import body, fit, frames_of, recipe_shape, setup
 from drsn_train import denoise_fit, denoise_table
 from drsn_train.denoiser import Denoiser
 
@@ -58,7 +58,7 @@ class Conditioned(Denoiser):
     """The shipped denoiser with a FiLM on the units' output (the mask's input)."""
 
     def __init__(self):
-        super().__init__("drsn", 64, 4, 32, 16, floor=False, dc=True, snr=True, features="taus")
+        super().__init__(*recipe_shape())
         self.film = Film(self.channels)
         self.level = None  # [N, 1], set before each run
 

@@ -21,6 +21,13 @@ RECIPE = dict(arch="drsn", channels=64, units=4, kernel=32, stride=16, dc=True, 
               features="taus", mix="plant")
 
 
+def recipe_shape(units: int = 4) -> tuple:
+    """denoiser.Denoiser's (and denoiser.load's) shape arguments for the recipe."""
+    r = RECIPE
+    return (r["arch"], r["channels"], units, r["kernel"], r["stride"], False, r["dc"], r["snr_head"],
+            r["features"])
+
+
 def body(a, steps: int) -> str:
     """The recipe's seed-0 body trained for `steps` steps, as the table
     caches it; trained here when the cache lacks it (about 8 minutes per

@@ -16,7 +16,8 @@ head on the thresholds, plant noise):
   coefficient in place of the mask's one gain.
 
 Beside them, the same recipe as it is (the table's seed-0 body at 3000
-steps, from its cache or trained here). Gains on the table's test sets and noise seeds.
+steps, from its cache or trained here). Gains on the table's test sets
+and noise seeds.
 
     models/.venv/bin/python bench/denoise_levers.py [--rows deeper,longer,filter] [--steps 3000] [--threads 2]
 
@@ -27,11 +28,10 @@ import time
 import numpy as np
 import torch
 
-from denoise_lab import body, fit, frames_of, setup
+from denoise_lab import body, fit, frames_of, recipe_shape, setup
 from drsn_train import denoise_fit, denoise_table, denoiser
 from drsn_train.data import FRAME, eq_knots, random_eq
 
-SHAPE = dict(arch="drsn", channels=64, kernel=32, stride=16, dc=True, snr=True, features="taus")
 CELLS = tuple((k, s) for k in ("gaussian", "laplacian", "pink") for s in denoise_fit.EVAL_SNRS)
 SIDE = 1024  # context either side of the frame for the longer variant
 TAPS = 5  # the deep filter's taps over neighbouring steps
@@ -71,8 +71,7 @@ class DeepFilter(denoiser.Denoiser):
     alone; here the taps are free."""
 
     def __init__(self):
-        super().__init__(SHAPE["arch"], SHAPE["channels"], 4, SHAPE["kernel"], SHAPE["stride"],
-                         False, True, True, "taus")
+        super().__init__(*recipe_shape())
         c = self.channels
         self.mask = torch.nn.Conv1d(c, c * TAPS, 1)
 
@@ -120,7 +119,7 @@ def main():
     wanted = a.rows.split(",")
     kinds, span = denoise_table.NOISE_MIX["plant"]
     rows = []
-    base = denoiser.load(body(a, 3000), SHAPE["arch"], 64, 4, 32, 16, False, True, True, "taus")
+    base = denoiser.load(body(a, 3000), *recipe_shape())
     rows.append(("4 units, 2048 in (the recipe)", denoiser.macs_per_frame(base),
                  lambda x, n=base: denoise_fit.denoise_signal(n, x)))
     t0 = time.time()
@@ -130,8 +129,7 @@ def main():
         rows.append(("6 units (dilations to 32), 2048 in", denoiser.macs_per_frame(deeper),
                      lambda x, n=deeper: denoise_fit.denoise_signal(n, x)))
     if "longer" in wanted:
-        longer = train(denoiser.Denoiser(SHAPE["arch"], SHAPE["channels"], 4, SHAPE["kernel"], SHAPE["stride"],
-                                         False, True, True, "taus"), parts, a.steps, SIDE)
+        longer = train(denoiser.Denoiser(*recipe_shape()), parts, a.steps, SIDE)
         rows.append((f"4 units, {FRAME + 2 * SIDE} in, middle {FRAME} out",
                      denoiser.macs_per_frame(longer, FRAME + 2 * SIDE), with_context(longer)))
     if "filter" in wanted:
