@@ -12,19 +12,20 @@ sys.path.insert(0, os.path.join(HERE, "..", "models", "train"))
 
 from drsn_train import denoise_fit, denoise_table, noise  # noqa: E402
 from drsn_train.data import FRAME  # noqa: E402
+from drsn_train.denoiser import SHIPPED  # noqa: E402
 
 WORK = os.path.join(HERE, "..", "models", "work", "denoise")
 
 
-# The shipped recipe (2.1.0's shape; the table's last variant), seed 0.
-RECIPE = dict(arch="drsn", channels=64, units=4, kernel=32, stride=16, dc=True, snr_head=True,
-              features="taus", mix="plant")
+# The shipped recipe's shape and noise (its body, before the head's refit).
+RECIPE = {"arch": "drsn", "units": 4,
+          **{k: SHIPPED[k] for k in ("channels", "kernel", "stride", "floor", "dc", "snr_head", "features", "mix")}}
 
 
 def recipe_shape(units: int = 4) -> tuple:
     """denoiser.Denoiser's (and denoiser.load's) shape arguments for the recipe."""
     r = RECIPE
-    return (r["arch"], r["channels"], units, r["kernel"], r["stride"], False, r["dc"], r["snr_head"],
+    return (r["arch"], r["channels"], units, r["kernel"], r["stride"], r["floor"], r["dc"], r["snr_head"],
             r["features"])
 
 

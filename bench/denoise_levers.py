@@ -75,38 +75,30 @@ class DeepFilter(denoiser.Denoiser):
         c = self.channels
         self.mask = torch.nn.Conv1d(c, c * TAPS, 1)
 
-    def run(self, x):
-        x0, mean, scale, coef, h, taus, levels = self.encode(x)
+    def masked(self, coef, h):
         n, c, t = coef.shape
         taps = self.mask(torch.nn.functional.relu(self.mask_bn(h))).view(n, c, TAPS, t)
         near = torch.nn.functional.pad(coef, (TAPS // 2, TAPS // 2)).unfold(-1, TAPS, 1)  # [n, c, t, TAPS]
-        y = self.dec((taps.permute(0, 1, 3, 2) * near).sum(-1))
-        dc = self.dc(h, levels, mean + x0, scale)
-        out = y * scale + dc
-        snr = self.snr(coef, h, levels)
-        g = torch.sigmoid((self.snr.BYPASS_DB - snr.detach()) / 2.0).unsqueeze(-1)
-        return x + g * (out - x), taus, snr
+        return (taps.permute(0, 1, 3, 2) * near).sum(-1)
 
 
-@torch.no_grad()
 def with_context(net):
-    """A frames callable for denoise_fit.denoise_signal: each 2048-sample
-    frame with SIDE samples either side (reflected at the ends), the
-    middle of the output kept. The frames come in order at hop 1024."""
-    def run(x: np.ndarray) -> np.ndarray:
+    """A method for denoise_fit.evaluate: each 2048-sample frame of the
+    signal with SIDE samples either side (reflected at the ends), the
+    middle of the output kept. denoise_signal passes the frames in order."""
+    @torch.no_grad()
+    def method(x: np.ndarray) -> np.ndarray:
+        ctx, k = frames_of(x, SIDE), 0
+
+        def frames(part: np.ndarray) -> np.ndarray:
+            nonlocal k
+            y, _ = net(torch.from_numpy(ctx[k:k + len(part)]).unsqueeze(1))
+            k += len(part)
+            return y.squeeze(1).numpy()[:, SIDE:SIDE + FRAME]
+
         return denoise_fit.denoise_signal(frames, x)
 
-    def frames(part: np.ndarray) -> np.ndarray:
-        ctx = frames.ctx[frames.k:frames.k + len(part)]
-        frames.k += len(part)
-        y, _ = net(torch.from_numpy(ctx).unsqueeze(1))
-        return y.squeeze(1).numpy()[:, SIDE:SIDE + FRAME]
-
-    def prepare(x: np.ndarray):
-        frames.ctx = frames_of(x, SIDE)
-        frames.k = 0
-
-    return lambda x: (prepare(x), run(x))[1]
+    return method
 
 
 def gains(method, tests) -> dict:

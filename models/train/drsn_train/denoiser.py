@@ -236,11 +236,14 @@ class Denoiser(nn.Module):
         e = self.encode(x)
         return self.snr.features(e.coef, e.h, e.levels)
 
+    def masked(self, coef: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """The coefficients times the mask the units' output gives them."""
+        return coef * torch.sigmoid(self.mask(F.relu(self.mask_bn(h))))
+
     def run(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor | None]:
         """forward, and the input SNR in dB [N, 1] (None without the head)."""
         x0, mean, scale, coef, h, taus, levels = self.encode(x)
-        m = torch.sigmoid(self.mask(F.relu(self.mask_bn(h))))
-        y = self.dec(coef * m)
+        y = self.dec(self.masked(coef, h))
         dc = mean + x0
         if self.dc is not None:
             dc = self.dc(h, levels, dc, scale)
